@@ -1,0 +1,32 @@
+"""The incident vocabulary, declared once: categories, canonical columns, default windows."""
+
+from __future__ import annotations
+
+CATEGORIES: tuple[str, ...] = ("crime", "traffic", "health")
+
+# Canonical columns of an accepted incident table (pandas), in this order.
+#   source_key   str    stable de-duplication key: the source's id, else a hash of the raw row
+#   category     str    one of CATEGORIES
+#   subtype      str    offence / collision / complaint type; "" when the source has none
+#   occurred_at  datetime64[ns], naive, the city's local clock as the source recorded it
+#   latitude     float64  WGS84 degrees
+#   longitude    float64  WGS84 degrees
+INCIDENT_COLUMNS: tuple[str, ...] = (
+    "source_key", "category", "subtype", "occurred_at", "latitude", "longitude",
+)
+
+# Columns added to a rejected-rows table (beside the file's own columns).
+#   row_number  int  1-based data row in the file (the header is row 0)
+#   reason      str  short, human reason, e.g. "unparseable time", "missing coordinates"
+REJECT_COLUMNS: tuple[str, ...] = ("row_number", "reason")
+
+# What a user expects by default: day windows for crime and traffic, weeks for health.
+DEFAULT_WINDOW_HOURS: dict[str, int] = {"crime": 24, "traffic": 24, "health": 168}
+DEFAULT_CELL_SIZE_M: float = 500.0
+
+
+def check_category(category: str) -> str:
+    """Return category if known, else raise ValueError naming the allowed ones."""
+    if category not in CATEGORIES:
+        raise ValueError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
+    return category
