@@ -257,7 +257,7 @@ def window_anchor(t_min: Any, window_hours: int) -> pd.Timestamp:
     hours = check_window_hours(window_hours)
     anchor = pd.Timestamp(t_min).normalize()
     if hours >= HOURS_PER_WEEK:
-        anchor -= pd.Timedelta(days=anchor.dayofweek)  # Monday is 0
+        anchor -= pd.Timedelta(days=anchor.day_of_week)  # Monday is 0
     return anchor
 
 
