@@ -1,0 +1,214 @@
+"""Metrics: tiny examples worked out by hand in the comments."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from safety_models import metrics
+
+# The running example: 4 cells.
+SCORES = np.array([0.9, 0.1, 0.5, 0.3])
+COUNTS = np.array([2.0, 0.0, 0.0, 1.0])
+
+
+def test_hit_rate_pai_pei_at_one_cell():
+    # coverage 0.25 of 4 cells -> ceil(1) = 1 cell: cell 0 (score 0.9) with 2 of 3 events.
+    assert metrics.hit_rate(SCORES, COUNTS, 0.25) == pytest.approx(2 / 3)
+    # PAI = (2/3) / (1/4) = 8/3.
+    assert metrics.pai(SCORES, COUNTS, 0.25) == pytest.approx(8 / 3)
+    # The best single cell is cell 0 too -> perfect hit rate 2/3, PEI 1.
+    assert metrics.perfect_hit_rate(COUNTS, 0.25) == pytest.approx(2 / 3)
+    assert metrics.pei(SCORES, COUNTS, 0.25) == pytest.approx(1.0)
+
+
+def test_hit_rate_pai_pei_at_two_cells():
+    # coverage 0.5 -> 2 cells: cells 0 and 2 (0.9, 0.5) hold 2 of 3 events.
+    assert metrics.hit_rate(SCORES, COUNTS, 0.5) == pytest.approx(2 / 3)
+    assert metrics.pai(SCORES, COUNTS, 0.5) == pytest.approx((2 / 3) / (1 / 2))
+    # Hindsight picks cells 0 and 3: 3 of 3 -> PEI = (2/3) / 1.
+    assert metrics.perfect_hit_rate(COUNTS, 0.5) == pytest.approx(1.0)
+    assert metrics.pei(SCORES, COUNTS, 0.5) == pytest.approx(2 / 3)
+
+
+def test_coverage_rounds_up_to_whole_cells():
+    # 0.3 of 4 cells = 1.2 -> 2 cells; 0.07 of 100 cells = 7 cells, not 8 from float error.
+    assert metrics.n_flagged(0.3, 4) == 2
+    assert metrics.n_flagged(0.07, 100) == 7
+    assert metrics.n_flagged(0.001, 10) == 1
+    assert metrics.n_flagged(1.0, 10) == 10
+    with pytest.raises(ValueError):
+        metrics.n_flagged(0.0, 10)
+
+
+def test_ties_are_broken_by_cell_index():
+    # All scores equal: the lowest cell index is flagged first, so cell 0 (no events).
+    assert metrics.hit_rate([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 0], 0.25) == 0.0
+    assert metrics.hit_rate([0.5, 0.5, 0.5, 0.5], [1, 0, 0, 0], 0.25) == 1.0
+
+
+def test_nan_scores_rank_last():
+    assert metrics.hit_rate([np.nan, 0.1, 0.0], [1, 0, 1], 0.34) == pytest.approx(0.5)  # flags cells 1, 2
+
+
+def test_mask_limits_events_and_area():
+    # City = cells 1..3: scores [0.1, 0.5, 0.3], counts [0, 0, 1]; cell 0's 2 events do not count.
+    mask = np.array([False, True, True, True])
+    # 0.34 of 3 city cells -> ceil(1.02) = 2 cells: cells 2 and 3 -> 1 of 1 event.
+    assert metrics.hit_rate(SCORES, COUNTS, 0.34, mask) == pytest.approx(1.0)
+    # PAI = 1 / (2/3) = 1.5.
+    assert metrics.pai(SCORES, COUNTS, 0.34, mask) == pytest.approx(1.5)
+    # A (rows, cols) mask for a (windows, rows, cols) tensor works the same.
+    assert metrics.hit_rate(SCORES.reshape(1, 2, 2), COUNTS.reshape(1, 2, 2), 0.34, mask.reshape(2, 2)).tolist() == [1.0]
+
+
+def test_no_events_is_nan_not_zero():
+    assert math.isnan(metrics.hit_rate(SCORES, np.zeros(4), 0.25))
+    assert math.isnan(metrics.pai(SCORES, np.zeros(4), 0.25))
+    assert math.isnan(metrics.pei(SCORES, np.zeros(4), 0.25))
+    assert math.isnan(metrics.perfect_hit_rate(np.zeros(4), 0.25))
+
+
+def test_per_window_arrays_and_mean_and_se():
+    scores = np.stack([SCORES, SCORES, SCORES])
+    counts = np.stack([COUNTS, np.zeros(4), [0.0, 1.0, 0.0, 0.0]])
+    # Window 0: 2/3; window 1: no events (NaN); window 2: cell 0 has no event -> 0.
+    rates = metrics.hit_rate(scores, counts, 0.25)
+    assert rates.shape == (3,)
+    np.testing.assert_allclose(rates, [2 / 3, np.nan, 0.0])
+    # Mean of {2/3, 0} = 1/3; sd (ddof=1) = sqrt(2) * 1/3; se = sd / sqrt(2) = 1/3.
+    mean, se = metrics.mean_and_se(rates)
+    assert mean == pytest.approx(1 / 3) and se == pytest.approx(1 / 3)
+    assert metrics.mean_and_se([np.nan]) == (pytest.approx(math.nan, nan_ok=True), pytest.approx(math.nan, nan_ok=True))
+    one_mean, one_se = metrics.mean_and_se([0.5])
+    assert one_mean == 0.5 and math.isnan(one_se)
+
+
+def test_hit_rate_curve():
+    curve = metrics.hit_rate_curve(SCORES, COUNTS, [0.25, 0.5, 1.0])
+    assert list(curve["cells_flagged"]) == [1, 2, 4]
+    # Top 1: 2/3; top 2 (cells 0, 2): 2/3; all: 1.
+    np.testing.assert_allclose(curve["hit_rate"], [2 / 3, 2 / 3, 1.0])
+    np.testing.assert_allclose(curve["perfect_hit_rate"], [2 / 3, 1.0, 1.0])
+    np.testing.assert_allclose(curve["pai"], [8 / 3, 4 / 3, 1.0])
+    assert len(metrics.hit_rate_curve(SCORES, COUNTS)) == 100
+
+
+def test_recall_and_map_at_k():
+    # Event cells: 0 and 3 -> K = 2. Top 2 by score: cells 0, 2 -> recall@K = 1/2.
+    assert metrics.recall_at_k(SCORES, COUNTS) == pytest.approx(0.5)
+    # Ranks: 1 = cell 0 (event, precision 1/1), 2 = cell 2 (no event) -> AP@2 = (1 + 0) / 2.
+    assert metrics.map_at_k(SCORES, COUNTS) == pytest.approx(0.5)
+    # Scores [0.1, 0.9, 0.8, 0.2]: ranks cell 1 (no), cell 2 (no) -> recall 0, AP 0.
+    assert metrics.recall_at_k([0.1, 0.9, 0.8, 0.2], COUNTS) == 0.0
+    # Scores [0.5, 0.9, 0.1, 0.8]: ranks cell 1 (no), cell 3 (yes, precision 1/2) within K=2
+    # -> recall 1/2; AP = (0 + 1/2) / 2 = 1/4.
+    assert metrics.recall_at_k([0.5, 0.9, 0.1, 0.8], COUNTS) == pytest.approx(0.5)
+    assert metrics.map_at_k([0.5, 0.9, 0.1, 0.8], COUNTS) == pytest.approx(0.25)
+    # Per window, NaN without events.
+    both = metrics.map_at_k(np.stack([SCORES, SCORES]), np.stack([COUNTS, np.zeros(4)]))
+    np.testing.assert_allclose(both, [0.5, np.nan])
+
+
+# Classification example: prob [0.9, 0.6, 0.4, 0.1], y [1, 0, 1, 0], threshold 0.5
+# -> predicted [1, 1, 0, 0]: tp = 1 (0.9), fp = 1 (0.6), fn = 1 (0.4), tn = 1 (0.1).
+PROB = np.array([0.9, 0.6, 0.4, 0.1])
+Y = np.array([1, 0, 1, 0])
+
+
+def test_confusion_and_threshold_metrics():
+    assert metrics.confusion(PROB, Y, 0.5) == {"tp": 1, "fp": 1, "tn": 1, "fn": 1}
+    assert metrics.accuracy(PROB, Y, 0.5) == 0.5
+    assert metrics.always_no_event_accuracy(Y) == 0.5
+    assert metrics.always_no_event_accuracy([0, 0, 0, 1]) == 0.75
+    # Sensitivity 1/2, specificity 1/2.
+    assert metrics.balanced_accuracy(PROB, Y, 0.5) == 0.5
+    assert metrics.precision_recall_f1(PROB, Y, 0.5) == (0.5, 0.5, 0.5)
+    # Threshold 0.4 -> predicted [1, 1, 1, 0]: tp 2, fp 1, fn 0 -> P 2/3, R 1, F1 4/5.
+    p, r, f = metrics.precision_recall_f1(PROB, Y, 0.4)
+    assert (p, r, f) == (pytest.approx(2 / 3), 1.0, pytest.approx(0.8))
+    # Balanced accuracy: sensitivity 1, specificity 1/2 -> 3/4.
+    assert metrics.balanced_accuracy(PROB, Y, 0.4) == pytest.approx(0.75)
+
+
+def test_undefined_precision_recall_are_nan():
+    p, r, f = metrics.precision_recall_f1([0.1, 0.2], [0, 0], 0.5)
+    assert math.isnan(p) and math.isnan(r) and math.isnan(f)
+    p, r, f = metrics.precision_recall_f1([0.1, 0.2], [1, 0], 0.5)
+    assert math.isnan(p) and r == 0.0 and f == 0.0
+
+
+def test_auc_brier_by_hand():
+    # Positive/negative pairs: (0.9 > 0.6), (0.9 > 0.1), (0.4 < 0.6), (0.4 > 0.1) -> 3/4.
+    assert metrics.roc_auc(PROB, Y) == pytest.approx(0.75)
+    # Ranked: 0.9 (event: P 1, R 1/2), 0.6 (no), 0.4 (event: P 2/3, R 1)
+    # -> AP = 1/2 * 1 + 1/2 * 2/3 = 5/6.
+    assert metrics.pr_auc(PROB, Y) == pytest.approx(5 / 6)
+    # (0.1^2 + 0.6^2 + 0.6^2 + 0.1^2) / 4 = 0.74 / 4.
+    assert metrics.brier(PROB, Y) == pytest.approx(0.185)
+    assert math.isnan(metrics.roc_auc([0.1, 0.2], [0, 0]))
+    assert math.isnan(metrics.pr_auc([0.1, 0.2], [1, 1]))
+
+
+def test_calibration_table_by_hand():
+    table = metrics.calibration_table([0.05, 0.15, 0.12, 0.95, 0.3], [0, 1, 0, 1, 1], n_bins=10)
+    assert list(table.columns) == ["bin_lo", "bin_hi", "mean_predicted", "observed_rate", "count"]
+    assert len(table) == 10 and table["count"].sum() == 5
+    # Bin [0.1, 0.2): 0.15 and 0.12 -> mean 0.135, one event of two.
+    assert table.loc[1, "count"] == 2
+    assert table.loc[1, "mean_predicted"] == pytest.approx(0.135)
+    assert table.loc[1, "observed_rate"] == 0.5
+    # 0.3 sits in [0.3, 0.4), not in [0.2, 0.3) by float error; 0.95 in the last bin.
+    assert table.loc[3, "count"] == 1 and table.loc[9, "observed_rate"] == 1.0
+    assert table.loc[5, "count"] == 0 and math.isnan(table.loc[5, "mean_predicted"])
+
+
+def test_operating_threshold_maximises_f1():
+    # Thresholds and F1: 0.9 -> 2/3, 0.6 -> 1/2, 0.4 -> 4/5, 0.1 -> 2/3. Best: 0.4.
+    assert metrics.operating_threshold(PROB, Y) == pytest.approx(0.4)
+    # Ties go to the higher threshold: [0.8, 0.2] with y [1, 0]: 0.8 -> F1 1.
+    assert metrics.operating_threshold([0.8, 0.2], [1, 0]) == pytest.approx(0.8)
+    assert metrics.operating_threshold([0.3, 0.2], [0, 0]) == 0.5
+
+
+def test_coverage_keys():
+    assert [metrics.coverage_key(c) for c in (0.01, 0.05, 0.1, 0.2, 0.025)] == ["1", "5", "10", "20", "2.5"]
+
+
+def test_score_windows_report_is_json_and_consistent():
+    # Two windows of the running example; the second has no events at all.
+    prob = np.stack([SCORES, SCORES]).reshape(2, 2, 2)
+    counts = np.stack([COUNTS, np.zeros(4)]).reshape(2, 2, 2)
+    report = metrics.score_windows(prob, counts, mask=None, coverages=(0.25, 0.5), threshold=0.5)
+    text = json.dumps(report, allow_nan=False)  # no numpy types, no NaN
+    assert json.loads(text) == report
+    assert report["hit_rate"] == {"25": pytest.approx(2 / 3), "50": pytest.approx(2 / 3)}
+    assert report["pai"]["25"] == pytest.approx(8 / 3)
+    assert report["pei"] == {"25": pytest.approx(1.0), "50": pytest.approx(2 / 3)}
+    assert report["perfect_hit_rate"]["50"] == pytest.approx(1.0)
+    assert report["hit_rate_se"]["25"] is None  # one window with events -> no SE
+    # Classification over 8 cell-windows: y = [1, 0, 0, 1, 0, 0, 0, 0]; prob >= 0.5 flags
+    # 0.9 and 0.5 twice each: tp 1 (0.9 in window 0), fp 3, fn 1 (0.3), tn 3.
+    assert report["confusion"] == {"tp": 1, "fp": 3, "tn": 3, "fn": 1}
+    assert report["accuracy"] == 0.5
+    assert report["always_no_event_accuracy"] == 0.75
+    assert report["threshold"] == 0.5
+    assert report["recall_at_k"] == {"mean": 0.5, "se": None}
+    assert report["map_at_k"]["mean"] == 0.5
+    assert [w["n_events"] for w in report["per_window"]] == [3.0, 0.0]
+    # 5 % of 4 cells -> 1 cell: the same as 25 %.
+    assert report["per_window"][0]["hit_rate_5"] == pytest.approx(2 / 3)
+    assert report["per_window"][0]["pai_5"] == pytest.approx(8 / 3)
+    # Window 0 AUC: events at cells 0 (0.9) and 3 (0.3) vs 1 (0.1), 2 (0.5) -> 3 of 4 pairs.
+    assert report["per_window"][0]["auc"] == pytest.approx(0.75)
+    assert report["per_window"][1]["hit_rate_5"] is None and report["per_window"][1]["auc"] is None
+    assert len(report["calibration"]) == 10
+
+
+def test_score_windows_chooses_threshold_when_not_given():
+    report = metrics.score_windows(PROB[None, :], Y[None, :].astype(float))
+    assert report["threshold"] == pytest.approx(0.4)
+    assert report["f1"] == pytest.approx(0.8)
