@@ -1,0 +1,191 @@
+"""Registry: save/load round trips, the one-active-model invariant, atomic saves, grid checks."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+import torch
+
+from safety_models import registry
+from safety_models.errors import GridMismatch, NotReady, UserError
+from safety_models.grid import GridSpec
+from safety_models.store import Store
+
+GRID = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 500.0, 4, 5)
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+    registry.clear_cache()
+    store = Store()
+    yield store
+    store.close()
+    registry.clear_cache()
+
+
+def fake_checkpoint(score: float = 0.5, seed: int = 0, grid: GridSpec = GRID) -> dict:
+    """What workflows hands to save_model, with a tiny conv net as the weights."""
+    torch.manual_seed(seed)
+    net = torch.nn.Conv2d(2, 1, kernel_size=1)
+    return {
+        "format": 1,
+        "state_dict": net.state_dict(),
+        "model_config": {"kind": "conv1x1", "in_channels": 2},
+        "feature_config": {"window_hours": 24},
+        "train_config": {"category": "crime", "base": "none", "epochs": 1},
+        "data_window": {"start": "2026-01-01", "end": "2026-03-01",
+                        "train_end": "2026-02-01", "val_end": "2026-02-15"},
+        "metrics": {"validation": {"hit_rate_5": score, "loss": np.float32(1.0 - score)},
+                    "test": {"hit_rate_5": score}},
+        "train_seconds": 1.5,
+        "grid": grid,
+        "mask": np.ones(grid.shape, dtype=bool),
+    }
+
+
+def statuses(store, category="crime") -> dict[str, str]:
+    df = registry.list_models(store, category)
+    return dict(zip(df["model_id"], df["status"]))
+
+
+def test_checkpoint_round_trip_has_plain_types_and_a_row(store):
+    model_id = registry.save_model(store, fake_checkpoint(), "crime")
+    ckpt = registry.load_checkpoint(store, model_id)  # weights_only=True inside
+    assert ckpt["model_id"] == model_id and ckpt["category"] == "crime"
+    assert ckpt["grid"] == GRID.to_dict()
+    assert ckpt["mask"].dtype == torch.bool and tuple(ckpt["mask"].shape) == GRID.shape
+    assert isinstance(ckpt["metrics"]["validation"]["loss"], float)
+    row = registry.list_models(store).iloc[0]
+    assert row["model_id"] == model_id and row["window_hours"] == 24
+    assert row["cell_size_m"] == 500.0 and row["val_metrics"]["hit_rate_5"] == 0.5
+    assert str(row["train_end"]) == "2026-02-01 00:00:00"
+    assert (registry.paths.home_dir() / row["path"]).is_file()
+
+
+def test_first_model_is_active_later_ones_are_candidates(store):
+    first = registry.save_model(store, fake_checkpoint(), "crime")
+    second = registry.save_model(store, fake_checkpoint(), "crime")
+    other = registry.save_model(store, fake_checkpoint(), "traffic")
+    assert statuses(store) == {first: "active", second: "candidate"}
+    assert registry.active_model_id(store, "crime") == first
+    assert registry.active_model_id(store, "traffic") == other
+    assert registry.active_model_id(store, "health") is None
+
+
+def test_promote_and_rollback_keep_exactly_one_active(store):
+    a, b, c = (registry.save_model(store, fake_checkpoint(), "crime") for _ in range(3))
+    registry.promote(store, b)
+    assert statuses(store) == {a: "retired", b: "active", c: "candidate"}
+    registry.promote(store, c)
+    assert statuses(store) == {a: "retired", b: "retired", c: "active"}
+    # Rollback walks back through the activation history, it does not toggle.
+    assert registry.rollback(store, "crime") == b
+    assert statuses(store) == {a: "retired", b: "active", c: "candidate"}
+    assert registry.rollback(store, "crime") == a
+    assert statuses(store) == {a: "active", b: "candidate", c: "candidate"}
+    with pytest.raises(NotReady, match="no earlier crime model"):
+        registry.rollback(store, "crime")
+    registry.promote(store, a)  # promoting the active one changes nothing
+    assert list(statuses(store).values()).count("active") == 1
+
+
+def test_database_refuses_a_second_active_model(store):
+    registry.save_model(store, fake_checkpoint(), "crime")
+    second = registry.save_model(store, fake_checkpoint(), "crime")
+    m = registry.models_table.c
+    with pytest.raises(sa.exc.IntegrityError):
+        with store.begin() as conn:
+            conn.execute(registry.models_table.update().where(m.model_id == second)
+                         .values(status="active"))
+
+
+def test_failed_insert_leaves_no_file_and_no_row(store, monkeypatch):
+    def broken_insert(conn, row):
+        raise sa.exc.OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(registry, "_insert_row", broken_insert)
+    with pytest.raises(sa.exc.OperationalError):
+        registry.save_model(store, fake_checkpoint(), "crime")
+    assert list(registry.paths.sub_dir("models").iterdir()) == []
+    assert registry.list_models(store).empty
+
+
+def test_loaded_model_predicts_exactly_what_the_saved_one_did(store, monkeypatch):
+    ckpt = fake_checkpoint(seed=3)
+    net = torch.nn.Conv2d(2, 1, kernel_size=1)
+    net.load_state_dict(ckpt["state_dict"])
+    x = torch.rand(1, 2, *GRID.shape)
+    model_id = registry.save_model(store, ckpt, "crime")
+
+    built = []
+
+    def model_from_checkpoint(checkpoint):
+        model = torch.nn.Conv2d(checkpoint["model_config"]["in_channels"], 1, kernel_size=1)
+        model.load_state_dict(checkpoint["state_dict"])
+        built.append(model)
+        return model
+
+    monkeypatch.setitem(sys.modules, "safety_models.training",
+                        types.SimpleNamespace(model_from_checkpoint=model_from_checkpoint))
+    model, loaded = registry.load_model(store, model_id)
+    assert loaded["model_id"] == model_id and not model.training
+    with torch.no_grad():
+        assert torch.equal(model(x), net(x))
+    assert registry.load_model(store, model_id)[0] is model and len(built) == 1  # cached
+
+
+def test_delete_refuses_the_active_model_and_removes_others(store):
+    active = registry.save_model(store, fake_checkpoint(), "crime")
+    spare = registry.save_model(store, fake_checkpoint(), "crime")
+    with pytest.raises(UserError, match="active crime model"):
+        registry.delete_model(store, active)
+    registry.delete_model(store, spare)
+    assert list(statuses(store)) == [active]
+    assert [p.name for p in registry.paths.sub_dir("models").iterdir()] == [f"{active}.pt"]
+    with pytest.raises(NotReady):
+        registry.load_checkpoint(store, spare)
+
+
+def test_base_models_newest_is_active(store):
+    assert registry.base_checkpoint(store) is None
+    first = registry.save_base(store, fake_checkpoint(seed=1))
+    second = registry.save_base(store, fake_checkpoint(seed=2))
+    assert first.startswith("base-")
+    assert registry.base_checkpoint(store)["model_id"] == second
+    assert statuses(store, registry.BASE_CATEGORY) == {first: "retired", second: "active"}
+    assert registry.active_model_id(store, "crime") is None  # bases are not category models
+
+
+def test_should_promote_compares_validation_scores():
+    better = {"validation": {"hit_rate_5": 0.6}}
+    worse = {"validation": {"hit_rate_5": 0.4}}
+    assert registry.should_promote(better, worse) == (
+        True, "better validation hit_rate_5: 0.6 vs 0.4 for the active model")
+    assert registry.should_promote(worse, better)[0] is False
+    assert registry.should_promote(better, None)[0] is True
+    # Lower-is-better scores count the other way; NaN scores are skipped.
+    assert registry.should_promote({"loss": 0.2, "hit_rate_5": float("nan")},
+                                   {"loss": 0.3, "hit_rate_5": 0.9})[0] is True
+    ok, reason = registry.should_promote({"validation": {"x": 1}}, {"validation": {"y": 1}})
+    assert not ok and "no validation score" in reason
+
+
+def test_check_grid_names_the_difference_and_the_way_out():
+    ckpt = {"model_id": "crime-20261128-231500-ab12", "grid": GRID.to_dict()}
+    registry.check_grid(ckpt, GRID)  # same grid: fine
+    finer = GridSpec(GRID.crs, GRID.origin_x_m, GRID.origin_y_m, 250.0, 8, 10)
+    with pytest.raises(GridMismatch) as err:
+        registry.check_grid(ckpt, finer)
+    message = str(err.value)
+    assert "cell size 500 m vs 250 m" in message and "shape 4 x 5 vs 8 x 10" in message
+    assert "train from 'pretrained' instead of crime-20261128-231500-ab12" in message
+    assert "keep the model's grid (cell size 500 m)" in message
+    moved = GridSpec(GRID.crs, GRID.origin_x_m + 500.0, GRID.origin_y_m, 500.0, 4, 5)
+    with pytest.raises(GridMismatch, match="origin"):
+        registry.check_grid(ckpt, moved.to_dict())
