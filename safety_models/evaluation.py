@@ -1,0 +1,536 @@
+"""Backtest: a trained model against the baselines on the windows after its training data.
+
+The protocol (what an analyst can rely on when they read an evaluation):
+
+* **Test period.** The windows from the checkpoint's ``data_window["val_end"]`` to the end of
+  the city's data. The model was fitted on windows before ``train_end`` and stopped/tuned on
+  the validation windows ``[train_end, val_end)``; it is not refitted during the test.
+  When data were uploaded after training, the test period simply extends to the new end.
+* **Rolling origin.** For every test window ``t`` the model and every baseline see only the
+  windows before it (``counts[:t]``): nothing of window ``t`` or later reaches a forecast.
+* **Same windows, same cells.** The model and every baseline of ``baselines_for(category)``
+  are scored by one function (``metrics.score_windows``) on the same test windows and on the
+  same city cells (``city.mask``).
+* **Thresholds from validation only.** Accuracy, precision, recall and F1 need a yes/no
+  threshold; it is chosen on the validation windows (``metrics.operating_threshold``), never
+  on the test windows, for the model and for every baseline.
+* **Baselines as probabilities.** A baseline gives a score (a smoothed count, a kernel
+  density ...), not a probability. Each baseline's scores are mapped to a probability of "at
+  least one event in the cell and window" by a logistic (Platt) fit on
+  ``sign(s) * log1p(|s|)`` over the validation windows and city cells. The map is strictly
+  increasing, so the ranking metrics (hit rate, PAI, PEI, ROC-AUC) are those of the raw
+  scores, while Brier, calibration and the thresholded metrics become meaningful. The
+  model's own probabilities are not recalibrated.
+* **Uncertainty.** Every windowed metric comes with its standard error across windows (from
+  ``score_windows``); for the model versus each baseline, the paired per-window differences
+  of hit rate and PAI at 5 % of the area get a moving-block bootstrap 95 % interval (blocks
+  keep the weekly rhythm and the serial dependence of consecutive windows).
+
+Results are saved as JSON under ``paths.sub_dir("evaluations")/<model_id>.json`` so that the
+dashboard reads them without recomputing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import metrics, paths
+from .errors import NotReady
+
+ProgressFn = Callable[[dict], None]
+
+# Share-of-area grid of the curves saved for the dashboard (0, 0.5 %, ..., 100 %).
+CURVE_AREA_SHARES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 201), 4).tolist())
+# At most this many points of a ROC curve are saved (the curve is thinned evenly in FPR).
+ROC_CURVE_POINTS = 201
+BOOTSTRAP_RESAMPLES = 2000
+# Model predictions are asked for in batches of this many windows (bounded memory).
+PREDICT_BATCH_WINDOWS = 64
+
+
+# ---------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """One model's backtest and its baselines'.
+
+    test_start / test_end: ISO local datetimes; test_end is the end (exclusive) of the last
+    test window. results: {"model": M, "baselines": {name: M}} where M is
+    ``metrics.score_windows`` output plus ``"curves"`` (hit rate / PAI against the share of
+    area, ROC points) and, for baselines, ``"probability_map"`` (the Platt fit), for the model
+    ``"vs_baselines"`` (paired per-window differences with bootstrap intervals).
+    """
+
+    category: str
+    model_id: str
+    test_start: str
+    test_end: str
+    window_hours: int
+    cell_size_m: float
+    n_windows: int
+    n_test_events: int
+    results: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of the CLI contract (plain types; NaN/inf become null)."""
+        return _json_safe({
+            "category": self.category,
+            "model_id": self.model_id,
+            "test_start": self.test_start,
+            "test_end": self.test_end,
+            "window_hours": int(self.window_hours),
+            "cell_size_m": float(self.cell_size_m),
+            "n_windows": int(self.n_windows),
+            "n_test_events": int(self.n_test_events),
+            "results": self.results,
+        })
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> BacktestResult:
+        return cls(
+            category=str(d["category"]),
+            model_id=str(d["model_id"]),
+            test_start=str(d["test_start"]),
+            test_end=str(d["test_end"]),
+            window_hours=int(d["window_hours"]),
+            cell_size_m=float(d["cell_size_m"]),
+            n_windows=int(d["n_windows"]),
+            n_test_events=int(d["n_test_events"]),
+            results=dict(d["results"]),
+        )
+
+    def table(self) -> pd.DataFrame:
+        """One row per forecaster (model first, then baselines): the headline metrics."""
+        return summary_table(self.to_dict())
+
+
+SUMMARY_COLUMNS: tuple[str, ...] = (
+    "hit_rate_5", "pai_5", "pei_5", "hit_rate_10", "pai_10", "roc_auc", "pr_auc", "brier",
+    "accuracy", "always_no_event_accuracy", "balanced_accuracy", "precision", "recall", "f1",
+)
+
+
+def summary_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
+    """Headline metrics of a saved evaluation (``BacktestResult.to_dict()``) as a table.
+
+    Index: "model", then the baselines' names. Columns: SUMMARY_COLUMNS; "<metric>_<pct>"
+    reads ``M[metric][pct]`` (e.g. pai_5 = PAI in the top 5 % of the area). Missing -> NaN.
+    """
+    results = evaluation["results"]
+    forecasters = {"model": results["model"], **results.get("baselines", {})}
+    rows = {name: {col: _headline(m, col) for col in SUMMARY_COLUMNS} for name, m in forecasters.items()}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
+
+
+def _headline(m: Mapping[str, Any], column: str) -> float:
+    name, _, pct = column.rpartition("_")
+    if name in ("hit_rate", "pai", "pei") and pct.isdigit():
+        value = (m.get(name) or {}).get(pct)
+    else:
+        value = m.get(column)
+    return float("nan") if value is None else float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Splits
+
+
+def split_indices(starts: pd.DatetimeIndex, data_window: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """(validation, test) window indices into ``starts`` from a checkpoint's data_window.
+
+    validation: starts in [train_end, val_end); test: starts >= val_end (to the end of data).
+    Raises NotReady when either is empty.
+    """
+    starts = pd.DatetimeIndex(starts)
+    train_end = pd.Timestamp(data_window["train_end"])
+    val_end = pd.Timestamp(data_window["val_end"])
+    val_idx = np.flatnonzero((starts >= train_end) & (starts < val_end))
+    test_idx = np.flatnonzero(starts >= val_end)
+    if len(test_idx) == 0:
+        raise NotReady(
+            f"no test windows: the model was validated up to {val_end:%Y-%m-%d %H:%M} and the data "
+            f"end with the window starting {starts[-1]:%Y-%m-%d %H:%M}; upload later incidents or "
+            "retrain with a test period"
+        )
+    if len(val_idx) == 0:
+        raise NotReady(
+            f"no validation windows between {train_end:%Y-%m-%d} and {val_end:%Y-%m-%d}: the yes/no "
+            "threshold is chosen on validation windows; retrain with a validation period"
+        )
+    return val_idx, test_idx
+
+
+# ---------------------------------------------------------------------------------------------
+# Forecasts (rolling origin)
+
+
+def model_probabilities(model: Any, checkpoint: Mapping[str, Any], city: Any, t_indices: Sequence[int],
+                        on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """(windows, rows, cols) float64 probability of >= 1 event, window t forecast from counts[:t].
+
+    ``training.predict_windows`` builds each window's inputs from the windows before it only
+    (features.build_inputs); batches bound the memory. on_batch(n_done) after each batch.
+    """
+    from . import features, training  # the ML stack is heavy; import only when a model runs
+
+    feature_cfg = checkpoint["feature_config"]
+    if isinstance(feature_cfg, Mapping):
+        feature_cfg = features.FeatureConfig.from_dict(feature_cfg)
+    t_indices = np.asarray(t_indices, dtype=np.int64)
+    out = np.empty((len(t_indices), *city.counts.shape[1:]), dtype=np.float64)  # (windows, rows, cols)
+    for lo in range(0, len(t_indices), PREDICT_BATCH_WINDOWS):
+        batch = t_indices[lo:lo + PREDICT_BATCH_WINDOWS]
+        pred = training.predict_windows(model, city.counts, city.starts, batch, feature_cfg, city.mask)
+        prob = pred[0] if isinstance(pred, tuple) else pred
+        out[lo:lo + len(batch)] = np.asarray(prob, dtype=np.float64)
+        if on_batch is not None:
+            on_batch(lo + len(batch))
+    return out
+
+
+def baseline_scores(fn: Callable, city: Any, t_indices: Sequence[int],
+                    on_window: Callable[[int], None] | None = None) -> np.ndarray:
+    """(windows, rows, cols) float64 scores of one baseline; window t from counts[:t] only.
+
+    The baseline is called as fn(counts[:t], starts[:t], starts[t], grid): the slices end
+    before the target window, so no later data can leak in. NaN scores become 0.
+    """
+    t_indices = np.asarray(t_indices, dtype=np.int64)
+    out = np.empty((len(t_indices), *city.counts.shape[1:]), dtype=np.float64)
+    for i, t in enumerate(t_indices):
+        out[i] = fn(city.counts[:t], city.starts[:t], city.starts[t], city.grid)
+        if on_window is not None:
+            on_window(i + 1)
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Baseline scores -> probabilities
+
+
+@dataclass(frozen=True)
+class ProbabilityMap:
+    """p = sigmoid(intercept + slope * sign(s) * log1p(|s|)); slope > 0 keeps the ranking."""
+
+    intercept: float
+    slope: float
+    n_fit: int
+
+    def __call__(self, scores: np.ndarray) -> np.ndarray:
+        z = self.intercept + self.slope * _signed_log1p(scores)
+        return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": "logistic on sign(s)*log1p(|s|), fitted on validation windows",
+                "intercept": self.intercept, "slope": self.slope, "n_fit": self.n_fit}
+
+
+# Slope used when the validation data cannot order the cells (no events, or a score that
+# does not rise with risk): tiny, so the map is ~ the base rate but ties are not created.
+_MIN_SLOPE = 1e-6
+_MAX_FIT_SAMPLES = 400_000
+
+
+def _signed_log1p(scores: np.ndarray) -> np.ndarray:
+    scores = np.asarray(scores, dtype=np.float64)
+    return np.sign(scores) * np.log1p(np.abs(scores))
+
+
+def fit_probability_map(scores_val: np.ndarray, events_val: np.ndarray, seed: int = 0) -> ProbabilityMap:
+    """Platt fit of P(event) on a baseline's validation scores (1-D arrays of equal length).
+
+    More than _MAX_FIT_SAMPLES pairs are subsampled (fixed seed). Without both classes, or
+    with a non-positive fitted slope, returns the base rate (clipped to [1e-6, 1 - 1e-6])
+    with a tiny positive slope, which keeps the ranking and says the scores carry no signal.
+    """
+    from sklearn.linear_model import LogisticRegression
+
+    x = _signed_log1p(np.asarray(scores_val).ravel())
+    y = np.asarray(events_val).ravel() > 0
+    base_rate = float(np.clip(y.mean() if len(y) else 0.0, 1e-6, 1 - 1e-6))
+    flat = ProbabilityMap(intercept=math.log(base_rate / (1 - base_rate)), slope=_MIN_SLOPE, n_fit=len(y))
+    if y.all() or not y.any() or np.ptp(x) == 0:
+        return flat
+    if len(x) > _MAX_FIT_SAMPLES:
+        keep = np.random.default_rng(seed).choice(len(x), _MAX_FIT_SAMPLES, replace=False)
+        x, y = x[keep], y[keep]
+    # Unpenalised in effect (C large): two parameters, hundreds of thousands of points.
+    fit = LogisticRegression(C=1e6, max_iter=1000).fit(x[:, None], y)
+    slope = float(fit.coef_[0, 0])
+    if not slope > 0:
+        return flat
+    return ProbabilityMap(intercept=float(fit.intercept_[0]), slope=slope, n_fit=len(y))
+
+
+# ---------------------------------------------------------------------------------------------
+# Scoring
+
+
+def _threshold_on_validation(prob_val: np.ndarray, counts_val: np.ndarray, mask: np.ndarray) -> float:
+    # (windows, rows, cols) -> the city's cells of every validation window, pooled.
+    return float(metrics.operating_threshold(prob_val[:, mask], counts_val[:, mask] > 0))
+
+
+def _score(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray, threshold: float,
+           window_starts: pd.DatetimeIndex) -> dict[str, Any]:
+    """score_windows on the test windows + curves; per-window rows get their start time."""
+    result = dict(metrics.score_windows(prob, counts, mask, threshold=threshold))
+    result["threshold_source"] = "validation windows"
+    for row in result["per_window"]:
+        row["start"] = window_starts[row["window"]].isoformat()
+    result["curves"] = _curves(prob, counts, mask)
+    return result
+
+
+def _curves(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """Hit rate, PAI and the perfect hit rate against the share of area, and ROC points.
+
+    Curve values are means over the windows (metrics.hit_rate_curve); the first point is
+    (0, 0) for the hit rate and undefined (None) for PAI.
+    """
+    from sklearn.metrics import roc_curve
+
+    curve = metrics.hit_rate_curve(prob, counts, CURVE_AREA_SHARES[1:], mask=mask)
+    curves: dict[str, Any] = {
+        "area_share": list(CURVE_AREA_SHARES),
+        "hit_rate": [0.0, *curve["hit_rate"].tolist()],
+        "pai": [None, *curve["pai"].tolist()],
+        "perfect_hit_rate": [0.0, *curve["perfect_hit_rate"].tolist()],
+    }
+    y = (counts[:, mask] > 0).ravel()
+    if y.any() and not y.all():
+        fpr, tpr, _ = roc_curve(y, prob[:, mask].ravel())
+        # Thin evenly in FPR: the interpolated TPR on a fixed grid is what a chart draws anyway.
+        grid_fpr = np.linspace(0.0, 1.0, ROC_CURVE_POINTS)
+        curves["roc"] = {"fpr": grid_fpr.tolist(), "tpr": np.interp(grid_fpr, fpr, tpr).tolist()}
+    else:
+        curves["roc"] = None  # ROC is undefined with a single class
+    return curves
+
+
+def _per_window_values(result: Mapping[str, Any], key: str) -> np.ndarray:
+    """(windows,) one per-window metric of a score_windows result; None -> NaN."""
+    return np.asarray([np.nan if w[key] is None else w[key] for w in result["per_window"]], dtype=np.float64)
+
+
+def paired_difference(model_values: np.ndarray, baseline_values: np.ndarray, window_hours: int,
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+    """Mean of model - baseline over windows where both are defined, with a 95 % interval.
+
+    Moving-block bootstrap over consecutive windows (block = one week of windows for daily
+    or finer windows, else ~n**(1/3)), so serial dependence does not make the interval too
+    narrow. Also the share of windows where the model is better / worse.
+    """
+    diff = np.asarray(model_values, dtype=np.float64) - np.asarray(baseline_values, dtype=np.float64)
+    diff = diff[np.isfinite(diff)]
+    n = len(diff)
+    out: dict[str, Any] = {"n_windows": n, "mean_difference": float("nan"), "ci95": [float("nan")] * 2,
+                           "share_model_better": float("nan"), "share_model_worse": float("nan")}
+    if n == 0:
+        return out
+    block = max(1, min(n, 168 // window_hours if window_hours <= 24 else round(n ** (1 / 3))))
+    rng = np.random.default_rng(seed)
+    n_blocks = math.ceil(n / block)
+    first = rng.integers(0, n - block + 1, size=(resamples, n_blocks))            # (resamples, blocks)
+    idx = (first[:, :, None] + np.arange(block)[None, None, :]).reshape(resamples, -1)[:, :n]
+    means = diff[idx].mean(axis=1)                                               # (resamples,)
+    out.update(
+        mean_difference=float(diff.mean()),
+        ci95=[float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))],
+        share_model_better=float(np.mean(diff > 0)),
+        share_model_worse=float(np.mean(diff < 0)),
+    )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Backtest
+
+
+def _report(on_progress: ProgressFn | None, fraction: float, **extra: Any) -> None:
+    if on_progress is not None:
+        on_progress({"stage": "evaluate", "fraction": float(min(1.0, max(0.0, fraction))), **extra})
+
+
+def _check_grid(checkpoint: Mapping[str, Any], city: Any) -> None:
+    """GridMismatch (from registry.check_grid) when the model was trained on another grid."""
+    if checkpoint.get("grid") is not None:
+        from .registry import check_grid
+
+        check_grid(dict(checkpoint), city.grid)
+
+
+def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
+             on_progress: ProgressFn | None = None,
+             baselines: Mapping[str, Callable] | None = None) -> BacktestResult:
+    """Score a trained model and every baseline of its category on the test windows.
+
+    model, checkpoint: as ``registry.load_model`` returns them (the checkpoint's data_window
+    gives the splits, its feature_config the inputs). city: ``workflows.CityData`` on the
+    model's grid. baselines: {name: fn} to compare with; default
+    ``baselines.baselines_for(category)``. See the module docstring for the protocol.
+    on_progress receives
+    {"stage": "evaluate", "fraction", "step"}. Raises NotReady without test or validation
+    windows, GridMismatch when the model was trained on another grid.
+    """
+    _check_grid(checkpoint, city)
+    category = str(checkpoint.get("category") or city.category)
+    starts = pd.DatetimeIndex(city.starts)
+    counts = np.asarray(city.counts)
+    mask = np.asarray(city.mask, dtype=bool)
+    val_idx, test_idx = split_indices(starts, checkpoint["data_window"])
+    targets = np.concatenate([val_idx, test_idx])   # one pass forecasts validation and test
+    n_val = len(val_idx)
+    counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
+    test_starts = starts[test_idx]
+    if baselines is None:
+        from .baselines import baselines_for
+
+        baselines = baselines_for(category)
+    baselines = dict(baselines)
+    # Progress: the model's batched passes weigh like one baseline's window-by-window pass.
+    total_steps = len(targets) * (1 + len(baselines))
+
+    _report(on_progress, 0.0, step="model")
+    prob = model_probabilities(
+        model, checkpoint, city, targets,
+        on_batch=lambda done: _report(on_progress, done / total_steps, step="model"),
+    )
+    threshold = _threshold_on_validation(prob[:n_val], counts_val, mask)
+    model_result = _score(prob[n_val:], counts_test, mask, threshold, test_starts)
+
+    baseline_results: dict[str, Any] = {}
+    for b, (name, fn) in enumerate(baselines.items()):
+        done_before = len(targets) * (1 + b)
+        scores = baseline_scores(
+            fn, city, targets,
+            on_window=lambda i, d=done_before, n=name: _report(on_progress, (d + i) / total_steps, step=n),
+        )
+        to_prob = fit_probability_map(scores[:n_val][:, mask], counts_val[:, mask])
+        prob_b = to_prob(scores)
+        threshold_b = _threshold_on_validation(prob_b[:n_val], counts_val, mask)
+        baseline_results[name] = _score(prob_b[n_val:], counts_test, mask, threshold_b, test_starts)
+        baseline_results[name]["probability_map"] = to_prob.to_dict()
+    model_result["vs_baselines"] = {
+        name: compare_per_window(model_result, result, int(city.window_hours))
+        for name, result in baseline_results.items()
+    }
+    _report(on_progress, 1.0, step="done")
+
+    step = pd.Timedelta(hours=int(city.window_hours))
+    return BacktestResult(
+        category=category,
+        model_id=str(checkpoint.get("model_id", "")),
+        test_start=test_starts[0].isoformat(),
+        test_end=(test_starts[-1] + step).isoformat(),
+        window_hours=int(city.window_hours),
+        cell_size_m=float(city.grid.cell_size_m),
+        n_windows=len(test_idx),
+        n_test_events=int(round(float(counts_test[:, mask].sum()))),
+        results={"model": model_result, "baselines": baseline_results},
+    )
+
+
+def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping[str, Any],
+                       window_hours: int) -> dict[str, Any]:
+    """Paired model - baseline differences of hit rate and PAI at 5 % of the area, per window.
+
+    Both results must come from score_windows on the same windows. See paired_difference.
+    """
+    return {
+        key: paired_difference(_per_window_values(model_result, key),
+                               _per_window_values(baseline_result, key), window_hours)
+        for key in ("hit_rate_5", "pai_5")
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Store-level entry points and persistence
+
+
+def evaluate_category(store: Any, category: str, model_id: str | None = None,
+                      on_progress: ProgressFn | None = None) -> BacktestResult:
+    """Backtest a category's model (the active one by default) and save it for the dashboard.
+
+    Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
+    folder (atomic replace). Raises NotReady without a model or without test windows.
+    """
+    from . import registry, workflows
+
+    if model_id is None:
+        model_id = registry.active_model_id(store, category)
+        if model_id is None:
+            raise NotReady(f"there is no {category} model yet; train one before evaluating")
+    model, checkpoint = registry.load_model(store, model_id)
+    city = workflows.prepare_city(store, category, grid=checkpoint.get("grid"))
+    result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress)
+    save_evaluation(result)
+    return result
+
+
+def evaluation_path(model_id: str) -> Path:
+    """Where a model's evaluation lives: evaluations/<model_id>.json under the home folder."""
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", model_id) or model_id in (".", ".."):
+        raise ValueError(f"model id {model_id!r} is not a safe file name")
+    return paths.sub_dir("evaluations") / f"{model_id}.json"
+
+
+def save_evaluation(result: BacktestResult) -> Path:
+    """Write the result's JSON atomically (temporary file + rename); returns the path."""
+    path = evaluation_path(result.model_id)
+    write_json_atomic(path, result.to_dict())
+    return path
+
+
+def load_evaluation(model_id: str) -> dict[str, Any] | None:
+    """The saved evaluation of a model (``BacktestResult.to_dict()``), or None if never run."""
+    path = evaluation_path(model_id)
+    if not path.exists():
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """JSON to path via a temporary file in the same folder and os.replace (no torn reads)."""
+    path = Path(path)
+    text = json.dumps(_json_safe(obj), indent=1, allow_nan=False)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(obj: Any) -> Any:
+    """Plain JSON types; non-finite floats -> None (JSON has no NaN)."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, (pd.Timestamp,)):
+        return obj.isoformat()
+    return obj
