@@ -1,7 +1,29 @@
-"""The dashboard's entry point: navigation over the pages in pages/, nothing else."""
+"""The dashboard's entry point: page setup, the first-start bootstrap, and navigation."""
 
 import streamlit as st
 
-st.set_page_config(page_title="safety_models", page_icon=":material/map:", layout="wide")
-st.title("safety_models")
-st.write("The dashboard is being built; use `python -m safety_models --help` meanwhile.")
+from pages._common import first_start
+
+st.set_page_config(page_title="Safety risk maps", page_icon=":material/map:", layout="wide")
+
+# On an empty home: load the demo data and start the one background job that trains a model
+# per category (a library call; cheap and idempotent on every later run).
+first_start()
+
+page = st.navigation({
+    "Operations": [
+        st.Page("pages/overview.py", title="Overview", icon=":material/dashboard:",
+                url_path="overview", default=True),
+        st.Page("pages/risk_map.py", title="Risk map", icon=":material/map:", url_path="map"),
+    ],
+    "Data and models": [
+        st.Page("pages/data.py", title="Data", icon=":material/upload_file:", url_path="data"),
+        st.Page("pages/models.py", title="Models and training", icon=":material/model_training:",
+                url_path="models"),
+        st.Page("pages/evaluation.py", title="Evaluation", icon=":material/query_stats:",
+                url_path="evaluation"),
+        st.Page("pages/method.py", title="Method and limitations", icon=":material/menu_book:",
+                url_path="method"),
+    ],
+})
+page.run()

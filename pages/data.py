@@ -1,0 +1,267 @@
+"""Data: load incident files (check and correct the detected columns first), see what was
+accepted and rejected and why, manage uploads and district outlines, and see the incidents
+over time."""
+
+import hashlib
+import json
+
+import pandas as pd
+import plotly.express as px
+import streamlit as st
+
+from pages import _common as ui
+from safety_models import ingest, paths
+from safety_models.errors import MappingError, UserError
+from safety_models.schema import CATEGORIES
+
+st.title("Data")
+
+store = ui.get_store()
+url = paths.db_url()
+
+# The fields of a column mapping, grouped as people think of them; `crs` is a text input.
+MAPPING_GROUPS = {
+    "When": [("time", "Date and time"), ("date", "Date (time apart)"),
+             ("clock", "Time of day")],
+    "Where": [("lat", "Latitude"), ("lon", "Longitude"), ("location", "Location (lat, lon)"),
+              ("x", "X (projected)"), ("y", "Y (projected)")],
+    "What": [("subtype", "Type / subtype"), ("source_id", "Record id"),
+             ("outcome", "Test outcome")],
+}
+SPLIT_TIME_FIELDS = [("year", "Year"), ("month", "Month"), ("day", "Day"), ("hour", "Hour")]
+# For these an explicit "none" overrides detection (ColumnMapping's convention: "").
+NONE_MEANS_NONE = {"subtype", "source_id", "outcome"}
+NOT_USED = "— not used —"
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def read_preview(file_id: str, file_name: str, _data: bytes):
+    """(table of strings, detected mapping or None, detection error or None) for one file."""
+    table = ingest.read_table(_data, file_name)
+    try:
+        return table, ingest.detect_mapping(table), None
+    except MappingError as err:
+        return table, None, str(err)
+
+
+def mapping_editor(file):
+    """The file's first rows and its detected columns in editable selectboxes; returns the
+    ColumnMapping to load it with (the user's corrections win over detection)."""
+    fid = hashlib.sha1(f"{file.file_id}:{file.name}".encode()).hexdigest()[:8]
+    table, detected, problem = read_preview(file.file_id, file.name, file.getvalue())
+    st.markdown(f"**{file.name}** · {len(table):,} rows · {len(table.columns)} columns")
+    st.dataframe(table.head(8), hide_index=True, width="stretch", height=245)
+    if problem:
+        st.warning(problem, icon=":material/help:")
+    st.caption("Columns detected in the file. Correct any that are wrong before loading.")
+    detected_dict = detected.to_dict() if detected else {}
+    options = [NOT_USED, *[str(c) for c in table.columns]]
+    chosen: dict[str, str | None] = {}
+    for group, fields in MAPPING_GROUPS.items():
+        cols = st.columns(len(fields) + (1 if group == "Where" else 0))
+        for col, (field, label) in zip(cols, fields):
+            current = detected_dict.get(field)
+            value = col.selectbox(
+                f"{group}: {label}", options,
+                index=options.index(current) if current in options else 0,
+                key=f"mapping_{fid}_{field}")
+            chosen[field] = None if value == NOT_USED else value
+        if group == "Where":
+            chosen["crs"] = cols[-1].text_input(
+                "CRS of X/Y", value=detected_dict.get("crs") or "", key=f"mapping_{fid}_crs",
+                placeholder="e.g. EPSG:25831",
+                help="Only for projected X/Y columns: the coordinate system's EPSG code.") \
+                or None
+    with st.expander("Time split over year / month / day / hour columns"):
+        cols = st.columns(len(SPLIT_TIME_FIELDS))
+        for col, (field, label) in zip(cols, SPLIT_TIME_FIELDS):
+            current = detected_dict.get(field)
+            value = col.selectbox(label, options,
+                                  index=options.index(current) if current in options else 0,
+                                  key=f"mapping_{fid}_{field}")
+            chosen[field] = None if value == NOT_USED else value
+    overrides = {k: ("" if v is None and k in NONE_MEANS_NONE else v) for k, v in chosen.items()}
+    return ingest.ColumnMapping(**overrides)
+
+
+def show_result(result: dict) -> None:
+    """One loaded file's outcome: counts, rejection reasons, the rejected rows to download."""
+    if "error" in result:
+        st.error(f"**{result['file_name']}** was not loaded. {result['error']}",
+                 icon=":material/error:")
+        return
+    s = result["summary"]
+    if s.get("already_loaded"):
+        st.info(f"**{s['file_name']}** was loaded before (upload #{s['upload_id']}); nothing "
+                "was added.", icon=":material/content_copy:")
+        return
+    message = (f"**{s['file_name']}** → {ui.category_label(s['category'])}: "
+               f"{s['accepted']:,} incidents added, {s['duplicates']:,} duplicates skipped, "
+               f"{s['rejected']:,} rows rejected (of {s['rows_read']:,} read). "
+               f"Incidents from {ui.when(s['time_min'])} to {ui.when(s['time_max'])}.")
+    (st.warning if s["rejected"] else st.success)(message, icon=":material/task_alt:")
+    if s["rejected"]:
+        reasons = ", ".join(f"{reason}: {n:,}" for reason, n in s["rejected_reasons"].items())
+        st.caption(f"Rejected rows by reason – {reasons}")
+        rejected = store.rejected_rows(s["upload_id"])
+        st.download_button(
+            f"Download the {s['rejected']:,} rejected rows (CSV with reasons)",
+            data=rejected.to_csv(index=False).encode("utf-8"),
+            file_name=f"rejected-upload-{s['upload_id']}.csv", mime="text/csv",
+            key=f"download_rejected_result_{s['upload_id']}", icon=":material/download:")
+
+
+load_tab, uploads_tab, outlines_tab, charts_tab = st.tabs(
+    ["Load files", "Uploads", "District outlines", "Incidents over time"])
+
+# ---------------------------------------------------------------------------- load files
+with load_tab:
+    category = st.selectbox("These files hold", CATEGORIES, format_func=ui.category_label,
+                            key="upload_category")
+    files = st.file_uploader(
+        "Incident files (CSV or similar exports; one or more)", accept_multiple_files=True,
+        key="upload_files",
+        help="Each row one incident with a time and a location (latitude/longitude, a "
+             "'(lat, lon)' column, or projected X/Y with a CRS). Common open-data layouts are "
+             "recognised; check the columns below before loading.")
+    mappings = []
+    for file in files or []:
+        with st.container(border=True):
+            with ui.shown_errors(f"reading {file.name}"):
+                mappings.append((file, mapping_editor(file)))
+    if files:
+        if st.button(f"Load {len(mappings)} file{'s' if len(mappings) != 1 else ''} as "
+                     f"{ui.category_label(category).lower()}", type="primary",
+                     key="upload_load", disabled=not mappings, icon=":material/upload:"):
+            results = []
+            progress = st.progress(0.0, text="Loading…")
+            for i, (file, mapping) in enumerate(mappings):
+                progress.progress(i / len(mappings), text=f"Loading {file.name}…")
+                try:
+                    summary = ingest.ingest_bytes(store, file.getvalue(), file.name, category,
+                                                  overrides=mapping)
+                    results.append({"file_name": file.name, "summary": summary.to_dict()})
+                except UserError as err:
+                    results.append({"file_name": file.name, "error": str(err)})
+            progress.empty()
+            ui.clear_data_caches()
+            st.session_state["upload_results"] = results
+    for result in st.session_state.get("upload_results", []):
+        show_result(result)
+
+# ---------------------------------------------------------------------------- uploads
+with uploads_tab:
+    stamp = ui.data_stamp()
+    listing = ui.uploads(url, stamp)
+    if listing.empty:
+        st.info("Nothing loaded yet.", icon=":material/inbox:")
+    else:
+        shown = listing.assign(
+            category=listing["category"].map(ui.category_label),
+            period=[f"{ui.when(a)} – {ui.when(b)}"
+                    for a, b in zip(listing["time_min"], listing["time_max"])],
+        )[["upload_id", "file_name", "category", "uploaded_at", "rows_read", "accepted",
+           "rejected", "duplicates", "period", "is_demo"]]
+        st.dataframe(
+            shown, hide_index=True, width="stretch", key="uploads_table",
+            column_config={
+                "upload_id": st.column_config.NumberColumn("#", format="%d"),
+                "file_name": "file", "uploaded_at": st.column_config.DatetimeColumn(
+                    "loaded", format="D MMM YYYY, HH:mm"),
+                "rows_read": "rows", "accepted": "added", "is_demo": "demo"})
+        labels = {int(r.upload_id): f"#{r.upload_id} {r.file_name} "
+                                    f"({ui.category_label(r.category).lower()}, "
+                                    f"{r.accepted:,} incidents)"
+                  for r in listing.itertuples()}
+        chosen = st.selectbox("Upload", list(labels), format_func=labels.get,
+                              key="remove_upload_id")
+        left, right, _ = st.columns([1.2, 1, 2])
+        with left:
+            row = listing[listing["upload_id"] == chosen].iloc[0]
+            if row["rejected"]:
+                st.download_button(
+                    f"Rejected rows ({row['rejected']:,})",
+                    data=store.rejected_rows(chosen).to_csv(index=False).encode("utf-8"),
+                    file_name=f"rejected-upload-{chosen}.csv", mime="text/csv",
+                    key="download_rejected", icon=":material/download:")
+            else:
+                st.caption("No rejected rows in this upload.")
+        with right.popover("Remove…", icon=":material/delete:"):
+            st.markdown(f"Remove **{labels[chosen]}** and its incidents? Models already "
+                        "trained keep what they learnt; retrain to forget it.")
+            if st.button("Yes, remove it", type="primary", key="remove_upload_confirm"):
+                with ui.shown_errors("removing the upload"):
+                    removed = store.remove_upload(chosen)
+                    ui.clear_data_caches()
+                    st.toast(f"Removed upload #{chosen} ({removed:,} incidents).")
+                    st.rerun()
+        if listing["is_demo"].any():
+            st.divider()
+            st.markdown("**Demo data** – the built-in example city. Remove it before loading "
+                        "your own city's files (one home holds one city per category).")
+            with st.popover("Remove the demo data…", icon=":material/delete_sweep:"):
+                st.markdown("Remove every demo upload and the demo district outlines?")
+                if st.button("Yes, remove the demo data", type="primary",
+                             key="remove_demo_confirm"):
+                    with ui.shown_errors("removing the demo data"):
+                        removed = store.remove_demo()
+                        ui.clear_data_caches()
+                        st.toast(f"Removed the demo data ({removed:,} incidents).")
+                        st.rerun()
+
+# ---------------------------------------------------------------------------- outlines
+with outlines_tab:
+    st.markdown("District (or neighbourhood) outlines are drawn on the risk map so operators "
+                "can find their way without a street map. Any GeoJSON file of polygons in "
+                "latitude/longitude (WGS84) works.")
+    current = ui.boundary(url, "*")
+    st.caption("Outlines stored for every category: "
+               + (f"{len(current.get('features', []))} shapes." if current else "none."))
+    scope = st.selectbox("Use for", ["*", *CATEGORIES], key="boundary_scope",
+                         format_func=lambda c: "every category" if c == "*"
+                         else ui.category_label(c))
+    outline_file = st.file_uploader("GeoJSON file", type=["geojson", "json"],
+                                    key="boundary_file")
+    if st.button("Save outlines", key="boundary_save", disabled=outline_file is None,
+                 icon=":material/save:"):
+        try:
+            geojson = json.loads(outline_file.getvalue().decode("utf-8-sig"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            st.error(f"{outline_file.name} is not a GeoJSON file: {err}")
+        else:
+            with ui.shown_errors("saving the outlines"):
+                store.set_boundary(scope, geojson)
+                ui.boundary.clear()
+                st.success(f"Saved the outlines of {outline_file.name}.")
+
+# ---------------------------------------------------------------------------- charts
+with charts_tab:
+    stamp = ui.data_stamp()
+    period = st.segmented_control("Per", ["D", "W", "M"], default="W", required=True,
+                                  format_func={"D": "day", "W": "week", "M": "month"}.get,
+                                  key="chart_period")
+    frames = []
+    for cat in CATEGORIES:
+        series = ui.per_period(url, cat, period, False, stamp)
+        if not series.empty:
+            frames.append(series.assign(category=ui.category_label(cat)))
+    if not frames:
+        st.info("No incidents stored yet.")
+    else:
+        figure = px.line(pd.concat(frames), x="period", y="incidents", color="category",
+                         title="Incidents by category")
+        figure.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                             legend={"orientation": "h", "y": -0.2}, xaxis_title=None)
+        st.plotly_chart(figure, width="stretch", key="chart_categories")
+        chart_category = st.selectbox("Subtypes of", CATEGORIES, format_func=ui.category_label,
+                                      key="chart_category")
+        by_subtype = ui.per_period(url, chart_category, period, True, stamp)
+        if by_subtype.empty:
+            st.caption("No incidents of this category.")
+        else:
+            figure = px.bar(by_subtype, x="period", y="incidents", color="subtype",
+                            title=f"{ui.category_label(chart_category)} by type")
+            figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                                 legend={"orientation": "h", "y": -0.25}, xaxis_title=None,
+                                 bargap=0.05)
+            st.plotly_chart(figure, width="stretch", key="chart_subtypes")

@@ -1,0 +1,111 @@
+"""Overview: per category, what is stored, which model is in use and how good it is, where
+the next window's hotspots are, and what needs attention (no model, stale model, jobs)."""
+
+import pandas as pd
+import streamlit as st
+
+from pages import _common as ui
+from safety_models import mapview, paths
+from safety_models.schema import CATEGORIES
+
+st.title("Overview")
+st.caption("Where and when incidents are most likely in the next window, per category, "
+           "and what needs your attention.")
+
+store = ui.get_store()
+url = paths.db_url()
+stamp = ui.data_stamp()
+counts = ui.incident_counts(url, stamp)
+uploads = ui.uploads(url, stamp)
+
+
+@st.fragment(run_every=2)
+def jobs_and_attention() -> None:
+    """Refreshes by itself: running jobs with their progress, and what needs attention."""
+    from safety_models import jobs, workflows
+
+    with ui.shown_errors("reading the state of jobs and models"):
+        items = workflows.attention_items(store)
+        running = [j for j in jobs.list_jobs(store, limit=20)
+                   if j["status"] in ui.JOB_ACTIVE_STATUSES]
+        if not items and not running:
+            st.success("Nothing needs attention: every category has an up-to-date model.",
+                       icon=":material/check_circle:")
+            return
+        st.subheader("Needs attention")
+        for job in running:
+            with st.container(border=True):
+                title = {"bootstrap": "Preparing the first models",
+                         "pretrain": "Pretraining the base model",
+                         "train": "Training"}.get(job["kind"], job["kind"])
+                category = (job.get("config") or {}).get("category")
+                if category:
+                    title += f" – {ui.category_label(category)}"
+                st.markdown(f"**{title}** (job {job['job_id']})")
+                st.progress(ui.job_fraction(job), text=ui.job_progress_text(job))
+        for item in items:
+            level = item.get("level", "warning")
+            show = {"error": st.error, "info": st.info}.get(level, st.warning)
+            show(item["message"], icon=":material/priority_high:" if level != "info"
+                 else ":material/info:")
+
+
+jobs_and_attention()
+
+st.subheader("Categories")
+columns = st.columns(len(CATEGORIES), gap="medium")
+for column, category in zip(columns, CATEGORIES):
+    with column, st.container(border=True):
+        st.markdown(f"#### {ui.CATEGORY_ICONS[category]} {ui.category_label(category)}")
+        with ui.shown_errors(f"summarising {category}"):
+            n = counts.get(category, 0)
+            span = ui.time_range(url, category, stamp)
+            st.metric("Incidents stored", f"{n:,}")
+            if span is None:
+                st.caption("No data yet. Load a file on the **Data** page.")
+                continue
+            mine = uploads[uploads["category"] == category]
+            last_upload = mine["uploaded_at"].max() if len(mine) else None
+            st.caption(f"From {ui.when(span[0].normalize())} to {ui.when(span[1].normalize())}"
+                       f" · last upload {ui.when(last_upload)}")
+
+            model_id = ui.active_model_id(category)
+            if model_id is None:
+                st.info("No model yet: one is being prepared, or start one on the "
+                        "**Models and training** page.", icon=":material/hourglass_top:")
+                continue
+            st.markdown(f"Active model `{model_id}`")
+            evaluation = ui.load_evaluation(model_id)
+            headline = ui.headline_scores(evaluation)
+            if headline is None:
+                st.caption("Not evaluated yet (see the **Evaluation** page).")
+            else:
+                left, right = st.columns(2)
+                left.metric(
+                    "Hit rate in top 5 % of area", f"{headline['hit_rate_5']:.0%}",
+                    delta=f"{headline['hit_rate_5'] - headline['best_hit_rate_5']:+.0%} "
+                          f"vs {headline['best_baseline']}",
+                    help="Share of the test period's incidents that fell in the 5 % of the "
+                         "city the model flagged, against the best baseline.")
+                right.metric(
+                    "ROC-AUC", f"{headline['roc_auc']:.2f}",
+                    delta=f"{headline['roc_auc'] - headline['best_roc_auc']:+.2f} "
+                          f"vs {headline['best_baseline_auc']}",
+                    help="How well the model ranks cells with incidents above cells without "
+                         "(0.5 = chance, 1 = perfect), against the best baseline.")
+                st.caption(f"PAI at 5 %: {headline['pai_5']:.1f} "
+                           f"(best baseline {headline['best_pai_5']:.1f}); "
+                           f"backtest {ui.when(evaluation['test_start'])} – "
+                           f"{ui.when(evaluation['test_end'])}")
+            prediction = ui.prediction(url, category, model_id, None, stamp)
+            if prediction.empty:
+                continue
+            start = pd.Timestamp(prediction["window_start"].iloc[0])
+            end = pd.Timestamp(prediction["window_end"].iloc[0])
+            st.markdown(f"**Top 5 hotspots**, {ui.when(start)} – {ui.when(end)}")
+            top = mapview.top_hotspots(prediction, 5)
+            st.dataframe(
+                top[["rank", "cell", "risk level", "chance", "last 30 days"]],
+                hide_index=True, width="stretch",
+                column_config={"chance": st.column_config.NumberColumn("chance", format="%.1f %%")})
+            st.page_link("pages/risk_map.py", label="Open the risk map", icon=":material/map:")

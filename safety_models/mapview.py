@@ -1,0 +1,390 @@
+"""What the risk map draws, computed without a user interface (pure; no streamlit).
+
+The Risk map page turns a prediction table (one row per cell, from
+`workflows.predict_category`) plus the grid and the city's district outlines into pydeck
+layers. Everything that decides what an operator sees lives here so it can be tested:
+
+* a colour scale that is FIXED for a model (0 .. `probability_scale_max`), so that the same
+  colour means the same probability on every day the operator looks at;
+* risk levels (by rank) with their own fixed colours, as an alternative colouring;
+* the legend for either;
+* the initial view (centre and zoom) computed from the grid alone, so it does not move when
+  the selected window or colouring changes (the dashboard keeps the user's pan and zoom);
+* layer specs (plain dicts) and a `pydeck.Deck` built from them, with no basemap
+  (`map_provider=None`): tiles are never fetched, the cells and outlines are drawn on the
+  page's plain background.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .grid import GridSpec, cell_to_boundary
+
+# Sequential scale from pale yellow to dark red (ColorBrewer YlOrRd, 8 classes): readable on
+# white, ordered by lightness, and distinguishable by most colour-blind readers.
+PROBABILITY_STOPS_RGB: tuple[tuple[int, int, int], ...] = (
+    (255, 255, 204), (255, 237, 160), (254, 217, 118), (254, 178, 76),
+    (253, 141, 60), (252, 78, 42), (227, 26, 28), (177, 0, 38),
+)
+
+# Risk levels from the highest to the lowest, as `workflows.predict_category` names them,
+# with a fixed colour each (the top of the probability scale for the highest level).
+RISK_LEVEL_COLOURS: dict[str, tuple[int, int, int]] = {
+    "very high": (177, 0, 38),
+    "high": (252, 78, 42),
+    "elevated": (254, 178, 76),
+    "medium": (254, 178, 76),
+    "moderate": (254, 178, 76),
+    "low": (255, 237, 160),
+    "very low": (255, 255, 204),
+    "none": (240, 240, 240),
+}
+UNKNOWN_LEVEL_RGB = (200, 200, 200)
+
+# Cells whose probability is below this share of the scale are drawn almost transparent, so
+# the busy part of the city stands out and the outlines stay readable everywhere else.
+QUIET_SHARE = 0.02
+CELL_ALPHA = 190
+QUIET_ALPHA = 25
+
+BOUNDARY_RGBA = (60, 60, 60, 220)
+INCIDENT_RGBA = (20, 80, 160, 200)
+SELECTED_OUTLINE_RGBA = (0, 0, 0, 255)
+
+CELLS_LAYER_ID = "cells"
+BOUNDARY_LAYER_ID = "districts"
+INCIDENTS_LAYER_ID = "incidents"
+
+# The map's height in the page, in pixels; the initial zoom fits the grid into it.
+MAP_HEIGHT_PX = 560
+MAP_WIDTH_PX = 820     # a typical width of the map column on a laptop screen
+PITCH_3D_DEG = 45.0
+
+TOOLTIP_HTML = (
+    "<b>Cell {cell_id}</b> &middot; rank {rank}<br/>"
+    "Risk level: <b>{risk_level}</b><br/>"
+    "Chance of at least one incident: <b>{probability_text}</b><br/>"
+    "Expected incidents: {expected_text}<br/>"
+    "Incidents in the last 30 days: {events_last_30d}"
+)
+TOOLTIP_STYLE = {"backgroundColor": "#1f2937", "color": "white", "fontSize": "13px",
+                 "padding": "8px"}
+
+
+@dataclass(frozen=True)
+class LegendItem:
+    """One swatch of a legend: its label and colour as a CSS hex string."""
+
+    label: str
+    colour_hex: str
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k that is >= value (value > 0); 1.0 for value <= 0."""
+    if not value > 0 or not math.isfinite(value):
+        return 1.0
+    exponent = math.floor(math.log10(value))
+    for step in (1.0, 2.0, 2.5, 5.0, 10.0):
+        candidate = step * 10.0 ** exponent
+        if candidate >= value * (1 - 1e-12):
+            return float(candidate)
+    return float(10.0 ** (exponent + 1))
+
+
+def probability_scale_max(probabilities: Any) -> float:
+    """A fixed top for the colour scale: the nice number above the largest probability.
+
+    Computed once per model (from its prediction for the latest window) and then kept for
+    every window the operator looks at, so a colour always means the same probability.
+    Probabilities above it (rare) take the top colour. Between 0.01 and 1.0."""
+    values = np.asarray(probabilities, dtype=float)
+    values = values[np.isfinite(values)]
+    top = float(values.max()) if values.size else 0.0
+    return min(1.0, max(0.01, nice_ceiling(top)))
+
+
+def probability_rgb(probabilities: Any, scale_max: float) -> np.ndarray:
+    """(n, 3) uint8 colours on the fixed scale 0 .. scale_max (linear between the stops)."""
+    p = np.nan_to_num(np.asarray(probabilities, dtype=float), nan=0.0)
+    share = np.clip(p / float(scale_max), 0.0, 1.0)
+    stops = np.asarray(PROBABILITY_STOPS_RGB, dtype=float)           # (stops, 3)
+    position = share * (len(stops) - 1)
+    low = np.floor(position).astype(int)
+    high = np.minimum(low + 1, len(stops) - 1)
+    weight = (position - low)[:, None]
+    rgb = stops[low] * (1 - weight) + stops[high] * weight
+    return np.round(rgb).astype(np.uint8)
+
+
+def risk_level_rgb(levels: Any) -> np.ndarray:
+    """(n, 3) uint8 colours of risk levels (case-insensitive); grey for an unknown level."""
+    return np.array([RISK_LEVEL_COLOURS.get(str(level).strip().lower(), UNKNOWN_LEVEL_RGB)
+                     for level in levels], dtype=np.uint8).reshape(-1, 3)
+
+
+def _hex(rgb) -> str:
+    return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb[:3]))
+
+
+def format_percent(probability: float) -> str:
+    """0.1234 -> '12.3 %'; small values keep two significant digits ('0.42 %')."""
+    if probability is None or not np.isfinite(probability):
+        return "–"
+    percent = 100.0 * float(probability)
+    if percent == 0:
+        return "0 %"
+    if percent < 1:
+        return f"{percent:.2g} %"
+    return f"{percent:.1f}".rstrip("0").rstrip(".") + " %"
+
+
+def probability_legend(scale_max: float, n_items: int = 6) -> list[LegendItem]:
+    """Swatches at equal steps of the fixed scale, labelled in percent (top one '≥ max')."""
+    items = []
+    for i in range(n_items):
+        p = scale_max * i / (n_items - 1)
+        label = format_percent(p)
+        if i == n_items - 1 and scale_max < 1.0:
+            label = f"≥ {label}"
+        items.append(LegendItem(label, _hex(probability_rgb([p], scale_max)[0])))
+    return items
+
+
+def risk_level_legend(levels: Any) -> list[LegendItem]:
+    """Swatches for the risk levels present, highest first (known order, then the rest)."""
+    present = list(dict.fromkeys(str(level) for level in levels))
+    order = {name: i for i, name in enumerate(RISK_LEVEL_COLOURS)}
+    present.sort(key=lambda name: order.get(name.strip().lower(), len(order)))
+    return [LegendItem(name, _hex(risk_level_rgb([name])[0])) for name in present]
+
+
+def view_state(grid: GridSpec, width_px: int = MAP_WIDTH_PX, height_px: int = MAP_HEIGHT_PX,
+               pitch_deg: float = 0.0) -> dict[str, float]:
+    """Centre and zoom that fit the whole grid into a map of width_px x height_px.
+
+    Depends on the grid only (never on the prediction or the selection), so the dashboard can
+    pass the same initial view on every rerun and the map stays where the user left it."""
+    corners = cell_to_boundary(grid, [0, grid.n_cells - 1])
+    lons = [pt[0] for ring in corners for pt in ring]
+    lats = [pt[1] for ring in corners for pt in ring]
+    lat_c = (min(lats) + max(lats)) / 2
+    lon_c = (min(lons) + max(lons)) / 2
+    # Web-Mercator: metres per pixel at zoom z is 156543.03 * cos(lat) / 2^z.
+    width_m = grid.n_cols * grid.cell_size_m
+    height_m = grid.n_rows * grid.cell_size_m
+    metres_per_px = max(width_m / (width_px * 0.9), height_m / (height_px * 0.9), 1e-6)
+    zoom = math.log2(156543.03 * math.cos(math.radians(lat_c)) / metres_per_px)
+    return {"latitude": round(lat_c, 6), "longitude": round(lon_c, 6),
+            "zoom": round(max(1.0, min(18.0, zoom)), 2), "pitch": float(pitch_deg),
+            "bearing": 0.0}
+
+
+def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
+                 colour_by: str = "probability", elevation_max_m: float | None = None,
+                 selected_cell: int | None = None) -> list[dict[str, Any]]:
+    """One record per cell for a PolygonLayer: outline, colour, elevation and tooltip text.
+
+    colour_by: "probability" (fixed scale 0..scale_max) or "risk_level" (fixed colours).
+    elevation_max_m: height of a cell at the top of the scale (3D view); default 4 cells."""
+    if colour_by not in ("probability", "risk_level"):
+        raise ValueError(f"colour_by must be 'probability' or 'risk_level', got {colour_by!r}")
+    if prediction.empty:
+        return []
+    cell_ids = prediction["cell_id"].to_numpy(dtype=np.int64)
+    outlines = cell_to_boundary(grid, cell_ids)
+    probability = prediction["probability"].to_numpy(dtype=float)
+    if colour_by == "probability":
+        rgb = probability_rgb(probability, scale_max)
+    else:
+        rgb = risk_level_rgb(prediction["risk_level"])
+    share = np.clip(np.nan_to_num(probability) / scale_max, 0.0, 1.0)
+    alpha = np.where(share < QUIET_SHARE, QUIET_ALPHA, CELL_ALPHA)
+    top_m = elevation_max_m if elevation_max_m is not None else 4 * grid.cell_size_m
+    elevation = share * top_m
+    expected = prediction["expected_count"].to_numpy(dtype=float)
+    recent = prediction["events_last_30d"].to_numpy()
+    rank = prediction["rank"].to_numpy()
+    level = prediction["risk_level"].astype(str).to_numpy()
+    records = []
+    for i, cell_id in enumerate(cell_ids):
+        records.append({
+            "cell_id": int(cell_id),
+            "polygon": outlines[i],
+            "fill": [int(rgb[i, 0]), int(rgb[i, 1]), int(rgb[i, 2]), int(alpha[i])],
+            "line": list(SELECTED_OUTLINE_RGBA) if selected_cell == int(cell_id)
+            else [255, 255, 255, 60],
+            "elevation": float(elevation[i]),
+            "probability": float(probability[i]),
+            "probability_text": format_percent(probability[i]),
+            "expected_count": float(expected[i]),
+            "expected_text": f"{expected[i]:.2f}",
+            "events_last_30d": int(recent[i]) if np.isfinite(recent[i]) else 0,
+            "rank": int(rank[i]),
+            "risk_level": str(level[i]),
+        })
+    return records
+
+
+def cells_layer_spec(records: list[dict[str, Any]], extruded: bool = False) -> dict[str, Any]:
+    """A pickable PolygonLayer of the cells (flat, or extruded as 3D columns)."""
+    return {
+        "type": "PolygonLayer", "id": CELLS_LAYER_ID, "data": records,
+        "get_polygon": "polygon", "get_fill_color": "fill", "get_line_color": "line",
+        "line_width_min_pixels": 0.5, "stroked": True, "filled": True,
+        "extruded": bool(extruded), "get_elevation": "elevation", "elevation_scale": 1,
+        "wireframe": False, "pickable": True, "auto_highlight": True,
+        "highlight_color": [30, 30, 30, 90],
+    }
+
+
+def boundary_layer_spec(geojson: dict[str, Any]) -> dict[str, Any]:
+    """District outlines: dark lines, no fill, not pickable (tooltips stay on the cells)."""
+    return {
+        "type": "GeoJsonLayer", "id": BOUNDARY_LAYER_ID, "data": geojson,
+        "stroked": True, "filled": False, "get_line_color": list(BOUNDARY_RGBA),
+        "line_width_min_pixels": 1.2, "get_line_width": 1, "pickable": False,
+    }
+
+
+def incident_records(incidents: pd.DataFrame) -> list[dict[str, Any]]:
+    """Points of recorded incidents (latitude, longitude) for a ScatterplotLayer."""
+    if incidents.empty:
+        return []
+    return [{"position": [float(lon), float(lat)]} for lat, lon in
+            zip(incidents["latitude"].to_numpy(), incidents["longitude"].to_numpy())]
+
+
+def incidents_layer_spec(records: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "type": "ScatterplotLayer", "id": INCIDENTS_LAYER_ID, "data": records,
+        "get_position": "position", "get_fill_color": list(INCIDENT_RGBA),
+        "get_radius": 25, "radius_min_pixels": 2, "radius_max_pixels": 6,
+        "stroked": False, "pickable": False,
+    }
+
+
+def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]):
+    """A pydeck Deck from layer specs, without any basemap (no tiles are ever requested).
+
+    `map_provider=None` leaves pydeck's map_style at its sentinel, which Streamlit's
+    frontend reads as "no basemap" (an explicit `map_style=None` would make it fall back to
+    Carto tiles, which an offline machine cannot load)."""
+    import pydeck as pdk   # imported here: only the dashboard needs pydeck
+
+    layers = [pdk.Layer(spec["type"], **{k: v for k, v in spec.items() if k != "type"})
+              for spec in layer_specs]
+    return pdk.Deck(layers=layers, initial_view_state=pdk.ViewState(**initial_view),
+                    map_provider=None,
+                    tooltip={"html": TOOLTIP_HTML, "style": TOOLTIP_STYLE})
+
+
+def top_hotspots(prediction: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The n highest-ranked cells as a table for people (rank, cell, chance, expected, recent)."""
+    if prediction.empty:
+        return pd.DataFrame(columns=["rank", "cell", "risk level", "chance", "expected",
+                                     "last 30 days", "lat", "lon"])
+    top = prediction.sort_values("rank").head(n)
+    return pd.DataFrame({
+        "rank": top["rank"].astype(int).to_numpy(),
+        "cell": top["cell_id"].astype(int).to_numpy(),
+        "risk level": top["risk_level"].astype(str).to_numpy(),
+        "chance": (100 * top["probability"].astype(float)).round(1).to_numpy(),
+        "expected": top["expected_count"].astype(float).round(2).to_numpy(),
+        "last 30 days": top["events_last_30d"].astype(int).to_numpy(),
+        "lat": top["lat"].astype(float).round(5).to_numpy(),
+        "lon": top["lon"].astype(float).round(5).to_numpy(),
+    })
+
+
+# ---------------------------------------------------------------------------------------------
+# Charts beside the map (pure: tables in, tables out)
+
+
+def period_starts(times: pd.Series, freq: str) -> pd.Series:
+    """The start of each time's period: "D" day, "W" week from Monday, "M" calendar month."""
+    times = pd.to_datetime(times)
+    if freq == "D":
+        return times.dt.normalize()
+    if freq == "W":
+        return times.dt.normalize() - pd.to_timedelta(times.dt.weekday, unit="D")
+    if freq == "M":
+        return times.dt.to_period("M").dt.start_time
+    raise ValueError(f"freq must be 'D', 'W' or 'M', got {freq!r}")
+
+
+_RANGE_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
+
+
+def incidents_per_period(incidents: pd.DataFrame, freq: str = "W",
+                         by_subtype: bool = False, top_subtypes: int = 8) -> pd.DataFrame:
+    """Incidents counted per period: columns period (start), [subtype], incidents.
+
+    freq: "D" days, "W" weeks starting Monday, "M" months. Without by_subtype, periods with
+    no incident count 0 (so a gap in the data shows as a gap). by_subtype: one series per
+    subtype; all but the top_subtypes most frequent are summed as "other", an empty subtype
+    is "unspecified"."""
+    columns = ["period", "subtype", "incidents"] if by_subtype else ["period", "incidents"]
+    if incidents.empty:
+        return pd.DataFrame(columns=columns)
+    period = period_starts(incidents["occurred_at"], freq)
+    if not by_subtype:
+        counts = period.value_counts().sort_index()
+        full = pd.date_range(counts.index.min(), counts.index.max(), freq=_RANGE_FREQ[freq])
+        counts = counts.reindex(full, fill_value=0)
+        return pd.DataFrame({"period": counts.index, "incidents": counts.to_numpy()})
+    subtype = incidents["subtype"].fillna("").astype(str).str.strip()
+    subtype = subtype.where(subtype != "", "unspecified")
+    top = subtype.value_counts().head(top_subtypes).index
+    subtype = subtype.where(subtype.isin(top), "other")
+    table = (pd.DataFrame({"period": period.to_numpy(), "subtype": subtype.to_numpy()})
+             .groupby(["period", "subtype"]).size().rename("incidents").reset_index())
+    return table[columns]
+
+
+def headline_scores(evaluation: dict | None) -> dict[str, Any] | None:
+    """The model's headline test scores and the best baseline's, from a saved evaluation.
+
+    Returns hit_rate_5, pai_5, roc_auc of the model, and for each the best baseline value
+    (best_hit_rate_5 with best_baseline, best_pai_5, best_roc_auc with best_baseline_auc);
+    None when there is no evaluation or it lacks the model's scores."""
+    if not evaluation or "results" not in evaluation:
+        return None
+    from .evaluation import summary_table
+
+    table = summary_table(evaluation)
+    if "model" not in table.index:
+        return None
+    model = table.loc["model"]
+    baselines = table.drop(index="model")
+    out: dict[str, Any] = {k: float(model[k]) for k in ("hit_rate_5", "pai_5", "roc_auc")}
+    if baselines.empty:
+        out.update(best_hit_rate_5=float("nan"), best_pai_5=float("nan"),
+                   best_roc_auc=float("nan"), best_baseline="–", best_baseline_auc="–")
+        return out
+    best = baselines["hit_rate_5"].astype(float).fillna(-1).idxmax()
+    best_auc = baselines["roc_auc"].astype(float).fillna(-1).idxmax()
+    out.update(best_hit_rate_5=float(baselines.loc[best, "hit_rate_5"]),
+               best_pai_5=float(baselines["pai_5"].astype(float).max()),
+               best_roc_auc=float(baselines.loc[best_auc, "roc_auc"]),
+               best_baseline=baseline_label(best), best_baseline_auc=baseline_label(best_auc))
+    return out
+
+
+BASELINE_LABELS: dict[str, str] = {
+    "model": "this model",
+    "naive": "last window (naive)",
+    "historical_average": "historical average",
+    "kde": "kernel density (KDE)",
+    "prospective_hotspot": "prospective hotspot",
+    "seasonal": "same weekday/season",
+}
+
+
+def baseline_label(name: str) -> str:
+    return BASELINE_LABELS.get(str(name), str(name).replace("_", " "))
