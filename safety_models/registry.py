@@ -322,7 +322,7 @@ def load_model(store: Store, model_id: str) -> tuple[Any, dict]:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    from .training import model_from_checkpoint  # training imports torchvision: load lazily
+    from .models import model_from_checkpoint  # imports torchvision: only when a model is needed
 
     checkpoint = load_checkpoint(store, model_id)
     model = model_from_checkpoint(checkpoint)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -13,6 +10,7 @@ import torch
 from safety_models import registry
 from safety_models.errors import GridMismatch, NotReady, UserError
 from safety_models.grid import GridSpec
+from safety_models.models import ModelConfig, RiskNet, create_model, model_to_state
 from safety_models.store import Store
 
 GRID = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 500.0, 4, 5)
@@ -29,14 +27,21 @@ def store(tmp_path, monkeypatch):
     registry.clear_cache()
 
 
-def fake_checkpoint(score: float = 0.5, seed: int = 0, grid: GridSpec = GRID) -> dict:
-    """What workflows hands to save_model, with a tiny conv net as the weights."""
+def tiny_net(seed: int = 0) -> RiskNet:
+    """A real RiskNet, small and with every weight random (fresh heads start at zero)."""
     torch.manual_seed(seed)
-    net = torch.nn.Conv2d(2, 1, kernel_size=1)
+    net = create_model(ModelConfig(in_channels=3, decoder_width=8, full_res_width=8))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    return net.eval()
+
+
+def fake_checkpoint(score: float = 0.5, seed: int = 0, grid: GridSpec = GRID) -> dict:
+    """What workflows hands to save_model (training's checkpoint + grid and mask)."""
     return {
         "format": 1,
-        "state_dict": net.state_dict(),
-        "model_config": {"kind": "conv1x1", "in_channels": 2},
+        **model_to_state(tiny_net(seed)),
         "feature_config": {"window_hours": 24},
         "train_config": {"category": "crime", "base": "none", "epochs": 1},
         "data_window": {"start": "2026-01-01", "end": "2026-03-01",
@@ -116,28 +121,19 @@ def test_failed_insert_leaves_no_file_and_no_row(store, monkeypatch):
     assert registry.list_models(store).empty
 
 
-def test_loaded_model_predicts_exactly_what_the_saved_one_did(store, monkeypatch):
+def test_loaded_model_predicts_exactly_what_the_saved_one_did(store):
+    net = tiny_net(seed=3)
     ckpt = fake_checkpoint(seed=3)
-    net = torch.nn.Conv2d(2, 1, kernel_size=1)
-    net.load_state_dict(ckpt["state_dict"])
-    x = torch.rand(1, 2, *GRID.shape)
+    x = torch.rand(2, 3, *GRID.shape)  # (batch, channels, rows, cols)
     model_id = registry.save_model(store, ckpt, "crime")
-
-    built = []
-
-    def model_from_checkpoint(checkpoint):
-        model = torch.nn.Conv2d(checkpoint["model_config"]["in_channels"], 1, kernel_size=1)
-        model.load_state_dict(checkpoint["state_dict"])
-        built.append(model)
-        return model
-
-    monkeypatch.setitem(sys.modules, "safety_models.training",
-                        types.SimpleNamespace(model_from_checkpoint=model_from_checkpoint))
     model, loaded = registry.load_model(store, model_id)
     assert loaded["model_id"] == model_id and not model.training
     with torch.no_grad():
-        assert torch.equal(model(x), net(x))
-    assert registry.load_model(store, model_id)[0] is model and len(built) == 1  # cached
+        want_any, want_rate = net(x)
+        got_any, got_rate = model(x)
+    assert want_any.abs().sum() > 0  # a real prediction, not the zero-initialised head
+    assert torch.equal(got_any, want_any) and torch.equal(got_rate, want_rate)
+    assert registry.load_model(store, model_id)[0] is model  # cached by model id
 
 
 def test_delete_refuses_the_active_model_and_removes_others(store):
