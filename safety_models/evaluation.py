@@ -373,16 +373,57 @@ def _check_grid(checkpoint: Mapping[str, Any], city: Any) -> None:
         check_grid(dict(checkpoint), city.grid)
 
 
+def score_baselines(city: Any, data_window: Mapping[str, Any],
+                    baselines: Mapping[str, Callable] | None = None,
+                    on_progress: ProgressFn | None = None) -> dict[str, dict[str, Any]]:
+    """{name: M} for every baseline on the test windows of data_window (see the module doc).
+
+    Each baseline forecasts the validation and test windows by rolling origin; its scores are
+    mapped to probabilities by a Platt fit on the validation windows (``M["probability_map"]``)
+    and its yes/no threshold is chosen there too. baselines: {name: fn}; default
+    ``baselines.baselines_for(city.category)``. on_progress: {"stage": "evaluate", "fraction",
+    "step": name}.
+    """
+    if baselines is None:
+        from .baselines import baselines_for
+
+        baselines = baselines_for(city.category)
+    starts = pd.DatetimeIndex(city.starts)
+    counts = np.asarray(city.counts)
+    mask = np.asarray(city.mask, dtype=bool)
+    val_idx, test_idx = split_indices(starts, data_window)
+    targets = np.concatenate([val_idx, test_idx])   # one pass forecasts validation and test
+    n_val = len(val_idx)
+    counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
+    total_steps = max(1, len(targets) * len(baselines))
+    results: dict[str, dict[str, Any]] = {}
+    for b, (name, fn) in enumerate(dict(baselines).items()):
+        done_before = len(targets) * b
+        scores = baseline_scores(
+            fn, city, targets,
+            on_window=lambda i, d=done_before, n=name: _report(on_progress, (d + i) / total_steps, step=n),
+        )
+        to_prob = fit_probability_map(scores[:n_val][:, mask], counts_val[:, mask])
+        prob = to_prob(scores)
+        threshold = _threshold_on_validation(prob[:n_val], counts_val, mask)
+        results[name] = _score(prob[n_val:], counts_test, mask, threshold, starts[test_idx])
+        results[name]["probability_map"] = to_prob.to_dict()
+    return results
+
+
 def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
              on_progress: ProgressFn | None = None,
-             baselines: Mapping[str, Callable] | None = None) -> BacktestResult:
+             baselines: Mapping[str, Callable] | None = None,
+             baseline_results: Mapping[str, dict[str, Any]] | None = None) -> BacktestResult:
     """Score a trained model and every baseline of its category on the test windows.
 
     model, checkpoint: as ``registry.load_model`` returns them (the checkpoint's data_window
     gives the splits, its feature_config the inputs). city: ``workflows.CityData`` on the
     model's grid. baselines: {name: fn} to compare with; default
-    ``baselines.baselines_for(category)``. See the module docstring for the protocol.
-    on_progress receives
+    ``baselines.baselines_for(category)``. baseline_results: already computed by
+    ``score_baselines`` for this city and data_window (the study reuses them across runs);
+    they must cover exactly this backtest's test windows.
+    See the module docstring for the protocol. on_progress receives
     {"stage": "evaluate", "fraction", "step"}. Raises NotReady without test or validation
     windows, GridMismatch when the model was trained on another grid.
     """
@@ -396,34 +437,34 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     n_val = len(val_idx)
     counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
     test_starts = starts[test_idx]
-    if baselines is None:
+    if baseline_results is None and baselines is None:
         from .baselines import baselines_for
 
         baselines = baselines_for(category)
-    baselines = dict(baselines)
-    # Progress: the model's batched passes weigh like one baseline's window-by-window pass.
-    total_steps = len(targets) * (1 + len(baselines))
+    # Progress: the model's batched passes take roughly as long as one baseline's pass.
+    model_share = 1.0 / (1 + (0 if baseline_results is not None else len(baselines)))
 
     _report(on_progress, 0.0, step="model")
     prob = model_probabilities(
         model, checkpoint, city, targets,
-        on_batch=lambda done: _report(on_progress, done / total_steps, step="model"),
+        on_batch=lambda done: _report(on_progress, model_share * done / len(targets), step="model"),
     )
     threshold = _threshold_on_validation(prob[:n_val], counts_val, mask)
     model_result = _score(prob[n_val:], counts_test, mask, threshold, test_starts)
+    model_result["validation"] = _validation_scores(prob[:n_val], counts_val, mask)
 
-    baseline_results: dict[str, Any] = {}
-    for b, (name, fn) in enumerate(baselines.items()):
-        done_before = len(targets) * (1 + b)
-        scores = baseline_scores(
-            fn, city, targets,
-            on_window=lambda i, d=done_before, n=name: _report(on_progress, (d + i) / total_steps, step=n),
+    if baseline_results is None:
+        baseline_results = score_baselines(
+            city, checkpoint["data_window"], baselines,
+            on_progress=lambda r: _report(on_progress, model_share + (1 - model_share) * r["fraction"],
+                                          step=r.get("step")),
         )
-        to_prob = fit_probability_map(scores[:n_val][:, mask], counts_val[:, mask])
-        prob_b = to_prob(scores)
-        threshold_b = _threshold_on_validation(prob_b[:n_val], counts_val, mask)
-        baseline_results[name] = _score(prob_b[n_val:], counts_test, mask, threshold_b, test_starts)
-        baseline_results[name]["probability_map"] = to_prob.to_dict()
+    else:
+        expected = [s.isoformat() for s in test_starts]
+        for name, result in baseline_results.items():
+            if [w["start"] for w in result["per_window"]] != expected:
+                raise ValueError(f"baseline {name!r} was scored on other windows than this backtest's")
+    baseline_results = {name: dict(result) for name, result in baseline_results.items()}
     model_result["vs_baselines"] = {
         name: compare_per_window(model_result, result, int(city.window_hours))
         for name, result in baseline_results.items()
@@ -442,6 +483,14 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
         n_test_events=int(round(float(counts_test[:, mask].sum()))),
         results={"model": model_result, "baselines": baseline_results},
     )
+
+
+def _validation_scores(prob_val: np.ndarray, counts_val: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+    """The model's ranking scores on the validation windows (for choosing between models)."""
+    hit_rate_5, _ = metrics.mean_and_se(metrics.hit_rate(prob_val, counts_val, 0.05, mask))
+    pai_5, _ = metrics.mean_and_se(metrics.pai(prob_val, counts_val, 0.05, mask))
+    return {"n_windows": len(prob_val), "hit_rate_5": hit_rate_5, "pai_5": pai_5,
+            "roc_auc": metrics.roc_auc(prob_val[:, mask], counts_val[:, mask] > 0)}
 
 
 def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping[str, Any],

@@ -249,3 +249,14 @@ def test_unsafe_model_ids_are_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path))
     with pytest.raises(ValueError):
         evaluation.evaluation_path("../escape")
+
+
+def test_precomputed_baselines_are_reused_only_on_the_same_windows(model_seen):
+    city = tiny_city()
+    scored = evaluation.score_baselines(city, DATA_WINDOW, {"mean": mean_so_far})
+    reused = evaluation.backtest(object(), checkpoint(), city, baseline_results=scored).to_dict()
+    fresh = evaluation.backtest(object(), checkpoint(), city, baselines={"mean": mean_so_far}).to_dict()
+    assert reused == fresh
+    shorter = {**DATA_WINDOW, "val_end": "2024-01-27"}
+    with pytest.raises(ValueError, match="other windows"):
+        evaluation.backtest(object(), checkpoint(data_window=shorter), city, baseline_results=scored)
