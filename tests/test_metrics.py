@@ -153,6 +153,19 @@ def test_auc_brier_by_hand():
     assert math.isnan(metrics.pr_auc([0.1, 0.2], [1, 1]))
 
 
+def test_roc_auc_per_window_matches_sklearn_with_ties():
+    rng = np.random.default_rng(1)
+    prob = rng.integers(0, 5, size=(6, 40)) / 4.0  # many ties
+    y = rng.random((6, 40)) < 0.3
+    y[5] = False  # one class only -> NaN
+    per_window = metrics.roc_auc_per_window(prob, y)
+    for w in range(5):
+        assert per_window[w] == pytest.approx(metrics.roc_auc(prob[w], y[w]))
+    assert math.isnan(per_window[5])
+    # By hand, as test_auc_brier_by_hand: 3/4.
+    assert metrics.roc_auc_per_window(PROB[None, :], Y[None, :]).tolist() == [0.75]
+
+
 def test_calibration_table_by_hand():
     table = metrics.calibration_table([0.05, 0.15, 0.12, 0.95, 0.3], [0, 1, 0, 1, 1], n_bins=10)
     assert list(table.columns) == ["bin_lo", "bin_hi", "mean_predicted", "observed_rate", "count"]
