@@ -1,0 +1,642 @@
+"""The incident store: the only module that talks to the database.
+
+One `Store` wraps one SQLAlchemy engine (URL from `paths.db_url()` unless given): an SQLite
+file under the home folder by default, or any database SAFETY_MODELS_DB_URL names (the SQL
+here is portable; only the SQLite connection settings below are dialect-specific).
+
+SQLite connections run in WAL journal mode with a busy timeout, so the dashboard and a
+training process can read and write the same file at once; write transactions begin with
+BEGIN IMMEDIATE so that two writers queue instead of failing halfway.
+
+Tables (all on the module-level `metadata`):
+  uploads        one row per loaded file, with its counts, column mapping and time range
+  incidents      accepted incidents; unique (category, source_key); index (category, occurred_at)
+  rejected_rows  the rows of a file that could not be used: row_number, reason, raw row as JSON
+  boundaries     district outlines (GeoJSON text) per category, or "*" for every category
+  meta           small key/value state (e.g. bootstrap status)
+
+Adding tables from another module (registry.py, jobs.py): define them at import time on
+`safety_models.store.metadata` and use `store.engine` (or `store.begin()` for a write
+transaction). `Store.__init__` creates every table the metadata holds, so import your module
+before making a Store, or call `store.create_tables()` afterwards (idempotent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import re
+import uuid
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from . import paths
+from .errors import CityMismatch, UserError
+from .schema import CATEGORIES, INCIDENT_COLUMNS, REJECT_COLUMNS, check_category
+
+metadata = sa.MetaData()
+
+_KEY_LEN = 200   # width of incidents.source_key; longer keys are stored as their sha1
+
+uploads = sa.Table(
+    "uploads", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("file_name", sa.Text, nullable=False),
+    sa.Column("category", sa.String(16), nullable=False),
+    sa.Column("checksum", sa.String(64), nullable=False),       # sha256 hex of the file's bytes
+    sa.Column("uploaded_at", sa.DateTime, nullable=False),
+    sa.Column("rows_read", sa.Integer, nullable=False, default=0),
+    sa.Column("accepted", sa.Integer, nullable=False, default=0),    # new incidents stored
+    sa.Column("rejected", sa.Integer, nullable=False, default=0),
+    sa.Column("duplicates", sa.Integer, nullable=False, default=0),
+    sa.Column("mapping", sa.Text, nullable=False, default="{}"),  # JSON of the column mapping
+    sa.Column("stored_path", sa.Text),                             # kept original, under home/uploads
+    sa.Column("is_demo", sa.Boolean, nullable=False, default=False),
+    sa.Column("time_min", sa.DateTime),
+    sa.Column("time_max", sa.DateTime),
+    sa.Column("rejected_reasons", sa.Text, nullable=False, default="{}"),  # JSON {reason: count}
+    # Median location of the file's accepted incidents: the city check compares these.
+    sa.Column("center_latitude", sa.Float),
+    sa.Column("center_longitude", sa.Float),
+    sa.Index("ix_uploads_checksum", "checksum", "category"),
+)
+
+incidents = sa.Table(
+    "incidents", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("upload_id", sa.Integer, sa.ForeignKey("uploads.id"), nullable=False),
+    sa.Column("category", sa.String(16), nullable=False),
+    sa.Column("subtype", sa.Text, nullable=False, default=""),
+    sa.Column("occurred_at", sa.DateTime, nullable=False),     # naive, the city's local clock
+    sa.Column("latitude", sa.Float, nullable=False),
+    sa.Column("longitude", sa.Float, nullable=False),
+    sa.Column("source_key", sa.String(_KEY_LEN), nullable=False),
+    sa.UniqueConstraint("category", "source_key", name="uq_incidents_category_source_key"),
+    sa.Index("ix_incidents_category_occurred_at", "category", "occurred_at"),
+    sa.Index("ix_incidents_upload_id", "upload_id"),
+)
+
+rejected_rows_table = sa.Table(
+    "rejected_rows", metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("upload_id", sa.Integer, sa.ForeignKey("uploads.id"), nullable=False, index=True),
+    sa.Column("row_number", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("raw", sa.Text, nullable=False),                  # JSON object of the file's columns
+)
+
+boundaries = sa.Table(
+    "boundaries", metadata,
+    sa.Column("name", sa.String(64), primary_key=True),       # a category, or "*"
+    sa.Column("geojson", sa.Text, nullable=False),
+    sa.Column("is_demo", sa.Boolean, nullable=False, default=False),
+)
+
+meta = sa.Table(
+    "meta", metadata,
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+CITY_MAX_DISTANCE_KM = 50.0
+INSERT_CHUNK_ROWS = 50_000
+_SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"   # how SQLAlchemy's DateTime stores times in SQLite
+
+
+@dataclass(frozen=True)
+class UploadSummary:
+    """What one upload did. `accepted` counts new incidents stored; `duplicates` counts
+    accepted rows already stored (or repeated within the file); rows_read =
+    accepted + duplicates + rejected. `already_loaded` is True when the same file (same bytes,
+    same category) was loaded before: nothing was added and the figures are those of that
+    earlier upload. Times are ISO strings of the naive local clock, or None."""
+
+    upload_id: int
+    file_name: str
+    category: str
+    rows_read: int
+    accepted: int
+    rejected: int
+    duplicates: int
+    rejected_reasons: dict[str, int] = field(default_factory=dict)
+    time_min: str | None = None
+    time_max: str | None = None
+    already_loaded: bool = False
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["rejected_reasons"] = dict(self.rejected_reasons)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> UploadSummary:
+        return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
+
+
+def _install_sqlite_settings(engine: sa.Engine) -> None:
+    """WAL + busy timeout on every connection; BEGIN IMMEDIATE for write transactions.
+
+    pysqlite's own transaction handling is switched off (isolation_level=None) so that the
+    BEGIN we emit is the one that runs (the SQLAlchemy-documented recipe)."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA busy_timeout = 60000")
+        cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.execute("PRAGMA cache_size = -65536")   # 64 MiB: bulk inserts into big indexes
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):
+        immediate = conn.get_execution_options().get("sqlite_begin_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Store:
+    """Uploads, incidents, rejected rows, boundaries and small state in one database."""
+
+    def __init__(self, url: str | None = None):
+        self.url = url or paths.db_url()
+        self.engine = sa.create_engine(self.url)
+        self.metadata = metadata
+        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        if self.is_sqlite:
+            _install_sqlite_settings(self.engine)
+            self._write_engine = self.engine.execution_options(sqlite_begin_immediate=True)
+        else:
+            self._write_engine = self.engine
+        self.create_tables()
+
+    def create_tables(self) -> None:
+        """Create every table on `metadata` that does not exist yet (idempotent)."""
+        self.metadata.create_all(self.engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({self.engine.url.render_as_string(hide_password=True)!r})"
+
+    @contextlib.contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A write transaction (BEGIN IMMEDIATE on SQLite): commits on exit, rolls back on error."""
+        with self._write_engine.begin() as conn:
+            yield conn
+
+    # ---------------------------------------------------------------- uploads / incidents
+
+    def add_upload(self, file_name: str, data: bytes, category: str, accepted: pd.DataFrame,
+                   rejected: pd.DataFrame, rows_read: int, mapping: dict,
+                   is_demo: bool = False) -> UploadSummary:
+        """Store one parsed file atomically and keep its original bytes under home/uploads/.
+
+        accepted has INCIDENT_COLUMNS (its category column is ignored: `category` wins);
+        rejected has the file's columns + row_number + reason. Incidents are de-duplicated by
+        (category, source_key) within the file and against the store. The same bytes loaded
+        again for the same category add nothing (summary.already_loaded). Raises CityMismatch
+        when the file's median location is more than CITY_MAX_DISTANCE_KM from the incidents
+        already stored for the category. On any error the store and the uploads folder are
+        left exactly as they were."""
+        category = _user_category(category)
+        missing = [c for c in INCIDENT_COLUMNS if c not in accepted.columns]
+        if missing:
+            raise UserError(f"{file_name}: the accepted table lacks the columns {missing}; "
+                            f"expected {list(INCIDENT_COLUMNS)}")
+        missing = [c for c in REJECT_COLUMNS if c not in rejected.columns]
+        if missing:
+            raise UserError(f"{file_name}: the rejected table lacks the columns {missing}")
+        checksum = hashlib.sha256(data).hexdigest()
+
+        with self.engine.connect() as conn:
+            earlier = conn.execute(
+                sa.select(uploads).where(uploads.c.checksum == checksum,
+                                         uploads.c.category == category)
+                .order_by(uploads.c.id).limit(1)).mappings().first()
+        if earlier is not None:
+            return _summary_from_row(earlier, already_loaded=True)
+
+        new = _clean_accepted(accepted, category)
+        reasons = dict(Counter(rejected["reason"].astype(str)).most_common())
+        center = (float(new["latitude"].median()), float(new["longitude"].median())) \
+            if len(new) else (None, None)
+        time_min = new["occurred_at"].min() if len(new) else None
+        time_max = new["occurred_at"].max() if len(new) else None
+
+        uploads_dir = paths.sub_dir("uploads")
+        tmp_path = uploads_dir / f".tmp-{uuid.uuid4().hex}"
+        tmp_path.write_bytes(data)
+        final_path: Path | None = None
+        try:
+            with self.begin() as conn:
+                if center[0] is not None:
+                    self._check_city(conn, file_name, category, center)
+                upload_id = conn.execute(uploads.insert().values(
+                    file_name=file_name, category=category, checksum=checksum,
+                    uploaded_at=datetime.now().replace(microsecond=0), rows_read=int(rows_read),
+                    mapping=json.dumps(mapping, default=str), is_demo=bool(is_demo),
+                    time_min=_py_time(time_min), time_max=_py_time(time_max),
+                    rejected_reasons=json.dumps(reasons),
+                    center_latitude=center[0], center_longitude=center[1],
+                )).inserted_primary_key[0]
+                before = len(new)
+                # Time order keeps the (category, occurred_at) index local while inserting
+                # and makes later time-ordered reads walk the table nearly sequentially.
+                new = new.drop_duplicates("source_key", keep="first").sort_values(
+                    "occurred_at", kind="stable")
+                stored = self._stored_keys(conn, category, new["source_key"])
+                new = new[~new["source_key"].isin(stored)]
+                duplicates = before - len(new)
+                self._insert_incidents(conn, upload_id, new)
+                self._insert_rejected(conn, upload_id, rejected)
+                final_path = uploads_dir / f"{upload_id}-{_safe_name(file_name)}"
+                conn.execute(uploads.update().where(uploads.c.id == upload_id).values(
+                    accepted=len(new), rejected=len(rejected), duplicates=duplicates,
+                    stored_path=str(final_path)))
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+        tmp_path.replace(final_path)
+        return UploadSummary(
+            upload_id=int(upload_id), file_name=file_name, category=category,
+            rows_read=int(rows_read), accepted=len(new), rejected=len(rejected),
+            duplicates=duplicates, rejected_reasons=reasons,
+            time_min=_iso(time_min), time_max=_iso(time_max))
+
+    def _check_city(self, conn: sa.Connection, file_name: str, category: str,
+                    center: tuple[float, float]) -> None:
+        """Refuse a file centred far from the city this home already holds for `category`.
+
+        The stored city's centre is the median of the stored uploads' centres, weighted by
+        their incident counts (the median of all stored incidents, without reading them)."""
+        rows = conn.execute(
+            sa.select(uploads.c.id, uploads.c.file_name, uploads.c.is_demo,
+                      uploads.c.center_latitude, uploads.c.center_longitude, uploads.c.accepted)
+            .where(uploads.c.category == category, uploads.c.accepted > 0,
+                   uploads.c.center_latitude.is_not(None))).all()
+        if not rows:
+            return
+        weights = np.array([r.accepted for r in rows], dtype=float)
+        stored = (_weighted_median([r.center_latitude for r in rows], weights),
+                  _weighted_median([r.center_longitude for r in rows], weights))
+        distance_km = haversine_km(center[0], center[1], stored[0], stored[1])
+        if distance_km <= CITY_MAX_DISTANCE_KM:
+            return
+        listed = ", ".join(f"#{r.id} {r.file_name}{' (demo)' if r.is_demo else ''}"
+                           for r in rows[:5]) + (" ..." if len(rows) > 5 else "")
+        raise CityMismatch(
+            f"{file_name}: its {category} incidents are centred at {center[0]:.3f}, "
+            f"{center[1]:.3f}, {distance_km:,.0f} km from the {category} data already stored "
+            f"in this home (centred at {stored[0]:.3f}, {stored[1]:.3f}; uploads {listed}). "
+            f"One home holds one city per category. To load this city instead, remove those "
+            f"uploads first (`python -m safety_models remove-upload ID`, or "
+            f"`python -m safety_models demo --remove` for the demo data, or the Data page), "
+            f"or use another home folder by setting SAFETY_MODELS_HOME.")
+
+    def _stored_keys(self, conn: sa.Connection, category: str, keys: pd.Series) -> set[str]:
+        """The subset of keys already stored for category.
+
+        One SELECT of every stored key when the store is not much bigger than the file
+        (cheapest for the usual case); otherwise lookups in chunks of IN (...)."""
+        c = incidents.c
+        n_stored = conn.execute(sa.select(sa.func.count()).where(c.category == category)
+                                ).scalar_one()
+        if n_stored == 0 or len(keys) == 0:
+            return set()
+        if n_stored <= 20 * len(keys):
+            stored = conn.execute(sa.select(c.source_key).where(c.category == category)
+                                  ).scalars().all()
+            return set(keys[keys.isin(stored)].tolist())
+        found: set[str] = set()
+        values = keys.tolist()
+        step = 900   # below SQLite's historical 999-parameter limit
+        for i in range(0, len(values), step):
+            found.update(conn.execute(
+                sa.select(c.source_key).where(c.category == category,
+                                              c.source_key.in_(values[i:i + step]))).scalars())
+        return found
+
+    def _insert_incidents(self, conn: sa.Connection, upload_id: int, new: pd.DataFrame) -> None:
+        """Bulk insert with executemany over plain tuples, in chunks."""
+        if not len(new):
+            return
+        columns = ["upload_id", "category", "subtype", "occurred_at", "latitude", "longitude",
+                   "source_key"]
+        if self.is_sqlite:
+            # Bypass per-value type processing: format times the way SQLAlchemy's SQLite
+            # DateTime stores them, so Core reads them back as datetimes.
+            times = new["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT)
+        else:
+            times = pd.Series(new["occurred_at"].dt.to_pydatetime(), index=new.index,
+                              dtype=object)
+        n = len(new)
+        upload_ids = [int(upload_id)] * n
+        rows = zip(upload_ids, new["category"].tolist(), new["subtype"].tolist(),
+                   times.tolist(), new["latitude"].tolist(), new["longitude"].tolist(),
+                   new["source_key"].tolist())
+        if self.is_sqlite:
+            sql = (f"INSERT INTO incidents ({', '.join(columns)}) "
+                   f"VALUES ({', '.join('?' * len(columns))})")
+            chunk: list[tuple] = []
+            for row in rows:
+                chunk.append(row)
+                if len(chunk) >= INSERT_CHUNK_ROWS:
+                    self._execute_many(conn, sql, chunk)
+                    chunk = []
+            if chunk:
+                self._execute_many(conn, sql, chunk)
+        else:
+            records = [dict(zip(columns, row)) for row in rows]
+            for i in range(0, n, INSERT_CHUNK_ROWS):
+                conn.execute(incidents.insert(), records[i:i + INSERT_CHUNK_ROWS])
+
+    def _execute_many(self, conn: sa.Connection, sql: str, rows: list[tuple]) -> None:
+        conn.exec_driver_sql(sql, rows)
+
+    def _insert_rejected(self, conn: sa.Connection, upload_id: int,
+                         rejected: pd.DataFrame) -> None:
+        if not len(rejected):
+            return
+        file_columns = [c for c in rejected.columns if c not in REJECT_COLUMNS]
+        raw = rejected[file_columns].astype(object)
+        raw = raw.where(raw.notna(), None)
+        records = [
+            {"upload_id": int(upload_id), "row_number": int(n), "reason": str(reason),
+             "raw": json.dumps(dict(zip(file_columns, values)), default=str)}
+            for n, reason, values in zip(rejected["row_number"].tolist(),
+                                         rejected["reason"].tolist(),
+                                         raw.itertuples(index=False, name=None))]
+        for i in range(0, len(records), INSERT_CHUNK_ROWS):
+            conn.execute(rejected_rows_table.insert(), records[i:i + INSERT_CHUNK_ROWS])
+
+    def list_uploads(self) -> pd.DataFrame:
+        """One row per upload, oldest first: upload_id, file_name, category, checksum,
+        uploaded_at, rows_read, accepted, rejected, duplicates, is_demo, time_min, time_max,
+        rejected_reasons (dict), stored_path."""
+        u = uploads.c
+        stmt = sa.select(u.id.label("upload_id"), u.file_name, u.category, u.checksum,
+                         u.uploaded_at, u.rows_read, u.accepted, u.rejected, u.duplicates,
+                         u.is_demo, u.time_min, u.time_max, u.rejected_reasons,
+                         u.stored_path).order_by(u.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        columns = list(stmt.selected_columns.keys())
+        df = pd.DataFrame([dict(r) for r in rows], columns=columns)
+        df["rejected_reasons"] = [json.loads(s or "{}") for s in df["rejected_reasons"]]
+        for name in ("uploaded_at", "time_min", "time_max"):
+            df[name] = pd.to_datetime(df[name])
+        for name in ("upload_id", "rows_read", "accepted", "rejected", "duplicates"):
+            df[name] = df[name].astype("int64")
+        df["is_demo"] = df["is_demo"].astype(bool)
+        return df
+
+    def upload(self, upload_id: int) -> UploadSummary:
+        """The summary of one stored upload; UserError when there is none with that id."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(uploads).where(uploads.c.id == int(upload_id))
+                               ).mappings().first()
+        if row is None:
+            raise UserError(_no_upload(upload_id))
+        return _summary_from_row(row)
+
+    def remove_upload(self, upload_id: int) -> int:
+        """Delete an upload with its incidents and rejected rows (one transaction) and its
+        kept file; returns the number of incidents removed. UserError for an unknown id."""
+        upload_id = int(upload_id)
+        with self.begin() as conn:
+            stored_path = conn.execute(sa.select(uploads.c.stored_path)
+                                       .where(uploads.c.id == upload_id)).first()
+            if stored_path is None:
+                raise UserError(_no_upload(upload_id))
+            removed = conn.execute(incidents.delete()
+                                   .where(incidents.c.upload_id == upload_id)).rowcount
+            conn.execute(rejected_rows_table.delete()
+                         .where(rejected_rows_table.c.upload_id == upload_id))
+            conn.execute(uploads.delete().where(uploads.c.id == upload_id))
+        if stored_path[0]:
+            Path(stored_path[0]).unlink(missing_ok=True)
+        return int(removed)
+
+    def remove_demo(self) -> int:
+        """Remove every demo upload and the demo boundaries; returns incidents removed."""
+        with self.engine.connect() as conn:
+            ids = conn.execute(sa.select(uploads.c.id).where(uploads.c.is_demo)).scalars().all()
+        removed = sum(self.remove_upload(i) for i in ids)
+        with self.begin() as conn:
+            conn.execute(boundaries.delete().where(boundaries.c.is_demo))
+        return removed
+
+    def rejected_rows(self, upload_id: int) -> pd.DataFrame:
+        """The rejected rows of an upload: the file's own columns, then row_number and reason,
+        in file order. UserError for an unknown upload id."""
+        upload_id = int(upload_id)
+        r = rejected_rows_table.c
+        with self.engine.connect() as conn:
+            if conn.execute(sa.select(uploads.c.id).where(uploads.c.id == upload_id)).first() \
+                    is None:
+                raise UserError(_no_upload(upload_id))
+            rows = conn.execute(sa.select(r.row_number, r.reason, r.raw)
+                                .where(r.upload_id == upload_id).order_by(r.row_number, r.id)
+                                ).all()
+        raws = [json.loads(row.raw) for row in rows]
+        file_columns = list(dict.fromkeys(k for raw in raws for k in raw))
+        df = pd.DataFrame(raws, columns=file_columns)
+        df["row_number"] = np.array([row.row_number for row in rows], dtype="int64")
+        df["reason"] = pd.Series([row.reason for row in rows], dtype="str")
+        return df
+
+    def incidents(self, category: str, start=None, end=None) -> pd.DataFrame:
+        """Incidents of a category, sorted by time: occurred_at (datetime64[ns], naive local),
+        latitude, longitude (float64), subtype (str). start is inclusive, end exclusive;
+        either may be None (open)."""
+        category = check_category(category)
+        start = None if start is None else pd.Timestamp(start).to_pydatetime()
+        end = None if end is None else pd.Timestamp(end).to_pydatetime()
+        with self.engine.connect() as conn:
+            if self.is_sqlite:
+                rows = self._sqlite_incident_rows(conn, category, start, end)
+            else:
+                c = incidents.c
+                stmt = sa.select(c.occurred_at, c.latitude, c.longitude, c.subtype).where(
+                    c.category == category)
+                if start is not None:
+                    stmt = stmt.where(c.occurred_at >= start)
+                if end is not None:
+                    stmt = stmt.where(c.occurred_at < end)
+                rows = conn.execute(stmt.order_by(c.occurred_at, c.id)).all()
+        times, lats, lons, subtypes = zip(*rows) if rows else ((), (), (), ())
+        return pd.DataFrame({
+            "occurred_at": _to_datetime(times),
+            "latitude": np.array(lats, dtype="float64"),
+            "longitude": np.array(lons, dtype="float64"),
+            "subtype": pd.array(subtypes, dtype="str"),
+        })
+
+    @staticmethod
+    def _sqlite_incident_rows(conn: sa.Connection, category: str, start, end) -> list[tuple]:
+        """One SELECT on the raw sqlite3 cursor: no per-row SQLAlchemy processing (a 1M-row
+        read is dominated by building Python tuples; this keeps it to that)."""
+        sql = ("SELECT occurred_at, latitude, longitude, subtype FROM incidents "
+               "WHERE category = ?")
+        params: list = [category]
+        if start is not None:
+            sql += " AND occurred_at >= ?"
+            params.append(start.strftime(_SQLITE_TIME_FORMAT))
+        if end is not None:
+            sql += " AND occurred_at < ?"
+            params.append(end.strftime(_SQLITE_TIME_FORMAT))
+        sql += " ORDER BY occurred_at, id"
+        cursor = conn.connection.driver_connection.cursor()
+        try:
+            return cursor.execute(sql, params).fetchall()
+        finally:
+            cursor.close()
+
+    def incident_counts(self) -> dict[str, int]:
+        """Stored incidents per category; every category is present, 0 when none."""
+        c = incidents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.category, sa.func.count())
+                                .group_by(c.category)).all()
+        counts = {name: 0 for name in CATEGORIES}
+        counts.update({name: int(n) for name, n in rows})
+        return counts
+
+    def time_range(self, category: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """First and last occurred_at of a category; None when it has no incidents."""
+        category = check_category(category)
+        c = incidents.c
+        with self.engine.connect() as conn:
+            low, high = conn.execute(sa.select(sa.func.min(c.occurred_at),
+                                               sa.func.max(c.occurred_at))
+                                     .where(c.category == category)).one()
+        if low is None:
+            return None
+        return pd.Timestamp(low), pd.Timestamp(high)
+
+    # ---------------------------------------------------------------- boundaries, meta
+
+    def set_boundary(self, name: str, geojson: dict, is_demo: bool = False) -> None:
+        """Store district outlines for a category (or "*" for all), replacing earlier ones."""
+        if not isinstance(geojson, dict) or "type" not in geojson:
+            raise UserError(f"the boundary for {name!r} is not GeoJSON (a dict with a 'type')")
+        text = json.dumps(geojson, separators=(",", ":"))
+        with self.begin() as conn:
+            conn.execute(boundaries.delete().where(boundaries.c.name == name))
+            conn.execute(boundaries.insert().values(name=name, geojson=text,
+                                                    is_demo=bool(is_demo)))
+
+    def boundary(self, name: str = "*") -> dict | None:
+        """The outlines stored under name (a category), else those under "*", else None."""
+        with self.engine.connect() as conn:
+            rows = dict(conn.execute(sa.select(boundaries.c.name, boundaries.c.geojson)
+                                     .where(boundaries.c.name.in_([name, "*"]))).all())
+        text = rows.get(name) or rows.get("*")
+        return json.loads(text) if text else None
+
+    def get_meta(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(meta.c.value).where(meta.c.key == key)).scalar()
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.begin() as conn:
+            conn.execute(meta.delete().where(meta.c.key == key))
+            conn.execute(meta.insert().values(key=key, value=str(value)))
+
+
+# -------------------------------------------------------------------- helpers
+
+def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    """Great-circle distance in km between two WGS84 points."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, a)))
+
+
+def _weighted_median(values, weights: np.ndarray) -> float:
+    order = np.argsort(values)
+    v = np.asarray(values, dtype=float)[order]
+    cum = np.cumsum(weights[order])
+    return float(v[np.searchsorted(cum, cum[-1] / 2)])
+
+
+def _user_category(category: str) -> str:
+    try:
+        return check_category(category)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+
+
+def _clean_accepted(accepted: pd.DataFrame, category: str) -> pd.DataFrame:
+    """INCIDENT_COLUMNS with storable types; keys over the column width are hashed."""
+    df = accepted.loc[:, list(INCIDENT_COLUMNS)].copy()
+    df["category"] = category
+    df["subtype"] = df["subtype"].fillna("").astype(str)
+    df["occurred_at"] = pd.to_datetime(df["occurred_at"])
+    df["latitude"] = df["latitude"].astype("float64")
+    df["longitude"] = df["longitude"].astype("float64")
+    keys = df["source_key"].astype(str)
+    long_keys = keys.str.len() > _KEY_LEN
+    if long_keys.any():
+        keys = keys.where(~long_keys, keys[long_keys].map(
+            lambda k: "sha1:" + hashlib.sha1(k.encode()).hexdigest()))
+    df["source_key"] = keys
+    bad = df["occurred_at"].isna() | df["latitude"].isna() | df["longitude"].isna()
+    if bad.any():
+        raise UserError(f"{int(bad.sum())} accepted rows lack a time or coordinates; "
+                        "they should have been rejected by ingest")
+    return df
+
+
+def _to_datetime(values) -> pd.DatetimeIndex:
+    """datetime64[ns] from stored times: SQLite's "YYYY-MM-DD HH:MM:SS.ffffff" strings
+    (numpy parses these in C, ~10x faster than pandas) or the driver's datetimes."""
+    if len(values) and isinstance(values[0], str):
+        try:
+            return pd.DatetimeIndex(np.array(values, dtype="datetime64[ns]"))
+        except ValueError:
+            return pd.DatetimeIndex(pd.to_datetime(list(values), format="ISO8601")
+                                    ).astype("datetime64[ns]")
+    return pd.DatetimeIndex(pd.to_datetime(list(values))).astype("datetime64[ns]")
+
+
+def _py_time(value) -> datetime | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).to_pydatetime()
+
+
+def _iso(value) -> str | None:
+    return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
+
+
+def _safe_name(file_name: str) -> str:
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(file_name).name).strip("._")
+    return name[:120] or "upload"
+
+
+def _no_upload(upload_id) -> str:
+    return (f"there is no upload #{upload_id} in this home; "
+            "`python -m safety_models uploads` lists them")
+
+
+def _summary_from_row(row, already_loaded: bool = False) -> UploadSummary:
+    return UploadSummary(
+        upload_id=int(row["id"]), file_name=row["file_name"], category=row["category"],
+        rows_read=int(row["rows_read"]), accepted=int(row["accepted"]),
+        rejected=int(row["rejected"]), duplicates=int(row["duplicates"]),
+        rejected_reasons=json.loads(row["rejected_reasons"] or "{}"),
+        time_min=_iso(row["time_min"]), time_max=_iso(row["time_max"]),
+        already_loaded=already_loaded)
