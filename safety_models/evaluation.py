@@ -553,9 +553,14 @@ def load_evaluation(model_id: str) -> dict[str, Any] | None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    """JSON to path via a temporary file in the same folder and os.replace (no torn reads)."""
+    """Strict JSON (NaN -> null) to path, atomically (see write_text_atomic)."""
+    write_text_atomic(path, json.dumps(_json_safe(obj), indent=1, allow_nan=False))
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Text to path via a temporary file in the same folder and os.replace: a reader sees the
+    old file or the new one, never half of one."""
     path = Path(path)
-    text = json.dumps(_json_safe(obj), indent=1, allow_nan=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:

@@ -1,0 +1,91 @@
+"""The fine-tuning study: its design (which runs), its summary (hand-made tables) and, on a
+tiny synthetic city, the quick study end to end."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from safety_models import study
+from safety_models.study import StudyRun
+
+
+def run_row(stage, base, freeze, val_pai, test_pai, optimizer="adamw", lr=1e-3, history=None) -> dict:
+    return {
+        "stage": stage, "base": base, "freeze_up_to": freeze, "history_days": history,
+        "optimizer": optimizer, "lr": lr, "epochs": 3, "train_seconds": 10.0,
+        "val_pai_5": val_pai, "val_hit_rate_5": val_pai * 0.05, "val_roc_auc": 0.7,
+        "test_roc_auc": 0.75, "test_pai_5": test_pai, "test_hit_rate_5": test_pai * 0.05,
+        "best_baseline": "kde", "baseline_roc_auc": 0.72, "baseline_pai_5": 4.0, "baseline_hit_rate_5": 0.2,
+    }
+
+
+def hand_table() -> pd.DataFrame:
+    rows = [
+        run_row("freezing", "none", "none", 4.0, 3.9),
+        run_row("freezing", "pretrained", "none", 4.2, 4.1),
+        run_row("freezing", "pretrained", "stem", 4.3, 4.2),
+        run_row("freezing", "pretrained", "layer1", 4.4, 4.3),
+        run_row("freezing", "pretrained", "layer2", 4.6, 4.5),   # best on validation
+        run_row("freezing", "pretrained", "layer3", 4.5, 4.7),   # best on test: must not be chosen
+        run_row("learning rate", "pretrained", "layer2", 4.1, 4.0, "sgd", 1e-4),
+        run_row("learning rate", "pretrained", "layer2", 4.8, 4.6, "sgd", 1e-3),
+        run_row("learning rate", "pretrained", "layer2", 3.0, 3.1, "sgd", 1e-2),
+        run_row("history", "pretrained", "layer2", 4.0, 3.8, "sgd", 1e-3, history=90),
+        run_row("history", "none", "none", 3.0, 2.9, history=90),
+    ]
+    return pd.DataFrame(rows, columns=list(study.COLUMNS))
+
+
+def test_full_design_plans_each_freezing_depth_then_rates_then_history():
+    freezing = study.freezing_runs(epochs=3)
+    assert [(r.base, r.freeze_up_to) for r in freezing] == [
+        ("none", "none"), ("pretrained", "none"), ("pretrained", "stem"), ("pretrained", "layer1"),
+        ("pretrained", "layer2"), ("pretrained", "layer3")]
+    best = [freezing[0], freezing[4]]
+    rates = study.learning_rate_runs(best)
+    assert [(r.optimizer, r.lr) for r in rates[:4]] == [("sgd", 1e-4), ("sgd", 1e-3), ("sgd", 1e-2), ("adamw", 1e-3)]
+    assert {r.freeze_up_to for r in rates} == {"none", "layer2"}
+    # The adamw 1e-3 run of a best setting is the freezing run again: trained once.
+    assert rates[3].key() == freezing[0].key()
+    assert [r.history_days for r in study.history_runs(best[:1], 24)] == [90, 365, None]
+    assert [r.history_days for r in study.history_runs(best[:1], 168)] == [365, 730, None]
+
+
+def test_quick_design_is_three_runs():
+    quick = study.quick_runs()
+    assert [(r.base, r.freeze_up_to, r.epochs) for r in quick] == [
+        ("none", "none", 1), ("pretrained", "none", 1), ("pretrained", "layer2", 1)]
+
+
+def test_summary_chooses_on_validation_and_quotes_test_numbers():
+    lines = study.summarise_study(hand_table())
+    text = "\n".join(lines)
+    assert lines[0].startswith("Layers to freeze: up to layer2 (validation PAI@5 4.60")
+    assert "test PAI@5 4.50" in lines[0]
+    assert any(line.startswith("Learning rate for fine-tuning: sgd 0.001") for line in lines)
+    # Best fine-tuned on validation = sgd 1e-3 layer2 (test 4.60); best scratch = freezing run (3.90).
+    verdict = next(line for line in lines if line.startswith("Fine-tuning"))
+    assert verdict.startswith("Fine-tuning beats training from scratch")
+    assert "(difference in PAI@5 +0.70)" in verdict
+    assert "90 days: fine-tuned 3.80 vs scratch 2.90; all history: fine-tuned 4.60 vs scratch 3.90" in text
+    assert "Best baseline (kde): test PAI@5 4.00" in text
+
+
+def test_summary_says_when_fine_tuning_does_not_help():
+    table = pd.DataFrame([run_row("quick", "none", "none", 5.0, 5.0),
+                          run_row("quick", "pretrained", "none", 4.0, 4.4)], columns=list(study.COLUMNS))
+    verdict = next(line for line in study.summarise_study(table) if line.startswith("Fine-tuning"))
+    assert verdict.startswith("Fine-tuning does not beat training from scratch")
+    assert "(difference in PAI@5 -0.60)" in verdict
+    assert study.summarise_study(table.iloc[0:0]) == []
+
+
+def test_saved_study_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path))
+    assert study.load_study("crime") is None
+    table = hand_table()
+    study.save_study("crime", table)
+    loaded = study.load_study("crime")
+    pd.testing.assert_frame_equal(loaded, table, check_dtype=False)
+    assert (tmp_path / "studies" / "crime.json").exists()
