@@ -220,14 +220,9 @@ class Store:
         if missing:
             raise UserError(f"{file_name}: the rejected table lacks the columns {missing}")
         checksum = hashlib.sha256(data).hexdigest()
-
-        with self.engine.connect() as conn:
-            earlier = conn.execute(
-                sa.select(uploads).where(uploads.c.checksum == checksum,
-                                         uploads.c.category == category)
-                .order_by(uploads.c.id).limit(1)).mappings().first()
+        earlier = self.find_upload(data, category)
         if earlier is not None:
-            return _summary_from_row(earlier, already_loaded=True)
+            return earlier
 
         new = _clean_accepted(accepted, category)
         reasons = dict(Counter(rejected["reason"].astype(str)).most_common())
@@ -275,6 +270,17 @@ class Store:
             rows_read=int(rows_read), accepted=len(new), rejected=len(rejected),
             duplicates=duplicates, rejected_reasons=reasons,
             time_min=_iso(time_min), time_max=_iso(time_max))
+
+    def find_upload(self, data: bytes, category: str) -> UploadSummary | None:
+        """The earlier upload of these exact bytes for category (already_loaded=True), or None.
+        Lets a caller skip parsing a file that is already stored."""
+        checksum = hashlib.sha256(data).hexdigest()
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(uploads).where(uploads.c.checksum == checksum,
+                                         uploads.c.category == category)
+                .order_by(uploads.c.id).limit(1)).mappings().first()
+        return None if row is None else _summary_from_row(row, already_loaded=True)
 
     def _check_city(self, conn: sa.Connection, file_name: str, category: str,
                     center: tuple[float, float]) -> None:
