@@ -324,11 +324,12 @@ def summarise_study(df: pd.DataFrame) -> list[str]:
         # Per amount of history, the best (on validation) fine-tuned and from-scratch runs; the
         # "all history" runs are those of the earlier stages.
         parts = []
-        for days, group in df.groupby(df["history_days"].fillna(-1), sort=True):
+        # All history (NaN) sorts last: inf.
+        for days, group in df.groupby(df["history_days"].astype("float64").fillna(np.inf), sort=True):
             ft = group[group["base"] == "pretrained"].sort_values("_select", ascending=False)
             sc = group[group["base"] == "none"].sort_values("_select", ascending=False)
             if len(ft) and len(sc):
-                label = "all history" if days == -1 else f"{int(days)} days"
+                label = "all history" if days == np.inf else f"{int(days)} days"
                 parts.append(f"{label}: fine-tuned {ft['test_pai_5'].iloc[0]:.2f} vs scratch {sc['test_pai_5'].iloc[0]:.2f}")
         if parts:
             lines.append("By amount of training history (test PAI@5): " + "; ".join(parts) + ".")
