@@ -251,12 +251,54 @@ def first_start() -> None:
 
 
 JOB_ACTIVE_STATUSES = ("queued", "running")
+JOB_TITLES = {"bootstrap": "Preparing the first models", "pretrain": "Pretraining the base model",
+              "train": "Training"}
+STAGE_LABELS = {"pretrain": "pretraining the base model", "train": "training",
+                "prepare": "preparing the data", "evaluate": "evaluating",
+                "validate": "validating", "save": "saving"}
+
+
+def job_title(job: dict) -> str:
+    title = JOB_TITLES.get(job.get("kind"), str(job.get("kind")))
+    if job.get("category"):
+        title += f" – {category_label(job['category'])}"
+    return title
+
+
+def loss_history(job: dict) -> pd.DataFrame:
+    """The loss points of the job's current step (bootstrap jobs train several models)."""
+    history = pd.DataFrame(job.get("history") or [])
+    if history.empty or "epoch" not in history:
+        return pd.DataFrame()
+    progress = job.get("progress") or {}
+    for key in ("stage", "category"):
+        if key in history and progress.get(key) is not None:
+            mine = history[history[key] == progress[key]]
+            if not mine.empty:
+                history = mine
+    return history.reset_index(drop=True)
+
+
+def loss_figure(history: pd.DataFrame):
+    import plotly.graph_objects as go
+
+    figure = go.Figure()
+    for column, name in (("loss", "training loss"), ("train_loss", "training loss"),
+                         ("val_loss", "validation loss")):
+        if column in history:
+            figure.add_trace(go.Scatter(x=history["epoch"], y=history[column], name=name,
+                                        mode="lines+markers"))
+    figure.update_layout(height=260, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                         xaxis_title="epoch", yaxis_title="loss",
+                         legend={"orientation": "h", "y": -0.35})
+    return figure
 
 
 def job_progress_text(job: dict) -> str:
     """One line for people about a job's progress: stage, epoch, elapsed and remaining."""
     progress = job.get("progress") or {}
-    parts = [str(progress.get("stage") or job.get("status") or "")]
+    parts = [STAGE_LABELS.get(str(progress.get("stage")), str(progress.get("stage") or ""))
+             or str(job.get("status") or "")]
     if progress.get("category"):
         parts.append(category_label(str(progress["category"])))
     if progress.get("epoch") is not None and progress.get("epochs"):
@@ -373,3 +415,195 @@ def per_period(db_url: str, category: str, freq: str, by_subtype: bool,
 
     return mapview.incidents_per_period(_store_for(db_url).incidents(category), freq,
                                         by_subtype=by_subtype)
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+def percent(value: Any, digits: int = 1) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return "–"
+    return f"{100 * float(value):.{digits}f} %"
+
+
+METRIC_COLUMNS = {
+    "hit_rate_5": st.column_config.NumberColumn("hit rate 5 %", format="percent",
+                                                help="Share of incidents in the top 5 % of area"),
+    "hit_rate_10": st.column_config.NumberColumn("hit rate 10 %", format="percent"),
+    "pai_5": st.column_config.NumberColumn("PAI 5 %", format="%.2f",
+                                           help="Hit rate ÷ area share, top 5 % of area"),
+    "pai_10": st.column_config.NumberColumn("PAI 10 %", format="%.2f"),
+    "pei_5": st.column_config.NumberColumn("PEI 5 %", format="%.2f",
+                                           help="Hit rate ÷ the best possible hit rate"),
+    "roc_auc": st.column_config.NumberColumn("ROC-AUC", format="%.3f"),
+    "pr_auc": st.column_config.NumberColumn("PR-AUC", format="%.3f"),
+    "brier": st.column_config.NumberColumn("Brier", format="%.4f",
+                                           help="Mean squared error of the chances; lower is better"),
+    "balanced_accuracy": st.column_config.NumberColumn("balanced acc.", format="percent"),
+    "accuracy": st.column_config.NumberColumn("accuracy", format="percent"),
+    "always_no_event_accuracy": st.column_config.NumberColumn(
+        "always “no”", format="percent",
+        help="Accuracy of always answering “no incident”"),
+    "precision": st.column_config.NumberColumn("precision", format="percent"),
+    "recall": st.column_config.NumberColumn("recall", format="percent"),
+    "f1": st.column_config.NumberColumn("F1", format="%.3f"),
+}
+
+
+def metrics_table(evaluation: dict) -> pd.DataFrame:
+    """The model's and every baseline's headline test scores, one row each (model first)."""
+    from safety_models import mapview
+    from safety_models.evaluation import summary_table
+
+    table = summary_table(evaluation)
+    table.index = [mapview.baseline_label(name) for name in table.index]
+    table.index.name = "forecaster"
+    return table[[c for c in METRIC_COLUMNS if c in table.columns]]
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_configs(db_url: str, model_id: str) -> dict:
+    """The small, plain parts of a checkpoint (configs, data window, metrics): no weights."""
+    from safety_models import registry
+
+    checkpoint = registry.load_checkpoint(_store_for(db_url), model_id)
+    return {k: v for k, v in checkpoint.items() if k not in ("state_dict", "mask")}
+
+
+BASE_DESCRIPTIONS = {
+    "pretrained": "the product's base model, pretrained on simulated cities",
+    "imagenet": "a ResNet pretrained on ImageNet photographs",
+    "none": "random weights (trained from scratch)",
+}
+
+
+def model_description(db_url: str, model_id: str) -> str:
+    """A few lines for people: data window, grid, window length, base model and freezing."""
+    info = model_info(db_url, model_id)
+    configs = model_configs(db_url, model_id)
+    train = configs.get("train_config") or {}
+    model_cfg = configs.get("model_config") or {}
+    grid = info.get("grid") or {}
+    base = str(train.get("base", ""))
+    base_text = BASE_DESCRIPTIONS.get(base, f"the earlier model `{base}`" if base else "unknown")
+    freeze = train.get("freeze_up_to")
+    lines = [
+        f"- Model `{model_id}`, trained {when(info.get('created_at'))}"
+        + (f" in {duration(info.get('train_seconds'))}" if info.get("train_seconds") else ""),
+        f"- Data: incidents from **{when(info.get('data_start'))}** to "
+        f"**{when(info.get('data_end'))}**; trained on windows before "
+        f"{when(info.get('train_end'))}, tuned on those until {when(info.get('val_end'))}, "
+        "tested on the windows after that",
+        f"- Grid: {grid.get('n_rows', '?')} × {grid.get('n_cols', '?')} cells of "
+        f"{float(grid.get('cell_size_m', info.get('cell_size_m') or 0)):g} m "
+        f"({grid.get('crs', '?')}); one {window_label(info.get('window_hours'))} per prediction",
+        f"- Started from {base_text}"
+        + (f" ({model_cfg['backbone']})" if model_cfg.get("backbone") else "")
+        + (f"; layers up to **{freeze}** kept frozen" if freeze and freeze != "none"
+           else "; every layer retrained"),
+    ]
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ versions, jobs
+
+
+def _score(metrics: Any, name: str, pct: str | None = None) -> float | None:
+    """metrics[name][pct] or metrics[name] (or metrics["<name>_<pct>"]); None when absent."""
+    if not isinstance(metrics, dict):
+        return None
+    value = metrics.get(name)
+    if pct is not None:
+        value = value.get(pct) if isinstance(value, dict) else metrics.get(f"{name}_{pct}")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+VERSION_COLUMNS = {
+    "val hit rate 5 %": st.column_config.NumberColumn(format="percent"),
+    "test hit rate 5 %": st.column_config.NumberColumn(format="percent"),
+    "test PAI 5 %": st.column_config.NumberColumn(format="%.2f"),
+    "test ROC-AUC": st.column_config.NumberColumn(format="%.3f"),
+    "created": st.column_config.DatetimeColumn(format="D MMM YYYY, HH:mm"),
+}
+
+
+def versions_table(versions: pd.DataFrame) -> pd.DataFrame:
+    """Model versions for people: status, id, when, data, origin and scores."""
+    rows = []
+    for r in versions.to_dict("records"):
+        val, test = r.get("val_metrics") or {}, r.get("test_metrics") or {}
+        rows.append({
+            "status": {"active": "● in use"}.get(r["status"], r["status"]),
+            "model": r["model_id"],
+            "created": r["created_at"],
+            "data until": when(r.get("data_end")),
+            "from": r.get("parent") or ("base " + str(r["base_model_id"])
+                                         if r.get("base_model_id") else "–"),
+            "val hit rate 5 %": _score(val, "hit_rate", "5"),
+            "test hit rate 5 %": _score(test, "hit_rate", "5"),
+            "test PAI 5 %": _score(test, "pai", "5"),
+            "test ROC-AUC": _score(test, "roc_auc"),
+            "training time": duration(r.get("train_seconds")),
+        })
+    return pd.DataFrame(rows)
+
+
+def jobs_table(job_rows: list[dict], category: str | None = None) -> pd.DataFrame:
+    """Recent jobs (of a category, plus the bootstrap/pretrain jobs every category needs)."""
+    rows = []
+    for job in job_rows:
+        job_category = job.get("category")
+        if category is not None and job_category not in (None, category):
+            continue
+        rows.append({
+            "job": job.get("job_id"), "kind": job.get("kind"), "status": job.get("status"),
+            "started": when(job.get("started_at") or job.get("created_at")),
+            "finished": when(job.get("finished_at")),
+            "model": job.get("model_id") or "",
+            "message": job.get("message") or "",
+        })
+    return pd.DataFrame(rows)
+
+
+def study_run_label(run: dict) -> str:
+    """'scratch' / 'frozen to layer2' (+ ', 90 d', + optimiser when not the default)."""
+    if run.get("base") == "none":
+        text = "scratch"
+    elif run.get("freeze_up_to") in (None, "none"):
+        text = "fine-tuned, none frozen"
+    else:
+        text = f"frozen to {run['freeze_up_to']}"
+    days = run.get("history_days")
+    if days is not None and not pd.isna(days):
+        text += f", {int(days)} d"
+    if run.get("stage") == "learning rate":
+        text += f", {run.get('optimizer')} {float(run.get('lr')):g}"
+    return text
+
+
+def study_figure(runs: pd.DataFrame):
+    """Test hit rate at 5 % per study run (validation beside it), best baseline as a line."""
+    import plotly.graph_objects as go
+
+    table = runs.copy()
+    table["run"] = [study_run_label(r) for r in table.to_dict("records")]
+    table = table.drop_duplicates("run", keep="last")
+    figure = go.Figure()
+    figure.add_trace(go.Bar(x=table["run"], y=table["val_hit_rate_5"], name="validation",
+                            marker_color="#9db4d0"))
+    figure.add_trace(go.Bar(x=table["run"], y=table["test_hit_rate_5"], name="test",
+                            marker_color="#2c5d8f"))
+    baseline = pd.to_numeric(table.get("baseline_hit_rate_5"), errors="coerce").dropna()
+    if len(baseline):
+        name = str(table["best_baseline"].dropna().iloc[0]) if "best_baseline" in table else ""
+        figure.add_hline(y=float(baseline.iloc[0]), line_dash="dot", line_color="#b10026",
+                         annotation_text=f"best baseline ({name.replace('_', ' ')})",
+                         annotation_position="top left")
+    figure.update_layout(barmode="group", height=380, yaxis={"tickformat": ".0%"},
+                         yaxis_title="hit rate at 5 % of area",
+                         margin={"l": 10, "r": 10, "t": 20, "b": 10},
+                         legend={"orientation": "h", "y": -0.35})
+    return figure

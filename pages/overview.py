@@ -35,13 +35,7 @@ def jobs_and_attention() -> None:
         st.subheader("Needs attention")
         for job in running:
             with st.container(border=True):
-                title = {"bootstrap": "Preparing the first models",
-                         "pretrain": "Pretraining the base model",
-                         "train": "Training"}.get(job["kind"], job["kind"])
-                category = (job.get("config") or {}).get("category")
-                if category:
-                    title += f" – {ui.category_label(category)}"
-                st.markdown(f"**{title}** (job {job['job_id']})")
+                st.markdown(f"**{ui.job_title(job)}** (job {job['job_id']})")
                 st.progress(ui.job_fraction(job), text=ui.job_progress_text(job))
         for item in items:
             level = item.get("level", "warning")
@@ -76,7 +70,7 @@ for column, category in zip(columns, CATEGORIES):
                 continue
             st.markdown(f"Active model `{model_id}`")
             evaluation = ui.load_evaluation(model_id)
-            headline = ui.headline_scores(evaluation)
+            headline = mapview.headline_scores(evaluation)
             if headline is None:
                 st.caption("Not evaluated yet (see the **Evaluation** page).")
             else:

@@ -1,0 +1,167 @@
+"""Models and training: retrain a category's model in the background (never in this
+process), follow its progress live, compare the versions, promote or roll back."""
+
+import dataclasses
+
+import streamlit as st
+
+from pages import _common as ui
+from safety_models import jobs, paths, registry
+from safety_models.training import TrainConfig
+
+st.title("Models and training")
+
+store = ui.get_store()
+url = paths.db_url()
+category = ui.category_selector("train_category")
+active_id = ui.active_model_id(category)
+
+BASE_CHOICES = {
+    "pretrained": "Pretrained base (recommended)",
+    "imagenet": "ImageNet ResNet",
+    "none": "From scratch",
+    "active": "Continue the model in use",
+}
+FREEZE_CHOICES = {
+    "none": "nothing (retrain all layers)",
+    "stem": "the stem",
+    "layer1": "up to layer 1",
+    "layer2": "up to layer 2",
+    "layer3": "up to layer 3",
+    "layer4": "up to layer 4 (only the head learns)",
+}
+DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+            if f.default is not dataclasses.MISSING}
+
+
+@st.fragment(run_every=1.5)
+def job_progress(job_id: int) -> None:
+    """Live progress of one job, read from the jobs table (so it survives a reload and shows
+    in every session); when the job ends, the whole page reruns to show the result."""
+    job = jobs.get_job(store, job_id)
+    if job["status"] not in ui.JOB_ACTIVE_STATUSES:
+        ui.models.clear()
+        st.rerun(scope="app")
+    with st.container(border=True):
+        top, button = st.columns([5, 1], vertical_alignment="center")
+        top.markdown(f"**{ui.job_title(job)}** · job {job_id} · {job['status']}")
+        if button.button("Cancel", key="train_cancel", icon=":material/stop_circle:"):
+            jobs.cancel_job(store, job_id)
+            st.toast("Cancelling… the job stops after the current step.")
+        st.progress(ui.job_fraction(job), text=ui.job_progress_text(job))
+        history = ui.loss_history(job)
+        if not history.empty:
+            st.plotly_chart(ui.loss_figure(history), width="stretch", key="train_loss_curve")
+        elif job.get("message"):
+            st.caption(job["message"])
+
+
+def train_form() -> None:
+    """The choices that matter for a retrain, with defaults and one line on each."""
+    with st.form("train_form", border=True):
+        st.markdown(f"**Retrain the {ui.category_label(category).lower()} model**")
+        left, right = st.columns(2)
+        bases = [b for b in BASE_CHOICES if b != "active" or active_id]
+        base = left.selectbox(
+            "Start from", bases, format_func=BASE_CHOICES.get, key="train_base",
+            help="Pretrained base: learnt on many simulated cities, adapts fastest. ImageNet: "
+                 "generic image features. From scratch: random weights, for comparison. "
+                 "Continue: the model in use, on the newest data.")
+        left.caption("Where the weights start before learning this city.")
+        freeze = right.selectbox(
+            "Keep frozen", list(FREEZE_CHOICES), format_func=FREEZE_CHOICES.get,
+            index=list(FREEZE_CHOICES).index(DEFAULTS.get("freeze_up_to", "layer2")),
+            key="train_freeze",
+            help="Frozen layers keep what the base learnt; freezing more trains faster and "
+                 "needs less data, freezing less adapts more to this city.")
+        right.caption("Early layers kept as they are; the rest is retrained.")
+        a, b, c, d = st.columns(4)
+        learning_rate = a.number_input(
+            "Learning rate", min_value=1e-6, max_value=1.0,
+            value=float(DEFAULTS.get("lr", 1e-3)), format="%.0e", step=1e-4, key="train_lr",
+            help="Size of each update: smaller changes the starting model less.")
+        epochs = b.number_input(
+            "Epochs", min_value=1, max_value=200, value=int(DEFAULTS.get("epochs", 10)),
+            step=1, key="train_epochs",
+            help="Passes over the training windows; more takes longer and may overfit.")
+        history_days = c.number_input(
+            "History (days)", min_value=0, max_value=20_000,
+            value=int(DEFAULTS.get("history_days") or 0), step=30, key="train_history_days",
+            help="How many days before the test period to learn from; 0 uses all the data.")
+        optimizer = d.selectbox(
+            "Optimizer", ["adamw", "sgd"],
+            index=["adamw", "sgd"].index(DEFAULTS.get("optimizer", "adamw")),
+            key="train_optimizer", help="AdamW adapts step sizes per weight; SGD is plainer.")
+        st.caption("Training runs in the background: you can leave this page; the Overview "
+                   "page shows its progress. A new model is used only once you promote it.")
+        submitted = st.form_submit_button("Start training", type="primary", key="train_start",
+                                          icon=":material/play_arrow:")
+    if submitted:
+        with ui.shown_errors("starting the training job"):
+            config = TrainConfig(
+                category=category, base=active_id if base == "active" else base,
+                freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
+                optimizer=optimizer, history_days=int(history_days) or None)
+            job_id = jobs.start_job(store, "train", config.to_dict())
+            st.toast(f"Training started (job {job_id}).")
+            st.rerun()
+
+
+running = None
+with ui.shown_errors("reading the jobs"):
+    running = jobs.active_job(store, category)
+if running is not None:
+    job_progress(running["job_id"])
+else:
+    train_form()
+
+# ---------------------------------------------------------------------------- versions
+st.subheader("Versions")
+versions = ui.list_models(category)
+if versions.empty:
+    st.info("No model of this category yet.", icon=":material/hourglass_top:")
+else:
+    st.dataframe(ui.versions_table(versions), hide_index=True, width="stretch",
+                 key="models_table", column_config=ui.VERSION_COLUMNS)
+    others = versions.loc[versions["status"] != "active", "model_id"].astype(str).tolist()
+    left, right = st.columns(2)
+    with left, st.container(border=True):
+        st.markdown("**Promote a version**")
+        if not others:
+            st.caption("No other version to promote.")
+        else:
+            candidate = st.selectbox("Version", others, key="promote_model")
+            row = versions.set_index("model_id").loc[candidate]
+            active_row = (versions.set_index("model_id").loc[active_id]
+                          if active_id in set(versions["model_id"]) else None)
+            suggest, reason = registry.should_promote(
+                row["val_metrics"], None if active_row is None else active_row["val_metrics"])
+            (st.success if suggest else st.caption)(
+                ("Suggested: " if suggest else "Not suggested: ") + reason)
+            if st.button("Promote", key="promote_button", type="primary" if suggest
+                         else "secondary", icon=":material/upgrade:"):
+                with ui.shown_errors("promoting the model"):
+                    registry.promote(store, candidate)
+                    ui.models.clear()
+                    ui.prediction.clear()
+                    st.toast(f"{candidate} is now the {category} model in use.")
+                    st.rerun()
+    with right, st.container(border=True):
+        st.markdown("**Roll back**")
+        st.caption("Go back to the version that was in use before the current one.")
+        if st.button("Roll back", key="rollback_button", icon=":material/undo:",
+                     disabled=active_id is None):
+            with ui.shown_errors("rolling back"):
+                previous = registry.rollback(store, category)
+                ui.models.clear()
+                st.toast(f"{previous} is the {category} model in use again.")
+                st.rerun()
+
+# ---------------------------------------------------------------------------- jobs
+st.subheader("Recent jobs")
+with ui.shown_errors("listing the jobs"):
+    recent = ui.jobs_table(jobs.list_jobs(store, limit=50), category)
+    if recent.empty:
+        st.caption("No training job yet.")
+    else:
+        st.dataframe(recent, hide_index=True, width="stretch", key="jobs_table")

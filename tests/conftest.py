@@ -1,0 +1,160 @@
+"""Shared fixtures: a tiny city in a temporary home, with and without trained models.
+
+`synthetic_incidents_csv(category)` makes a CSV export of a few hundred incidents around a
+few hotspots (known by construction), `tiny_home` loads one per category into a temporary
+SAFETY_MODELS_HOME (session-scoped: built once), and `tiny_home_with_models` adds a tiny
+model per category (1 epoch, 1 km cells) trained in this process, so page tests and browser
+tests see a complete installation in seconds. `use_home(path)` points the environment at a
+home for one test.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from safety_models.schema import CATEGORIES
+
+CITY_CENTRE = (41.88, -87.65)            # latitude, longitude (a Chicago-like place)
+HOTSPOTS_KM = ((0.0, 0.0), (2.5, -1.5), (-2.0, 2.0))   # north, east offsets of the hotspots
+DATA_START = pd.Timestamp("2024-01-01")
+DATA_DAYS = 420
+INCIDENTS_PER_CATEGORY = 600
+TINY_CELL_SIZE_M = 1000.0
+
+
+def synthetic_incidents(category: str, n: int = INCIDENTS_PER_CATEGORY,
+                        seed: int = 0) -> pd.DataFrame:
+    """Incidents of one category: 70 % around the hotspots (sd 400 m), 30 % spread over a
+    10 km square; times uniform over DATA_DAYS from DATA_START. Columns as an export has."""
+    rng = np.random.default_rng(seed + CATEGORIES.index(category))
+    km_lat = 1 / 111.0
+    km_lon = 1 / (111.0 * np.cos(np.radians(CITY_CENTRE[0])))
+    spot = rng.integers(0, len(HOTSPOTS_KM), n)
+    clustered = rng.random(n) < 0.7
+    north = np.where(clustered, np.take([h[0] for h in HOTSPOTS_KM], spot)
+                     + rng.normal(0, 0.4, n), rng.uniform(-5, 5, n))
+    east = np.where(clustered, np.take([h[1] for h in HOTSPOTS_KM], spot)
+                    + rng.normal(0, 0.4, n), rng.uniform(-5, 5, n))
+    seconds = rng.uniform(0, DATA_DAYS * 86400, n)
+    times = (DATA_START + pd.to_timedelta(np.sort(seconds), unit="s")).floor("min")
+    subtypes = {"crime": ["ASSAULT", "BATTERY", "ROBBERY"],
+                "traffic": ["collision", "pedestrian", "cyclist"],
+                "health": ["WNV", "salmonella"]}[category]
+    return pd.DataFrame({
+        "ID": [f"{category[:2]}{i:05d}" for i in range(n)],
+        "Date": times.strftime("%m/%d/%Y %I:%M:%S %p"),
+        "Primary Type": rng.choice(subtypes, n),
+        "Latitude": np.round(CITY_CENTRE[0] + north * km_lat, 6),
+        "Longitude": np.round(CITY_CENTRE[1] + east * km_lon, 6),
+    })
+
+
+def synthetic_incidents_csv(category: str, n: int = INCIDENTS_PER_CATEGORY, seed: int = 0,
+                            bad_rows: int = 0) -> bytes:
+    """The CSV bytes of synthetic_incidents, with `bad_rows` rows lacking coordinates."""
+    df = synthetic_incidents(category, n, seed)
+    if bad_rows:
+        df = df.astype({"Latitude": object, "Longitude": object})
+        df.loc[df.index[:bad_rows], ["Latitude", "Longitude"]] = ""
+    buffer = io.StringIO()
+    df.to_csv(buffer, index=False)
+    return buffer.getvalue().encode("utf-8")
+
+
+def district_outlines() -> dict:
+    """Four square 'districts' covering the synthetic city, as GeoJSON."""
+    lat0, lon0 = CITY_CENTRE
+    d_lat, d_lon = 5 / 111.0, 5 / (111.0 * np.cos(np.radians(lat0)))
+    features = []
+    for i, (s, w) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        south, west = lat0 - d_lat + s * d_lat, lon0 - d_lon + w * d_lon
+        ring = [[west, south], [west + d_lon, south], [west + d_lon, south + d_lat],
+                [west, south + d_lat], [west, south]]
+        features.append({"type": "Feature", "properties": {"name": f"District {i + 1}"},
+                         "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    return {"type": "FeatureCollection", "features": features}
+
+
+class use_home:  # noqa: N801 - used as a context manager, like a function
+    """Point SAFETY_MODELS_HOME (and no DB URL override) at `home` inside a with-block."""
+
+    def __init__(self, home: Path):
+        self.home = Path(home)
+
+    def __enter__(self) -> Path:
+        self._saved = {k: os.environ.get(k) for k in ("SAFETY_MODELS_HOME",
+                                                      "SAFETY_MODELS_DB_URL")}
+        os.environ["SAFETY_MODELS_HOME"] = str(self.home)
+        os.environ.pop("SAFETY_MODELS_DB_URL", None)
+        return self.home
+
+    def __exit__(self, *exc) -> None:
+        for key, value in self._saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def build_tiny_home(home: Path) -> Path:
+    """Load synthetic incidents (one CSV per category) and district outlines into home."""
+    from safety_models import ingest
+    from safety_models.store import Store
+
+    with use_home(home):
+        store = Store()
+        for category in CATEGORIES:
+            ingest.ingest_bytes(store, synthetic_incidents_csv(category, bad_rows=3),
+                                f"{category}_export.csv", category)
+        store.set_boundary("*", district_outlines())
+        # The home is prepared: the dashboard's first start must not load the demo into it.
+        store.set_meta("first_start", "skipped: a prepared test home")
+        store.close()
+    return home
+
+
+def tiny_train_config(category: str):
+    """The fastest TrainConfig that still trains end to end (1 epoch, 1 km cells)."""
+    from safety_models.training import TrainConfig
+
+    fields = TrainConfig.__dataclass_fields__
+    extra = {k: v for k, v in {"cell_size_m": TINY_CELL_SIZE_M, "batch_size": 16,
+                               "patience": 1, "backbone": "resnet18"}.items() if k in fields}
+    return TrainConfig(category=category, base="none", freeze_up_to="none", epochs=1, **extra)
+
+
+def train_tiny_models(home: Path) -> dict[str, str]:
+    """A tiny trained model per category in home (active), evaluated; returns their ids."""
+    from safety_models import evaluation, workflows
+    from safety_models.store import Store
+
+    ids = {}
+    with use_home(home):
+        store = Store()
+        for category in CATEGORIES:
+            result = workflows.train_category(store, tiny_train_config(category))
+            model_id = result if isinstance(result, str) else result["model_id"]
+            ids[category] = model_id
+            evaluation.evaluate_category(store, category, model_id)
+        store.close()
+    return ids
+
+
+@pytest.fixture(scope="session")
+def tiny_home(tmp_path_factory) -> Path:
+    """A home with incidents of every category and district outlines, no model."""
+    return build_tiny_home(tmp_path_factory.mktemp("home-data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_home_with_models(tmp_path_factory) -> Path:
+    """A home with incidents, outlines and a tiny evaluated model per category."""
+    home = build_tiny_home(tmp_path_factory.mktemp("home-models"))
+    train_tiny_models(home)
+    return home
