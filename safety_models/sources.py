@@ -350,8 +350,10 @@ def _shares(values: pd.Series, formats: tuple[str, ...], probe_size: int = 40) -
     return out
 
 
-def infer_datetime_format(s: pd.Series) -> DatetimeFormat | None:
+def infer_datetime_format(s: pd.Series, min_share: float = MIN_PARSE_SHARE) -> DatetimeFormat | None:
     """Look at a sample of a string column and decide how its dates are written; None if not dates.
+
+    None also when less than `min_share` of the sample's non-empty values parse.
 
     The date order (day- or month-first) is chosen per column from the content: a value whose
     first field is > 12 proves day-first; an ambiguous column keeps the DATE_FORMATS order.
@@ -361,7 +363,7 @@ def infer_datetime_format(s: pd.Series) -> DatetimeFormat | None:
     if sample.empty:
         return None
     looks = sample.head(200).map(lambda v: bool(_DATE_LIKE.match(v)))
-    if looks.mean() < 0.5:
+    if looks.mean() < min(0.5, min_share):
         return None
     strip_tz = bool(sample.str.contains(_TZ_SUFFIX_TEST, regex=True).mean() > 0.2)
     if strip_tz:
@@ -374,7 +376,7 @@ def infer_datetime_format(s: pd.Series) -> DatetimeFormat | None:
     for fmt, share in _shares(date_tok, DATE_FORMATS):
         if share > best_share + 1e-9:
             best_fmt, best_share = fmt, share
-    if best_fmt is None or best_share < MIN_PARSE_SHARE:
+    if best_fmt is None or best_share < min_share:
         return None
     seen = sorted(_shares(time_tok, TIME_FORMATS, probe_size=200), key=lambda fs: -fs[1]) if len(time_tok) else []
     time_formats = tuple(f for f, share in seen if share > 0)
@@ -385,7 +387,7 @@ def infer_datetime_format(s: pd.Series) -> DatetimeFormat | None:
     parsed = _apply_formats(sample, fmt.formats())
     has_time = parsed.notna() & ((parsed.dt.hour != 0) | (parsed.dt.minute != 0) | (parsed.dt.second != 0))
     share = float(parsed.notna().mean())
-    if share < MIN_PARSE_SHARE:
+    if share < min_share:
         return None
     return dataclasses.replace(fmt, share=share, share_with_time=float(has_time.sum() / max(1, parsed.notna().sum())))
 
@@ -415,7 +417,7 @@ def parse_datetime_column(s: pd.Series, fmt: DatetimeFormat | None = None) -> tu
     s = s.astype(str).reset_index(drop=True)
     missing = is_missing(s)
     if fmt is None:
-        fmt = infer_datetime_format(s)
+        fmt = infer_datetime_format(s, min_share=0.0)  # the column is chosen: read what can be read
     if fmt is None:
         return pd.Series(pd.NaT, index=s.index, dtype="datetime64[ns]"), missing, ~missing
     clean = s.where(~missing, "")
@@ -662,10 +664,12 @@ class _Detector:
             return fields
         candidates = []  # (has_time, name score, position, column, format)
         for i, col in enumerate(self.columns):
-            fmt = infer_datetime_format(self.sample[col])
+            name_score = self._datetime_name_score(col)
+            # a column named like a date may hold more junk than an anonymous one
+            fmt = infer_datetime_format(self.sample[col], 0.5 if name_score > 0 else MIN_PARSE_SHARE)
             if fmt is None:
                 continue
-            candidates.append((fmt.share_with_time > 0.02, self._datetime_name_score(col), -i, col, fmt))
+            candidates.append((fmt.share_with_time > 0.02, name_score, -i, col, fmt))
         candidates.sort(reverse=True)
         timed = [c for c in candidates if c[0]]
         if timed:
@@ -790,7 +794,8 @@ class _Detector:
             lat, lon, missing, unparseable = parse_location_column(values)
             nonempty = (~missing).sum()
             ok = ~missing & ~unparseable & (np.abs(np.nan_to_num(lat, nan=999)) <= 90) & (np.abs(np.nan_to_num(lon, nan=999)) <= 180)
-            if nonempty and ok.sum() / nonempty >= MIN_PARSE_SHARE and ok.sum() >= 1:
+            min_share = 0.5 if col in named else MIN_PARSE_SHARE
+            if nonempty and ok.sum() / nonempty >= min_share and ok.sum() >= 1:
                 return col
         return None
 

@@ -1,0 +1,393 @@
+"""Ingestion on tiny files whose right answers are known by hand (sources.py + ingest.py)."""
+
+from __future__ import annotations
+
+import gzip
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+from pyproj import Transformer
+
+from safety_models.errors import FileUnusable, MappingError
+from safety_models.ingest import (
+    ColumnMapping,
+    ParsedFile,
+    detect_mapping,
+    ingest_bytes,
+    ingest_path,
+    parse_incidents,
+    read_incident_file,
+    read_table,
+)
+from safety_models.schema import INCIDENT_COLUMNS, REJECT_COLUMNS
+
+# Points in Chicago (lat, lon), a few km apart.
+CHICAGO = [(41.8781, -87.6298), (41.7922, -87.6277), (41.7513, -87.6683), (41.9500, -87.7000), (41.8500, -87.6500)]
+
+
+def csv_bytes(lines: list[str], encoding: str = "utf-8", newline: str = "\n") -> bytes:
+    return (newline.join(lines) + newline).encode(encoding)
+
+
+def parse(lines, category="crime", overrides=None, **kw) -> ParsedFile:
+    return read_incident_file(csv_bytes(lines, **kw), "test.csv", category, overrides)
+
+
+def times(parsed: ParsedFile) -> list[str]:
+    return [t.strftime("%Y-%m-%d %H:%M") for t in parsed.accepted["occurred_at"]]
+
+
+# --- reading --------------------------------------------------------------------------------
+
+def test_read_table_sniffs_semicolon_latin1_crlf_and_strips_padding():
+    data = csv_bytes(["Numero_expedient;Nom_districte;X", "2010S003688    ;Sant Martí;4584941,35",
+                      "  2010S007597;Gràcia; 1,5 "], encoding="latin-1", newline="\r\n")
+    df = read_table(data, "bcn.csv")
+    assert list(df.columns) == ["Numero_expedient", "Nom_districte", "X"]
+    assert df["Numero_expedient"].tolist() == ["2010S003688", "2010S007597"]
+    assert df["Nom_districte"].tolist() == ["Sant Martí", "Gràcia"]
+    assert df["X"].tolist() == ["4584941,35", "1,5"]
+
+
+@pytest.mark.parametrize("sep", [",", ";", "\t", "|"])
+def test_read_table_separators_and_quotes(sep):
+    rows = [sep.join(["id", "name", "n"]), sep.join(["1", '"Smith, J; A|B"', "3"])]
+    df = read_table(csv_bytes(rows), "t.csv")
+    assert df.shape == (1, 3)
+    assert df.loc[0, "name"] == "Smith, J; A|B"
+
+
+def test_read_table_gzip_bom_and_cr_only_line_ends():
+    raw = "\ufeffdate,lat\r2020-01-01,41.1\r2020-01-02,41.2\r".encode("utf-8")
+    df = read_table(gzip.compress(raw), "t.csv.gz")
+    assert list(df.columns) == ["date", "lat"]
+    assert df["lat"].tolist() == ["41.1", "41.2"]
+    assert df.attrs["file_name"] == "t.csv.gz"
+
+
+@pytest.mark.parametrize("data, words", [
+    (b"", "empty"),
+    (b"  \n\n", "empty"),
+    (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00", "binary"),
+    (b"date,lat,lon\n", "no data rows"),
+])
+def test_read_table_unusable_files_name_the_file(data, words):
+    with pytest.raises(FileUnusable, match=words) as err:
+        read_table(data, "bad.csv")
+    assert "bad.csv" in str(err.value)
+
+
+# --- time -----------------------------------------------------------------------------------
+
+def test_iso_datetimes_and_counts():
+    p = parse(["date,latitude,longitude,primary type",
+               f"2010-01-01 00:05,{CHICAGO[0][0]},{CHICAGO[0][1]},BATTERY",
+               f"2010-01-01T13:45:10,{CHICAGO[1][0]},{CHICAGO[1][1]},THEFT",
+               f"2010-01-02,{CHICAGO[2][0]},{CHICAGO[2][1]},THEFT"])
+    assert p.rows_read == 3 and len(p.accepted) == 3 and len(p.rejected) == 0
+    assert list(p.accepted.columns) == list(INCIDENT_COLUMNS)
+    assert times(p) == ["2010-01-01 00:05", "2010-01-01 13:45", "2010-01-02 00:00"]
+    assert p.accepted["occurred_at"].dtype == "datetime64[ns]"
+    assert p.accepted["subtype"].tolist() == ["BATTERY", "THEFT", "THEFT"]
+    assert p.accepted["category"].tolist() == ["crime"] * 3
+    assert p.mapping.time == "date" and p.mapping.lat == "latitude" and p.mapping.subtype == "primary type"
+
+
+def test_timezone_suffix_keeps_clock_time_as_written():
+    p = parse(["when,lat,lon",
+               f"2023-01-31T14:38:00-05:00,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+               f"2023-01-31T23:10:00.000Z,{CHICAGO[1][0]},{CHICAGO[1][1]}"])
+    assert times(p) == ["2023-01-31 14:38", "2023-01-31 23:10"]
+
+
+def test_day_first_is_proved_by_a_day_above_12():
+    p = parse(["fecha,lat,lon",
+               f"01/02/2023 09:00,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+               f"31/01/2023 14:38,{CHICAGO[1][0]},{CHICAGO[1][1]}"])
+    assert times(p) == ["2023-02-01 09:00", "2023-01-31 14:38"]
+
+
+def test_ambiguous_slash_dates_are_month_first_and_dotted_dates_day_first():
+    p = parse(["Date,lat,lon", f"01/02/2023 9:05 PM,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+               f"3/4/2023 1:20,{CHICAGO[1][0]},{CHICAGO[1][1]}"])
+    assert times(p) == ["2023-01-02 21:05", "2023-03-04 01:20"]
+    p = parse(["Datum;lat;lon", f"01.02.2023 09:00;{CHICAGO[0][0]};{CHICAGO[0][1]}"])
+    assert times(p) == ["2023-02-01 09:00"]
+
+
+def test_separate_date_and_time_columns():
+    p = parse(["CRASH DATE,CRASH TIME,LATITUDE,LONGITUDE,COLLISION_ID",
+               f"01/01/2023,14:38,{CHICAGO[0][0]},{CHICAGO[0][1]},4594563",
+               f"01/31/2023,8:04,{CHICAGO[1][0]},{CHICAGO[1][1]},4594599",
+               f"01/15/2023,,{CHICAGO[2][0]},{CHICAGO[2][1]},4594600"])
+    assert p.mapping.date == "CRASH DATE" and p.mapping.clock == "CRASH TIME" and p.mapping.time is None
+    assert times(p) == ["2023-01-01 14:38", "2023-01-31 08:04", "2023-01-15 00:00"]
+    assert p.accepted["source_key"].tolist() == ["4594563", "4594599", "4594600"]
+
+
+def test_year_month_day_hour_columns_semicolon_decimal_comma_latin1():
+    lines = ["Numero_expedient;Nom_districte;Descripcio_dia_setmana;Any;Mes_any;Nom_mes;Dia_mes;Hora_dia;Latitud;Longitud",
+             "2010S003688    ;Sant Martí;Divendres;2010;5;Maig;28;19;41,411298;2,185462",
+             "2010S007597    ;Sant Martí;Dilluns;2010;11;Novembre;8;11;41,412201;2,185412",
+             "2010S000001    ;Gràcia;Dijous;2010;12;Desembre;31;0;41,40;2,15"]
+    p = parse(lines, category="traffic", encoding="latin-1")
+    m = p.mapping
+    assert (m.year, m.month, m.day, m.hour) == ("Any", "Mes_any", "Dia_mes", "Hora_dia")
+    assert times(p) == ["2010-05-28 19:00", "2010-11-08 11:00", "2010-12-31 00:00"]
+    assert p.accepted["latitude"].tolist() == [41.411298, 41.412201, 41.40]
+    assert p.accepted["longitude"].tolist() == [2.185462, 2.185412, 2.15]
+    assert p.accepted["source_key"].tolist() == ["2010S003688", "2010S007597", "2010S000001"]
+
+
+@pytest.mark.parametrize("names", [("year", "month", "day", "hour"), ("Año", "Mes", "Día", "Hora"),
+                                   ("Annee", "Mois", "Jour", "Heure"), ("Jahr", "Monat", "Tag", "Stunde")])
+def test_year_month_day_names_in_several_languages(names):
+    header = ",".join([*names, "lat", "lon"])
+    p = parse([header, f"2021,3,14,7,{CHICAGO[0][0]},{CHICAGO[0][1]}"])
+    assert times(p) == ["2021-03-14 07:00"]
+
+
+def test_unparseable_and_missing_time_rows_are_rejected_with_row_numbers():
+    p = parse(["date,lat,lon",
+               f"2020-05-01 10:00,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+               f"not a date,{CHICAGO[1][0]},{CHICAGO[1][1]}",
+               f",{CHICAGO[2][0]},{CHICAGO[2][1]}",
+               f"2020-05-02 11:00,{CHICAGO[3][0]},{CHICAGO[3][1]}"])
+    assert (p.rows_read, len(p.accepted), len(p.rejected)) == (4, 2, 2)
+    assert p.rejected["row_number"].tolist() == [2, 3]
+    assert p.rejected["reason"].tolist() == ["unparseable time", "missing time"]
+    assert list(p.rejected.columns) == ["date", "lat", "lon", *REJECT_COLUMNS]
+    assert p.rejected.loc[0, "date"] == "not a date"
+
+
+def test_all_dates_bad_is_unusable_and_says_why():
+    lines = ["date,lat,lon"] + [f"foo{i},{CHICAGO[i % 5][0]},{CHICAGO[i % 5][1]}" for i in range(3)]
+    df = read_table(csv_bytes(lines), "bad.csv")
+    mapping = ColumnMapping(time="date", lat="lat", lon="lon")
+    with pytest.raises(FileUnusable) as err:
+        parse_incidents(df, mapping, "crime", "bad.csv")
+    assert str(err.value).startswith("bad.csv: all 3 rows rejected: unparseable time (3); e.g. row 1: 'foo0' in column 'date'")
+
+
+# --- location -------------------------------------------------------------------------------
+
+def test_location_column_lat_lon_pair():
+    p = parse(["ID,Date,Primary Type,Location",
+               '11,01/31/2023 02:38:00 PM,THEFT,"(41.8, -87.6)"',
+               '12,01/31/2023 03:00:00 PM,THEFT,"(41.85, -87.65)"',
+               "13,01/31/2023 04:00:00 PM,THEFT,"])
+    assert p.mapping.location == "Location"
+    assert p.accepted["latitude"].tolist() == [41.8, 41.85]
+    assert p.accepted["longitude"].tolist() == [-87.6, -87.65]
+    assert p.rejected["reason"].tolist() == ["missing coordinates"]
+    assert times(p)[0] == "2023-01-31 14:38"
+
+
+def test_wkt_point_column():
+    p = parse(["created,geom", "2025-03-14 01:20,POINT (-73.88182509318824 40.65651333701598)",
+               "2025-03-14 00:44,POINT (-73.76748678 40.70349715)", "2025-03-14 00:50,POINT (nonsense)"])
+    assert p.mapping.location == "geom"
+    assert np.allclose(p.accepted["latitude"], [40.65651333701598, 40.70349715])
+    assert np.allclose(p.accepted["longitude"], [-73.88182509318824, -73.76748678])
+    assert p.rejected["reason"].tolist() == ["unparseable coordinates"]
+
+
+def test_lat_lon_columns_holding_each_others_values_are_swapped_by_content():
+    # Houston-like: "lat" holds longitudes (|v| > 90), "lon" holds latitudes.
+    p = parse(["time,lat,lon", "2010-01-01 00:00,-95.4373883,29.6779015", "2010-01-01 01:00,-95.2988769,29.6917121"])
+    assert (p.mapping.lat, p.mapping.lon) == ("lon", "lat")
+    assert p.accepted["latitude"].tolist() == [29.6779015, 29.6917121]
+
+
+def test_zero_and_far_away_points_are_outside_the_data_area():
+    lines = ["date,lat,lon"] + [f"2010-01-0{i + 1} 10:00,{la},{lo}" for i, (la, lo) in enumerate(CHICAGO)]
+    lines += ["2010-01-06 10:00,0,0", "2010-01-07 10:00,37.3369,-99.50555", "2010-01-08 10:00,abc,-87.6",
+              "2010-01-09 10:00,,-87.6", "2010-01-10 10:00,141.9,-87.6"]
+    p = parse(lines)
+    assert (p.rows_read, len(p.accepted)) == (10, 5)
+    assert p.rejected[["row_number", "reason"]].values.tolist() == [
+        [6, "coordinates outside the data's area"], [7, "coordinates outside the data's area"],
+        [8, "unparseable coordinates"], [9, "missing coordinates"], [10, "coordinates outside the data's area"]]
+
+
+def test_bulk_keeps_outer_neighbourhoods():
+    # 300 points over a 40 km city; an outer point 15 km beyond the edge stays, one 150 km away goes.
+    rng = np.random.default_rng(0)
+    lat = 41.65 + rng.random(300) * 0.36
+    lon = -87.90 + rng.random(300) * 0.38
+    rows = [f"2020-01-01 10:00,{a:.5f},{b:.5f}" for a, b in zip(lat, lon)]
+    rows += ["2020-01-01 10:00,41.52,-87.60", "2020-01-01 10:00,40.60,-87.60"]
+    p = parse(["date,lat,lon", *rows])
+    assert len(p.accepted) == 301
+    assert p.rejected["row_number"].tolist() == [302]
+
+
+def utm31(lat, lon, crs="EPSG:32631"):
+    return Transformer.from_crs("EPSG:4326", crs, always_xy=True).transform(lon, lat)
+
+
+BCN = [(41.411298, 2.185462), (41.3870, 2.1700), (41.4036, 2.1744), (41.3750, 2.1490)]
+
+
+def test_projected_xy_with_crs_round_trips_within_a_metre():
+    # decimal commas inside a comma-separated file are quoted
+    lines = ["Any,Mes_any,Dia_mes,Hora_dia,Coordenada_UTM_X,Coordenada_UTM_Y"] + [
+        "2019,6,1,12,\"{}\",\"{}\"".format(*(f"{v:.2f}".replace(".", ",") for v in utm31(la, lo))) for la, lo in BCN]
+    data = csv_bytes(lines)
+    with pytest.raises(MappingError, match=r"--crs EPSG") as err:
+        read_incident_file(data, "utm.csv", "traffic")
+    assert "'Coordenada_UTM_X'" in str(err.value) and "utm.csv" in str(err.value)
+    p = read_incident_file(data, "utm.csv", "traffic", ColumnMapping(crs="EPSG:32631"))
+    assert (p.mapping.x, p.mapping.y, p.mapping.crs) == ("Coordenada_UTM_X", "Coordenada_UTM_Y", "EPSG:32631")
+    assert len(p.accepted) == 4
+    for (la, lo), got_la, got_lo in zip(BCN, p.accepted["latitude"], p.accepted["longitude"]):
+        assert abs(got_la - la) * 111_320 < 1.0 and abs(got_lo - lo) * 111_320 * np.cos(np.radians(la)) < 1.0
+
+
+def test_swapped_utm_columns_are_detected_and_recorded():
+    # Barcelona 2010-2015: the "X" column holds northings (~4.58e6) and "Y" eastings; -1 = unknown.
+    lines = ["Numero_expedient;Any;Mes_any;Dia_mes;Hora_dia;Coordenada_UTM_X;Coordenada_UTM_Y"]
+    for i, (la, lo) in enumerate(BCN):
+        x, y = utm31(la, lo)
+        lines.append(f"E{i};2010;5;28;19;{y:.2f};{x:.2f}".replace(".", ","))
+    lines.append("E9;2010;5;28;19;-1;-1")
+    p = parse(lines, category="traffic", overrides=ColumnMapping(crs="EPSG:32631"))
+    assert (p.mapping.x, p.mapping.y) == ("Coordenada_UTM_Y", "Coordenada_UTM_X")
+    assert np.allclose(p.accepted["latitude"], [b[0] for b in BCN], atol=1e-5)
+    assert np.allclose(p.accepted["longitude"], [b[1] for b in BCN], atol=1e-5)
+    assert p.rejected[["row_number", "reason"]].values.tolist() == [[5, "missing coordinates"]]
+
+
+def test_broken_lat_lon_fall_back_to_utm():
+    # Barcelona 2016+: Longitud/Latitud with thousands dots ("2.129.612") are unusable.
+    lines = ["Any;Mes_any;Dia_mes;Hora_dia;Coordenada_UTM_X;Coordenada_UTM_Y;Longitud;Latitud"]
+    for la, lo in BCN:
+        x, y = utm31(la, lo)
+        lines.append(f"2017;10;13;8;{x:.2f};{y:.2f};".replace(".", ",") + "212.562.442;4.134.004.482")
+    p = parse(lines, category="traffic", overrides=ColumnMapping(crs="EPSG:32631"))
+    assert p.mapping.lat is None and (p.mapping.x, p.mapping.y) == ("Coordenada_UTM_X", "Coordenada_UTM_Y")
+    assert np.allclose(p.accepted["latitude"], [b[0] for b in BCN], atol=1e-5)
+
+
+def test_no_location_columns_lists_the_columns():
+    data = csv_bytes(["Station,Date,Tmax,Tmin", "1,5/1/2007,83,50", "2,5/1/2007,84,52"])
+    with pytest.raises(MappingError) as err:
+        read_incident_file(data, "weather.csv", "health")
+    msg = str(err.value)
+    assert msg.startswith("weather.csv:") and "'Station', 'Date', 'Tmax', 'Tmin'" in msg
+    assert "--lat-column/--lon-column" in msg and "--crs" in msg
+    assert err.value.columns_found == ["Station", "Date", "Tmax", "Tmin"]
+
+
+def test_no_time_column_lists_the_columns():
+    with pytest.raises(MappingError, match=r"--time-column") as err:
+        parse(["name,lat,lon", f"a,{CHICAGO[0][0]},{CHICAGO[0][1]}"])
+    assert "'name', 'lat', 'lon'" in str(err.value)
+
+
+def test_wide_area_rate_table_is_explained():
+    header = "week_ending," + ",".join(f"CASERATE_{z}" for z in range(10001, 10031))
+    row = "03/14/2020," + ",".join(str(z / 7) for z in range(30))
+    with pytest.raises(MappingError, match="table of values per area"):
+        parse([header, row, row])
+
+
+# --- overrides, subtype, id, outcome -------------------------------------------------------
+
+def test_overrides_win_and_unknown_override_columns_are_named():
+    lines = ["reported,occurred,lat,lon,kind", f"2020-01-02 10:00,2020-01-01 09:00,{CHICAGO[0][0]},{CHICAGO[0][1]},A"]
+    assert times(parse(lines, overrides=ColumnMapping(time="reported"))) == ["2020-01-02 10:00"]
+    p = parse(lines, overrides=ColumnMapping(subtype=""))
+    assert p.mapping.subtype is None and p.accepted["subtype"].tolist() == [""]
+    with pytest.raises(MappingError, match=r"'nope' given for time is not in the file; columns found: 'reported'"):
+        parse(lines, overrides=ColumnMapping(time="nope"))
+    with pytest.raises(MappingError, match="EPSG"):
+        parse(lines, overrides=ColumnMapping(crs="EPSG:999999999"))
+
+
+def test_subtype_prefers_offense_over_generic_type():
+    p = parse(["time_local,offense,type,premise,lat,lon",
+               f"2010-01-01 00:00,murder,ln,18A,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+               f"2010-01-01 01:00,robbery,rd,13R,{CHICAGO[1][0]},{CHICAGO[1][1]}"])
+    assert p.mapping.subtype == "offense"
+    assert p.accepted["subtype"].tolist() == ["murder", "robbery"]
+
+
+def test_source_key_is_the_id_or_a_hash_of_the_raw_row():
+    lines = ["date,lat,lon", f"2020-01-01 10:00,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+             f"2020-01-01 10:00,{CHICAGO[0][0]},{CHICAGO[0][1]}", f"2020-01-01 11:00,{CHICAGO[0][0]},{CHICAGO[0][1]}"]
+    keys = parse(lines).accepted["source_key"].tolist()
+    assert keys[0] == keys[1] != keys[2] and len(keys[0]) == 40
+
+
+def test_negative_test_results_are_not_events():
+    p = parse(['"Date","Species","Trap","Latitude","Longitude","NumMosquitos","WnvPresent"',
+               f'2007-05-29,"CULEX PIPIENS",T002,{CHICAGO[0][0]},{CHICAGO[0][1]},1,0',
+               f'2007-05-29,"CULEX RESTUANS",T002,{CHICAGO[0][0]},{CHICAGO[0][1]},4,1',
+               f'2007-06-05,"CULEX PIPIENS",T003,{CHICAGO[1][0]},{CHICAGO[1][1]},50,1'], category="health")
+    assert p.mapping.outcome == "WnvPresent" and p.mapping.subtype == "Species"
+    assert (len(p.accepted), len(p.rejected)) == (2, 1)
+    assert p.rejected[["row_number", "reason"]].values.tolist() == [[1, "negative test result"]]
+    assert "negatives skipped" in p.mapping.describe()
+
+
+def test_mapping_round_trips_through_a_dict():
+    m = ColumnMapping(date="CRASH DATE", clock="CRASH TIME", lat="LATITUDE", lon="LONGITUDE", outcome="x")
+    assert ColumnMapping.from_dict({**m.to_dict(), "unknown_key": 1}) == m
+
+
+def test_detect_mapping_on_a_dataframe_directly():
+    df = pd.DataFrame({"Created Date": ["3/14/2025 1:20"], "Closed Date": ["3/15/2025 1:20"],
+                       "Latitude": ["40.65"], "Longitude": ["-73.88"], "Unique Key": ["64345465"]})
+    m = detect_mapping(df)
+    assert (m.time, m.lat, m.lon, m.source_id) == ("Created Date", "Latitude", "Longitude", "Unique Key")
+
+
+# --- store hand-off -------------------------------------------------------------------------
+
+class FakeStore:
+    def __init__(self):
+        self.calls = []
+
+    def add_upload(self, file_name, data, category, accepted, rejected, rows_read, mapping, is_demo=False):
+        self.calls.append(dict(file_name=file_name, data=data, category=category, accepted=accepted,
+                               rejected=rejected, rows_read=rows_read, mapping=mapping, is_demo=is_demo))
+        return "summary"
+
+
+def test_ingest_bytes_and_path_hand_the_tables_to_the_store(tmp_path):
+    data = csv_bytes(["date,lat,lon", f"2020-01-01 10:00,{CHICAGO[0][0]},{CHICAGO[0][1]}", "2020-01-01 11:00,,"])
+    store = FakeStore()
+    assert ingest_bytes(store, data, "a.csv", "crime") == "summary"
+    call = store.calls[0]
+    assert (call["file_name"], call["data"], call["category"], call["rows_read"]) == ("a.csv", data, "crime", 2)
+    assert len(call["accepted"]) == 1 and call["rejected"]["reason"].tolist() == ["missing coordinates"]
+    assert call["mapping"]["time"] == "date" and call["is_demo"] is False
+    path = tmp_path / "b.csv"
+    path.write_bytes(data)
+    ingest_path(store, path, "traffic")
+    assert store.calls[1]["file_name"] == "b.csv" and store.calls[1]["category"] == "traffic"
+    with pytest.raises(FileUnusable, match="missing.csv"):
+        ingest_path(store, tmp_path / "missing.csv", "crime")
+
+
+# --- speed ----------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_million_rows_parse_in_seconds():
+    n = 1_000_000
+    rng = np.random.default_rng(1)
+    minutes = rng.integers(0, 60 * 24 * 365, n)
+    when = (pd.Timestamp("2020-01-01") + pd.to_timedelta(minutes, unit="min")).strftime("%m/%d/%Y %I:%M:%S %p")
+    df = pd.DataFrame({"ID": np.arange(n).astype(str), "Date": when,
+                       "Primary Type": rng.choice(["THEFT", "BATTERY", "ASSAULT"], n),
+                       "Latitude": (41.65 + rng.random(n) * 0.36).round(6).astype(str),
+                       "Longitude": (-87.9 + rng.random(n) * 0.38).round(6).astype(str)})
+    data = df.to_csv(index=False).encode()
+    start = time.perf_counter()
+    p = read_incident_file(data, "big.csv", "crime")
+    seconds = time.perf_counter() - start
+    assert len(p.accepted) == n
+    assert seconds < 20, f"{seconds:.1f} s"
