@@ -32,6 +32,7 @@ dashboard reads them without recomputing.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -55,7 +56,7 @@ CURVE_AREA_SHARES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 201)
 # At most this many points of a ROC curve are saved (the curve is thinned evenly in FPR).
 ROC_CURVE_POINTS = 201
 BOOTSTRAP_RESAMPLES = 2000
-# Model predictions are asked for in batches of this many windows (bounded memory).
+# Forecasts are made in chunks of this many windows (bounded memory, regular progress).
 PREDICT_BATCH_WINDOWS = 64
 
 
@@ -205,15 +206,20 @@ def baseline_scores(fn: Callable, city: Any, t_indices: Sequence[int],
                     on_window: Callable[[int], None] | None = None) -> np.ndarray:
     """(windows, rows, cols) float64 scores of one baseline; window t from counts[:t] only.
 
-    The baseline is called as fn(counts[:t], starts[:t], starts[t], grid): the slices end
-    before the target window, so no later data can leak in. NaN scores become 0.
+    ``baselines.forecast_windows`` calls fn(counts[:t], starts[:t], starts[t], grid) (or runs
+    the all-history average as running sums): the slices end before the target window, and
+    the baselines refuse any window at or after it. NaN scores (no history) become 0.
+    on_window(n_done) after each chunk of windows.
     """
+    from .baselines import forecast_windows
+
     t_indices = np.asarray(t_indices, dtype=np.int64)
-    out = np.empty((len(t_indices), *city.counts.shape[1:]), dtype=np.float64)
-    for i, t in enumerate(t_indices):
-        out[i] = fn(city.counts[:t], city.starts[:t], city.starts[t], city.grid)
+    out = np.empty((len(t_indices), *city.counts.shape[1:]), dtype=np.float64)  # (windows, rows, cols)
+    for lo in range(0, len(t_indices), PREDICT_BATCH_WINDOWS):
+        chunk = t_indices[lo:lo + PREDICT_BATCH_WINDOWS]
+        out[lo:lo + len(chunk)] = forecast_windows(fn, city.counts, city.starts, chunk, city.grid)
         if on_window is not None:
-            on_window(i + 1)
+            on_window(lo + len(chunk))
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0)
 
 
@@ -517,17 +523,31 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
     folder (atomic replace). Raises NotReady without a model or without test windows.
     """
-    from . import registry, workflows
+    from . import registry
 
     if model_id is None:
         model_id = registry.active_model_id(store, category)
         if model_id is None:
             raise NotReady(f"there is no {category} model yet; train one before evaluating")
     model, checkpoint = registry.load_model(store, model_id)
-    city = workflows.prepare_city(store, category, grid=checkpoint.get("grid"))
+    city = model_city(store, category, checkpoint)
     result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress)
     save_evaluation(result)
     return result
+
+
+def model_city(store: Any, category: str, checkpoint: Mapping[str, Any]) -> Any:
+    """The category's data now, on the model's own grid, window length and city cells."""
+    from . import workflows
+
+    hours = (checkpoint.get("feature_config") or {}).get("window_hours")
+    city = workflows.prepare_city(store, category, window_hours=hours, grid=checkpoint.get("grid"))
+    mask = checkpoint.get("mask")
+    if mask is not None:
+        # The cells the model was trained and validated on; new data must not move them.
+        mask = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask, dtype=bool)
+        city = dataclasses.replace(city, mask=mask)
+    return city
 
 
 def evaluation_path(model_id: str) -> Path:

@@ -129,6 +129,22 @@ def test_forecasts_do_not_change_when_the_future_changes():
     assert not np.array_equal(before[3:], after[3:])
 
 
+@pytest.mark.parametrize("name", ["naive", "historical_average", "kde", "prospective_hotspot", "seasonal"])
+def test_real_baselines_do_not_see_the_future(name):
+    """Each shipped baseline, through the evaluation's own call path, on 400 days."""
+    from safety_models.baselines import BASELINES
+
+    city = tiny_city(n_windows=400, seed=3)
+    targets = [380, 390, 395, 399]
+    future = city.counts.copy()
+    future[390:] = np.random.default_rng(4).poisson(3.0, size=future[390:].shape)
+    altered = City(**{**city.__dict__, "counts": future})
+    before, after = (evaluation.baseline_scores(BASELINES[name], c, targets) for c in (city, altered))
+    np.testing.assert_array_equal(before[:2], after[:2])  # windows 380 and 390 saw nothing altered
+    if name != "seasonal":  # which looks a year back, so the last days never reach it
+        assert not np.array_equal(before[2:], after[2:])  # later ones did: the test has teeth
+
+
 def test_model_and_baselines_are_scored_on_the_same_windows_and_cells(model_seen):
     city = tiny_city()
     result = evaluation.backtest(object(), checkpoint(), city,
