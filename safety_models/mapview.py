@@ -312,7 +312,7 @@ def period_starts(times: pd.Series, freq: str) -> pd.Series:
     if freq == "D":
         return times.dt.normalize()
     if freq == "W":
-        return times.dt.normalize() - pd.to_timedelta(times.dt.weekday, unit="D")
+        return times.dt.normalize() - pd.to_timedelta(times.dt.day_of_week, unit="D")
     if freq == "M":
         return times.dt.to_period("M").dt.start_time
     raise ValueError(f"freq must be 'D', 'W' or 'M', got {freq!r}")

@@ -1,0 +1,278 @@
+"""Every dashboard page runs on a tiny city (AppTest, in-process) and shows its key elements.
+
+Widgets are found by their `key=`. Nothing here starts a process: jobs.start_job is patched
+where a page would start one.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from conftest import synthetic_incidents, synthetic_incidents_csv
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+PAGES = ["pages/overview.py", "pages/risk_map.py", "pages/data.py", "pages/models.py",
+         "pages/evaluation.py", "pages/method.py"]
+TIMEOUT_S = 120
+
+
+def copy_home(source: Path, target: Path) -> Path:
+    """A private copy of a session home, so a test may change it."""
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.fixture
+def home(tiny_home_with_models, tmp_path, monkeypatch) -> Path:
+    """A private copy of the home with data and tiny models, set as SAFETY_MODELS_HOME."""
+    path = copy_home(tiny_home_with_models, tmp_path / "home")
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(path))
+    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+    return path
+
+
+@pytest.fixture
+def data_home(tiny_home, tmp_path, monkeypatch) -> Path:
+    """A private copy of the home with data only (no model yet)."""
+    path = copy_home(tiny_home, tmp_path / "home")
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(path))
+    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+    return path
+
+
+@pytest.fixture
+def started_jobs(monkeypatch) -> list[tuple[str, dict]]:
+    """Patch jobs.start_job: record (kind, config) instead of starting a process."""
+    from safety_models import jobs
+
+    calls: list[tuple[str, dict]] = []
+
+    def fake_start_job(store, kind, config):
+        calls.append((kind, dict(config)))
+        return 999
+
+    monkeypatch.setattr(jobs, "start_job", fake_start_job)
+    return calls
+
+
+def open_page(page: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT_S)
+    at.run()
+    if page != PAGES[0]:
+        at.switch_page(page).run()
+    return at
+
+
+def assert_clean(at: AppTest) -> None:
+    """No exception and no error box on the page."""
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def table_with(at: AppTest, column: str):
+    """The first table (st.dataframe) on the page with that column (tables have no key)."""
+    for frame in at.dataframe:
+        if column in frame.value.columns:
+            return frame.value
+    raise AssertionError(f"no table with a {column!r} column; tables: "
+                         f"{[list(f.value.columns) for f in at.dataframe]}")
+
+
+def deck_spec(at: AppTest) -> dict:
+    charts = at.get("deck_gl_json_chart")
+    assert charts, "no pydeck chart on the page"
+    return json.loads(charts[0].proto.json)
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_runs_without_errors(home, started_jobs, page):
+    at = open_page(page)
+    assert_clean(at)
+    assert at.title, "every page has a title"
+    assert started_jobs == [], "opening a page must not start a job"
+
+
+def test_overview_shows_each_category(home, started_jobs):
+    at = open_page("pages/overview.py")
+    assert_clean(at)
+    stored = [m for m in at.metric if m.label == "Incidents stored"]
+    assert len(stored) == 3
+    assert all(int(m.value.replace(",", "")) > 0 for m in stored)
+    # The headline scores of every (evaluated) model, and its top 5 hotspots.
+    assert len([m for m in at.metric if m.label == "ROC-AUC"]) == 3
+    tables = [d.value for d in at.dataframe]
+    assert sum(1 for t in tables if "rank" in t.columns and len(t) == 5) == 3
+
+
+def test_risk_map_draws_cells_outlines_and_hotspots(home, started_jobs):
+    at = open_page("pages/risk_map.py")
+    assert_clean(at)
+    spec = deck_spec(at)
+    layer_ids = [layer["id"] for layer in spec["layers"]]
+    assert layer_ids == ["districts", "cells"]
+    cells = spec["layers"][1]
+    assert cells["pickable"] and cells["data"], "cells must be drawn and clickable"
+    first = cells["data"][0]
+    assert {"probability_text", "expected_text", "events_last_30d", "rank",
+            "risk_level"} <= set(first)
+    # No basemap: nothing is fetched from a tile server.
+    assert "mapProvider" not in spec and "cartocdn" not in json.dumps(spec)
+    hotspots = table_with(at, "last 30 days")
+    assert len(hotspots) == 10 and list(hotspots["rank"]) == list(range(1, 11))
+    assert {b.key for b in at.get("download_button")} >= {"map_download_csv",
+                                                           "map_download_geojson"}
+
+
+def test_risk_map_view_stays_when_options_change(home, started_jobs):
+    at = open_page("pages/risk_map.py")
+    before = deck_spec(at)["initialViewState"]
+    at.toggle(key="map_3d").set_value(True).run()
+    at.toggle(key="map_incidents").set_value(True).run()
+    at.segmented_control(key="map_colour").set_value("risk_level").run()
+    assert_clean(at)
+    spec = deck_spec(at)
+    after = spec["initialViewState"]
+    # Centre and zoom come from the grid only; only the tilt changes for 3D.
+    assert {k: after[k] for k in ("latitude", "longitude", "zoom")} == \
+           {k: before[k] for k in ("latitude", "longitude", "zoom")}
+    assert after["pitch"] > 0
+    layers = {layer["id"]: layer for layer in spec["layers"]}
+    assert layers["cells"]["extruded"] is True
+    assert layers["incidents"]["data"], "recent incidents are drawn as points"
+
+
+def test_risk_map_for_a_past_date(home, started_jobs):
+    import datetime as dt
+
+    at = open_page("pages/risk_map.py")
+    at.segmented_control(key="map_when").set_value("date").run()
+    at.date_input(key="map_date").set_value(dt.date(2024, 9, 2)).run()
+    assert_clean(at)
+    assert any("02 Sep 2024" in m.value for m in at.markdown)
+
+
+def test_evaluation_lists_model_and_every_baseline(home, started_jobs):
+    at = open_page("pages/evaluation.py")
+    assert_clean(at)
+    table = table_with(at, "pai_5")
+    assert table.index[0] == "this model"
+    assert len(table) >= 5, "the model and at least four baselines"
+    for column in ("hit_rate_5", "pai_5", "roc_auc", "accuracy", "always_no_event_accuracy"):
+        assert column in table.columns
+    labels = {m.label for m in at.metric}
+    assert {"Accuracy", "Always “no incident”"} <= labels
+
+
+def test_models_page_has_retrain_controls_and_starts_a_job(home, started_jobs):
+    at = open_page("pages/models.py")
+    assert_clean(at)
+    for key in ("train_base", "train_freeze", "train_optimizer"):
+        assert at.selectbox(key=key) is not None
+    for key in ("train_lr", "train_epochs", "train_history_days"):
+        assert at.number_input(key=key) is not None
+    assert table_with(at, "model").shape[0] >= 1
+    at.selectbox(key="train_base").set_value("none")
+    at.selectbox(key="train_freeze").set_value("layer1")
+    at.number_input(key="train_epochs").set_value(2)
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    assert len(started_jobs) == 1
+    kind, config = started_jobs[0]
+    assert kind == "train"
+    assert config["category"] == "crime" and config["base"] == "none"
+    assert config["freeze_up_to"] == "layer1" and config["epochs"] == 2
+
+
+def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
+    """A job row as the job process writes it: the page shows its progress and Cancel."""
+    from datetime import datetime
+
+    from safety_models import jobs
+    from safety_models.store import Store
+
+    store = Store()
+    jobs.list_jobs(store)  # creates the jobs table
+    with store.begin() as conn:
+        conn.execute(jobs.jobs_table.insert().values(
+            kind="train", category="crime", config={"category": "crime"}, status="running",
+            created_at=datetime.now(), started_at=datetime.now(),
+            progress={"stage": "train", "fraction": 0.4, "epoch": 2, "epochs": 5,
+                      "loss": 0.31, "elapsed_s": 12, "eta_s": 18},
+            history=[{"stage": "train", "epoch": 1, "loss": 0.5},
+                     {"stage": "train", "epoch": 2, "loss": 0.31}]))
+    store.close()
+    monkeypatch.setattr(jobs, "recover_stale_jobs", lambda store: [])  # no process to check
+    at = open_page("pages/models.py")
+    assert_clean(at)
+    assert at.button(key="train_cancel") is not None
+    bars = at.get("progress")
+    assert bars and "epoch 2 of 5" in bars[0].proto.text
+    assert not [b for b in at.button if b.key == "train_start"]
+
+
+def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
+    at = open_page("pages/data.py")
+    assert_clean(at)
+    assert len(table_with(at, "file_name")) == 3
+    extra = synthetic_incidents("traffic", 60, seed=11)
+    extra["ID"] = [f"new{i}" for i in range(len(extra))]
+    extra.loc[extra.index[:4], "Date"] = "not a date"
+    at.selectbox(key="upload_category").set_value("traffic")
+    at.file_uploader(key="upload_files").set_value(
+        [("new_accidents.csv", extra.to_csv(index=False).encode(), "text/csv")]).run()
+    assert_clean(at)
+    # The detected mapping is shown in editable selectboxes.
+    detected = {s.key.rsplit("_", 1)[-1]: s.value for s in at.selectbox
+                if s.key and s.key.startswith("mapping_")}
+    assert detected["time"] == "Date" and detected["lat"] == "Latitude"
+    at.button(key="upload_load").click().run()
+    assert_clean(at)
+    messages = " ".join(w.value for w in [*at.warning, *at.success])
+    assert "new_accidents.csv" in messages and "56 incidents added" in messages
+    assert "unparseable time" in " ".join(c.value for c in at.caption)
+    assert len(table_with(at, "file_name")) == 4
+
+
+def test_data_page_removes_an_upload_after_confirming(data_home, started_jobs):
+    at = open_page("pages/data.py")
+    at.selectbox(key="remove_upload_id").set_value(3).run()
+    at.button(key="remove_upload_confirm").click().run()
+    assert_clean(at)
+    assert list(table_with(at, "file_name")["upload_id"]) == [1, 2]
+
+
+def test_data_page_explains_an_unusable_file(data_home, started_jobs):
+    at = open_page("pages/data.py")
+    at.file_uploader(key="upload_files").set_value(
+        [("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00binary", "text/csv")]).run()
+    assert not at.exception
+    assert at.error and "photo.csv" in at.error[0].value
+
+
+def test_first_start_loads_demo_and_starts_bootstrap(tmp_path, monkeypatch, started_jobs):
+    """An empty home: the demo data is loaded and one bootstrap job is started."""
+    from safety_models import ingest
+
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "fresh"))
+    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+
+    def fake_demo(store):  # the real demo is large; a small city stands in for it
+        ingest.ingest_bytes(store, synthetic_incidents_csv("crime", 100), "demo.csv", "crime")
+
+    fake_module = types.ModuleType("safety_models.demo")
+    fake_module.load_demo = fake_demo
+    monkeypatch.setitem(sys.modules, "safety_models.demo", fake_module)
+    at = open_page("pages/overview.py")
+    assert not at.exception
+    assert [kind for kind, _ in started_jobs] == ["bootstrap"]
+    assert [m.value for m in at.metric if m.label == "Incidents stored"][0] == "100"
+    # A second session does not start it again.
+    open_page("pages/overview.py")
+    assert len(started_jobs) == 1
