@@ -1,0 +1,165 @@
+"""Backtest time and the model-vs-baselines table.
+
+Three ways to run it:
+
+    python benchmarks/bench_evaluation.py --synthetic
+        A year of daily test windows (plus 60 validation windows) on a 90 x 60 grid of a
+        synthetic city, with an untrained model: the time of the backtest alone (the target
+        is well under a minute on 2 CPU cores).
+
+    SAFETY_MODELS_HOME=/path/to/home python benchmarks/bench_evaluation.py --category crime
+        The category's active model (or --model-id) in an existing home: time and table.
+
+    python benchmarks/bench_evaluation.py --shared-data /work/shared/data [--categories crime,traffic,health]
+        Loads the shared Chicago aggravated assaults (crime), Barcelona accidents (traffic) and
+        Chicago West Nile virus traps (health) into a fresh temporary home (or --home), trains a
+        model per category (--base, --epochs) and backtests it: time and table per dataset.
+
+Only this script reads the shared data folder; the library never does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Runnable as a plain script from anywhere without installing the package.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+SHOWN = ["pai_5", "hit_rate_5", "pei_5", "roc_auc", "pr_auc", "brier", "balanced_accuracy", "accuracy",
+         "always_no_event_accuracy"]
+
+# The shared files per category (relative to --shared-data).
+SHARED_FILES: dict[str, list[str]] = {
+    "crime": ["crime/chicago_assaults/chicago_aggravated_assaults.csv.gz"],
+    "traffic": [f"traffic/bcn_accidents/clean/bcn_accidents_{year}.csv" for year in range(2010, 2020)],
+    "health": ["health/chicago_wnv/train.csv"],
+}
+
+
+def print_result(label: str, result, seconds: float) -> None:
+    d = result.to_dict()
+    print(f"\n== {label}: {d['category']} model {d['model_id']}")
+    print(f"test {d['test_start']} .. {d['test_end']}: {d['n_windows']} windows of {d['window_hours']} h, "
+          f"{d['n_test_events']:,} events, cells {d['cell_size_m']:g} m; backtest {seconds:.1f} s")
+    table = result.table()[SHOWN]
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
+        print(table)
+    vs = d["results"]["model"].get("vs_baselines", {})
+    for name, comparison in vs.items():
+        c = comparison["pai_5"]
+        lo, hi = c["ci95"]
+        if c["mean_difference"] is not None:
+            print(f"  model - {name:<20} PAI@5 {c['mean_difference']:+.2f} (95% CI {lo:+.2f} .. {hi:+.2f}), "
+                  f"model better in {c['share_model_better']:.0%} of windows")
+
+
+def bench_synthetic(n_test: int = 365, n_val: int = 60, n_train: int = 400, shape=(90, 60)) -> float:
+    """Backtest of an untrained tiny-config model on a synthetic city; returns seconds."""
+    from safety_models import evaluation, features, models
+    from safety_models.grid import GridSpec
+    from safety_models.workflows import CityData
+
+    rng = np.random.default_rng(0)
+    n_windows = n_train + n_val + n_test
+    rows, cols = shape
+    yy, xx = np.mgrid[0:rows, 0:cols]
+    rate = 0.02 + 0.5 * np.exp(-((yy - 30) ** 2 + (xx - 20) ** 2) / 60.0) + 0.3 * np.exp(-((yy - 60) ** 2 + (xx - 45) ** 2) / 30.0)
+    counts = rng.poisson(rate, size=(n_windows, rows, cols)).astype(np.float32)
+    starts = pd.date_range("2021-01-01", periods=n_windows, freq="D")
+    spec = GridSpec("EPSG:32616", 440_000.0, 4_620_000.0, 500.0, rows, cols)
+    city = CityData("crime", spec, 24, starts, counts, np.ones(shape, bool), None)
+    feature_cfg = features.FeatureConfig(window_hours=24)
+    model = models.create_model(models.ModelConfig(in_channels=features.n_channels(feature_cfg))).eval()
+    checkpoint = {"model_id": "synthetic", "category": "crime", "feature_config": feature_cfg.to_dict(),
+                  "data_window": {"start": str(starts[0]), "end": str(starts[-1]),
+                                  "train_end": str(starts[n_train]), "val_end": str(starts[n_train + n_val])}}
+    t0 = time.perf_counter()
+    result = evaluation.backtest(model, checkpoint, city)
+    seconds = time.perf_counter() - t0
+    print_result(f"synthetic {rows}x{cols}, {n_test} test + {n_val} validation days (untrained model)", result, seconds)
+    return seconds
+
+
+def bench_home(category: str, model_id: str | None) -> float:
+    from safety_models import evaluation
+    from safety_models.store import Store
+
+    store = Store()
+    t0 = time.perf_counter()
+    result = evaluation.evaluate_category(store, category, model_id)
+    seconds = time.perf_counter() - t0
+    print_result(f"home {os.environ.get('SAFETY_MODELS_HOME', './data')}", result, seconds)
+    return seconds
+
+
+def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, home: Path) -> None:
+    from safety_models import evaluation, ingest, workflows
+    from safety_models.store import Store
+    from safety_models.training import TrainConfig
+
+    os.environ["SAFETY_MODELS_HOME"] = str(home)
+    os.environ.pop("SAFETY_MODELS_DB_URL", None)
+    store = Store()
+    for category in categories:
+        t0 = time.perf_counter()
+        for rel in SHARED_FILES[category]:
+            ingest.ingest_path(store, shared / rel, category)
+        t_ingest = time.perf_counter() - t0
+        cfg = TrainConfig(category=category, base=base, freeze_up_to="layer2" if base != "none" else "none",
+                          epochs=epochs)
+        t0 = time.perf_counter()
+        model_id = workflows.train_category(store, cfg, on_progress=_dots())
+        t_train = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        result = evaluation.evaluate_category(store, category, model_id)
+        seconds = time.perf_counter() - t0
+        print(f"\n[{category}] ingest {t_ingest:.1f} s, train ({base}, {epochs} epochs) {t_train:.1f} s")
+        print_result(f"shared data {', '.join(SHARED_FILES[category][:1])}", result, seconds)
+
+
+def _dots():
+    last = [-1]
+
+    def report(progress: dict) -> None:
+        tenth = int(10 * float(progress.get("fraction", 0.0)))
+        if tenth != last[0]:
+            last[0] = tenth
+            print(f"  {progress.get('stage', '')} {tenth * 10}%", flush=True)
+
+    return report
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--synthetic", action="store_true", help="time a year of daily windows on 90 x 60 cells")
+    parser.add_argument("--category", help="backtest this category's model in SAFETY_MODELS_HOME")
+    parser.add_argument("--model-id", help="a model id (default: the category's active model)")
+    parser.add_argument("--shared-data", type=Path, help="the shared data folder (…/shared/data)")
+    parser.add_argument("--categories", default="crime,traffic,health")
+    parser.add_argument("--base", default="pretrained", help="pretrained | none (from scratch)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--home", type=Path, help="home for --shared-data (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    if args.shared_data:
+        categories = [c.strip() for c in args.categories.split(",") if c.strip()]
+        if args.home:
+            bench_shared(args.shared_data, categories, args.base, args.epochs, args.home)
+        else:
+            with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
+                bench_shared(args.shared_data, categories, args.base, args.epochs, Path(tmp))
+    elif args.category:
+        bench_home(args.category, args.model_id)
+    else:
+        bench_synthetic()
+
+
+if __name__ == "__main__":
+    main()
