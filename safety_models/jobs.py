@@ -1,0 +1,512 @@
+"""Background training jobs that every dashboard session (and the CLI) can start and watch.
+
+A job is a row of the ``jobs`` table and, while it runs, a separate process
+``python -m safety_models.jobs run JOB_ID`` (its own session, so a Streamlit rerun or a
+closed browser tab does not stop it). The process writes its progress to the row (at most
+PROGRESS_INTERVAL_S apart), reads ``cancel_requested`` to stop early, and ends the row as
+'succeeded' (with the new model id), 'cancelled' or 'failed' (with a message for people;
+the traceback goes to the log ``home/jobs/<job_id>.log`` only).
+
+Kinds:
+  train      config = TrainConfig.to_dict(): workflows.train_category
+  pretrain   config = {"force": bool}: workflows.ensure_pretrained
+  bootstrap  config = {} (or {"train": {...TrainConfig overrides}}): the base, then a first
+             model for every category with data and no model (the dashboard's first start)
+
+A job that fails or is killed never touches the active model: models are saved only once
+training has finished. recover_stale_jobs marks jobs whose process has died as failed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import traceback
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Callable
+
+import sqlalchemy as sa
+
+from . import paths
+from .errors import UserError
+from .store import Store, metadata
+
+KINDS = ("train", "pretrain", "bootstrap")
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+ACTIVE_STATUSES = ("queued", "running")
+PROGRESS_INTERVAL_S = 0.5        # at most ~2 progress writes per second
+CANCEL_POLL_INTERVAL_S = 0.5     # how often should_stop reads the row
+QUEUED_GRACE_S = 120.0           # a queued job with no live process after this is stale
+STALE_MESSAGE = "the training process stopped unexpectedly"
+CANCELLED_MESSAGE = "cancelled on request"
+HISTORY_MAX_POINTS = 2000
+
+jobs_table = sa.Table(
+    "jobs", metadata,
+    sa.Column("job_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),          # KINDS
+    sa.Column("category", sa.String(16)),                      # None for pretrain/bootstrap
+    sa.Column("config", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),        # STATUSES
+    sa.Column("pid", sa.Integer),
+    sa.Column("host", sa.String(255)),                         # where pid lives
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime),
+    sa.Column("finished_at", sa.DateTime),
+    sa.Column("progress", sa.JSON),                            # the last on_progress dict
+    sa.Column("history", sa.JSON),                             # [{"epoch", "loss", ...}, ...]
+    sa.Column("message", sa.Text),
+    sa.Column("model_id", sa.Text),                            # comma-separated for bootstrap
+    sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
+    sa.Column("log_path", sa.Text),
+    sa.Index("ix_jobs_status", "status"),
+    keep_existing=True,   # `python -m safety_models.jobs` runs this module twice
+)
+
+_created_for: set[int] = set()
+_created_lock = threading.Lock()
+_children: list[subprocess.Popen] = []   # started here; polled so they never linger as zombies
+
+
+def _ensure_tables(store: Store) -> None:
+    key = id(store.engine)
+    if key in _created_for:
+        return
+    with _created_lock:
+        jobs_table.create(store.engine, checkfirst=True)
+        _created_for.add(key)
+
+
+def _now() -> datetime:
+    return datetime.now()
+
+
+def _json_safe(value: Any) -> Any:
+    """Progress dicts hold numpy and torch scalars; the JSON column wants plain types."""
+    from .registry import _json_safe as plain
+
+    return plain(value)
+
+
+def _update(store: Store, job_id: int, **values: Any) -> None:
+    with store.begin() as conn:
+        conn.execute(jobs_table.update().where(jobs_table.c.job_id == job_id).values(**values))
+
+
+def _row_dict(row: Any) -> dict:
+    job = dict(row)
+    job["cancel_requested"] = bool(job["cancel_requested"])
+    return job
+
+
+def log_path(job_id: int) -> Path:
+    return paths.sub_dir("jobs") / f"{job_id}.log"
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def get_job(store: Store, job_id: int) -> dict | None:
+    """A job as a dict (every column; config/progress/history decoded), None when unknown."""
+    _ensure_tables(store)
+    _reap_children()
+    with store.engine.connect() as conn:
+        row = conn.execute(sa.select(jobs_table).where(jobs_table.c.job_id == int(job_id))
+                           ).mappings().first()
+    return None if row is None else _row_dict(row)
+
+
+def list_jobs(store: Store, category: str | None = None, limit: int = 50) -> list[dict]:
+    """Recent jobs, newest first, as dicts (see get_job). category: that category's train
+    jobs plus the pretrain/bootstrap jobs every category depends on."""
+    _ensure_tables(store)
+    _reap_children()
+    j = jobs_table.c
+    stmt = sa.select(jobs_table).order_by(j.job_id.desc()).limit(int(limit))
+    if category is not None:
+        stmt = stmt.where(sa.or_(j.category == category, j.category.is_(None)))
+    with store.engine.connect() as conn:
+        return [_row_dict(r) for r in conn.execute(stmt).mappings()]
+
+
+def active_job(store: Store, category: str | None = None) -> dict | None:
+    """The newest queued or running job that trains `category` (its train jobs and the
+    bootstrap/pretrain jobs), or any active job when category is None. A job whose process
+    has died is marked failed first, so it never blocks a new one."""
+    recover_stale_jobs(store)
+    j = jobs_table.c
+    stmt = (sa.select(jobs_table).where(j.status.in_(ACTIVE_STATUSES))
+            .order_by(j.job_id.desc()).limit(1))
+    if category is not None:
+        stmt = stmt.where(sa.or_(j.category == category, j.category.is_(None)))
+    with store.engine.connect() as conn:
+        row = conn.execute(stmt).mappings().first()
+    return None if row is None else _row_dict(row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Liveness
+
+
+def _reap_children() -> None:
+    for child in list(_children):
+        if child.poll() is not None:
+            _children.remove(child)
+
+
+def pid_alive(pid: int | None, job_id: int | None = None) -> bool:
+    """Whether process pid exists and is not a zombie (and, when job_id is given and /proc
+    can tell, is the runner of that job: a pid reused by another program does not count)."""
+    if not pid:
+        return False
+    _reap_children()
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # exists, owned by someone else
+    except OSError:
+        return False
+    proc = Path("/proc") / str(int(pid))
+    if not proc.exists():
+        return not Path("/proc/self").exists()  # no /proc here (macOS): trust os.kill
+    try:
+        # State is the field after the parenthesised command name, which may hold spaces.
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        if state in ("Z", "X"):
+            return False
+        if job_id is not None:
+            args = (proc / "cmdline").read_bytes().split(b"\0")
+            if b"safety_models.jobs" in args:
+                return str(int(job_id)).encode() in args
+    except (OSError, IndexError):
+        return False
+    return True   # the job runs inline in another program (CLI): the pid is that program
+
+
+def recover_stale_jobs(store: Store) -> list[int]:
+    """Mark queued/running jobs whose process is gone as failed (STALE_MESSAGE); returns
+    their ids. Jobs of another host are left alone (their pid means nothing here)."""
+    _ensure_tables(store)
+    j = jobs_table.c
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(j.job_id, j.pid, j.host, j.created_at, j.status)
+                            .where(j.status.in_(ACTIVE_STATUSES))).all()
+    host = socket.gethostname()
+    stale = []
+    for row in rows:
+        if row.host not in (None, host):
+            continue
+        if row.pid is None:
+            # Between the row's insert and the process start: give it time.
+            if (_now() - row.created_at).total_seconds() < QUEUED_GRACE_S:
+                continue
+        elif pid_alive(row.pid, row.job_id):
+            continue
+        stale.append(row.job_id)
+    for job_id in stale:
+        with store.begin() as conn:
+            conn.execute(jobs_table.update()
+                         .where(j.job_id == job_id, j.status.in_(ACTIVE_STATUSES))
+                         .values(status="failed", message=STALE_MESSAGE, finished_at=_now()))
+    return stale
+
+
+# ---------------------------------------------------------------------------------------------
+# Starting and cancelling
+
+
+def _category_of(kind: str, config: dict) -> str | None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown job kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if kind != "train":
+        return None
+    category = config.get("category")
+    if not category:
+        raise UserError("a training job needs a category in its configuration")
+    return str(category)
+
+
+def _insert_job(store: Store, kind: str, config: dict, pid: int | None, status: str,
+                exclusive: bool = False) -> int:
+    """Insert a job row; with exclusive, in the same write transaction as the check that no
+    job for its category (or for every category) is active, so two sessions clicking
+    "train" at once start one job, and the other gets a UserError naming it."""
+    _ensure_tables(store)
+    category = _category_of(kind, config)
+    values = dict(kind=kind, category=category, config=_json_safe(dict(config)), status=status,
+                  pid=pid, host=socket.gethostname(), created_at=_now(), history=[],
+                  cancel_requested=False)
+    j = jobs_table.c
+    with store.begin() as conn:
+        if exclusive:
+            clash = sa.select(j.job_id, j.kind, j.status).where(j.status.in_(ACTIVE_STATUSES))
+            if category is not None:
+                clash = clash.where(sa.or_(j.category == category, j.category.is_(None)))
+            running = conn.execute(clash.order_by(j.job_id.desc()).limit(1)).first()
+            if running is not None:
+                raise UserError(
+                    f"job {running.job_id} ({running.kind}) is already {running.status} for "
+                    f"{category or 'the models'}; wait for it to finish or cancel it first")
+        job_id = int(conn.execute(jobs_table.insert().values(**values)).inserted_primary_key[0])
+        conn.execute(jobs_table.update().where(jobs_table.c.job_id == job_id)
+                     .values(log_path=str(log_path(job_id))))
+    return job_id
+
+
+def _child_env(store: Store) -> dict[str, str]:
+    env = dict(os.environ)
+    env[paths.HOME_ENV] = str(paths.home_dir())
+    env[paths.DB_URL_ENV] = store.engine.url.render_as_string(hide_password=False)
+    # The child must import this very package, installed or not.
+    package_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in (package_root, env.get("PYTHONPATH", "")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def start_job(store: Store, kind: str, config: dict) -> int:
+    """Record a job and start its process in the background; returns the job id at once.
+
+    The process is detached (its own session), so it outlives a Streamlit rerun; its output
+    goes to log_path(job_id). Raises UserError when the category already has an active job.
+    """
+    recover_stale_jobs(store)  # a dead job must not block this one
+    job_id = _insert_job(store, kind, config, pid=None, status="queued", exclusive=True)
+    log = log_path(job_id)
+    try:
+        with open(log, "ab") as out:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "safety_models.jobs", "run", str(job_id)],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                env=_child_env(store), start_new_session=True, close_fds=True)
+    except OSError as err:
+        _update(store, job_id, status="failed", finished_at=_now(),
+                message=f"could not start the training process: {err}")
+        raise
+    _children.append(child)
+    # The runner records its own pid too; whichever write is last, the value is the same.
+    with store.begin() as conn:
+        conn.execute(jobs_table.update()
+                     .where(jobs_table.c.job_id == job_id, jobs_table.c.pid.is_(None))
+                     .values(pid=child.pid))
+    return job_id
+
+
+def cancel_job(store: Store, job_id: int) -> None:
+    """Ask a job to stop: it ends as 'cancelled' after its current step (a queued job as
+    soon as its process starts). Does nothing to a job that has already finished."""
+    _ensure_tables(store)
+    j = jobs_table.c
+    with store.begin() as conn:
+        conn.execute(jobs_table.update()
+                     .where(j.job_id == int(job_id), j.status.in_(ACTIVE_STATUSES))
+                     .values(cancel_requested=True))
+
+
+# ---------------------------------------------------------------------------------------------
+# Running (in the job's process, or inline for the CLI)
+
+
+class _Reporter:
+    """on_progress and should_stop for one job, backed by its row.
+
+    Progress is written at most every PROGRESS_INTERVAL_S (and always when the stage
+    changes); loss points (dicts with an "epoch" and a loss) go to the history. A database
+    that is busy for a moment only delays a write: progress is never worth failing a job.
+    Cancellation is checked in should_stop AND on every progress call, so work that takes
+    no should_stop (pretraining) stops at its next progress report too.
+    """
+
+    def __init__(self, store: Store, job_id: int, forward: Callable[[dict], None] | None = None):
+        self.store, self.job_id, self.forward = store, job_id, forward
+        self.started = time.monotonic()
+        self.last_write = 0.0
+        self.last_stage: Any = None
+        self.last_poll = 0.0
+        self.cancelled = False
+        self.progress: dict = {}
+        self.history: list[dict] = []
+        self.history_index: dict[tuple, int] = {}
+        self.dirty = False
+
+    def on_progress(self, info: dict) -> None:
+        from .training import Cancelled
+
+        info = dict(info)
+        info.setdefault("elapsed_s", round(time.monotonic() - self.started, 1))
+        self.progress = _json_safe(info)
+        self._add_history(self.progress)
+        self.dirty = True
+        now = time.monotonic()
+        stage = (info.get("stage"), info.get("category"))
+        if now - self.last_write >= PROGRESS_INTERVAL_S or stage != self.last_stage:
+            self.flush()
+        self.last_stage = stage
+        if self.forward is not None:
+            self.forward(info)
+        if self.should_stop():
+            raise Cancelled(CANCELLED_MESSAGE)
+
+    def _add_history(self, info: dict) -> None:
+        """One point per (stage, category, epoch): the latest report of that epoch wins."""
+        if info.get("epoch") is None:
+            return
+        losses = {k: v for k, v in info.items()
+                  if "loss" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if not losses:
+            return
+        point = {"stage": info.get("stage"), "category": info.get("category"),
+                 "epoch": info.get("epoch"), **losses}
+        key = (point["stage"], point["category"], point["epoch"])
+        if key in self.history_index:
+            self.history[self.history_index[key]] = point
+        elif len(self.history) < HISTORY_MAX_POINTS:
+            self.history_index[key] = len(self.history)
+            self.history.append(point)
+
+    def flush(self) -> None:
+        if not self.dirty:
+            return
+        try:
+            _update(self.store, self.job_id, progress=self.progress, history=self.history)
+            self.last_write = time.monotonic()
+            self.dirty = False
+        except sa.exc.OperationalError:
+            pass  # busy database: the next report writes it
+
+    def should_stop(self) -> bool:
+        if self.cancelled:
+            return True
+        now = time.monotonic()
+        if now - self.last_poll < CANCEL_POLL_INTERVAL_S:
+            return False
+        self.last_poll = now
+        try:
+            with self.store.engine.connect() as conn:
+                self.cancelled = bool(conn.execute(
+                    sa.select(jobs_table.c.cancel_requested)
+                    .where(jobs_table.c.job_id == self.job_id)).scalar())
+        except sa.exc.OperationalError:
+            return False
+        return self.cancelled
+
+
+def _summary(err: BaseException) -> str:
+    """One line for people: a UserError's own message, else the exception in brief."""
+    if isinstance(err, UserError):
+        return str(err)
+    text = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {text[0]}" if text else type(err).__name__
+
+
+def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str | None:
+    from . import workflows
+
+    if kind == "train":
+        from .training import TrainConfig
+
+        cfg = TrainConfig.from_dict(config)
+        return workflows.train_category(store, cfg, on_progress=reporter.on_progress,
+                                        should_stop=reporter.should_stop)
+    if kind == "pretrain":
+        return workflows.ensure_pretrained(store, on_progress=reporter.on_progress,
+                                           force=bool(config.get("force", False)))
+    if kind == "bootstrap":
+        model_ids = workflows.bootstrap(store, on_progress=reporter.on_progress,
+                                        should_stop=reporter.should_stop,
+                                        train_overrides=config.get("train"))
+        return ",".join(model_ids) or None
+    raise ValueError(f"unknown job kind {kind!r}")
+
+
+class Terminated(BaseException):
+    """SIGTERM reached the job's process (shutdown, or someone stopped it by hand)."""
+
+
+def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = None,
+         reraise: bool = False) -> dict:
+    """Run a recorded job to its end in this process and record how it ended.
+
+    Returns the final job dict. With reraise, the exception that ended a failed or
+    cancelled job is raised again after it was recorded (the CLI shows it); without, only
+    KeyboardInterrupt and other BaseExceptions are.
+    """
+    from .training import Cancelled
+
+    job = get_job(store, job_id)
+    if job is None:
+        raise ValueError(f"there is no job {job_id}")
+    if job["cancel_requested"]:
+        _update(store, job_id, status="cancelled", message=CANCELLED_MESSAGE,
+                started_at=_now(), finished_at=_now(), pid=os.getpid())
+        return get_job(store, job_id)
+    _update(store, job_id, status="running", started_at=_now(), pid=os.getpid(),
+            host=socket.gethostname())
+    reporter = _Reporter(store, job_id, forward)
+    try:
+        model_id = _execute(store, job["kind"], job["config"] or {}, reporter)
+    except (Cancelled, KeyboardInterrupt) as err:
+        reporter.flush()
+        _update(store, job_id, status="cancelled", finished_at=_now(),
+                message=CANCELLED_MESSAGE if isinstance(err, Cancelled) else "interrupted")
+        if reraise or not isinstance(err, Exception):
+            raise
+    except BaseException as err:  # noqa: BLE001 - every failure must end the row
+        traceback.print_exc()     # to the job's log (stderr), never to the dashboard
+        reporter.flush()
+        message = ("the training process was stopped (SIGTERM)" if isinstance(err, Terminated)
+                   else _summary(err))
+        _update(store, job_id, status="failed", finished_at=_now(), message=message)
+        if reraise or not isinstance(err, Exception):
+            raise
+    else:
+        reporter.progress = {**reporter.progress, "fraction": 1.0}
+        reporter.dirty = True
+        reporter.flush()
+        _update(store, job_id, status="succeeded", finished_at=_now(), model_id=model_id,
+                message=None)
+    return get_job(store, job_id)
+
+
+def run_job_inline(store: Store, kind: str, config: dict,
+                   on_progress: Callable[[dict], None] | None = None) -> dict:
+    """Run a job in this process (the CLI), recorded in the jobs table like a background one,
+    so the dashboard shows it and can cancel it. Returns the final job dict of a succeeded
+    job; the exception that ended a failed or cancelled one is raised again once recorded
+    (a UserError for the CLI to print, training.Cancelled, ...)."""
+    recover_stale_jobs(store)
+    job_id = _insert_job(store, kind, config, pid=os.getpid(), status="queued")
+    return _run(store, job_id, forward=on_progress, reraise=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m safety_models.jobs run JOB_ID`` (what start_job launches)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if len(args) != 2 or args[0] != "run" or not args[1].isdigit():
+        print("usage: python -m safety_models.jobs run JOB_ID", file=sys.stderr)
+        return 2
+    def on_sigterm(_signum: int, _frame: Any) -> None:
+        raise Terminated()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    store = Store()
+    print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {args[1]} starting (pid {os.getpid()})", flush=True)
+    job = _run(store, int(args[1]))
+    print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {args[1]} {job['status']}"
+          f"{': ' + job['message'] if job.get('message') else ''}", flush=True)
+    return 0 if job["status"] in ("succeeded", "cancelled") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
