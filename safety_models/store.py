@@ -69,6 +69,7 @@ uploads = sa.Table(
     sa.Column("center_latitude", sa.Float),
     sa.Column("center_longitude", sa.Float),
     sa.Index("ix_uploads_checksum", "checksum", "category"),
+    sqlite_autoincrement=True,   # never reuse the id of a removed upload
 )
 
 incidents = sa.Table(
