@@ -106,6 +106,8 @@ def probability_scale_max(probabilities: Any) -> float:
     values = np.asarray(probabilities, dtype=float)
     values = values[np.isfinite(values)]
     top = float(values.max()) if values.size else 0.0
+    if top <= 0:
+        return 0.01
     return min(1.0, max(0.01, nice_ceiling(top)))
 
 

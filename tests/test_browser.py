@@ -1,0 +1,220 @@
+"""The dashboard in a real browser: Debian's chromium driven by Playwright.
+
+Starts `streamlit run app.py` on a free local port with a copy of the tiny home (data and
+tiny models), visits every page, uploads a file, starts a short retrain (a real background
+process) and watches its progress, checks that the map's canvas is drawn, and saves a
+screenshot of each page (folder printed; `screenshots/` in the repo, git-ignored). The
+server is always stopped. Skips cleanly without chromium or Playwright.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from conftest import synthetic_incidents
+
+pytestmark = pytest.mark.browser
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SHOTS = REPO / "screenshots"
+CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+PAGES = {  # url path -> title shown on the page
+    "overview": "Overview", "map": "Risk map", "data": "Data",
+    "models": "Models and training", "evaluation": "Evaluation",
+    "method": "Method and limitations",
+}
+SERVER_START_TIMEOUT_S = 60
+PAGE_TIMEOUT_MS = 60_000
+
+if not CHROMIUM.exists():
+    pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
+
+
+def start_server(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` on a free port with SAFETY_MODELS_HOME=home; (process, url)."""
+    port = free_port()
+    env = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.pop("SAFETY_MODELS_DB_URL", None)
+    log = open(log_path, "wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+         "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process, SERVER_START_TIMEOUT_S)
+    except BaseException:
+        stop_server(process)
+        raise
+    return process, url
+
+
+def stop_server(process: subprocess.Popen) -> None:
+    """Terminate the server (and the job processes it started, same session group)."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def server(tiny_home_with_models, tmp_path_factory):
+    home = tmp_path_factory.mktemp("browser") / "home"
+    shutil.copytree(tiny_home_with_models, home)
+    log_path = home.parent / "streamlit.log"
+    process, url = start_server(home, log_path)
+    try:
+        yield url
+    finally:
+        stop_server(process)
+        print(f"\nstreamlit log: {log_path}")
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1440, "height": 1000})
+            page.set_default_timeout(PAGE_TIMEOUT_MS)
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
+    """Until the script run has finished (Streamlit's 'running' indicator is gone)."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
+                           timeout=timeout_ms, state="attached")
+
+
+def open_page(page, url: str, path: str) -> float:
+    """Go to a page, wait until its title shows and the run is done; seconds it took."""
+    started = time.monotonic()
+    page.goto(f"{url}/{path}")
+    page.get_by_role("heading", name=PAGES[path], exact=True).first.wait_for()
+    wait_idle(page)
+    return time.monotonic() - started
+
+
+def assert_no_error(page) -> None:
+    exceptions = page.locator('[data-testid="stException"]')
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+    errors = page.locator('[data-testid="stAlertContentError"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def canvas_variance(page, selector: str) -> float:
+    """Pixel variance of a screenshot of the element (0 for a blank canvas)."""
+    import io
+
+    from PIL import Image, ImageStat
+
+    png = page.locator(selector).first.screenshot()
+    image = Image.open(io.BytesIO(png)).convert("L")
+    return ImageStat.Stat(image).var[0]
+
+
+def test_every_page_in_chromium(server, browser_page, tmp_path):
+    page = browser_page
+    SHOTS.mkdir(exist_ok=True)
+    failed_requests: list[str] = []
+    page.on("requestfailed", lambda request: failed_requests.append(request.url))
+    timings = {}
+    for path in PAGES:
+        timings[path] = open_page(page, server, path)
+        if path == "map":
+            # deck.gl draws into a <canvas>: wait for it, give WebGL a moment, check pixels.
+            page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
+            page.wait_for_timeout(1500)
+            variance = canvas_variance(page, '[data-testid="stDeckGlJsonChart"]')
+            assert variance > 20, f"the map looks blank (pixel variance {variance:.1f})"
+        if path in ("evaluation", "data"):
+            page.wait_for_selector(".js-plotly-plot")
+        assert_no_error(page)
+        page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+    print(f"\nscreenshots: {SHOTS}")
+    print("seconds to interactive: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+    # Nothing was fetched from outside (no basemap tiles, no fonts, no telemetry).
+    outside = [u for u in failed_requests if not u.startswith(server)]
+    assert not outside, outside
+
+
+def test_upload_a_file_on_the_data_page(server, browser_page, tmp_path):
+    page = browser_page
+    extra = synthetic_incidents("crime", 40, seed=21)
+    extra["ID"] = [f"browser{i}" for i in range(len(extra))]
+    path = tmp_path / "browser_upload.csv"
+    extra.to_csv(path, index=False)
+    open_page(page, server, "data")
+    page.locator(".st-key-upload_files input[type=file]").set_input_files(str(path))
+    page.locator(".st-key-upload_load button").wait_for()
+    wait_idle(page)
+    page.screenshot(path=str(SHOTS / "data-mapping.png"), full_page=True)
+    page.locator(".st-key-upload_load button").click()
+    page.get_by_text("40 incidents added", exact=False).first.wait_for()
+    wait_idle(page)
+    assert_no_error(page)
+    page.screenshot(path=str(SHOTS / "data-loaded.png"), full_page=True)
+
+
+def test_retrain_shows_live_progress(server, browser_page):
+    page = browser_page
+    open_page(page, server, "models")
+    # The smallest real job: from scratch (no pretraining first), one epoch.
+    page.locator(".st-key-train_base").click()
+    page.get_by_role("option", name="From scratch").click()
+    epochs = page.locator(".st-key-train_epochs input")
+    epochs.fill("1")
+    epochs.press("Tab")
+    page.locator(".st-key-train_start button").click()
+    # The job runs as its own process; the page follows it from the jobs table.
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=30_000)
+    page.screenshot(path=str(SHOTS / "models-training.png"), full_page=True)
+    cancel = page.locator(".st-key-train_cancel button")
+    if cancel.count():
+        cancel.click()
+    # Finished or cancelled, the form comes back by itself.
+    page.locator(".st-key-train_start button").wait_for(timeout=90_000)
+    wait_idle(page)
+    assert_no_error(page)
+    page.screenshot(path=str(SHOTS / "models-after.png"), full_page=True)

@@ -1,0 +1,120 @@
+"""mapview: the fixed colour scale, legends, the grid-based view, layers and chart tables."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from safety_models import mapview
+from safety_models.grid import GridSpec, fit_grid
+
+
+def prediction_table(n: int = 6) -> pd.DataFrame:
+    probability = np.linspace(0.3, 0.0, n)
+    return pd.DataFrame({
+        "cell_id": np.arange(n), "row": np.zeros(n, int), "col": np.arange(n),
+        "lat": 41.0, "lon": -87.0, "probability": probability,
+        "expected_count": probability * 2, "events_last_30d": np.arange(n)[::-1],
+        "rank": np.arange(1, n + 1),
+        "risk_level": ["very high", "high", "elevated", "low", "low", "low"][:n],
+        "model_id": "m", "window_start": pd.Timestamp("2025-01-01"),
+        "window_end": pd.Timestamp("2025-01-02"),
+    })
+
+
+@pytest.fixture
+def grid() -> GridSpec:
+    return fit_grid(np.array([41.80, 41.90]), np.array([-87.70, -87.60]), cell_size_m=1000.0)
+
+
+@pytest.mark.parametrize("value, expected", [(0.003, 0.005), (0.012, 0.02), (0.2, 0.2),
+                                             (0.21, 0.25), (0.26, 0.5), (0.7, 1.0),
+                                             (0.0, 1.0)])
+def test_nice_ceiling(value, expected):
+    assert mapview.nice_ceiling(value) == pytest.approx(expected)
+
+
+def test_scale_max_is_a_nice_number_between_one_percent_and_one():
+    assert mapview.probability_scale_max([0.001, 0.002]) == 0.01
+    assert mapview.probability_scale_max([0.1, 0.23]) == 0.25
+    assert mapview.probability_scale_max([]) == 0.01
+
+
+def test_colours_are_fixed_by_the_scale_not_by_the_data():
+    # The same probability gets the same colour whatever else is on the map.
+    a = mapview.probability_rgb([0.1, 0.0], scale_max=0.2)
+    b = mapview.probability_rgb([0.1, 0.19, 0.02], scale_max=0.2)
+    assert (a[0] == b[0]).all()
+    ends = mapview.probability_rgb([0.0, 0.2, 0.9], scale_max=0.2)
+    assert tuple(ends[0]) == mapview.PROBABILITY_STOPS_RGB[0]
+    assert tuple(ends[1]) == tuple(ends[2]) == mapview.PROBABILITY_STOPS_RGB[-1]
+
+
+def test_legends():
+    items = mapview.probability_legend(0.25, n_items=6)
+    assert [i.label for i in items] == ["0 %", "5 %", "10 %", "15 %", "20 %", "≥ 25 %"]
+    assert items[-1].colour_hex == "#b10026"
+    levels = mapview.risk_level_legend(["low", "very high", "elevated", "low", "high"])
+    assert [i.label for i in levels] == ["very high", "high", "elevated", "low"]
+
+
+def test_view_state_depends_on_the_grid_only(grid):
+    view = mapview.view_state(grid)
+    assert 41.80 < view["latitude"] < 41.90 and -87.70 < view["longitude"] < -87.60
+    assert 10 < view["zoom"] < 14
+    assert mapview.view_state(grid, pitch_deg=45)["zoom"] == view["zoom"]
+
+
+def test_cell_records_carry_outlines_colours_and_tooltip_values(grid):
+    records = mapview.cell_records(prediction_table(), grid, scale_max=0.5,
+                                   colour_by="risk_level", selected_cell=2)
+    assert len(records) == 6
+    first = records[0]
+    assert len(first["polygon"]) >= 4 and first["probability_text"] == "30 %"
+    assert first["fill"][:3] == list(mapview.RISK_LEVEL_COLOURS["very high"])
+    assert records[-1]["fill"][3] == mapview.QUIET_ALPHA   # probability 0: nearly transparent
+    assert records[2]["line"] == list(mapview.SELECTED_OUTLINE_RGBA)
+    json.dumps(records)  # plain types only: they travel to the browser as JSON
+
+
+def test_deck_has_no_basemap(grid):
+    records = mapview.cell_records(prediction_table(), grid, scale_max=0.5)
+    deck = mapview.build_deck([mapview.cells_layer_spec(records)], mapview.view_state(grid))
+    spec = json.loads(deck.to_json())
+    assert "mapProvider" not in spec
+    assert spec["mapStyle"] == "__MAP_STYLE__"   # Streamlit reads this as "no basemap"
+    assert spec["layers"][0]["id"] == mapview.CELLS_LAYER_ID
+
+
+def test_top_hotspots_table():
+    top = mapview.top_hotspots(prediction_table(), 3)
+    assert list(top["rank"]) == [1, 2, 3] and list(top["chance"]) == [30.0, 24.0, 18.0]
+
+
+def test_incidents_per_week_fill_gaps_with_zero():
+    times = pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-20"])   # Wed, Thu, Mon
+    df = pd.DataFrame({"occurred_at": times, "subtype": ["a", "", "a"]})
+    weekly = mapview.incidents_per_period(df, "W")
+    assert list(weekly["period"]) == list(pd.to_datetime(["2024-12-30", "2025-01-06",
+                                                           "2025-01-13", "2025-01-20"]))
+    assert list(weekly["incidents"]) == [2, 0, 0, 1]
+    by_type = mapview.incidents_per_period(df, "W", by_subtype=True)
+    assert set(by_type["subtype"]) == {"a", "unspecified"}
+    assert by_type["incidents"].sum() == 3
+
+
+def test_headline_scores_pick_the_best_baseline():
+    def m(hit, pai, auc):
+        return {"hit_rate": {"5": hit}, "pai": {"5": pai}, "roc_auc": auc}
+
+    evaluation = {"results": {"model": m(0.3, 6.0, 0.8),
+                              "baselines": {"naive": m(0.1, 2.0, 0.6),
+                                            "kde": m(0.25, 5.0, 0.82)}}}
+    head = mapview.headline_scores(evaluation)
+    assert head["hit_rate_5"] == 0.3 and head["best_hit_rate_5"] == 0.25
+    assert head["best_baseline"] == "kernel density (KDE)"
+    assert head["best_roc_auc"] == 0.82
+    assert mapview.headline_scores(None) is None
