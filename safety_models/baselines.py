@@ -265,10 +265,17 @@ def forecast_windows(
     targets = np.asarray(target_indices, dtype=np.int64)
     out = np.empty((len(targets), *counts.shape[1:]), dtype=np.float64)  # (targets, rows, cols)
     if fn is historical_average and params.get("last_n_windows") is None:
-        # running[t] = sum of counts[:t]
-        running = np.concatenate([np.zeros((1, *counts.shape[1:])), np.cumsum(counts, axis=0, dtype=np.float64)])
-        for i, t in enumerate(targets):
-            out[i] = running[t] / t if t > 0 else np.nan
+        # Targets in time order; running = sum of counts[:t], topped up window by window, so
+        # the history is read once per call instead of once per target.
+        running = np.zeros(counts.shape[1:], dtype=np.float64)  # (rows, cols)
+        summed_up_to = 0
+        for i in np.argsort(targets, kind="stable"):
+            t = int(targets[i])
+            if not 0 <= t < len(starts):
+                raise IndexError(f"target window {t} outside 0..{len(starts) - 1}")
+            running += counts[summed_up_to:t].sum(axis=0, dtype=np.float64)
+            summed_up_to = max(summed_up_to, t)
+            out[i] = running / t if t > 0 else np.nan
         return out
     for i, t in enumerate(targets):
         out[i] = fn(counts[:t], starts[:t], starts[t], spec, **params)

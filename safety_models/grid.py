@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -58,8 +58,15 @@ class GridSpec:
         return (self.n_rows, self.n_cols)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON/checkpoint-safe types only."""
-        return {k: (str(v) if k == "crs" else v) for k, v in asdict(self).items()}
+        """Plain JSON/checkpoint-safe types only (numpy scalars become int/float)."""
+        return {
+            "crs": str(self.crs),
+            "origin_x_m": float(self.origin_x_m),
+            "origin_y_m": float(self.origin_y_m),
+            "cell_size_m": float(self.cell_size_m),
+            "n_rows": int(self.n_rows),
+            "n_cols": int(self.n_cols),
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GridSpec:

@@ -24,6 +24,8 @@ def test_spec_round_trips_through_json():
     spec = small_spec()
     assert GridSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
     assert spec.n_cells == 12 and spec.shape == (3, 4)
+    numpy_typed = GridSpec("EPSG:32616", np.float64(1.0), np.float64(2.0), np.float32(100.0), np.int64(3), np.int64(4))
+    assert json.dumps(numpy_typed.to_dict())  # no numpy scalars left
 
 
 def test_spec_rejects_nonsense():
