@@ -7,7 +7,7 @@ import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
-from pages import _common as ui
+from app_pages import _common as ui
 from safety_models import mapview, paths
 
 st.title("Evaluation")

@@ -4,7 +4,7 @@ the next window's hotspots are, and what needs attention (no model, stale model,
 import pandas as pd
 import streamlit as st
 
-from pages import _common as ui
+from app_pages import _common as ui
 from safety_models import mapview, paths
 from safety_models.schema import CATEGORIES
 
@@ -102,4 +102,4 @@ for column, category in zip(columns, CATEGORIES):
                 top[["rank", "cell", "risk level", "chance", "last 30 days"]],
                 hide_index=True, width="stretch",
                 column_config={"chance": st.column_config.NumberColumn("chance", format="%.1f %%")})
-            st.page_link("pages/risk_map.py", label="Open the risk map", icon=":material/map:")
+            st.page_link("app_pages/risk_map.py", label="Open the risk map", icon=":material/map:")
