@@ -253,14 +253,12 @@ class Store:
                 # and makes later time-ordered reads walk the table nearly sequentially.
                 new = new.drop_duplicates("source_key", keep="first").sort_values(
                     "occurred_at", kind="stable")
-                stored = self._stored_keys(conn, category, new["source_key"])
-                new = new[~new["source_key"].isin(stored)]
-                duplicates = before - len(new)
-                self._insert_incidents(conn, upload_id, new)
+                inserted = self._insert_incidents(conn, category, upload_id, new)
+                duplicates = before - inserted
                 self._insert_rejected(conn, upload_id, rejected)
                 final_path = uploads_dir / f"{upload_id}-{_safe_name(file_name)}"
                 conn.execute(uploads.update().where(uploads.c.id == upload_id).values(
-                    accepted=len(new), rejected=len(rejected), duplicates=duplicates,
+                    accepted=inserted, rejected=len(rejected), duplicates=duplicates,
                     stored_path=str(final_path)))
         except BaseException:
             tmp_path.unlink(missing_ok=True)
@@ -268,7 +266,7 @@ class Store:
         tmp_path.replace(final_path)
         return UploadSummary(
             upload_id=int(upload_id), file_name=file_name, category=category,
-            rows_read=int(rows_read), accepted=len(new), rejected=len(rejected),
+            rows_read=int(rows_read), accepted=inserted, rejected=len(rejected),
             duplicates=duplicates, rejected_reasons=reasons,
             time_min=_iso(time_min), time_max=_iso(time_max))
 
@@ -313,65 +311,90 @@ class Store:
             f"`python -m safety_models demo --remove` for the demo data, or the Data page), "
             f"or use another home folder by setting SAFETY_MODELS_HOME.")
 
-    def _stored_keys(self, conn: sa.Connection, category: str, keys: pd.Series) -> set[str]:
+    def _stored_keys(self, conn: sa.Connection, category: str, keys: list[str]) -> set[str]:
         """The subset of keys already stored for category.
 
         One SELECT of every stored key when the store is not much bigger than the file
-        (cheapest for the usual case); otherwise lookups in chunks of IN (...)."""
+        (cheapest for the usual case); otherwise lookups in chunks of IN (...). Plain Python
+        sets throughout: pandas' isin on arrow strings is orders of magnitude slower here."""
         c = incidents.c
         n_stored = conn.execute(sa.select(sa.func.count()).where(c.category == category)
                                 ).scalar_one()
-        if n_stored == 0 or len(keys) == 0:
+        if n_stored == 0 or not keys:
             return set()
         if n_stored <= 20 * len(keys):
-            stored = conn.execute(sa.select(c.source_key).where(c.category == category)
-                                  ).scalars().all()
-            return set(keys[keys.isin(stored)].tolist())
+            if self.is_sqlite:   # raw cursor: no per-row result processing
+                cursor = conn.connection.driver_connection.cursor()
+                try:
+                    stored = cursor.execute("SELECT source_key FROM incidents WHERE category = ?",
+                                            (category,)).fetchall()
+                finally:
+                    cursor.close()
+                stored_keys = {row[0] for row in stored}
+            else:
+                stored_keys = set(conn.execute(sa.select(c.source_key)
+                                               .where(c.category == category)).scalars())
+            return stored_keys.intersection(keys)
         found: set[str] = set()
-        values = keys.tolist()
         step = 900   # below SQLite's historical 999-parameter limit
-        for i in range(0, len(values), step):
+        for i in range(0, len(keys), step):
             found.update(conn.execute(
                 sa.select(c.source_key).where(c.category == category,
-                                              c.source_key.in_(values[i:i + step]))).scalars())
+                                              c.source_key.in_(keys[i:i + step]))).scalars())
         return found
 
-    def _insert_incidents(self, conn: sa.Connection, upload_id: int, new: pd.DataFrame) -> None:
-        """Bulk insert with executemany over plain tuples, in chunks."""
+    def _insert_incidents(self, conn: sa.Connection, category: str, upload_id: int,
+                          new: pd.DataFrame) -> int:
+        """Bulk insert (executemany over plain tuples, in chunks) of the incidents whose
+        (category, source_key) is not stored yet; returns how many were inserted.
+
+        SQLite skips stored keys in the INSERT itself (ON CONFLICT DO NOTHING on the unique
+        constraint: no key read, and safe against a concurrent writer); other databases
+        look the keys up first."""
         if not len(new):
-            return
+            return 0
         columns = ["upload_id", "category", "subtype", "occurred_at", "latitude", "longitude",
                    "source_key"]
-        if self.is_sqlite:
-            # Bypass per-value type processing: format times the way SQLAlchemy's SQLite
-            # DateTime stores them, so Core reads them back as datetimes.
-            times = new["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT)
-        else:
-            times = pd.Series(new["occurred_at"].dt.to_pydatetime(), index=new.index,
-                              dtype=object)
-        n = len(new)
-        upload_ids = [int(upload_id)] * n
-        rows = zip(upload_ids, new["category"].tolist(), new["subtype"].tolist(),
-                   times.tolist(), new["latitude"].tolist(), new["longitude"].tolist(),
-                   new["source_key"].tolist())
-        if self.is_sqlite:
-            sql = (f"INSERT INTO incidents ({', '.join(columns)}) "
-                   f"VALUES ({', '.join('?' * len(columns))})")
-            chunk: list[tuple] = []
-            for row in rows:
-                chunk.append(row)
-                if len(chunk) >= INSERT_CHUNK_ROWS:
-                    self._execute_many(conn, sql, chunk)
-                    chunk = []
-            if chunk:
-                self._execute_many(conn, sql, chunk)
-        else:
-            records = [dict(zip(columns, row)) for row in rows]
-            for i in range(0, n, INSERT_CHUNK_ROWS):
+        if not self.is_sqlite:
+            keys = new["source_key"].tolist()
+            stored = self._stored_keys(conn, category, keys)
+            if stored:
+                new = new[np.fromiter((k not in stored for k in keys), dtype=bool,
+                                      count=len(keys))]
+            times = new["occurred_at"].dt.to_pydatetime().tolist()
+            records = [dict(zip(columns, row)) for row in zip(
+                [int(upload_id)] * len(new), new["category"].tolist(), new["subtype"].tolist(),
+                times, new["latitude"].tolist(), new["longitude"].tolist(),
+                new["source_key"].tolist())]
+            for i in range(0, len(records), INSERT_CHUNK_ROWS):
                 conn.execute(incidents.insert(), records[i:i + INSERT_CHUNK_ROWS])
+            return len(records)
+        # Bypass per-value type processing: times formatted the way SQLAlchemy's SQLite
+        # DateTime stores them, so Core reads them back as datetimes.
+        times = new["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT).tolist()
+        rows = zip([int(upload_id)] * len(new), new["category"].tolist(),
+                   new["subtype"].tolist(), times, new["latitude"].tolist(),
+                   new["longitude"].tolist(), new["source_key"].tolist())
+        sql = (f"INSERT INTO incidents ({', '.join(columns)}) "
+               f"VALUES ({', '.join('?' * len(columns))}) "
+               "ON CONFLICT (category, source_key) DO NOTHING")
+        inserted = 0
+        chunk: list[tuple] = []
+        for row in rows:
+            chunk.append(row)
+            if len(chunk) >= INSERT_CHUNK_ROWS:
+                inserted += self._execute_many(conn, sql, chunk)
+                chunk = []
+        if chunk:
+            inserted += self._execute_many(conn, sql, chunk)
+        return inserted
 
-    def _execute_many(self, conn: sa.Connection, sql: str, rows: list[tuple]) -> None:
+    def _execute_many(self, conn: sa.Connection, sql: str, rows: list[tuple]) -> int:
+        """executemany on the driver; returns the rows it inserted (SQLite)."""
+        driver = conn.connection.driver_connection
+        before = driver.total_changes
         conn.exec_driver_sql(sql, rows)
+        return driver.total_changes - before
 
     def _insert_rejected(self, conn: sa.Connection, upload_id: int,
                          rejected: pd.DataFrame) -> None:

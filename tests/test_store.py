@@ -114,7 +114,7 @@ def test_failure_halfway_leaves_store_as_before(store, home, monkeypatch):
         calls.append(len(rows))
         if len(calls) > 1:
             raise RuntimeError("disk full")
-        real_execute_many(self, conn, sql, rows)
+        return real_execute_many(self, conn, sql, rows)
 
     monkeypatch.setattr(Store, "_execute_many", fail_after_first_chunk)
     rejected = rejected_frame([(9, "missing coordinates", {"date": "2019-01-01"})])
@@ -154,6 +154,19 @@ def test_city_mismatch_is_refused_per_category(store):
     assert add(store, ["x", "y"], where=BARCELONA, category="traffic").accepted == 2
     # Nearby (a few km away) is the same city.
     assert add(store, ["n"], where=(CHICAGO[0] + 0.05, CHICAGO[1])).accepted == 1
+
+
+def test_portable_code_path_gives_the_same_results(store):
+    """The paths used for databases other than SQLite (Core inserts after a key lookup,
+    Core reads), exercised on SQLite."""
+    store.is_sqlite = False
+    add(store, ["a", "b", "b"])
+    summary = add(store, ["b", "c"])
+    assert (summary.accepted, summary.duplicates) == (1, 1)
+    df = store.incidents("crime", start="2019-01-01 09:00")
+    assert df["occurred_at"].dtype == "datetime64[ns]"
+    assert df["occurred_at"].tolist() == [pd.Timestamp("2019-01-01 09:00")] * 2
+    assert len(store.incidents("crime")) == 3
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(store):
