@@ -175,6 +175,38 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(store):
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
 
 
+def test_readers_are_not_blocked_by_a_writer_and_writers_queue(store):
+    """The dashboard reads while a training process writes (WAL); two writers wait for each
+    other (BEGIN IMMEDIATE + busy timeout) instead of failing."""
+    import threading
+
+    add(store, ["a"])
+    other = Store()
+    with store.begin() as conn:
+        conn.execute(store_module.meta.insert().values(key="k", value="v"))
+        assert other.incident_counts()["crime"] == 1     # a read during an open write
+        assert other.get_meta("k") is None               # ... sees the last commit only
+    assert other.get_meta("k") == "v"
+    errors = []
+
+    def load(prefix):
+        try:
+            s = Store()
+            for i in range(3):
+                add(s, [f"{prefix}{i}-{j}" for j in range(50)])
+            s.close()
+        except Exception as err:   # noqa: BLE001 - reported by the assert below
+            errors.append(err)
+
+    threads = [threading.Thread(target=load, args=(p,)) for p in "xy"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    other.close()
+    assert errors == [] and store.incident_counts()["crime"] == 1 + 2 * 3 * 50
+
+
 def test_rejected_rows_round_trip(store):
     rejected = rejected_frame([
         (2, "unparseable time", {"date": "31/31/2019", "id": "7", "note": "a, \"quoted\""}),
