@@ -96,11 +96,11 @@ class ColumnMapping:
             ymd = "/".join(repr(c) for c in (self.year, self.month, self.day, self.hour) if c)
             parts.append(f"time from year/month/day{'/hour' if self.hour else ''} {ymd}")
         if self.lat and self.lon:
-            parts.append(f"location {self.lat!r}/{self.lon!r} (latitude/longitude)")
+            parts.append(f"latitude {self.lat!r}, longitude {self.lon!r}")
         elif self.location:
             parts.append(f"location {self.location!r}")
         elif self.x and self.y:
-            parts.append(f"location {self.x!r}/{self.y!r} (x/y in {self.crs or 'an unknown CRS'})")
+            parts.append(f"x (easting) {self.x!r}, y (northing) {self.y!r} in {self.crs or 'an unknown CRS'}")
         parts.append(f"subtype {self.subtype!r}" if self.subtype else "no subtype")
         parts.append(f"id {self.source_id!r}" if self.source_id else "no id column (rows hashed)")
         if self.outcome:
@@ -348,6 +348,8 @@ def parse_location_column(s: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndar
     return lat, lon, missing, unparseable
 
 
+_LOCATION_HINT = re.compile(r"^\(.*,.*\)$|POINT", re.IGNORECASE)
+
 # Date formats, in the order that breaks ties: month-first before day-first for "/", day-first
 # first for "." and "-" (the usual conventions of US and European exports).
 DATE_FORMATS: tuple[str, ...] = (
@@ -429,12 +431,13 @@ def infer_datetime_format(s: pd.Series, min_share: float = MIN_PARSE_SHARE) -> D
     The date order (day- or month-first) is chosen per column from the content: a value whose
     first field is > 12 proves day-first; an ambiguous column keeps the DATE_FORMATS order.
     """
+    if min_share > 0:  # cheap first look, so wide tables are scanned quickly
+        head = [v for v in s.head(500).astype(str).tolist() if v.lower() not in MISSING_TOKENS][:50]
+        if not head or sum(bool(_DATE_LIKE.match(v)) for v in head) < min(0.5, min_share) * len(head):
+            return None
     sample = _sample(s)
     sample = sample[~is_missing(sample)]
     if sample.empty:
-        return None
-    looks = sample.head(200).map(lambda v: bool(_DATE_LIKE.match(v)))
-    if looks.mean() < min(0.5, min_share):
         return None
     strip_tz = bool(sample.str.contains(_TZ_SUFFIX_TEST, regex=True).mean() > 0.2)
     if strip_tz:
@@ -696,6 +699,10 @@ class _Detector:
             self._numbers[col] = (finite, share, nonempty / max(1, len(missing)))
         return self._numbers[col]
 
+    def _first_values_match(self, col: str, pattern: re.Pattern, n: int = 20) -> bool:
+        values = [v for v in self.sample[col].head(200).tolist() if v][:n]
+        return bool(values) and sum(bool(pattern.search(v)) for v in values) >= 0.5 * len(values)
+
     def _ints_in(self, col: str, lo: int, hi: int) -> bool:
         values, share, filled = self.numbers(col)
         if share < MIN_PARSE_SHARE or filled < 0.5 or not len(values):
@@ -859,7 +866,8 @@ class _Detector:
 
     def _location_column(self) -> str | None:
         named = self._ranked(LOCATION_NAMES, LOCATION_TOKENS)
-        others = [c for c in self.columns if c not in named]
+        # unnamed columns are only looked at when their first values look like "(..., ...)" or POINT
+        others = [c for c in self.columns if c not in named and self._first_values_match(c, _LOCATION_HINT)]
         for col in named + others:
             values = self.sample[col].head(500)
             lat, lon, missing, unparseable = parse_location_column(values)
