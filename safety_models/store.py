@@ -60,7 +60,7 @@ uploads = sa.Table(
     sa.Column("rejected", sa.Integer, nullable=False, default=0),
     sa.Column("duplicates", sa.Integer, nullable=False, default=0),
     sa.Column("mapping", sa.Text, nullable=False, default="{}"),  # JSON of the column mapping
-    sa.Column("stored_path", sa.Text),                             # kept original, under home/uploads
+    sa.Column("stored_path", sa.Text),                   # the kept original, under home/uploads
     sa.Column("is_demo", sa.Boolean, nullable=False, default=False),
     sa.Column("time_min", sa.DateTime),
     sa.Column("time_max", sa.DateTime),

@@ -17,7 +17,6 @@ Gzip headers carry no timestamp, so re-running on the same inputs gives identica
 from __future__ import annotations
 
 import gzip
-import io
 import json
 import sys
 import xml.etree.ElementTree as ET
