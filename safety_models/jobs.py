@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import threading
+import weakref
 import time
 import traceback
 from datetime import datetime
@@ -70,13 +71,15 @@ jobs_table = sa.Table(
     keep_existing=True,   # `python -m safety_models.jobs` runs this module twice
 )
 
-_created_for: set[int] = set()
+_created_for: weakref.WeakSet = weakref.WeakSet()   # engines whose tables were checked
 _created_lock = threading.Lock()
 _children: list[subprocess.Popen] = []   # started here; polled so they never linger as zombies
 
 
 def _ensure_tables(store: Store) -> None:
-    key = id(store.engine)
+    # Store() creates every table on `metadata`; this covers a Store made before this
+    # module was imported.
+    key = store.engine
     if key in _created_for:
         return
     with _created_lock:
@@ -338,6 +341,7 @@ class _Reporter:
         self.progress: dict = {}
         self.history: list[dict] = []
         self.history_index: dict[tuple, int] = {}
+        self.loss_sums: dict[tuple, dict[str, tuple[float, int]]] = {}
         self.dirty = False
 
     def on_progress(self, info: dict) -> None:
@@ -359,21 +363,30 @@ class _Reporter:
             raise Cancelled(CANCELLED_MESSAGE)
 
     def _add_history(self, info: dict) -> None:
-        """One point per (stage, category, epoch): the latest report of that epoch wins."""
-        if info.get("epoch") is None:
+        """The loss curve: one point per (stage, category, epoch) with the MEAN of the loss
+        values reported during that epoch (fit reports every batch). A "val_score" reported
+        during epoch e was computed at the end of epoch e - 1, so it goes to that point."""
+        epoch = info.get("epoch")
+        if epoch is None:
             return
-        losses = {k: v for k, v in info.items()
-                  if "loss" in k and isinstance(v, (int, float)) and not isinstance(v, bool)}
-        if not losses:
-            return
-        point = {"stage": info.get("stage"), "category": info.get("category"),
-                 "epoch": info.get("epoch"), **losses}
-        key = (point["stage"], point["category"], point["epoch"])
-        if key in self.history_index:
-            self.history[self.history_index[key]] = point
-        elif len(self.history) < HISTORY_MAX_POINTS:
+        key = (info.get("stage"), info.get("category"), epoch)
+        if key not in self.history_index:
+            if len(self.history) >= HISTORY_MAX_POINTS:
+                return
             self.history_index[key] = len(self.history)
-            self.history.append(point)
+            self.history.append({"stage": key[0], "category": key[1], "epoch": epoch})
+            self.loss_sums[key] = {}
+        point = self.history[self.history_index[key]]
+        sums = self.loss_sums[key]
+        for name, value in info.items():
+            if "loss" in name and isinstance(value, (int, float)) and not isinstance(value, bool):
+                total, n = sums.get(name, (0.0, 0))
+                sums[name] = (total + float(value), n + 1)
+                point[name] = sums[name][0] / sums[name][1]
+        previous = self.history_index.get((key[0], key[1], epoch - 1)) \
+            if isinstance(epoch, int) else None
+        if previous is not None and isinstance(info.get("val_score"), (int, float)):
+            self.history[previous]["val_score"] = float(info["val_score"])
 
     def flush(self) -> None:
         if not self.dirty:

@@ -23,6 +23,7 @@ import os
 import secrets
 import tempfile
 import threading
+import weakref
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -73,12 +74,14 @@ models_table = sa.Table(
     keep_existing=True,
 )
 
-_created_for: set[int] = set()   # id(engine) whose tables were checked (Store made before import)
+_created_for: weakref.WeakSet = weakref.WeakSet()   # engines whose tables were checked
 _created_lock = threading.Lock()
 
 
 def _ensure_tables(store: Store) -> None:
-    key = id(store.engine)
+    # Store() creates every table on `metadata`; this covers a Store made before this
+    # module was imported.
+    key = store.engine
     if key in _created_for:
         return
     with _created_lock:

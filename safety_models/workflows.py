@@ -197,25 +197,24 @@ def ensure_pretrained(store: Any, on_progress: ProgressFn | None = None,
 
 def _base_state(store: Any, train_cfg: Any, city: CityData,
                 on_progress: ProgressFn | None) -> tuple[dict | None, str | None, str | None]:
-    """(base checkpoint for fit, base_model_id, parent model id) for train_cfg.base."""
-    from . import training
+    """(base checkpoint for fit, base_model_id, parent model id) for train_cfg.base.
 
+    'imagenet' and 'none' pass no checkpoint: fit builds those models itself (and raises
+    WeightsMissing, with where to put the file, when the ImageNet weights are absent)."""
     base = str(train_cfg.base)
-    if base == "none":
+    if base in ("none", "imagenet"):
         return None, None, None
     if base == "pretrained":
         base_id = ensure_pretrained(store, on_progress=on_progress)
         return registry.load_checkpoint(store, base_id), base_id, None
-    if base == "imagenet":
-        return training.imagenet_base(train_cfg), None, None
     checkpoint = registry.load_checkpoint(store, base)  # NotReady for an unknown id
-    if checkpoint.get("category") not in (city.category, registry.BASE_CATEGORY):
+    if checkpoint.get("category") == registry.BASE_CATEGORY:
+        return checkpoint, base, None                   # a base model named by its id
+    if checkpoint.get("category") != city.category:
         raise NotReady(f"{base} is a {checkpoint.get('category')} model; continue a "
                        f"{city.category} model or train from 'pretrained'")
-    if checkpoint.get("category") != registry.BASE_CATEGORY:
-        registry.check_grid(checkpoint, city.grid)
-        return checkpoint, checkpoint.get("base_model_id"), base
-    return checkpoint, base, None
+    registry.check_grid(checkpoint, city.grid)
+    return checkpoint, checkpoint.get("base_model_id"), base
 
 
 def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = None,

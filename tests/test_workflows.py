@@ -1,0 +1,112 @@
+"""Workflows on a tiny synthetic city: grids that stay fixed, training, ranked predictions."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
+
+from safety_models import ingest, registry, workflows
+from safety_models.errors import GridMismatch, NotReady
+from safety_models.grid import GridSpec
+from safety_models.store import Store
+from safety_models.training import TrainConfig
+
+
+def quick_config(category: str = "crime", **changes) -> TrainConfig:
+    """One short epoch on 1 km cells: 10 test days, 10 validation days, 2 batches of 4."""
+    return TrainConfig.from_dict({
+        **TrainConfig(category=category, base="none", freeze_up_to="none").to_dict(),
+        "epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "cell_size_m": TINY_CELL_SIZE_M,
+        "test_windows": 10, "val_windows": 10, **changes})
+
+
+@pytest.fixture()
+def store(tmp_path, monkeypatch):
+    """A fresh home with 300 synthetic crime incidents (no model)."""
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+    registry.clear_cache()
+    store = Store()
+    ingest.ingest_bytes(store, synthetic_incidents_csv("crime", n=300), "crime.csv", "crime")
+    yield store
+    store.close()
+    registry.clear_cache()
+
+
+def test_prepare_city_bins_every_incident_on_a_new_grid(store):
+    city = workflows.prepare_city(store, "crime", cell_size_m=TINY_CELL_SIZE_M)
+    assert city.window_hours == 24 and city.grid.cell_size_m == TINY_CELL_SIZE_M
+    assert city.counts.shape == (len(city.starts), *city.grid.shape)
+    assert city.counts.dtype == np.float32 and city.mask.dtype == bool
+    assert city.counts.sum() > 0.99 * 300  # fit_grid trims only a few outliers
+    first, last = store.time_range("crime")
+    assert city.starts[0] == first.normalize() and city.starts[-1] == last.normalize()
+    assert city.mask.any() and not city.mask.all()
+
+
+def test_prepare_city_without_data_says_what_to_do(store):
+    with pytest.raises(NotReady, match="no traffic incidents.*ingest FILE --category traffic"):
+        workflows.prepare_city(store, "traffic")
+
+
+def test_category_grid_is_reused_until_another_cell_size_is_asked_for(store):
+    recorded = GridSpec("EPSG:32616", 440_000.0, 4_630_000.0, 2000.0, 8, 8)
+    store.set_meta("grid:crime", json.dumps(recorded.to_dict()))
+    assert workflows.prepare_city(store, "crime").grid == recorded
+    assert workflows.prepare_city(store, "crime", cell_size_m=2000).grid == recorded
+    other = workflows.prepare_city(store, "crime", cell_size_m=TINY_CELL_SIZE_M).grid
+    assert other.cell_size_m == TINY_CELL_SIZE_M and other != recorded
+
+
+def test_risk_levels_by_rank_share():
+    levels = workflows.risk_level(np.arange(1, 201), 200)
+    assert list(levels[:2]) == ["very high"] * 2          # top 1 % of 200 cells
+    assert list(levels[2:10]) == ["high"] * 8             # up to 5 %
+    assert list(levels[10:40]) == ["elevated"] * 30       # up to 20 %
+    assert set(levels[40:]) == {"low"}
+    # A small city still shows one cell of each level.
+    assert list(workflows.risk_level(np.arange(1, 11), 10)) == (
+        ["very high", "high", "elevated"] + ["low"] * 7)
+
+
+def test_train_then_predict_ranks_every_city_cell(store):
+    model_id = workflows.train_category(store, quick_config())
+    assert registry.active_model_id(store, "crime") == model_id  # the first one is active
+    grid = GridSpec.from_dict(json.loads(store.get_meta("grid:crime")))
+    assert grid.cell_size_m == TINY_CELL_SIZE_M
+
+    df = workflows.predict_category(store, "crime")
+    ckpt = registry.load_checkpoint(store, model_id)
+    assert len(df) == int(ckpt["mask"].sum())
+    assert df["rank"].tolist() == list(range(1, len(df) + 1))
+    assert df["probability"].is_monotonic_decreasing
+    assert df["probability"].between(0, 1).all() and (df["expected_count"] >= 0).all()
+    assert df["cell_id"].is_unique and (df["cell_id"] == df["row"] * grid.n_cols + df["col"]).all()
+    assert set(df["model_id"]) == {model_id}
+    # The next window after the data: the day after the last incident.
+    next_day = store.time_range("crime")[1].normalize() + pd.Timedelta(days=1)
+    assert set(df["window_start"]) == {next_day}
+    assert set(df["window_end"]) == {next_day + pd.Timedelta(days=1)}
+    assert df["events_last_30d"].sum() == pytest.approx(300 * 30 / 420, rel=0.5)
+
+    past = workflows.predict_category(store, "crime", at="2024-06-01 15:00")
+    assert set(past["window_start"]) == {pd.Timestamp("2024-06-01")}
+    with pytest.raises(NotReady, match="outside the crime data"):
+        workflows.predict_category(store, "crime", at="2023-12-01")
+
+    history = workflows.cell_history(store, "crime", int(df["cell_id"].iloc[0]))
+    assert len(history) == len(workflows.prepare_city(store, "crime").starts)
+    assert history["events"].sum() > 0
+    assert history["probability"].notna().sum() == workflows.HISTORY_PREDICTED_WINDOWS
+
+    # Continuing from the model keeps its grid; asking for another grid is refused.
+    with pytest.raises(GridMismatch, match="train from 'pretrained' instead"):
+        workflows.train_category(store, quick_config(base=model_id, cell_size_m=500.0))
+    second = workflows.train_category(store, quick_config(base=model_id))
+    info = registry.model_info(store, second)
+    assert info["parent"] == model_id and info["status"] == "candidate"
+    assert info["grid"] == grid.to_dict()
