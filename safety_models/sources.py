@@ -769,6 +769,8 @@ class _Detector:
         raise self._time_error("no column holds dates")
 
     def _time_error(self, why: str) -> MappingError:
+        if self._looks_like_area_table():
+            why += "; " + self._why_no_location()
         return MappingError(
             f"{self.file_name}: could not find when the incidents happened ({why}). "
             f"Columns found: {_list_columns(self.columns)}. Pass --time-column NAME (a date or date-time column), "

@@ -166,8 +166,9 @@ def test_barcelona_raw_utm_matches_the_clean_file(year, encoding, swapped):
     assert_in_box(p, BARCELONA)
 
 
-def test_nyc_covid_rate_table_is_explained_not_ingested():
-    data = head_bytes("health/nyc_covid_modzcta/trends__caserate-by-modzcta.csv", rows=50)
+@pytest.mark.parametrize("name", ["trends__caserate-by-modzcta.csv", "trends__hosprate-by-modzcta.csv"])
+def test_nyc_covid_rate_tables_are_explained_not_ingested(name):
+    data = head_bytes(f"health/nyc_covid_modzcta/{name}", rows=50)
     with pytest.raises(MappingError, match="table of values per area") as err:
-        read_incident_file(data, "trends__caserate-by-modzcta.csv", "health")
-    assert "one row per incident" in str(err.value)
+        read_incident_file(data, name, "health")
+    assert "one row per incident" in str(err.value) and name in str(err.value)
