@@ -358,6 +358,7 @@ DATE_FORMATS: tuple[str, ...] = (
     "%d.%m.%Y", "%m.%d.%Y", "%d.%m.%y",
     "%d-%m-%Y", "%m-%d-%Y",
     "%d-%b-%Y", "%d-%b-%y", "%d/%b/%Y",
+    "%Y-%m", "%Y/%m", "%m/%Y",  # month only (e.g. police.uk "2023-01"): the 1st of the month
 )
 # The same date read with day and month exchanged: used to prove a column's order.
 _COUNTERPART = {
@@ -372,7 +373,8 @@ TIME_FORMATS: tuple[str, ...] = (
 _TZ_SUFFIX = r"(\d:\d\d(?::\d\d(?:\.\d+)?)?)\s*(?:Z|UTC|GMT|[+-]\d{2}(?::?\d{2})?)$"
 _TZ_SUFFIX_TEST = _TZ_SUFFIX.replace("(", "(?:", 1)
 _DATE_TIME_SPLIT = r"(?:\s+|T)(?=\d)"
-_DATE_LIKE = re.compile(r"^(\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{1,2}[-/][A-Za-z]{3}[-/]\d{2,4}|\d{8})([ T]\d.*)?$")
+_DATE_LIKE = re.compile(
+    r"^(\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}|\d{1,2}[-/][A-Za-z]{3}[-/]\d{2,4}|\d{8})([ T]\d.*)?$|^(\d{4}[-/]\d{1,2}|\d{1,2}/\d{4})$")
 
 
 def _sample(s: pd.Series, n: int = SAMPLE_SIZE) -> pd.Series:

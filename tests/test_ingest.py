@@ -391,3 +391,12 @@ def test_a_million_rows_parse_in_seconds():
     seconds = time.perf_counter() - start
     assert len(p.accepted) == n
     assert seconds < 20, f"{seconds:.1f} s"
+
+
+def test_month_only_dates_fall_on_the_first_of_the_month():
+    # police.uk layout: "Month" holds 2023-01; Crime ID is empty for anti-social behaviour
+    p = parse(["Crime ID,Month,Longitude,Latitude,Location,Crime type,Last outcome category",
+               ",2023-01,-1.549,53.800,On or near Park Row,Anti-social behaviour,",
+               "abc123,2023-02,-1.540,53.795,On or near Boar Lane,Burglary,Under investigation"])
+    assert (p.mapping.time, p.mapping.subtype, p.mapping.outcome) == ("Month", "Crime type", None)
+    assert times(p) == ["2023-01-01 00:00", "2023-02-01 00:00"]
