@@ -85,7 +85,95 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--remove", action="store_true", help="remove the demo data instead")
     _json_flag(p, "one JSON object per demo file (one per line)")
     p.set_defaults(run=cmd_demo)
+    _add_model_commands(commands)
     return parser
+
+
+def _add_model_commands(commands) -> None:
+    """pretrain, train, jobs, cancel, models, promote, rollback, predict, evaluate, study."""
+    p = commands.add_parser("pretrain", help="pretrain the product's own base model",
+                            description="Pretrain the ResNet base on simulated cities plus every "
+                            "category stored here; 'train --base pretrained' fine-tunes from it.")
+    p.add_argument("--force", action="store_true", help="pretrain again even if a base exists")
+    p.set_defaults(run=cmd_pretrain)
+
+    p = commands.add_parser("train", help="fine-tune a risk model for a category",
+                            description="Fine-tune a model on the category's incidents; the "
+                            "latest period is kept unseen for evaluation. The first model of "
+                            "a category becomes active; later ones wait for 'promote'.")
+    p.add_argument("--category", required=True, choices=CATEGORIES)
+    p.add_argument("--base", default="pretrained", metavar="BASE",
+                   help="pretrained (default: the product's base), imagenet (torchvision's "
+                        "ImageNet weights, from the local torch cache or --imagenet-weights), "
+                        "none (from scratch), or a model id to continue from")
+    p.add_argument("--freeze-up-to", choices=FREEZE_CHOICES, default=None,
+                   help="freeze the backbone up to and including this stage (default: "
+                        "training's default)")
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=None,
+                   help="adamw, or sgd with momentum 0.9 (the classic fine-tuning recipe)")
+    p.add_argument("--lr", type=float, default=None, help="learning rate of the backbone")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--window-hours", type=int, default=None,
+                   help="window length to predict (default 24 for crime/traffic, 168 for health)")
+    p.add_argument("--cell-size-m", type=float, default=None, help="grid cell size in metres")
+    p.add_argument("--history-days", type=int, default=None,
+                   help="train on at most this many days before the validation period")
+    p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None,
+                   help="backbone for --base none/imagenet")
+    p.add_argument("--imagenet-weights", metavar="FILE", default=None,
+                   help="torchvision ImageNet weights file for --base imagenet")
+    p.add_argument("--seed", type=int, default=None)
+    _json_flag(p, "the new model's id, status and scores as JSON")
+    p.set_defaults(run=cmd_train)
+
+    p = commands.add_parser("jobs", help="training jobs (the dashboard's and the CLI's)")
+    _json_flag(p, "a JSON array of jobs")
+    p.set_defaults(run=cmd_jobs)
+
+    p = commands.add_parser("cancel", help="ask a running training job to stop")
+    p.add_argument("job_id", type=int, metavar="JOB_ID")
+    p.set_defaults(run=cmd_cancel)
+
+    p = commands.add_parser("models", help="model versions, their scores and which is active")
+    p.add_argument("--category", choices=CATEGORIES, default=None)
+    _json_flag(p, "a JSON array of models")
+    p.set_defaults(run=cmd_models)
+
+    p = commands.add_parser("promote", help="make a model version the active one")
+    p.add_argument("model_id", metavar="MODEL_ID")
+    p.set_defaults(run=cmd_promote)
+
+    p = commands.add_parser("rollback", help="reactivate the previously active model")
+    p.add_argument("--category", required=True, choices=CATEGORIES)
+    p.set_defaults(run=cmd_rollback)
+
+    p = commands.add_parser("predict", help="score every cell of the city for one window",
+                            description="Write one row (CSV) or polygon (GeoJSON) per city cell: "
+                            "id, outline, probability, expected count, risk level, rank, model id.")
+    p.add_argument("--category", required=True, choices=CATEGORIES)
+    p.add_argument("--at", default=None, metavar="DATE",
+                   help="a date/time inside the window to predict (default: the next window)")
+    p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
+    p.add_argument("--out", required=True, type=Path, metavar="FILE.csv|FILE.geojson")
+    p.set_defaults(run=cmd_predict)
+
+    p = commands.add_parser("evaluate", help="backtest a model against the baselines",
+                            description="Score the model on the held-out period after its "
+                            "training and validation data, window by window, beside the "
+                            "baselines on the same windows and cells.")
+    p.add_argument("--category", required=True, choices=CATEGORIES)
+    p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
+    _json_flag(p, "the full result as one JSON object")
+    p.set_defaults(run=cmd_evaluate)
+
+    p = commands.add_parser("study", help="fine-tuning study: freezing depth, lr, history",
+                            description="Train from scratch and fine-tuned with each freezing "
+                            "depth, learning rate and amount of history; print and save the "
+                            "table of test scores and training times.")
+    p.add_argument("--category", required=True, choices=CATEGORIES)
+    p.add_argument("--quick", action="store_true", help="a reduced set of runs")
+    _json_flag(p, "the table as a JSON array")
+    p.set_defaults(run=cmd_study)
 
 
 _MAPPING_HELP = {
@@ -266,6 +354,290 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for summary in summaries:
         print(json.dumps(summary.to_dict()) if args.json else format_summary(summary))
     return 0
+
+
+# ------------------------------------------------------------------------- model commands
+
+# models.STAGES with 'none' in front, spelt out so that `--help` and `ingest` need not import
+# torch; tests/test_cli.py checks that the two agree.
+FREEZE_CHOICES = ("none", "stem", "layer1", "layer2", "layer3", "layer4")
+TRAIN_OPTIONS = ("base", "freeze_up_to", "optimizer", "lr", "epochs", "window_hours",
+                 "cell_size_m", "history_days", "backbone", "imagenet_weights", "seed")
+
+
+class ProgressBar:
+    """on_progress for the terminal: one line on stderr, redrawn at most every 0.2 s."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.last_draw = 0.0
+        self.last_stage = None
+
+    def __call__(self, stats: dict) -> None:
+        import time
+
+        now = time.monotonic()
+        fraction = float(stats.get("fraction") or 0.0)
+        stage = stats.get("stage", "")
+        if stage == self.last_stage and now - self.last_draw < 0.2 and fraction < 1.0:
+            return
+        if self.last_stage is not None and stage != self.last_stage:
+            self.stream.write("\n")
+        self.last_stage, self.last_draw = stage, now
+        width = 24
+        filled = int(round(width * min(max(fraction, 0.0), 1.0)))
+        parts = [f"{stage:<10}", "[" + "#" * filled + "." * (width - filled) + "]",
+                 f"{fraction:4.0%}"]
+        if stats.get("epoch") is not None and stats.get("epochs"):
+            parts.append(f"epoch {stats['epoch']}/{stats['epochs']}")
+        if stats.get("loss") is not None:
+            parts.append(f"loss {stats['loss']:.4f}")
+        if stats.get("val_score") is not None:
+            parts.append(f"val {stats['val_score']:.3f}")
+        if stats.get("eta_s") is not None:
+            parts.append(f"eta {stats['eta_s']:.0f}s")
+        self.stream.write("\r" + "  ".join(parts) + " " * 4)
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.last_stage is not None:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _run_job(store, kind: str, config: dict) -> dict:
+    from . import jobs
+
+    bar = ProgressBar()
+    try:
+        return jobs.run_job_inline(store, kind, config, on_progress=bar)
+    finally:
+        bar.close()
+
+
+def cmd_pretrain(args: argparse.Namespace) -> int:
+    store = _store()
+    try:
+        job = _run_job(store, "pretrain", {"force": bool(args.force)})
+    finally:
+        store.close()
+    print(f"base model: {job['model_id']}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from . import registry
+    from .training import TrainConfig
+
+    options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
+    cfg = TrainConfig(category=args.category, **options)
+    store = _store()
+    try:
+        job = _run_job(store, "train", cfg.to_dict())
+        info = registry.model_info(store, job["model_id"])
+        active = registry.active_model_id(store, args.category)
+    finally:
+        store.close()
+    result = {"model_id": job["model_id"], "category": args.category,
+              "status": info.get("status"), "active_model_id": active,
+              "train_seconds": info.get("train_seconds"),
+              "validation": info.get("val_metrics"), "test": info.get("test_metrics")}
+    if args.json:
+        print(json.dumps(_jsonable_tree(result)))
+        return 0
+    print(f"model {result['model_id']} ({result['status']}), trained in "
+          f"{result['train_seconds'] or 0:.0f} s")
+    for name in ("validation", "test"):
+        scores = result[name] or {}
+        shown = ", ".join(f"{k} {v:.3f}" for k, v in scores.items()
+                          if isinstance(v, (int, float)) and not isinstance(v, bool))
+        if shown:
+            print(f"  {name}: {shown}")
+    if active != result["model_id"]:
+        print(f"  the active model is still {active}; "
+              f"python -m safety_models promote {result['model_id']} to switch")
+    return 0
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    store = _store()
+    try:
+        jobs.recover_stale_jobs(store)
+        rows = jobs.list_jobs(store)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(_jsonable_tree(rows)))
+        return 0
+    if not rows:
+        print("no training jobs yet")
+        return 0
+    for job in rows:
+        fraction = (job.get("progress") or {}).get("fraction")
+        done = f" {fraction:.0%}" if fraction is not None and job["status"] == "running" else ""
+        print(f"#{job['job_id']:<4} {job['kind']:<9} {job.get('category') or '-':<8} "
+              f"{job['status']}{done}  {job.get('model_id') or ''}  {job.get('message') or ''}")
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from . import jobs
+
+    store = _store()
+    try:
+        jobs.cancel_job(store, args.job_id)
+    finally:
+        store.close()
+    print(f"asked job #{args.job_id} to stop")
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from . import registry
+
+    store = _store()
+    try:
+        df = registry.list_models(store, args.category)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(_jsonable_tree(df.to_dict("records"))))
+        return 0
+    if df.empty:
+        print("no models yet: python -m safety_models train --category C")
+        return 0
+    print(models_table(df).to_string(index=False))
+    return 0
+
+
+def models_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The registry's listing for people: one line per version, headline scores only."""
+    def score(metrics, key):
+        value = (metrics or {}).get(key)
+        return "-" if value is None else f"{value:.3f}"
+
+    return pd.DataFrame({
+        "model_id": df["model_id"],
+        "category": df["category"].replace({"*": "(base)"}),
+        "status": df["status"],
+        "created": df["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
+        "base": df["base_model_id"].fillna("-"),
+        "train_s": df["train_seconds"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
+        "val_auc": df["val_metrics"].map(lambda m: score(m, "roc_auc")),
+        "val_pai_5": df["val_metrics"].map(lambda m: score(m, "pai_5")),
+        "test_auc": df["test_metrics"].map(lambda m: score(m, "roc_auc")),
+        "test_pai_5": df["test_metrics"].map(lambda m: score(m, "pai_5")),
+    })
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    from . import registry
+
+    store = _store()
+    try:
+        registry.promote(store, args.model_id)
+    finally:
+        store.close()
+    print(f"{args.model_id} is now active")
+    return 0
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    from . import registry
+
+    store = _store()
+    try:
+        model_id = registry.rollback(store, args.category)
+    finally:
+        store.close()
+    print(f"{model_id} is active again for {args.category}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from . import export, registry, workflows
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".csv", ".geojson", ".json"):
+        raise UserError(f"{args.out}: give a .csv or .geojson file name")
+    store = _store()
+    try:
+        df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model)
+        if suffix == ".csv":
+            data = export.prediction_to_csv(df)
+        else:
+            from .grid import GridSpec
+
+            _, checkpoint = registry.load_model(store, str(df["model_id"].iloc[0]))
+            data = json.dumps(export.prediction_to_geojson(df, GridSpec.from_dict(
+                checkpoint["grid"]))).encode()
+    finally:
+        store.close()
+    try:
+        args.out.write_bytes(data)
+    except OSError as err:
+        raise UserError(f"{args.out}: cannot be written ({err.strerror or err})") from err
+    top = df.head(3)
+    print(f"wrote {len(df):,} cells for the window {_show_time(df['window_start'].iloc[0])} to "
+          f"{_show_time(df['window_end'].iloc[0])} to {args.out} (model {df['model_id'].iloc[0]})")
+    for _, row in top.iterrows():
+        print(f"  rank {row['rank']}: cell {row['cell_id']} at {row['lat']:.4f}, {row['lon']:.4f}"
+              f"  p={row['probability']:.3f}  expected {row['expected_count']:.2f}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from . import evaluation
+
+    store = _store()
+    bar = None if args.json else ProgressBar()
+    try:
+        result = evaluation.evaluate_category(store, args.category, model_id=args.model,
+                                              on_progress=bar)
+    finally:
+        if bar is not None:
+            bar.close()
+        store.close()
+    if args.json:
+        print(json.dumps(_jsonable_tree(result.to_dict())))
+        return 0
+    d = result.to_dict()
+    print(f"{d['category']} model {d['model_id']}: test {d['test_start']} to {d['test_end']}, "
+          f"{d['n_windows']} windows of {d['window_hours']} h, {d['n_test_events']:,} events")
+    print(evaluation.summary_table(d).to_string())
+    return 0
+
+
+def cmd_study(args: argparse.Namespace) -> int:
+    from . import study
+
+    store = _store()
+    bar = ProgressBar()
+    try:
+        table = study.run_study(store, args.category, on_progress=bar, quick=args.quick)
+    finally:
+        bar.close()
+        store.close()
+    if args.json:
+        print(json.dumps(_jsonable_tree(table.to_dict("records"))))
+        return 0
+    print(table.to_string(index=False))
+    for line in study.summarise_study(table):
+        print("- " + line)
+    return 0
+
+
+def _jsonable_tree(value):
+    """Nested dicts/lists with numpy and pandas scalars made JSON-safe (NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable_tree(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable_tree(v) for v in value]
+    if isinstance(value, float) and value != value:
+        return None
+    return _jsonable(value)
 
 
 # ------------------------------------------------------------------------- helpers
