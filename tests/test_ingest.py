@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 
 import numpy as np
 import pandas as pd
@@ -376,7 +375,8 @@ def test_ingest_bytes_and_path_hand_the_tables_to_the_store(tmp_path):
 # --- speed ----------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_a_million_rows_parse_in_seconds():
+def test_a_million_rows_parse_completely():
+    # Correctness at scale only; the rate is measured by benchmarks/bench_ingest.py.
     n = 1_000_000
     rng = np.random.default_rng(1)
     minutes = rng.integers(0, 60 * 24 * 365, n)
@@ -386,11 +386,9 @@ def test_a_million_rows_parse_in_seconds():
                        "Latitude": (41.65 + rng.random(n) * 0.36).round(6).astype(str),
                        "Longitude": (-87.9 + rng.random(n) * 0.38).round(6).astype(str)})
     data = df.to_csv(index=False).encode()
-    start = time.perf_counter()
     p = read_incident_file(data, "big.csv", "crime")
-    seconds = time.perf_counter() - start
     assert len(p.accepted) == n
-    assert seconds < 20, f"{seconds:.1f} s"
+    assert p.accepted["occurred_at"].min() >= pd.Timestamp("2020-01-01")
 
 
 def test_month_only_dates_fall_on_the_first_of_the_month():
