@@ -500,7 +500,7 @@ def attention_items(store: Any) -> list[dict]:
         if job["status"] == "failed":
             what = f"{category} training" if category else f"the {job['kind']} job"
             items.append({"level": "error", "category": category,
-                          "message": f"The last {what} ({job['job_id']}) failed: "
+                          "message": f"The last {what} (job {job['job_id']}) failed: "
                                      f"{job.get('message') or 'no reason recorded'}"})
     counts = store.incident_counts()
     for category in CATEGORIES:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
 
-from safety_models import ingest, registry, workflows
+from safety_models import ingest, jobs, registry, workflows
 from safety_models.errors import GridMismatch, NotReady
 from safety_models.grid import GridSpec
 from safety_models.store import Store
@@ -110,3 +110,35 @@ def test_train_then_predict_ranks_every_city_cell(store):
     info = registry.model_info(store, second)
     assert info["parent"] == model_id and info["status"] == "candidate"
     assert info["grid"] == grid.to_dict()
+
+
+def test_first_start_loads_the_demo_and_starts_one_bootstrap_job_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "empty"))
+    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+    store = Store()
+    started = []
+    monkeypatch.setattr(jobs, "start_job",
+                        lambda store, kind, config: started.append((kind, config)) or 41)
+
+    def load_demo(store):
+        ingest.ingest_bytes(store, synthetic_incidents_csv("traffic", n=50), "demo.csv", "traffic")
+
+    assert workflows.first_start(store, load_demo=load_demo) == {"demo_loaded": True, "job_id": 41}
+    assert started == [("bootstrap", {})]
+    # Once per home: a later start (even after the demo was removed) does nothing.
+    assert workflows.first_start(store, load_demo=load_demo) == {"demo_loaded": False,
+                                                                 "job_id": None}
+    assert started == [("bootstrap", {})]
+    store.close()
+
+
+def test_attention_items_name_missing_models_and_failed_jobs(store):
+    items = workflows.attention_items(store)
+    assert [(i["level"], i["category"]) for i in items] == [("warning", "crime")]
+    assert "Crime has data but no model" in items[0]["message"]
+    job_id = jobs._insert_job(store, "train", {"category": "crime"}, pid=None, status="failed")
+    jobs._update(store, job_id, message="there are too few crime incidents to train")
+    items = workflows.attention_items(store)
+    assert items[0] == {"level": "error", "category": "crime",
+                        "message": f"The last crime training (job {job_id}) failed: there are too "
+                                   "few crime incidents to train"}
