@@ -1,0 +1,252 @@
+"""Count tensors -> model inputs and labels for one time window (pure numpy/torch, no I/O).
+
+A sample for window t is built from counts[:t] ONLY (strictly before window t); its labels are
+counts[t]. The channel layout is the same for every category, city and window length (fixed C),
+so that one pretrained backbone serves all of them. Rates are NORMALISED by the city-wide mean
+rate per cell-window over the history available at t (then log1p), so a backbone pretrained on
+one city / category sees comparable numbers on another.
+
+Channels (see `channel_names`), all (rows, cols) planes:
+    recent_0..K-1      log1p(count in window t-1-k / base)           last K windows
+    recent_sum_s1      log1p(sum of last K windows / K / base), Gaussian-smoothed sigma=smoothing[0]
+    rate_<d>d          log1p(mean rate over the last d days / base)  for d in long_days
+    rate_<d>d_s<s>     the same, Gaussian-smoothed with sigma=s cells, for s in smoothing
+    season_ly          log1p(mean rate around the same time last year / base)
+    season_ly_s1       the same, smoothed sigma=smoothing[0]
+    dow_sin, dow_cos   day of week of window t (zero for windows of a week or longer)
+    doy_sin, doy_cos   day of year of window t (all four zero when calendar=False)
+    mask               1 inside the city, 0 outside
+    log_base           log10(base) / 3: absolute event level, so probabilities can be calibrated
+    history_frac       min(1, history available at t / 1 year)
+where base = (events in counts[:t] inside the mask) / (t * cells in mask), floored at 1e-4.
+Every plane is multiplied by the mask except `mask` itself.
+
+Building uses cumulative sums over time, so all samples of a city cost one pass.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+HOURS_PER_YEAR = 365.25 * 24
+MIN_BASE_RATE = 1e-4
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    window_hours: int = 24
+    recent_windows: int = 7                 # K: last K windows as separate planes
+    long_days: tuple[int, ...] = (28, 91, 365)   # long-run mean rates over these horizons (days)
+    smoothing: tuple[float, ...] = (1.0, 3.0)    # Gaussian sigmas in cells for the long rates
+    season_half_days: int = 14              # same-season-last-year: +-this many days around t-1y
+    calendar: bool = True
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["long_days"] = list(self.long_days)
+        d["smoothing"] = list(self.smoothing)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FeatureConfig":
+        d = dict(d)
+        d["long_days"] = tuple(int(v) for v in d.get("long_days", cls.long_days))
+        d["smoothing"] = tuple(float(v) for v in d.get("smoothing", cls.smoothing))
+        return cls(**d)
+
+    def windows(self, days: float) -> int:
+        """Number of windows in `days` days (at least 1)."""
+        return max(1, int(round(days * 24 / self.window_hours)))
+
+
+def channel_names(cfg: FeatureConfig) -> list[str]:
+    names = [f"recent_{k}" for k in range(cfg.recent_windows)]
+    names.append("recent_sum_s1")
+    for d in cfg.long_days:
+        names.append(f"rate_{d}d")
+        names += [f"rate_{d}d_s{s:g}" for s in cfg.smoothing]
+    names += ["season_ly", "season_ly_s1", "dow_sin", "dow_cos", "doy_sin", "doy_cos",
+              "mask", "log_base", "history_frac"]
+    return names
+
+
+def n_channels(cfg: FeatureConfig) -> int:
+    return len(channel_names(cfg))
+
+
+def window_start_times(starts, n: int, window_hours: int) -> np.ndarray:
+    """Start times of windows 0..n-1 as datetime64[ns], extrapolating past the given starts."""
+    s = pd.DatetimeIndex(pd.to_datetime(np.asarray(starts))).as_unit("ns").to_numpy()
+    if n <= len(s):
+        return s[:n]
+    step = np.timedelta64(int(window_hours) * 3600, "s").astype("timedelta64[ns]")
+    last = s[-1] if len(s) else np.datetime64("1970-01-01", "ns")
+    extra = last + step * np.arange(1, n - len(s) + 1)
+    return np.concatenate([s, extra])
+
+
+def lookback_windows(cfg: FeatureConfig) -> int:
+    """How many windows before t the inputs for t look at (besides the city-wide total)."""
+    return max(cfg.recent_windows, max(cfg.windows(d) for d in cfg.long_days),
+               cfg.windows(365) + cfg.windows(cfg.season_half_days) + 1)
+
+
+def _gaussian_kernel(sigma: float) -> torch.Tensor:
+    radius = max(1, int(round(3 * sigma)))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    return k / k.sum()
+
+
+def smooth(planes: np.ndarray, sigma: float) -> np.ndarray:
+    """Separable Gaussian blur (zero padding) of (..., rows, cols) planes; sigma in cells."""
+    if sigma <= 0:
+        return planes
+    shape = planes.shape
+    x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).reshape(-1, 1, *shape[-2:])
+    k = _gaussian_kernel(sigma)
+    r = (len(k) - 1) // 2
+    x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))   # along rows
+    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))   # along cols
+    return x.reshape(shape).numpy()
+
+
+class SampleBuilder:
+    """Holds the cumulative sums of one city's counts; builds inputs for any t in 0..T.
+
+    counts: (T, rows, cols) event counts per window; starts: T window start times;
+    mask: (rows, cols) bool city cells (None = all cells).
+    """
+
+    def __init__(self, counts: np.ndarray, starts, cfg: FeatureConfig, mask: np.ndarray | None = None,
+                 offset: int = 0, events_before: float = 0.0):
+        # offset/events_before: counts are windows offset.. of a longer history whose first
+        # `offset` windows held `events_before` city events (used by `for_window`)
+        counts = np.asarray(counts, dtype=np.float32)
+        if counts.ndim != 3:
+            raise ValueError(f"counts must be (windows, rows, cols), got shape {counts.shape}")
+        self.cfg = cfg
+        self.counts = counts                                           # (T, H, W)
+        self.T, self.H, self.W = counts.shape
+        self.mask = (np.ones((self.H, self.W), bool) if mask is None else np.asarray(mask, bool))
+        if self.mask.shape != (self.H, self.W):
+            raise ValueError(f"mask shape {self.mask.shape} != grid {(self.H, self.W)}")
+        self.maskf = self.mask.astype(np.float32)
+        # cum[i] = sum of counts[:i]; sequential cumsum so cum[:t+1] depends on counts[:t] only
+        self.cum = np.zeros((self.T + 1, self.H, self.W), np.float32)  # (T+1, H, W)
+        np.cumsum(counts, axis=0, out=self.cum[1:])
+        city = (counts * self.maskf).sum(axis=(1, 2), dtype=np.float64)
+        self.city_cum = events_before + np.concatenate([[0.0], np.cumsum(city)])   # (T+1,)
+        self.n_mask = max(1, int(self.mask.sum()))
+        self.offset = int(offset)
+        self.times = window_start_times(starts, self.offset + self.T + 1, cfg.window_hours)[self.offset:]
+
+    @classmethod
+    def for_window(cls, counts: np.ndarray, starts, t: int, cfg: FeatureConfig,
+                   mask: np.ndarray | None = None) -> "SampleBuilder":
+        """A builder over only the windows that inputs for window t look at (fast prediction)."""
+        counts = np.asarray(counts)
+        lo = max(0, int(t) - lookback_windows(cfg))
+        m = np.ones(counts.shape[1:], bool) if mask is None else np.asarray(mask, bool)
+        before = float(counts[:lo].sum(axis=0, dtype=np.float64)[m].sum()) if lo else 0.0
+        return cls(counts[lo:t], window_start_times(starts, t + 1, cfg.window_hours), cfg, mask,
+                   offset=lo, events_before=before)
+
+    def _window_sum(self, t: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sum of counts[t-length:t] (clipped at 0) and the number of windows summed."""
+        lo = np.maximum(t - length, 0)
+        return self.cum[t] - self.cum[lo], (t - lo).astype(np.float32)
+
+    def base_rate(self, t: np.ndarray) -> np.ndarray:
+        """City-wide mean events per cell-window in counts[:t] (t global); (N,)."""
+        t = np.asarray(t)
+        rate = self.city_cum[t - self.offset] / (np.maximum(t, 1) * self.n_mask)
+        return np.maximum(rate, MIN_BASE_RATE).astype(np.float32)
+
+    def inputs(self, t_indices) -> np.ndarray:
+        """(N, C, rows, cols) float32 inputs for windows t_indices, each from counts[:t] only."""
+        cfg = self.cfg
+        t_global = np.asarray(t_indices, dtype=np.int64).reshape(-1)
+        t = t_global - self.offset                                     # index into this builder
+        if len(t) and (t.min() < 0 or t.max() > self.T):
+            raise ValueError(f"t must lie in {self.offset}..{self.offset + self.T}, "
+                             f"got {t_global.min()}..{t_global.max()}")
+        n = len(t)
+        base = self.base_rate(t_global)[:, None, None]                 # (N, 1, 1)
+        planes: list[np.ndarray] = []
+
+        def norm(rate: np.ndarray) -> np.ndarray:                      # (N, H, W) -> (N, H, W)
+            return np.log1p(np.maximum(rate, 0.0) / base)
+
+        k_recent = cfg.recent_windows
+        for k in range(k_recent):
+            idx = np.maximum(t - 1 - k, 0)                              # window t-1-k, or none
+            win = self.cum[np.maximum(t - k, 0)] - self.cum[idx]
+            planes.append(norm(win))
+        s, m = self._window_sum(t, k_recent)
+        planes.append(norm(smooth(s / np.maximum(m, 1)[:, None, None], cfg.smoothing[0])))
+        for d in cfg.long_days:
+            s, m = self._window_sum(t, cfg.windows(d))
+            rate = s / np.maximum(m, 1)[:, None, None]
+            planes.append(norm(rate))
+            planes += [norm(smooth(rate, sg)) for sg in cfg.smoothing]
+        # same season last year: windows around t - 1 year, only where that history exists
+        year = cfg.windows(365)
+        half = max(0, cfg.windows(cfg.season_half_days)) if cfg.season_half_days > 0 else 0
+        hi = np.clip(t - year + half + 1, 0, t)
+        lo = np.clip(t - year - half, 0, t)
+        s = self.cum[hi] - self.cum[lo]
+        m = np.maximum(hi - lo, 1).astype(np.float32)[:, None, None]
+        season = s / m
+        planes.append(norm(season))
+        planes.append(norm(smooth(season, cfg.smoothing[0])))
+        # calendar of window t's start
+        when = pd.DatetimeIndex(self.times[t])
+        ones = np.ones((n, self.H, self.W), np.float32)
+        if cfg.calendar:
+            dow = (2 * np.pi * when.day_of_week.to_numpy() / 7.0) if cfg.window_hours < 168 else None
+            doy = 2 * np.pi * (when.day_of_year.to_numpy() - 1) / 365.25
+            for v in ((np.sin(dow), np.cos(dow)) if dow is not None else (np.zeros(n), np.zeros(n))):
+                planes.append(ones * v.astype(np.float32)[:, None, None])
+            planes += [ones * np.sin(doy).astype(np.float32)[:, None, None],
+                       ones * np.cos(doy).astype(np.float32)[:, None, None]]
+        else:
+            planes += [ones * 0.0] * 4
+        planes.append(None)  # mask placeholder (not multiplied by itself)
+        planes.append(ones * (np.log10(base) / 3.0))
+        hist = np.minimum(1.0, t_global * cfg.window_hours / HOURS_PER_YEAR).astype(np.float32)
+        planes.append(ones * hist[:, None, None])
+
+        x = np.empty((n, len(planes), self.H, self.W), np.float32)    # (N, C, H, W)
+        for c, p in enumerate(planes):
+            x[:, c] = self.maskf if p is None else p * self.maskf
+        return x
+
+    def labels(self, t_indices) -> tuple[np.ndarray, np.ndarray]:
+        """y_any (N, H, W) in {0,1} and y_count (N, H, W) for windows t < T."""
+        t = np.asarray(t_indices, dtype=np.int64).reshape(-1) - self.offset
+        if len(t) and (t.max() >= self.T or t.min() < 0):
+            raise ValueError(f"labels need {self.offset} <= t < {self.offset + self.T}")
+        y_count = self.counts[t].astype(np.float32)
+        return (y_count > 0).astype(np.float32), y_count
+
+
+def build_inputs(counts: np.ndarray, starts, t: int, cfg: FeatureConfig,
+                 mask: np.ndarray | None = None) -> np.ndarray:
+    """(C, rows, cols) float32 inputs for window t (0 <= t <= len(counts)) from counts[:t] only."""
+    # only counts[:t] are sliced in: the no-leakage property is structural
+    t = int(t)
+    return SampleBuilder.for_window(counts, starts, t, cfg, mask).inputs([t])[0]
+
+
+def make_samples(counts: np.ndarray, starts, t_indices, cfg: FeatureConfig,
+                 mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """x (N, C, rows, cols), y_any (N, rows, cols) in {0,1}, y_count (N, rows, cols); t < len(counts)."""
+    b = SampleBuilder(counts, starts, cfg, mask)
+    y_any, y_count = b.labels(t_indices)
+    return b.inputs(t_indices), y_any, y_count

@@ -1,0 +1,506 @@
+"""Fine-tuning RiskNet on one city's count tensor: TrainConfig, fit, predict, pretrain.
+
+The recipe: start from a base (the synthetic+store 'pretrained' checkpoint, torchvision
+ImageNet weights, another model version, or nothing), freeze the adapter + stem + layers up
+to `freeze_up_to` (BatchNorm statistics included), and train the rest with a small learning
+rate on a chronological split: train windows, then validation windows for early stopping,
+then a final test period that is only evaluated. When the frozen part is deterministic, its
+outputs are computed ONCE per sample and only the remaining layers run per step.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .features import FeatureConfig, SampleBuilder, channel_names, n_channels
+from .models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to,
+                     frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state,
+                     trainable_parameters)
+from .schema import DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
+
+CHECKPOINT_FORMAT = 1
+ProgressFn = Callable[[dict], None] | None
+
+
+class Cancelled(Exception):
+    """Training stopped because should_stop() returned True."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    category: str = "crime"
+    base: str = "pretrained"          # 'pretrained' | 'imagenet' | 'none' | <model id>
+    freeze_up_to: str = "layer2"      # 'none' or a stage of models.STAGES (see the study in docs)
+    optimizer: str = "adamw"          # 'adamw' | 'sgd' (momentum 0.9)
+    lr: float = 1e-3                  # backbone stages; the rest gets lr * head_lr_mult
+    head_lr_mult: float = 3.0
+    weight_decay: float = 1e-4
+    epochs: int = 6
+    batch_size: int = 16
+    steps_per_epoch: int | None = None   # None: one pass over the train windows per epoch
+    patience: int = 2                 # epochs without validation improvement before stopping
+    window_hours: int | None = None   # None: schema.DEFAULT_WINDOW_HOURS[category]
+    cell_size_m: float = DEFAULT_CELL_SIZE_M
+    history_days: int | None = None   # train windows from at most this many days before validation
+    val_windows: int | None = None    # None: 90 days (daily) / 52 weeks (weekly), see split_windows
+    test_windows: int | None = None   # None: the last 365 days
+    backbone: str = "resnet18"        # for base 'none' / 'imagenet'
+    imagenet_weights: str | None = None
+    cache_frozen: bool = True         # compute frozen-stage outputs once per sample
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**d)
+
+    @property
+    def hours(self) -> int:
+        return int(self.window_hours or DEFAULT_WINDOW_HOURS[check_category(self.category)])
+
+
+@dataclass
+class TrainResult:
+    model: RiskNet
+    feature_config: FeatureConfig
+    train_config: TrainConfig
+    history: list[dict]
+    metrics: dict                     # {"validation": {...}, "test": {...}}
+    data_window: dict                 # start, end, train_end, val_end (ISO strings)
+    train_seconds: float
+    frozen: list[str] = field(default_factory=list)
+
+    def checkpoint(self) -> dict:
+        """Plain-types dict (torch.load(weights_only=True) works); the caller adds model_id,
+        category, grid, mask, base_model_id and created_at."""
+        state = model_to_state(self.model)
+        return {"format": CHECKPOINT_FORMAT,
+                "category": self.train_config.category,
+                "state_dict": state["state_dict"],
+                "model_config": state["model_config"],
+                "feature_config": self.feature_config.to_dict(),
+                "train_config": self.train_config.to_dict(),
+                "data_window": dict(self.data_window),
+                "metrics": copy.deepcopy(self.metrics),
+                "history": copy.deepcopy(self.history),
+                "train_seconds": float(self.train_seconds)}
+
+
+# -- splits and metrics --------------------------------------------------------------------------
+def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> tuple[int, int, int, int]:
+    """Chronological split -> (train_start, train_end, val_end, T) as window indices.
+
+    train = [train_start, train_end), validation = [train_end, val_end), test = [val_end, T).
+    Defaults: test = last 365 days; validation = 90 days before it for sub-week windows, 52
+    windows for weekly ones; a validation period without any event is extended backwards by
+    whole years (seasonal data such as mosquito surveillance) while a year of training remains.
+    """
+    T = len(counts)
+    n_test = cfg.test_windows if cfg.test_windows is not None else fcfg.windows(365)
+    weekly = fcfg.window_hours >= 168
+    n_val = cfg.val_windows if cfg.val_windows is not None else (fcfg.windows(365) if weekly else fcfg.windows(90))
+    n_test = min(n_test, max(0, T - 2))
+    val_end = T - n_test
+    n_val = min(n_val, max(1, val_end - 1))
+    if cfg.val_windows is None:
+        year = fcfg.windows(365)
+        while counts[val_end - n_val:val_end].sum() == 0 and val_end - n_val - year >= year:
+            n_val += year
+    train_end = val_end - n_val
+    first = min(fcfg.recent_windows, max(0, train_end - 1))
+    if cfg.history_days is not None:
+        first = max(first, train_end - fcfg.windows(cfg.history_days))
+    if train_end - first < 1:
+        raise ValueError(f"not enough windows to train: {T} windows, {n_val} validation, {n_test} test")
+    return first, train_end, val_end, T
+
+
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Rank ROC-AUC (ties averaged); NaN when only one class is present."""
+    s = np.asarray(scores, np.float64).ravel()
+    y = np.asarray(labels).ravel() > 0
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    ranks = pd.Series(s).rank(method="average").to_numpy()
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def hit_rate_at(scores: np.ndarray, counts: np.ndarray, mask: np.ndarray, coverage: float = 0.05) -> np.ndarray:
+    """Per window share of events in the top `coverage` of city cells by score; NaN if no events.
+
+    scores, counts: (N, H, W); ties at the threshold are broken by cell order (stable sort)."""
+    m = mask.ravel()
+    k = max(1, int(round(coverage * m.sum())))
+    s = scores.reshape(len(scores), -1)[:, m]
+    c = counts.reshape(len(counts), -1)[:, m]
+    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    hits = np.take_along_axis(c, top, axis=1).sum(1)
+    total = c.sum(1)
+    return np.where(total > 0, hits / np.maximum(total, 1e-12), np.nan)
+
+
+def window_metrics(prob: np.ndarray, expected: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict:
+    """roc_auc (prob vs any event, all city cell-windows), pai_5 / hit_rate_5 (by expected count,
+    mean over windows with events), n_windows, events."""
+    m = np.broadcast_to(mask, counts.shape)
+    hr = hit_rate_at(expected, counts, mask, 0.05)
+    hr_mean = float(np.nanmean(hr)) if np.isfinite(hr).any() else float("nan")
+    return {"roc_auc": roc_auc(prob[m], counts[m] > 0), "hit_rate_5": hr_mean, "pai_5": hr_mean / 0.05,
+            "n_windows": int(len(counts)), "events": float(counts[m].sum())}
+
+
+def selection_score(metrics: dict) -> float:
+    """What early stopping maximises: mean of ROC-AUC and hit rate at 5 % of the area."""
+    vals = [v for v in (metrics.get("roc_auc"), metrics.get("hit_rate_5")) if v is not None and math.isfinite(v)]
+    return float(np.mean(vals)) if vals else float("-inf")
+
+
+# -- prediction ----------------------------------------------------------------------------------
+@torch.inference_mode()
+def _predict_inputs(model: RiskNet, x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    logit, log_rate = model(torch.from_numpy(x))                     # (N, H, W) each
+    prob = torch.sigmoid(logit).numpy()
+    expected = torch.exp(log_rate.clamp(max=20)).numpy()
+    if mask is not None:
+        prob, expected = prob * mask, expected * mask
+    return prob.astype(np.float32), expected.astype(np.float32)
+
+
+def predict_window(model: RiskNet, counts: np.ndarray, starts, t: int, feature_cfg: FeatureConfig,
+                   mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(prob (H, W) of >=1 event, expected count (H, W)) for window t, 0 <= t <= len(counts)
+    (t == len(counts) forecasts the next window). Zero outside the mask."""
+    model.eval()
+    x = SampleBuilder.for_window(counts, starts, int(t), feature_cfg, mask).inputs([int(t)])
+    prob, expected = _predict_inputs(model, x, mask)
+    return prob[0], expected[0]
+
+
+def predict_windows(model: RiskNet, counts: np.ndarray, starts, t_indices, feature_cfg: FeatureConfig,
+                    mask: np.ndarray | None = None, batch_size: int = 32,
+                    builder: SampleBuilder | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Batched predict_window for backtests: (prob (N, H, W), expected (N, H, W))."""
+    model.eval()
+    builder = builder or SampleBuilder(counts, starts, feature_cfg, mask)
+    t_indices = np.asarray(t_indices, dtype=np.int64)
+    outs = [_predict_inputs(model, builder.inputs(t_indices[i:i + batch_size]), mask)
+            for i in range(0, len(t_indices), batch_size)]
+    if not outs:
+        shape = (0,) + builder.mask.shape
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+    return np.concatenate([o[0] for o in outs]), np.concatenate([o[1] for o in outs])
+
+
+# -- training ------------------------------------------------------------------------------------
+def masked_loss(logit: torch.Tensor, log_rate: torch.Tensor, y_any: torch.Tensor, y_count: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+    """BCE on any-event + Poisson NLL on counts, averaged over city cells. All (N, H, W)."""
+    m = mask.expand_as(y_any)
+    bce = F.binary_cross_entropy_with_logits(logit[m], y_any[m])
+    pois = F.poisson_nll_loss(log_rate[m], y_count[m], log_input=True, full=False)
+    return bce + pois
+
+
+def set_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+
+
+def _make_optimizer(model: RiskNet, cfg: TrainConfig) -> torch.optim.Optimizer:
+    backbone, rest = [], []
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            (backbone if name.split(".")[0] in STAGES else rest).append(p)
+    groups = [g for g in ({"params": backbone, "lr": cfg.lr},
+                          {"params": rest, "lr": cfg.lr * cfg.head_lr_mult}) if g["params"]]
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    raise ValueError(f"optimizer {cfg.optimizer!r}; expected 'adamw' or 'sgd'")
+
+
+def _init_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray) -> None:
+    """Start the residual base-rate path at the training data's mean event level."""
+    if model.base_path is None:
+        return
+    _, y = builder.labels(t_train[-min(len(t_train), 365):])
+    m = builder.mask
+    rate = float(y[:, m].mean()) + 1e-6
+    p_any = float((y[:, m] > 0).mean()) + 1e-6
+    with torch.no_grad():
+        model.base_path.bias[0] = math.log(p_any / (1 - p_any + 1e-6))
+        model.base_path.bias[1] = math.log(rate)
+
+
+def cacheable_stage(model: RiskNet) -> str | None:
+    """The last frozen stage whose outputs can be cached (adapter frozen too), else None."""
+    stage = frozen_stage(model)
+    return stage if stage != "none" and adapter_frozen(model) else None
+
+
+@torch.no_grad()
+def encode_frozen(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, stage: str,
+                  batch_size: int = 32) -> dict[str, torch.Tensor]:
+    """Frozen-stage outputs for every sample: {"layer1": (N, c1, h1, w1), ...} (eval mode)."""
+    was_training = model.training
+    model.eval()
+    parts: list[dict[str, torch.Tensor]] = []
+    for i in range(0, len(t_indices), batch_size):
+        x = torch.from_numpy(builder.inputs(t_indices[i:i + batch_size]))
+        parts.append(model.encode(x, upto=stage))
+    model.train(was_training)
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def build_model(train_cfg: TrainConfig, fcfg: FeatureConfig, base_state: dict | None) -> RiskNet:
+    """The starting model for fit: base_state's weights, ImageNet weights, or fresh."""
+    if base_state is not None:
+        model = model_from_checkpoint(base_state)
+        if model.cfg.in_channels != n_channels(fcfg):
+            raise ValueError(f"base model expects {model.cfg.in_channels} channels, features give {n_channels(fcfg)}")
+        return model
+    if train_cfg.base not in ("none", "imagenet"):
+        raise ValueError(f"base {train_cfg.base!r} needs its checkpoint passed as base_state")
+    names = channel_names(fcfg)
+    mcfg = ModelConfig(backbone=train_cfg.backbone, in_channels=len(names),
+                       prior_channel=names.index(f"rate_{max(fcfg.long_days)}d_s{fcfg.smoothing[0]:g}"))
+    model = create_model(mcfg)
+    if train_cfg.base == "imagenet":
+        load_imagenet_backbone(model, train_cfg.imagenet_weights)
+    return model
+
+
+def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainConfig,
+        base_state: dict | None = None, on_progress: ProgressFn = None,
+        should_stop: Callable[[], bool] | None = None) -> TrainResult:
+    """Fine-tune (or train from scratch) on one city's counts (T, H, W); see the module doc.
+
+    base_state: a checkpoint dict (pretrained base or another model version); None with
+    base 'none' (scratch) or 'imagenet'. The feature layout comes from base_state when given.
+    base 'none' trains everything (freeze_up_to is ignored: random layers are not worth keeping).
+    Raises Cancelled when should_stop() returns True (checked after every batch).
+    """
+    t_start = time.perf_counter()
+    set_seed(train_cfg.seed)
+    counts = np.asarray(counts, dtype=np.float32)
+    mask = np.ones(counts.shape[1:], bool) if mask is None else np.asarray(mask, bool)
+    if base_state is not None and "feature_config" in base_state:
+        fcfg = FeatureConfig.from_dict({**base_state["feature_config"], "window_hours": train_cfg.hours})
+    else:
+        fcfg = FeatureConfig(window_hours=train_cfg.hours)
+    first, train_end, val_end, T = split_windows(counts, train_cfg, fcfg)
+    t_train = np.arange(first, train_end)
+    t_val = np.arange(train_end, val_end)
+    t_test = np.arange(val_end, T)
+    builder = SampleBuilder(counts, starts, fcfg, mask)
+
+    model = build_model(train_cfg, fcfg, base_state)
+    if base_state is None:
+        _init_base_path(model, builder, t_train)
+    stage = "none" if train_cfg.base == "none" else train_cfg.freeze_up_to
+    # a new adapter (ImageNet or scratch) must learn; a pretrained one is frozen with the stem
+    frozen = freeze_up_to(model, stage, include_adapter=base_state is not None)
+    model.train()
+    optimizer = _make_optimizer(model, train_cfg)
+
+    def report(d: dict) -> None:
+        if on_progress is not None:
+            on_progress(d)
+
+    def check_stop() -> None:
+        if should_stop is not None and should_stop():
+            raise Cancelled("training cancelled")
+
+    cache_stage = cacheable_stage(model) if train_cfg.cache_frozen else None
+    cache = None
+    if cache_stage is not None:
+        report({"stage": "cache", "fraction": 0.0, "samples": len(t_train)})
+        cache = encode_frozen(model, builder, t_train, cache_stage)
+        check_stop()
+
+    maskt = torch.from_numpy(mask)
+    rng = np.random.default_rng(train_cfg.seed)
+    n_batches = math.ceil(len(t_train) / train_cfg.batch_size)
+    if train_cfg.steps_per_epoch:
+        n_batches = min(n_batches, train_cfg.steps_per_epoch)
+    total_steps = max(1, n_batches * train_cfg.epochs)
+    history: list[dict] = []
+    best = (float("-inf"), copy.deepcopy(model.state_dict()), {}, 0)
+    step = 0
+    stale = 0
+    for epoch in range(1, train_cfg.epochs + 1):
+        model.train()
+        order = rng.permutation(len(t_train))
+        losses = []
+        for b in range(n_batches):
+            idx = order[b * train_cfg.batch_size:(b + 1) * train_cfg.batch_size]
+            t_batch = t_train[idx]
+            x = torch.from_numpy(builder.inputs(t_batch))             # (B, C, H, W)
+            y_any, y_count = (torch.from_numpy(a) for a in builder.labels(t_batch))
+            if cache is not None:
+                feats = model.encode_rest({k: v[idx] for k, v in cache.items()})
+                logit, log_rate = model.decode(x, feats)
+            else:
+                logit, log_rate = model(x)
+            loss = masked_loss(logit, log_rate, y_any, y_count, maskt)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            elapsed = time.perf_counter() - t_start
+            report({"stage": "train", "epoch": epoch, "epochs": train_cfg.epochs, "batch": b + 1,
+                    "batches": n_batches, "loss": losses[-1],
+                    "val_score": history[-1]["val_score"] if history else None,
+                    "fraction": step / total_steps, "elapsed_s": elapsed,
+                    "eta_s": elapsed / step * (total_steps - step)})
+            check_stop()
+        val = _evaluate(model, builder, t_val, counts, mask)
+        score = selection_score(val)
+        history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_score": score, **val})
+        if score > best[0]:
+            best = (score, copy.deepcopy(model.state_dict()), val, epoch)
+            stale = 0
+        else:
+            stale += 1
+            if stale >= train_cfg.patience:
+                break
+    model.load_state_dict(best[1])
+    model.eval()
+    metrics = {"validation": {**best[2], "best_epoch": best[3], "val_score": best[0]}}
+    if len(t_test):
+        metrics["test"] = _evaluate(model, builder, t_test, counts, mask)
+    times = pd.DatetimeIndex(builder.times)
+    iso = lambda i: pd.Timestamp(times[min(i, len(times) - 1)]).isoformat()
+    data_window = {"start": iso(first), "end": iso(T), "train_end": iso(train_end), "val_end": iso(val_end)}
+    report({"stage": "done", "fraction": 1.0, "elapsed_s": time.perf_counter() - t_start})
+    return TrainResult(model=model, feature_config=fcfg, train_config=train_cfg, history=history,
+                       metrics=metrics, data_window=data_window,
+                       train_seconds=time.perf_counter() - t_start, frozen=frozen)
+
+
+def _evaluate(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, counts: np.ndarray,
+              mask: np.ndarray) -> dict:
+    if len(t_indices) == 0:
+        return {}
+    prob, expected = predict_windows(model, counts, None, t_indices, builder.cfg, mask, builder=builder)
+    return window_metrics(prob, expected, counts[t_indices], mask)
+
+
+# -- pretraining ---------------------------------------------------------------------------------
+def synthetic_count_tensors(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
+    """The fixed simulated-city corpus (synthetic.corpus) as (counts, starts, mask, window_hours)."""
+    from . import synthetic
+
+    out = []
+    for counts, starts, mask in synthetic.corpus(seed):
+        hours = int(round((starts[1] - starts[0]) / np.timedelta64(1, "h"))) if len(starts) > 1 else 24
+        out.append((counts, starts, mask, hours))
+    return out
+
+
+def _window_hours_of(starts) -> int:
+    s = pd.DatetimeIndex(pd.to_datetime(np.asarray(starts)))
+    return int(round((s[1] - s[0]) / pd.Timedelta(hours=1))) if len(s) > 1 else 24
+
+
+def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progress: ProgressFn = None,
+             seed: int = 0, time_budget_s: float = 150.0, max_steps: int | None = None,
+             batch_size: int = 8, lr: float = 1e-3, holdout_days: int = 455,
+             should_stop: Callable[[], bool] | None = None) -> dict:
+    """Train the 'pretrained' base on many cities: every stage trainable, one shared layout.
+
+    count_tensors: [(counts (T, H, W), starts, mask) or (counts, starts, mask, window_hours)]
+    (simulated cities from synthetic_count_tensors plus every category of the store; the
+    window length is read from starts when not given). The last `holdout_days` of each tensor
+    (a year of test plus 90 days of validation, fit's default split) are left out, so later
+    backtests of fine-tuned models are not evaluated on windows the base has seen.
+    Stops after time_budget_s seconds (or max_steps); returns a plain-types checkpoint dict
+    (format, category '*', state_dict, model_config, feature_config, train_config, data_window,
+    metrics, train_seconds) that fit takes as base_state.
+    """
+    t_start = time.perf_counter()
+    set_seed(seed)
+    fcfg = FeatureConfig()
+    names = channel_names(fcfg)
+    model_cfg = model_cfg or ModelConfig(in_channels=len(names),
+                                         prior_channel=names.index(f"rate_{max(fcfg.long_days)}d_s{fcfg.smoothing[0]:g}"))
+    model = create_model(model_cfg)
+    sources = []  # (builder, t_indices, mask tensor)
+    for item in count_tensors:
+        counts, starts, mask = item[0], item[1], item[2]
+        hours = int(item[3]) if len(item) > 3 else _window_hours_of(starts)
+        fc = FeatureConfig.from_dict({**fcfg.to_dict(), "window_hours": hours})
+        counts = np.asarray(counts, dtype=np.float32)
+        end = len(counts) - fc.windows(holdout_days)
+        if end - fc.recent_windows < 20:          # short history: keep its first half
+            end = len(counts) // 2
+        t_idx = np.arange(min(fc.recent_windows, max(0, end - 1)), max(1, end))
+        if len(t_idx) == 0 or counts[:end].sum() == 0:
+            continue
+        b = SampleBuilder(counts, starts, fc, mask)
+        sources.append((b, t_idx, torch.from_numpy(b.mask)))
+    if not sources:
+        raise ValueError("pretrain needs at least one count tensor with events")
+    # the base path starts at the corpus' typical event level
+    with torch.no_grad():
+        p_any = np.mean([float((b.counts[t][:, b.mask] > 0).mean()) for b, t, _ in sources]) + 1e-6
+        rate = np.mean([float(b.counts[t][:, b.mask].mean()) for b, t, _ in sources]) + 1e-6
+        if model.base_path is not None:
+            model.base_path.bias[0] = math.log(p_any / (1 - p_any))
+            model.base_path.bias[1] = math.log(rate)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    rng = np.random.default_rng(seed)
+    weights = np.array([len(t) for _, t, _ in sources], np.float64) ** 0.5
+    weights /= weights.sum()
+    step, losses = 0, []
+    while True:
+        elapsed = time.perf_counter() - t_start
+        if elapsed >= time_budget_s or (max_steps is not None and step >= max_steps):
+            break
+        b, t_idx, maskt = sources[rng.choice(len(sources), p=weights)]
+        t_batch = rng.choice(t_idx, size=min(batch_size, len(t_idx)), replace=False)
+        x = torch.from_numpy(b.inputs(t_batch))                                # (B, C, H, W)
+        y_any, y_count = (torch.from_numpy(a) for a in b.labels(t_batch))
+        logit, log_rate = model(x)
+        loss = masked_loss(logit, log_rate, y_any, y_count, maskt)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+        step += 1
+        elapsed = time.perf_counter() - t_start
+        frac = min(1.0, max(elapsed / time_budget_s, step / max_steps if max_steps else 0.0))
+        if on_progress is not None:
+            on_progress({"stage": "pretrain", "fraction": frac, "step": step, "loss": losses[-1],
+                         "cities": len(sources), "elapsed_s": elapsed,
+                         "eta_s": max(0.0, elapsed / frac - elapsed) if frac > 0 else None})
+        if should_stop is not None and should_stop():
+            raise Cancelled("pretraining cancelled")
+    model.eval()
+    state = model_to_state(model)
+    seconds = time.perf_counter() - t_start
+    return {"format": CHECKPOINT_FORMAT, "category": "*",
+            "state_dict": state["state_dict"], "model_config": state["model_config"],
+            "feature_config": fcfg.to_dict(),
+            "train_config": {"kind": "pretrain", "seed": seed, "time_budget_s": time_budget_s,
+                             "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
+                             "holdout_days": holdout_days, "n_tensors": len(sources)},
+            "data_window": {}, "history": [{"steps": step,
+                                            "loss_first": float(np.mean(losses[:20])) if losses else None,
+                                            "loss_last": float(np.mean(losses[-20:])) if losses else None}],
+            "metrics": {}, "train_seconds": seconds}

@@ -1,0 +1,125 @@
+"""training.py: fit on a tiny city, cached frozen features, cancel, predict, pretrain."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from safety_models import training
+from safety_models.features import FeatureConfig, SampleBuilder
+from safety_models.models import freeze_up_to, model_from_checkpoint
+from safety_models.synthetic import simulate_city
+from safety_models.training import (Cancelled, TrainConfig, fit, predict_window, predict_windows,
+                                    pretrain, split_windows)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def city():
+    return simulate_city(3, rows=16, cols=16, n_windows=160, window_hours=24, events_per_window=6.0)
+
+
+def _cfg(**kw):
+    d = dict(category="crime", epochs=1, steps_per_epoch=2, batch_size=4, val_windows=10,
+             test_windows=10)
+    d.update(kw)
+    return TrainConfig(**d)
+
+
+@pytest.fixture(scope="module")
+def tiny_base(city):
+    counts, starts, mask = city
+    return pretrain([(counts, starts, mask)], max_steps=2, time_budget_s=60, batch_size=2)
+
+
+def test_split_is_chronological(city):
+    counts, _, _ = city
+    first, train_end, val_end, T = split_windows(counts, _cfg(), FeatureConfig())
+    assert first < train_end == val_end - 10 and val_end == T - 10 == 150
+    d_first, d_train_end, d_val_end, _ = split_windows(np.ones((900, 2, 2)), TrainConfig(), FeatureConfig())
+    assert (d_val_end, d_train_end) == (900 - 365, 900 - 365 - 90)
+
+
+def test_fit_scratch_and_checkpoint_round_trip(city):
+    counts, starts, mask = city
+    progress = []
+    res = fit(counts, starts, mask, _cfg(base="none"), on_progress=progress.append)
+    assert any(p["stage"] == "train" and 0 < p["fraction"] <= 1 for p in progress)
+    assert {"epoch", "epochs", "batch", "batches", "loss", "eta_s", "elapsed_s"} <= set(progress[1])
+    ck = res.checkpoint()
+    assert {"format", "state_dict", "model_config", "feature_config", "train_config", "data_window",
+            "metrics", "train_seconds"} <= set(ck)
+    assert set(ck["data_window"]) == {"start", "end", "train_end", "val_end"}
+    assert "roc_auc" in ck["metrics"]["validation"] and "pai_5" in ck["metrics"]["test"]
+    buf = io.BytesIO()
+    torch.save(ck, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=True)
+    model = model_from_checkpoint(loaded)
+    fcfg = FeatureConfig.from_dict(loaded["feature_config"])
+    for t in (100, len(counts)):
+        p1, e1 = predict_window(res.model, counts, starts, t, res.feature_config, mask)
+        p2, e2 = predict_window(model, counts, starts, t, fcfg, mask)
+        assert p1.shape == (16, 16) and np.array_equal(p1, p2) and np.array_equal(e1, e2)
+        assert np.all((p1 >= 0) & (p1 <= 1)) and np.all(p1[~mask] == 0)
+    probs, _ = predict_windows(model, counts, starts, [100, 101], fcfg, mask)
+    np.testing.assert_allclose(probs[0], predict_window(model, counts, starts, 100, fcfg, mask)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_fine_tune_freezes_and_only_trainable_reach_optimizer(city, tiny_base):
+    counts, starts, mask = city
+    res = fit(counts, starts, mask, _cfg(base="pretrained", freeze_up_to="layer1"), base_state=tiny_base)
+    assert res.frozen and all(n.split(".")[0] in ("adapter", "stem", "layer1") for n in res.frozen)
+    after = res.model.state_dict()
+    for k, v in tiny_base["state_dict"].items():
+        if k.split(".")[0] in ("adapter", "stem", "layer1"):
+            assert torch.equal(v, after[k]), k                   # includes BN running stats
+    assert not torch.equal(tiny_base["state_dict"]["layer2.0.conv1.weight"], after["layer2.0.conv1.weight"])
+
+
+def test_cached_frozen_features_give_the_same_first_loss(city, tiny_base):
+    counts, starts, mask = city
+    losses = {}
+    for cache in (True, False):
+        seen = []
+        fit(counts, starts, mask, _cfg(base="pretrained", freeze_up_to="layer2", cache_frozen=cache,
+                                       steps_per_epoch=1), base_state=tiny_base,
+            on_progress=lambda p: seen.append(p["loss"]) if p["stage"] == "train" else None)
+        losses[cache] = seen[0]
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_should_stop_cancels(city):
+    counts, starts, mask = city
+    with pytest.raises(Cancelled):
+        fit(counts, starts, mask, _cfg(base="none"), should_stop=lambda: True)
+
+
+def test_sgd_and_imagenet_missing(city, tmp_path, monkeypatch):
+    counts, starts, mask = city
+    res = fit(counts, starts, mask, _cfg(base="none", optimizer="sgd"))
+    assert res.history and np.isfinite(res.history[0]["loss"])
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    from safety_models.errors import WeightsMissing
+    with pytest.raises(WeightsMissing):
+        fit(counts, starts, mask, _cfg(base="imagenet"))
+
+
+def test_pretrain_checkpoint_is_a_base(tiny_base):
+    assert tiny_base["category"] == "*" and tiny_base["format"] == 1
+    buf = io.BytesIO()
+    torch.save(tiny_base, buf)
+    buf.seek(0)
+    assert model_from_checkpoint(torch.load(buf, weights_only=True)) is not None
+
+
+def test_train_config_round_trip():
+    cfg = TrainConfig(category="health", base="imagenet", freeze_up_to="layer3", lr=3e-4)
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    assert cfg.hours == 168
