@@ -53,7 +53,7 @@ ProgressFn = Callable[[dict], None]
 
 # Share-of-area grid of the curves saved for the dashboard (0, 0.5 %, ..., 100 %).
 CURVE_AREA_SHARES: tuple[float, ...] = tuple(np.round(np.linspace(0.0, 1.0, 201), 4).tolist())
-# At most this many points of a ROC curve are saved (the curve is thinned evenly in FPR).
+# Thresholds of the saved ROC curves (quantiles of the scores).
 ROC_CURVE_POINTS = 201
 BOOTSTRAP_RESAMPLES = 2000
 # Forecasts are made in chunks of this many windows (bounded memory, regular progress).
@@ -182,21 +182,25 @@ def model_probabilities(model: Any, checkpoint: Mapping[str, Any], city: Any, t_
                         on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """(windows, rows, cols) float64 probability of >= 1 event, window t forecast from counts[:t].
 
-    ``training.predict_windows`` builds each window's inputs from the windows before it only
-    (features.build_inputs); batches bound the memory. on_batch(n_done) after each batch.
+    The probability is what the risk map ranks cells by, so hot-spot metrics score what
+    operators see. ``training.predict_windows`` builds each window's inputs from running
+    sums that stop before it (features.SampleBuilder); one builder serves every batch, and
+    batches bound the memory. on_batch(n_done) after each batch.
     """
     from . import features, training  # the ML stack is heavy; import only when a model runs
 
     feature_cfg = checkpoint["feature_config"]
     if isinstance(feature_cfg, Mapping):
         feature_cfg = features.FeatureConfig.from_dict(feature_cfg)
+    mask = np.asarray(city.mask, dtype=bool)
+    builder = features.SampleBuilder(city.counts, city.starts, feature_cfg, mask)
     t_indices = np.asarray(t_indices, dtype=np.int64)
     out = np.empty((len(t_indices), *city.counts.shape[1:]), dtype=np.float64)  # (windows, rows, cols)
     for lo in range(0, len(t_indices), PREDICT_BATCH_WINDOWS):
         batch = t_indices[lo:lo + PREDICT_BATCH_WINDOWS]
-        pred = training.predict_windows(model, city.counts, city.starts, batch, feature_cfg, city.mask)
-        prob = pred[0] if isinstance(pred, tuple) else pred
-        out[lo:lo + len(batch)] = np.asarray(prob, dtype=np.float64)
+        prob, _expected = training.predict_windows(model, city.counts, city.starts, batch, feature_cfg, mask,
+                                                   builder=builder)
+        out[lo:lo + len(batch)] = prob
         if on_batch is not None:
             on_batch(lo + len(batch))
     return out
@@ -247,7 +251,7 @@ class ProbabilityMap:
 # Slope used when the validation data cannot order the cells (no events, or a score that
 # does not rise with risk): tiny, so the map is ~ the base rate but ties are not created.
 _MIN_SLOPE = 1e-6
-_MAX_FIT_SAMPLES = 400_000
+_MAX_FIT_SAMPLES = 100_000
 
 
 def _signed_log1p(scores: np.ndarray) -> np.ndarray:
@@ -307,8 +311,6 @@ def _curves(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict[str,
     Curve values are means over the windows (metrics.hit_rate_curve); the first point is
     (0, 0) for the hit rate and undefined (None) for PAI.
     """
-    from sklearn.metrics import roc_curve
-
     curve = metrics.hit_rate_curve(prob, counts, CURVE_AREA_SHARES[1:], mask=mask)
     curves: dict[str, Any] = {
         "area_share": list(CURVE_AREA_SHARES),
@@ -316,15 +318,34 @@ def _curves(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict[str,
         "pai": [None, *curve["pai"].tolist()],
         "perfect_hit_rate": [0.0, *curve["perfect_hit_rate"].tolist()],
     }
-    y = (counts[:, mask] > 0).ravel()
-    if y.any() and not y.all():
-        fpr, tpr, _ = roc_curve(y, prob[:, mask].ravel())
-        # Thin evenly in FPR: the interpolated TPR on a fixed grid is what a chart draws anyway.
-        grid_fpr = np.linspace(0.0, 1.0, ROC_CURVE_POINTS)
-        curves["roc"] = {"fpr": grid_fpr.tolist(), "tpr": np.interp(grid_fpr, fpr, tpr).tolist()}
-    else:
-        curves["roc"] = None  # ROC is undefined with a single class
+    curves["roc"] = roc_points(prob[:, mask].ravel(), (counts[:, mask] > 0).ravel())
     return curves
+
+
+def roc_points(scores: np.ndarray, events: np.ndarray, n_points: int = ROC_CURVE_POINTS) -> dict[str, list] | None:
+    """ROC curve for a chart: exact (FPR, TPR) at n_points thresholds, the quantiles of the
+    scores (evenly spaced in the share of cell-windows flagged), plus (0, 0) and (1, 1).
+
+    One binary search per value instead of sklearn's full sort: a year of daily windows on
+    5,000 cells is 2 million values. None when only one class is present (ROC undefined).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    events = np.asarray(events, dtype=bool)
+    n_pos = int(events.sum())
+    n_neg = events.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    thresholds = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, n_points)))  # ascending
+    # bin[i] = number of thresholds <= score i: the value is flagged by thresholds[:bin[i]].
+    bins = np.searchsorted(thresholds, scores, side="right")
+    pos_at = np.bincount(bins[events], minlength=len(thresholds) + 1)    # (thresholds + 1,)
+    neg_at = np.bincount(bins[~events], minlength=len(thresholds) + 1)
+    # Flagged at threshold j (score >= thresholds[j]) = values with bin > j.
+    tpr = pos_at[::-1].cumsum()[::-1][1:] / n_pos                        # (thresholds,) descending in j
+    fpr = neg_at[::-1].cumsum()[::-1][1:] / n_neg
+    fpr = np.concatenate([[0.0], fpr[::-1], [1.0]])
+    tpr = np.concatenate([[0.0], tpr[::-1], [1.0]])
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
 def _per_window_values(result: Mapping[str, Any], key: str) -> np.ndarray:

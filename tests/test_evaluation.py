@@ -276,3 +276,66 @@ def test_precomputed_baselines_are_reused_only_on_the_same_windows(model_seen):
     shorter = {**DATA_WINDOW, "val_end": "2024-01-27"}
     with pytest.raises(ValueError, match="other windows"):
         evaluation.backtest(object(), checkpoint(data_window=shorter), city, baseline_results=scored)
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end: a tiny trained model in a tiny home (conftest's session fixture, 1 epoch)
+
+
+def test_evaluate_category_end_to_end(tiny_home_with_models):
+    from conftest import use_home
+
+    from safety_models import registry
+    from safety_models.baselines import baselines_for
+    from safety_models.store import Store
+
+    with use_home(tiny_home_with_models):
+        store = Store()
+        model_id = registry.active_model_id(store, "crime")
+        saved = evaluation.load_evaluation(model_id)  # written by the fixture's evaluate_category
+        assert saved is not None and saved["model_id"] == model_id and saved["category"] == "crime"
+        assert set(saved["results"]["baselines"]) == set(baselines_for("crime"))
+        _, checkpoint = registry.load_model(store, model_id)
+        assert pd.Timestamp(saved["test_start"]) >= pd.Timestamp(checkpoint["data_window"]["val_end"])
+        assert saved["n_windows"] == saved["results"]["model"]["n_windows"] > 0
+        again = evaluation.evaluate_category(store, "crime").to_dict()   # the active model by default
+        assert again == saved  # deterministic, and the saved file is exactly to_dict()
+        store.close()
+
+
+def test_real_model_forecasts_do_not_see_the_future(tiny_home_with_models):
+    """Alter every window from the third test window on: the model's forecasts of the first
+    three test windows stay the same, later ones move."""
+    from conftest import use_home
+
+    from safety_models import registry
+    from safety_models.store import Store
+
+    with use_home(tiny_home_with_models):
+        store = Store()
+        model, checkpoint = registry.load_model(store, registry.active_model_id(store, "traffic"))
+        city = evaluation.model_city(store, "traffic", checkpoint)
+        store.close()
+    _, test_idx = evaluation.split_indices(city.starts, checkpoint["data_window"])
+    targets = test_idx[:6]
+    future = city.counts.copy()
+    future[targets[2]:] = np.random.default_rng(5).poisson(2.0, size=future[targets[2]:].shape)
+    altered = dataclasses_replace(city, counts=future)
+    before = evaluation.model_probabilities(model, checkpoint, city, targets)
+    after = evaluation.model_probabilities(model, checkpoint, altered, targets)
+    np.testing.assert_allclose(before[:3], after[:3], rtol=1e-6, atol=1e-9)
+    assert not np.allclose(before[3:], after[3:])
+
+
+def dataclasses_replace(obj, **changes):
+    import dataclasses
+
+    return dataclasses.replace(obj, **changes)
+
+
+def test_roc_points_by_hand():
+    # Thresholds 0.8, 0.4, 0.35, 0.1 flag 1, 2, 3, 4 of the values: (FPR, TPR) by hand.
+    r = evaluation.roc_points(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), n_points=101)
+    points = sorted(set(zip(r["fpr"], r["tpr"])))
+    assert points == [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
+    assert evaluation.roc_points(np.array([0.1, 0.2]), np.array([0, 0])) is None
