@@ -9,9 +9,11 @@ the traceback goes to the log ``home/jobs/<job_id>.log`` only).
 
 Kinds:
   train      config = TrainConfig.to_dict(): workflows.train_category
-  pretrain   config = {"force": bool}: workflows.ensure_pretrained
-  bootstrap  config = {} (or {"train": {...TrainConfig overrides}}): the base, then a first
-             model for every category with data and no model (the dashboard's first start)
+  pretrain   config = {"force": bool, "pretrain": {training.pretrain options}}:
+             workflows.ensure_pretrained
+  bootstrap  config = {} (optionally "train": TrainConfig overrides, "pretrain": options):
+             the base, then a first model for every category with data and no model (the
+             dashboard's first start)
 
 A job that fails or is killed never touches the active model: models are saved only once
 training has finished. recover_stale_jobs marks jobs whose process has died as failed.
@@ -434,11 +436,14 @@ def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str 
                                         should_stop=reporter.should_stop)
     if kind == "pretrain":
         return workflows.ensure_pretrained(store, on_progress=reporter.on_progress,
-                                           force=bool(config.get("force", False)))
+                                           force=bool(config.get("force", False)),
+                                           should_stop=reporter.should_stop,
+                                           pretrain_options=config.get("pretrain"))
     if kind == "bootstrap":
         model_ids = workflows.bootstrap(store, on_progress=reporter.on_progress,
                                         should_stop=reporter.should_stop,
-                                        train_overrides=config.get("train"))
+                                        train_overrides=config.get("train"),
+                                        pretrain_options=config.get("pretrain"))
         return ",".join(model_ids) or None
     raise ValueError(f"unknown job kind {kind!r}")
 

@@ -172,22 +172,28 @@ def _window_hours_of(checkpoint: dict, category: str) -> int:
 
 
 def ensure_pretrained(store: Any, on_progress: ProgressFn | None = None,
-                      force: bool = False, seed: int = 0) -> str:
+                      force: bool = False, seed: int = 0, should_stop: StopFn | None = None,
+                      pretrain_options: dict | None = None) -> str:
     """The id of the active pretrained base model, pretraining one first when there is none
-    (or when force). Pretraining uses synthetic cities plus every category stored here, each
-    on its own grid, so the base has seen this city's scale and rhythms."""
+    (or when force). Pretraining uses the simulated cities (training.synthetic_count_tensors)
+    plus every category stored here on its own grid, so the base has seen this city's scale
+    and rhythms. pretrain_options go to training.pretrain (e.g. time_budget_s, max_steps).
+    Raises training.Cancelled when should_stop() turns true; nothing is saved then."""
     from . import training
 
     existing = registry.active_model_id(store, registry.BASE_CATEGORY)
     if existing is not None and not force:
         return existing
+    if on_progress is not None:
+        on_progress({"stage": "pretrain-data", "fraction": 0.0})
     tensors = list(training.synthetic_count_tensors(seed=seed))
     for category in CATEGORIES:
         if store.time_range(category) is None:
             continue
         city = prepare_city(store, category)
         tensors.append((city.counts, city.starts, city.mask, city.window_hours))
-    checkpoint = training.pretrain(tensors, on_progress=on_progress, seed=seed)
+    checkpoint = training.pretrain(tensors, on_progress=on_progress, seed=seed,
+                                   should_stop=should_stop, **(pretrain_options or {}))
     return registry.save_base(store, checkpoint)
 
 
@@ -416,9 +422,11 @@ def categories_without_model(store: Any) -> list[str]:
 
 
 def bootstrap(store: Any, on_progress: ProgressFn | None = None,
-              should_stop: StopFn | None = None, train_overrides: dict | None = None) -> list[str]:
+              should_stop: StopFn | None = None, train_overrides: dict | None = None,
+              pretrain_options: dict | None = None) -> list[str]:
     """Pretrain the base when missing, then train a first model for every category that has
-    data and no model (from 'pretrained', default settings). Returns the new model ids.
+    data and no model (from 'pretrained', default settings changed by train_overrides, a
+    TrainConfig dict). Returns the new model ids.
 
     on_progress dicts carry "category" (None while pretraining) and "fraction" of the whole
     run, with the step's own fraction as "step_fraction".
@@ -438,7 +446,8 @@ def bootstrap(store: Any, on_progress: ProgressFn | None = None,
                          "fraction": (done + min(1.0, fraction)) / steps})
         return inner
 
-    ensure_pretrained(store, on_progress=report(None))
+    ensure_pretrained(store, on_progress=report(None), should_stop=should_stop,
+                      pretrain_options=pretrain_options)
     done = 1
     model_ids = []
     for category in todo:

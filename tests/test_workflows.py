@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
 
-from safety_models import ingest, jobs, registry, workflows
-from safety_models.errors import GridMismatch, NotReady
+from safety_models import ingest, jobs, registry, synthetic, training, workflows
+from safety_models.errors import GridMismatch, NotReady, WeightsMissing
 from safety_models.grid import GridSpec
 from safety_models.store import Store
 from safety_models.training import TrainConfig
@@ -142,3 +142,37 @@ def test_attention_items_name_missing_models_and_failed_jobs(store):
     assert items[0] == {"level": "error", "category": "crime",
                         "message": f"The last crime training (job {job_id}) failed: there are too "
                                    "few crime incidents to train"}
+
+
+QUICK_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "cell_size_m": TINY_CELL_SIZE_M,
+               "test_windows": 10, "val_windows": 10, "freeze_up_to": "layer2",
+               "cache_frozen": False}  # caching encodes every train window: slower for 2 steps
+
+
+def test_bootstrap_pretrains_once_and_fine_tunes_from_the_base(store, monkeypatch):
+    # One small simulated city instead of the full corpus (which takes a while to simulate).
+    monkeypatch.setattr(training, "synthetic_count_tensors", lambda seed=0: [
+        (*synthetic.simulate_city(seed, rows=16, cols=16, n_windows=120), 24)])
+    progress = []
+    model_ids = workflows.bootstrap(store, on_progress=progress.append,
+                                    train_overrides=QUICK_TRAIN,
+                                    pretrain_options={"max_steps": 2, "batch_size": 2})
+    base_id = registry.active_model_id(store, registry.BASE_CATEGORY)
+    assert base_id is not None and len(model_ids) == 1
+    info = registry.model_info(store, model_ids[0])
+    assert info["category"] == "crime" and info["status"] == "active"
+    assert info["base_model_id"] == base_id and info["parent"] is None
+    # Progress covers the whole run: pretraining first (no category), then crime.
+    assert progress[0]["category"] is None and progress[-1]["category"] == "crime"
+    fractions = [p["fraction"] for p in progress]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    # The base exists now: it is reused, not trained again; nothing is left to bootstrap.
+    assert workflows.ensure_pretrained(store) == base_id
+    assert workflows.bootstrap(store) == []
+
+
+def test_imagenet_without_weights_says_where_to_put_them(store, tmp_path):
+    cfg = quick_config(base="imagenet", imagenet_weights=str(tmp_path / "missing.pth"))
+    with pytest.raises(WeightsMissing, match="Nothing is downloaded"):
+        workflows.train_category(store, cfg)
+    assert registry.list_models(store).empty
