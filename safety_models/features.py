@@ -11,6 +11,7 @@ Channels (see `channel_names`), all (rows, cols) planes:
     recent_sum_s1      log1p(sum of last K windows / K / base), Gaussian-smoothed sigma=smoothing[0]
     rate_<d>d          log1p(mean rate over the last d days / base)  for d in long_days
     rate_<d>d_s<s>     the same, Gaussian-smoothed with sigma=s cells, for s in smoothing
+    rate_all, rate_all_s<s>  mean rate over all history before t (all_history=True)
     season_ly          log1p(mean rate around the same time last year / base)
     season_ly_s1       the same, smoothed sigma=smoothing[0]
     dow_sin, dow_cos   day of week of window t (zero for windows of a week or longer)
@@ -44,6 +45,7 @@ class FeatureConfig:
     long_days: tuple[int, ...] = (28, 91, 365)   # long-run mean rates over these horizons (days)
     smoothing: tuple[float, ...] = (1.0, 3.0)    # Gaussian sigmas in cells for the long rates
     season_half_days: int = 14              # same-season-last-year: +-this many days around t-1y
+    all_history: bool = True                # also the mean rate over all history before t
     calendar: bool = True
 
     def to_dict(self) -> dict:
@@ -70,6 +72,9 @@ def channel_names(cfg: FeatureConfig) -> list[str]:
     for d in cfg.long_days:
         names.append(f"rate_{d}d")
         names += [f"rate_{d}d_s{s:g}" for s in cfg.smoothing]
+    if cfg.all_history:
+        names.append("rate_all")
+        names += [f"rate_all_s{s:g}" for s in cfg.smoothing]
     names += ["season_ly", "season_ly_s1", "dow_sin", "dow_cos", "doy_sin", "doy_cos",
               "mask", "log_base", "history_frac"]
     return names
@@ -124,7 +129,7 @@ class SampleBuilder:
     """
 
     def __init__(self, counts: np.ndarray, starts, cfg: FeatureConfig, mask: np.ndarray | None = None,
-                 offset: int = 0, events_before: float = 0.0):
+                 offset: int = 0, events_before: float = 0.0, cells_before: np.ndarray | None = None):
         # offset/events_before: counts are windows offset.. of a longer history whose first
         # `offset` windows held `events_before` city events (used by `for_window`)
         counts = np.asarray(counts, dtype=np.float32)
@@ -144,6 +149,8 @@ class SampleBuilder:
         self.city_cum = events_before + np.concatenate([[0.0], np.cumsum(city)])   # (T+1,)
         self.n_mask = max(1, int(self.mask.sum()))
         self.offset = int(offset)
+        self.cells_before = (np.zeros((self.H, self.W), np.float32) if cells_before is None
+                             else np.asarray(cells_before, np.float32))              # (H, W)
         self.times = window_start_times(starts, self.offset + self.T + 1, cfg.window_hours)[self.offset:]
 
     @classmethod
@@ -153,9 +160,9 @@ class SampleBuilder:
         counts = np.asarray(counts)
         lo = max(0, int(t) - lookback_windows(cfg))
         m = np.ones(counts.shape[1:], bool) if mask is None else np.asarray(mask, bool)
-        before = float(counts[:lo].sum(axis=0, dtype=np.float64)[m].sum()) if lo else 0.0
+        cells = counts[:lo].sum(axis=0, dtype=np.float64) if lo else np.zeros(counts.shape[1:])
         return cls(counts[lo:t], window_start_times(starts, t + 1, cfg.window_hours), cfg, mask,
-                   offset=lo, events_before=before)
+                   offset=lo, events_before=float(cells[m].sum()), cells_before=cells)
 
     def _window_sum(self, t: np.ndarray, length: int) -> tuple[np.ndarray, np.ndarray]:
         """Sum of counts[t-length:t] (clipped at 0) and the number of windows summed."""
@@ -193,6 +200,12 @@ class SampleBuilder:
         for d in cfg.long_days:
             s, m = self._window_sum(t, cfg.windows(d))
             rate = s / np.maximum(m, 1)[:, None, None]
+            planes.append(norm(rate))
+            planes += [norm(smooth(rate, sg)) for sg in cfg.smoothing]
+        if cfg.all_history:
+            # cum[t] - cum[0] over the builder's windows, plus the windows before its offset
+            # (for_window builders): their per-cell sums are kept in self.cells_before
+            rate = (self.cum[t] + self.cells_before) / np.maximum(t_global, 1)[:, None, None]
             planes.append(norm(rate))
             planes += [norm(smooth(rate, sg)) for sg in cfg.smoothing]
         # same season last year: windows around t - 1 year, only where that history exists
