@@ -21,7 +21,6 @@ training has finished. recover_stale_jobs marks jobs whose process has died as f
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket

@@ -105,7 +105,8 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, (pd.Timestamp, datetime)):
         return pd.Timestamp(value).isoformat()
     if isinstance(value, dict):
-        return {str(k) if not isinstance(k, (str, int)) else k: to_plain(v) for k, v in value.items()}
+        return {k if isinstance(k, (str, int)) else str(k): to_plain(v)
+                for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return type(value)(to_plain(v) for v in value)
     if hasattr(value, "to_dict") and callable(value.to_dict):
