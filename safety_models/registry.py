@@ -494,6 +494,8 @@ def should_promote(new_metrics: dict | None, active_metrics: dict | None) -> tup
 
     Compares the validation scores (the first of HIGHER_IS_BETTER, then LOWER_IS_BETTER, that
     both models report). No active model -> yes. No common score -> no, with the reason.
+    Models trained on different data periods were validated on different windows, so this
+    is a suggestion; evaluation.evaluate_category backtests both on the same windows.
     """
     if not active_metrics:
         return True, "there is no active model to compare with"

@@ -93,6 +93,22 @@ def category_grid(store: Any, category: str) -> GridSpec | None:
     return GridSpec.from_dict(json.loads(text)) if text else None
 
 
+def known_grid(store: Any, category: str, cell_size_m: float) -> GridSpec | None:
+    """A grid of this cell size that the category already uses: the category grid, the
+    recorded one, else the newest model's of that size; None when there is none (then a new
+    grid is fitted). Reusing it keeps versions of one cell size comparable cell for cell."""
+    candidates = [category_grid(store, category)]
+    text = store.get_meta(_grid_meta_key(category))
+    if text:
+        candidates.append(GridSpec.from_dict(json.loads(text)))
+    models = registry.list_models(store, category)
+    candidates += [GridSpec.from_dict(g) for g in models["grid"] if g]
+    for spec in candidates:
+        if spec is not None and math.isclose(spec.cell_size_m, float(cell_size_m)):
+            return spec
+    return None
+
+
 def _as_spec(spec: GridSpec | dict) -> GridSpec:
     return spec if isinstance(spec, GridSpec) else GridSpec.from_dict(dict(spec))
 
@@ -127,8 +143,8 @@ def prepare_city(store: Any, category: str, cell_size_m: float | None = None,
     """The category's incidents binned on its grid.
 
     cell_size_m: None -> the category's grid (see category_grid), or a new one of
-        DEFAULT_CELL_SIZE_M when no model was trained yet; a size that differs from the
-        category grid's -> a new grid fitted to the data.
+        DEFAULT_CELL_SIZE_M when no model was trained yet; a size -> the grid of that size
+        the category already uses (see known_grid), else a new grid fitted to the data.
     window_hours: None -> DEFAULT_WINDOW_HOURS[category].
     grid: use exactly this grid (e.g. a model's own); overrides cell_size_m.
     Raises NotReady when the category has no incidents.
@@ -138,12 +154,13 @@ def prepare_city(store: Any, category: str, cell_size_m: float | None = None,
     incidents = _incidents_or_raise(store, category)
     if grid is not None:
         spec = _as_spec(grid)
-    else:
+    elif cell_size_m is None:
         spec = category_grid(store, category)
-        if spec is None or (cell_size_m is not None
-                            and not math.isclose(spec.cell_size_m, float(cell_size_m))):
-            spec = gridlib.fit_grid(incidents["latitude"], incidents["longitude"],
-                                    float(cell_size_m or DEFAULT_CELL_SIZE_M))
+    else:
+        spec = known_grid(store, category, float(cell_size_m))
+    if spec is None:
+        spec = gridlib.fit_grid(incidents["latitude"], incidents["longitude"],
+                                float(cell_size_m or DEFAULT_CELL_SIZE_M))
     return _city_from_incidents(category, spec, hours, incidents, store.boundary(category))
 
 
@@ -500,10 +517,10 @@ def attention_items(store: Any) -> list[dict]:
     from . import jobs
 
     items: list[dict] = []
-    running = {job.get("category") for job in jobs.list_jobs(store, limit=50)
-               if job["status"] in jobs.ACTIVE_STATUSES}
+    recent = jobs.list_jobs(store, limit=50)        # newest first
+    running = {job.get("category") for job in recent if job["status"] in jobs.ACTIVE_STATUSES}
     latest_by_category: dict[str | None, dict] = {}
-    for job in jobs.list_jobs(store, limit=50):     # newest first
+    for job in recent:
         latest_by_category.setdefault(job.get("category"), job)
     for category, job in latest_by_category.items():
         if job["status"] == "failed":

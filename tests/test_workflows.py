@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
+from test_registry import fake_checkpoint
 
 from safety_models import ingest, jobs, registry, synthetic, training, workflows
 from safety_models.errors import GridMismatch, NotReady, WeightsMissing
@@ -60,6 +61,12 @@ def test_category_grid_is_reused_until_another_cell_size_is_asked_for(store):
     assert workflows.prepare_city(store, "crime", cell_size_m=2000).grid == recorded
     other = workflows.prepare_city(store, "crime", cell_size_m=TINY_CELL_SIZE_M).grid
     assert other.cell_size_m == TINY_CELL_SIZE_M and other != recorded
+    # A size a model already uses gets that model's grid back, not a refit.
+    registry.save_model(store, {**fake_checkpoint(grid=other), "train_config": {}}, "crime")
+    store.set_meta("grid:crime", json.dumps(recorded.to_dict()))
+    registry.promote(store, registry.list_models(store, "crime")["model_id"].iloc[0])
+    assert workflows.prepare_city(store, "crime").grid == other          # the active model's
+    assert workflows.prepare_city(store, "crime", cell_size_m=2000).grid == recorded
 
 
 def test_risk_levels_by_rank_share():
