@@ -4,7 +4,7 @@ import streamlit as st
 
 from app_pages._common import first_start
 
-st.set_page_config(page_title="Safety risk maps", page_icon=":material/map:", layout="wide")
+st.set_page_config(page_title="Safety risk maps", page_icon="🗺️", layout="wide")
 
 # On an empty home: load the demo data and start the one background job that trains a model
 # per category (a library call; cheap and idempotent on every later run).

@@ -345,6 +345,17 @@ def scale_max(db_url: str, category: str, model_id: str, stamp: str) -> float:
 # ------------------------------------------------------------------------------ map pieces
 
 
+HOTSPOT_COLUMNS = {
+    "rank": st.column_config.NumberColumn("#", width="small"),
+    "cell": st.column_config.NumberColumn("cell", width="small", format="%d"),
+    "chance": st.column_config.NumberColumn("chance", format="%.1f %%", width="small",
+                                            help="Chance of at least one incident"),
+    "last 30 days": st.column_config.NumberColumn("30 d", width="small",
+                                                  help="Incidents in the last 30 days"),
+    "risk level": st.column_config.TextColumn("level", width="small"),
+}
+
+
 def selected_cell(state: Any) -> int | None:
     """The cell id a pydeck selection state holds (cells layer), None when nothing is."""
     from safety_models import mapview
@@ -609,3 +620,19 @@ def study_figure(runs: pd.DataFrame):
                          margin={"l": 10, "r": 10, "t": 20, "b": 10},
                          legend={"orientation": "h", "y": -0.35})
     return figure
+
+
+def headline_markdown(headline: dict) -> str:
+    """The model's headline test scores beside the best baseline's, as a small table."""
+    def row(label: str, model: float, baseline: float, fmt: str) -> str:
+        better = "" if pd.isna(baseline) or pd.isna(model) else (
+            " ▲" if model > baseline else " ▼" if model < baseline else "")
+        return (f"| {label} | **{format(model, fmt)}**{better} | "
+                f"{'–' if pd.isna(baseline) else format(baseline, fmt)} |")
+
+    return "\n".join([
+        "| test period | model | best baseline |", "|:--|--:|--:|",
+        row("PAI at 5 % of area", headline["pai_5"], headline["best_pai_5"], ".1f"),
+        row("hit rate at 5 %", headline["hit_rate_5"], headline["best_hit_rate_5"], ".0%"),
+        row("ROC-AUC", headline["roc_auc"], headline["best_roc_auc"], ".2f"),
+    ])

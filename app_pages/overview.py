@@ -74,32 +74,18 @@ for column, category in zip(columns, CATEGORIES):
             if headline is None:
                 st.caption("Not evaluated yet (see the **Evaluation** page).")
             else:
-                left, right = st.columns(2)
-                left.metric(
-                    "Hit rate in top 5 % of area", f"{headline['hit_rate_5']:.0%}",
-                    delta=f"{headline['hit_rate_5'] - headline['best_hit_rate_5']:+.0%} "
-                          f"vs {headline['best_baseline']}",
-                    help="Share of the test period's incidents that fell in the 5 % of the "
-                         "city the model flagged, against the best baseline.")
-                right.metric(
-                    "ROC-AUC", f"{headline['roc_auc']:.2f}",
-                    delta=f"{headline['roc_auc'] - headline['best_roc_auc']:+.2f} "
-                          f"vs {headline['best_baseline_auc']}",
-                    help="How well the model ranks cells with incidents above cells without "
-                         "(0.5 = chance, 1 = perfect), against the best baseline.")
-                st.caption(f"PAI at 5 %: {headline['pai_5']:.1f} "
-                           f"(best baseline {headline['best_pai_5']:.1f}); "
-                           f"backtest {ui.when(evaluation['test_start'])} – "
-                           f"{ui.when(evaluation['test_end'])}")
+                st.markdown(ui.headline_markdown(headline))
+                st.caption(f"Backtest {ui.when(evaluation['test_start'])} – "
+                           f"{ui.when(evaluation['test_end'])}, against the best of "
+                           f"{len(evaluation['results'].get('baselines', {}))} baselines.")
             prediction = ui.prediction(url, category, model_id, None, stamp)
             if prediction.empty:
                 continue
             start = pd.Timestamp(prediction["window_start"].iloc[0])
             end = pd.Timestamp(prediction["window_end"].iloc[0])
             st.markdown(f"**Top 5 hotspots**, {ui.when(start)} – {ui.when(end)}")
-            top = mapview.top_hotspots(prediction, 5)
-            st.dataframe(
-                top[["rank", "cell", "risk level", "chance", "last 30 days"]],
-                hide_index=True, width="stretch",
-                column_config={"chance": st.column_config.NumberColumn("chance", format="%.1f %%")})
+            top = mapview.top_hotspots(prediction, 5, ui.boundary(url, category))
+            where = "district" if top["district"].astype(bool).any() else "cell"
+            st.dataframe(top[["rank", where, "chance", "last 30 days"]], hide_index=True,
+                         width="stretch", column_config=ui.HOTSPOT_COLUMNS)
             st.page_link("app_pages/risk_map.py", label="Open the risk map", icon=":material/map:")

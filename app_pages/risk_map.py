@@ -76,13 +76,14 @@ window_start = pd.Timestamp(prediction["window_start"].iloc[0])
 window_end = pd.Timestamp(prediction["window_end"].iloc[0])
 selected_cell = ui.selected_cell(st.session_state.get(f"risk_map_{category}"))
 
-layers = []
 districts = ui.boundary(url, category)
-if districts:
-    layers.append(mapview.boundary_layer_spec(districts))
 records = mapview.cell_records(prediction, grid, scale_max, colour_by=colour_by,
                                selected_cell=selected_cell)
-layers.append(mapview.cells_layer_spec(records, extruded=show_3d))
+# Cells first, the outlines and names over them, incidents on top.
+layers = [mapview.cells_layer_spec(records, extruded=show_3d)]
+if districts:
+    layers.append(mapview.boundary_layer_spec(districts))
+    layers.append(mapview.labels_layer_spec(mapview.district_label_records(districts)))
 if show_incidents:
     recent = ui.incidents(url, category, window_start - pd.Timedelta(days=30), window_start,
                           stamp)
@@ -107,16 +108,13 @@ with map_column:
 
 with side_column:
     st.markdown("**Top hotspots**")
+    hotspots = mapview.top_hotspots(prediction, 10, districts)
+    where = "district" if hotspots["district"].astype(bool).any() else "cell"
     st.dataframe(
-        mapview.top_hotspots(prediction, 10)[["rank", "cell", "risk level", "chance",
-                                              "expected", "last 30 days"]],
-        hide_index=True, width="stretch", key="map_hotspots",
-        column_config={
-            "chance": st.column_config.NumberColumn("chance", format="%.1f %%",
-                                                    help="Chance of at least one incident"),
-            "expected": st.column_config.NumberColumn("expected", format="%.2f",
-                                                      help="Expected number of incidents"),
-        })
+        hotspots[["rank", where, "chance", "last 30 days", "cell"]] if where == "district"
+        else hotspots[["rank", "cell", "risk level", "chance", "last 30 days"]],
+        hide_index=True, width="stretch", key="map_hotspots", height=388,
+        column_config=ui.HOTSPOT_COLUMNS)
     file_stem = f"{category}-risk-{window_start:%Y-%m-%d}"
     st.download_button("Download CSV", data=export.prediction_to_csv(prediction),
                        file_name=f"{file_stem}.csv", mime="text/csv", key="map_download_csv",

@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'page':<12} {'cold':>7} {'warm':>7}")
     for path, values in timings.items():
         warm = statistics.median(values[1:]) if len(values) > 1 else float("nan")
-        print(f"{path:<12} {values[0]:7.2f} {warm:7.2f}")
+        print(f"{path or 'overview':<12} {values[0]:7.2f} {warm:7.2f}")
     return 0
 
 

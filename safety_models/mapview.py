@@ -59,11 +59,12 @@ SELECTED_OUTLINE_RGBA = (0, 0, 0, 255)
 
 CELLS_LAYER_ID = "cells"
 BOUNDARY_LAYER_ID = "districts"
+LABELS_LAYER_ID = "district-labels"
 INCIDENTS_LAYER_ID = "incidents"
 
 # The map's height in the page, in pixels; the initial zoom fits the grid into it.
 MAP_HEIGHT_PX = 560
-MAP_WIDTH_PX = 820     # a typical width of the map column on a laptop screen
+MAP_WIDTH_PX = 620     # the map column on a laptop screen (wider screens get a margin)
 PITCH_3D_DEG = 45.0
 
 TOOLTIP_HTML = (
@@ -254,6 +255,101 @@ def boundary_layer_spec(geojson: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _rings(geometry: dict[str, Any]) -> list[np.ndarray]:
+    """Every ring (outer and holes) of a Polygon / MultiPolygon as (n, 2) lon/lat arrays."""
+    kind = geometry.get("type") if geometry else None
+    if kind == "Polygon":
+        polygons = [geometry["coordinates"]]
+    elif kind == "MultiPolygon":
+        polygons = geometry["coordinates"]
+    else:
+        return []
+    return [np.asarray(ring, dtype=float)[:, :2] for polygon in polygons for ring in polygon
+            if len(ring) >= 3]
+
+
+def _inside(lon: np.ndarray, lat: np.ndarray, rings: list[np.ndarray]) -> np.ndarray:
+    """Even-odd rule over all rings (holes flip back to outside)."""
+    inside = np.zeros(lon.shape, dtype=bool)
+    for ring in rings:
+        x0, y0 = ring[:, 0], ring[:, 1]
+        x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+        # (points, edges): does a ray to the east from the point cross the edge?
+        crosses = ((y0[None, :] > lat[:, None]) != (y1[None, :] > lat[:, None]))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            x_at = x0[None, :] + (lat[:, None] - y0[None, :]) * (x1 - x0)[None, :] / \
+                (y1 - y0)[None, :]
+        inside ^= (np.count_nonzero(crosses & (lon[:, None] < x_at), axis=1) % 2 == 1)
+    return inside
+
+
+NAME_PROPERTIES = ("name", "NAME", "district_name", "dist_label", "district", "DISTRICT",
+                   "label", "id")
+
+
+def feature_name(feature: dict[str, Any], index: int) -> str:
+    """A district's name for people: its first name-like property; 'District 3' for a bare
+    number; 'Area <n>' when it has none."""
+    properties = feature.get("properties") or {}
+    for key in NAME_PROPERTIES:
+        value = properties.get(key)
+        if value not in (None, ""):
+            text = str(value).strip()
+            return f"District {text}" if text.isdigit() else text.title() \
+                if text.isupper() else text
+    return f"Area {index + 1}"
+
+
+def district_of(lat: Any, lon: Any, geojson: dict[str, Any] | None) -> list[str]:
+    """The name of the district each point lies in ('' outside every district)."""
+    lat = np.asarray(lat, dtype=float)
+    lon = np.asarray(lon, dtype=float)
+    names = np.full(lat.shape, "", dtype=object)
+    if not geojson:
+        return names.tolist()
+    features = geojson.get("features") if geojson.get("type") == "FeatureCollection" \
+        else [geojson if geojson.get("type") == "Feature" else
+              {"type": "Feature", "geometry": geojson}]
+    for i, feature in enumerate(features or []):
+        rings = _rings(feature.get("geometry") or {})
+        if not rings:
+            continue
+        todo = names == ""
+        if not todo.any():
+            break
+        hit = np.zeros(lat.shape, dtype=bool)
+        hit[todo] = _inside(lon[todo], lat[todo], rings)
+        names[hit] = feature_name(feature, i)
+    return names.tolist()
+
+
+def district_label_records(geojson: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One label per district at the middle of its largest ring's bounding box."""
+    if not geojson or geojson.get("type") != "FeatureCollection":
+        return []
+    records = []
+    for i, feature in enumerate(geojson.get("features") or []):
+        rings = _rings(feature.get("geometry") or {})
+        if not rings:
+            continue
+        ring = max(rings, key=len)
+        records.append({"position": [float((ring[:, 0].min() + ring[:, 0].max()) / 2),
+                                     float((ring[:, 1].min() + ring[:, 1].max()) / 2)],
+                        "label": feature_name(feature, i)})
+    return records
+
+
+def labels_layer_spec(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """District names as text (they orient the reader where there is no street map)."""
+    return {
+        "type": "TextLayer", "id": LABELS_LAYER_ID, "data": records,
+        "get_position": "position", "get_text": "label", "get_size": 13,
+        "get_color": [30, 30, 30, 230], "font_weight": 600, "pickable": False,
+        "outline_width": 3, "outline_color": [255, 255, 255, 220],
+        "font_settings": {"sdf": True}, "billboard": True,
+    }
+
+
 def incident_records(incidents: pd.DataFrame) -> list[dict[str, Any]]:
     """Points of recorded incidents (latitude, longitude) for a ScatterplotLayer."""
     if incidents.empty:
@@ -286,15 +382,19 @@ def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]
                     tooltip={"html": TOOLTIP_HTML, "style": TOOLTIP_STYLE})
 
 
-def top_hotspots(prediction: pd.DataFrame, n: int = 10) -> pd.DataFrame:
-    """The n highest-ranked cells as a table for people (rank, cell, chance, expected, recent)."""
+def top_hotspots(prediction: pd.DataFrame, n: int = 10,
+                 geojson: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The n highest-ranked cells as a table for people: rank, cell, district (from the
+    outlines, '' without), risk level, chance (percent), expected, last 30 days, lat, lon."""
+    columns = ["rank", "cell", "district", "risk level", "chance", "expected", "last 30 days",
+               "lat", "lon"]
     if prediction.empty:
-        return pd.DataFrame(columns=["rank", "cell", "risk level", "chance", "expected",
-                                     "last 30 days", "lat", "lon"])
+        return pd.DataFrame(columns=columns)
     top = prediction.sort_values("rank").head(n)
     return pd.DataFrame({
         "rank": top["rank"].astype(int).to_numpy(),
         "cell": top["cell_id"].astype(int).to_numpy(),
+        "district": district_of(top["lat"], top["lon"], geojson),
         "risk level": top["risk_level"].astype(str).to_numpy(),
         "chance": (100 * top["probability"].astype(float)).round(1).to_numpy(),
         "expected": top["expected_count"].astype(float).round(2).to_numpy(),

@@ -154,9 +154,43 @@ def tiny_home(tmp_path_factory) -> Path:
     return build_tiny_home(tmp_path_factory.mktemp("home-data"))
 
 
+def _source_digest() -> str:
+    """A hash of everything that decides what build_tiny_home + train_tiny_models produce:
+    the library's source (but the dashboard's mapview) and this file. Any change to either
+    rebuilds the models."""
+    import hashlib
+
+    repo = Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    sources = [p for p in (repo / "safety_models").glob("*.py") if p.name != "mapview.py"]
+    for path in sorted([*sources, Path(__file__)]):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    import torch
+    digest.update(torch.__version__.encode())
+    return digest.hexdigest()[:16]
+
+
 @pytest.fixture(scope="session")
 def tiny_home_with_models(tmp_path_factory) -> Path:
-    """A home with incidents, outlines and a tiny evaluated model per category."""
-    home = build_tiny_home(tmp_path_factory.mktemp("home-models"))
-    train_tiny_models(home)
+    """A home with incidents, outlines and a tiny evaluated model per category.
+
+    Training three models takes a minute or two on a busy laptop, so the finished home is
+    kept beside pytest's temporary folders (which persist between runs), named by a hash of
+    the library's source and of this file: it is reused only while nothing that built it
+    has changed. Each session works on its own copy."""
+    import shutil
+
+    home = tmp_path_factory.mktemp("home-models") / "home"
+    kept = tmp_path_factory.getbasetemp().parent / f"safety-models-tiny-home-{_source_digest()}"
+    if not (kept / "ready").exists():
+        building = kept.with_name(kept.name + f".building-{os.getpid()}")
+        shutil.rmtree(building, ignore_errors=True)
+        build_tiny_home(building)
+        train_tiny_models(building)
+        (building / "ready").write_text("built by tests/conftest.py\n")
+        try:
+            building.rename(kept)
+        except OSError:   # another session finished first: use its copy
+            shutil.rmtree(building, ignore_errors=True)
+    shutil.copytree(kept, home)
     return home

@@ -30,8 +30,8 @@ SHOTS = REPO / "screenshots"
 CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox",
                  "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
-PAGES = {  # url path -> title shown on the page
-    "overview": "Overview", "map": "Risk map", "data": "Data",
+PAGES = {  # url path -> title shown on the page ("" is the default page, the Overview)
+    "": "Overview", "map": "Risk map", "data": "Data",
     "models": "Models and training", "evaluation": "Evaluation",
     "method": "Method and limitations",
 }
@@ -143,6 +143,19 @@ def assert_no_error(page) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
+def screenshot(page, name: str) -> None:
+    """The whole page (Streamlit scrolls inside its own container, so the window is made as
+    tall as the content for the picture, then set back)."""
+    size = page.viewport_size
+    height = page.evaluate(
+        "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
+        "[data-testid=\"stMainBlockContainer\"]')].map(e => e.scrollHeight), 800)")
+    page.set_viewport_size({"width": size["width"], "height": min(int(height) + 120, 6000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / f"{name}.png"))
+    page.set_viewport_size(size)
+
+
 def canvas_variance(page, selector: str) -> float:
     """Pixel variance of a screenshot of the element (0 for a blank canvas)."""
     import io
@@ -169,9 +182,9 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
             variance = canvas_variance(page, '[data-testid="stDeckGlJsonChart"]')
             assert variance > 20, f"the map looks blank (pixel variance {variance:.1f})"
         if path in ("evaluation", "data"):
-            page.wait_for_selector(".js-plotly-plot")
+            page.wait_for_selector(".js-plotly-plot", state="attached")
         assert_no_error(page)
-        page.screenshot(path=str(SHOTS / f"{path}.png"), full_page=True)
+        screenshot(page, path or "overview")
     print(f"\nscreenshots: {SHOTS}")
     print("seconds to interactive: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
     # Nothing was fetched from outside (no basemap tiles, no fonts, no telemetry).
@@ -189,12 +202,12 @@ def test_upload_a_file_on_the_data_page(server, browser_page, tmp_path):
     page.locator(".st-key-upload_files input[type=file]").set_input_files(str(path))
     page.locator(".st-key-upload_load button").wait_for()
     wait_idle(page)
-    page.screenshot(path=str(SHOTS / "data-mapping.png"), full_page=True)
+    screenshot(page, "data-mapping")
     page.locator(".st-key-upload_load button").click()
     page.get_by_text("40 incidents added", exact=False).first.wait_for()
     wait_idle(page)
     assert_no_error(page)
-    page.screenshot(path=str(SHOTS / "data-loaded.png"), full_page=True)
+    screenshot(page, "data-loaded")
 
 
 def test_retrain_shows_live_progress(server, browser_page):
@@ -209,7 +222,7 @@ def test_retrain_shows_live_progress(server, browser_page):
     page.locator(".st-key-train_start button").click()
     # The job runs as its own process; the page follows it from the jobs table.
     page.locator('[data-testid="stProgress"]').first.wait_for(timeout=30_000)
-    page.screenshot(path=str(SHOTS / "models-training.png"), full_page=True)
+    screenshot(page, "models-training")
     cancel = page.locator(".st-key-train_cancel button")
     if cancel.count():
         cancel.click()
@@ -217,4 +230,4 @@ def test_retrain_shows_live_progress(server, browser_page):
     page.locator(".st-key-train_start button").wait_for(timeout=90_000)
     wait_idle(page)
     assert_no_error(page)
-    page.screenshot(path=str(SHOTS / "models-after.png"), full_page=True)
+    screenshot(page, "models-after")

@@ -105,10 +105,14 @@ def test_overview_shows_each_category(home, started_jobs):
     stored = [m for m in at.metric if m.label == "Incidents stored"]
     assert len(stored) == 3
     assert all(int(m.value.replace(",", "")) > 0 for m in stored)
-    # The headline scores of every (evaluated) model, and its top 5 hotspots.
-    assert len([m for m in at.metric if m.label == "ROC-AUC"]) == 3
+    # The headline scores of every (evaluated) model beside the best baseline's ...
+    headlines = [m.value for m in at.markdown if "best baseline" in m.value and "ROC-AUC" in m.value]
+    assert len(headlines) == 3
+    # ... and its top 5 hotspots, named by district.
     tables = [d.value for d in at.dataframe]
-    assert sum(1 for t in tables if "rank" in t.columns and len(t) == 5) == 3
+    hotspots = [t for t in tables if "rank" in t.columns and len(t) == 5]
+    assert len(hotspots) == 3
+    assert all(t["district"].str.startswith("District ").all() for t in hotspots)
 
 
 def test_risk_map_draws_cells_outlines_and_hotspots(home, started_jobs):
@@ -116,8 +120,8 @@ def test_risk_map_draws_cells_outlines_and_hotspots(home, started_jobs):
     assert_clean(at)
     spec = deck_spec(at)
     layer_ids = [layer["id"] for layer in spec["layers"]]
-    assert layer_ids == ["districts", "cells"]
-    cells = spec["layers"][1]
+    assert layer_ids == ["cells", "districts", "district-labels"]
+    cells = spec["layers"][0]
     assert cells["pickable"] and cells["data"], "cells must be drawn and clickable"
     first = cells["data"][0]
     assert {"probability_text", "expected_text", "events_last_30d", "rank",
