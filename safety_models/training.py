@@ -238,17 +238,51 @@ def _make_optimizer(model: RiskNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer {cfg.optimizer!r}; expected 'adamw' or 'sgd'")
 
 
-def _init_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray) -> None:
-    """Start the residual base-rate path at the training data's mean event level."""
-    if model.base_path is None:
+def fit_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray, max_rows: int = 300_000,
+                  seed: int = 0) -> None:
+    """Fit the residual base-rate path (a 1x1 conv = a logistic + Poisson GLM on the feature
+    planes) on city cells of up to max_rows cell-windows of the training windows, by L-BFGS.
+
+    With the decoder's last layer at zero this is the whole model at the start of training, so
+    the network only has to learn corrections over the best linear forecast from the inputs.
+    """
+    if model.base_path is None or len(t_train) == 0:
         return
-    _, y = builder.labels(t_train[-min(len(t_train), 365):])
-    m = builder.mask
-    rate = float(y[:, m].mean()) + 1e-6
-    p_any = float((y[:, m] > 0).mean()) + 1e-6
+    rng = np.random.default_rng(seed)
+    per_window = max(1, int(builder.mask.sum()))
+    n_windows = int(min(len(t_train), max(1, max_rows // per_window)))
+    ts = np.sort(rng.choice(t_train, size=n_windows, replace=False))
+    x = builder.inputs(ts)[:, :, builder.mask]                          # (N, C, cells)
+    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1).reshape(-1, x.shape[1])))
+    _, y = builder.labels(ts)
+    y = torch.from_numpy(y[:, builder.mask].reshape(-1))                 # (N * cells,)
+    y_any = (y > 0).float()
+    w = torch.zeros(x.shape[1], 2, requires_grad=True)
+    p_any = float(y_any.mean()) * (1 - 1e-6) + 1e-6
+    b = torch.tensor([math.log(p_any / (1 - p_any)), math.log(float(y.mean()) + 1e-6)], requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        z = x @ w + b                                                     # (rows, 2)
+        loss = (F.binary_cross_entropy_with_logits(z[:, 0], y_any)
+                + F.poisson_nll_loss(z[:, 1], y, log_input=True, full=False) + 1e-4 * w.square().sum())
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    if not (torch.isfinite(w).all() and torch.isfinite(b).all()):
+        return                                                            # keep the previous path
     with torch.no_grad():
-        model.base_path.bias[0] = math.log(p_any / (1 - p_any + 1e-6))
-        model.base_path.bias[1] = math.log(rate)
+        model.base_path.weight.copy_(w.detach().T.reshape_as(model.base_path.weight))
+        model.base_path.bias.copy_(b.detach())
+
+
+def new_head(model: RiskNet) -> None:
+    """Zero the decoder's last layer: the forecast starts as the base-rate path alone."""
+    with torch.no_grad():
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.zero_()
 
 
 def cacheable_stage(model: RiskNet) -> str | None:
@@ -314,8 +348,13 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     builder = SampleBuilder(counts, starts, fcfg, mask)
 
     model = build_model(train_cfg, fcfg, base_state)
-    if base_state is None:
-        _init_base_path(model, builder, t_train)
+    continuing = train_cfg.base not in ("pretrained", "imagenet", "none")
+    if not continuing:
+        # a new head over the (pre)trained body, starting from this city's best linear forecast
+        report_fn = on_progress or (lambda d: None)
+        report_fn({"stage": "base_rate", "fraction": 0.0})
+        new_head(model)
+        fit_base_path(model, builder, t_train, seed=train_cfg.seed)
     stage = "none" if train_cfg.base == "none" else train_cfg.freeze_up_to
     # a new adapter (ImageNet or scratch) must learn; a pretrained one is frozen with the stem
     frozen = freeze_up_to(model, stage, include_adapter=base_state is not None)
