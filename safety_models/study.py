@@ -30,13 +30,12 @@ import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from . import evaluation, paths
-from .errors import NotReady
 from .schema import check_category
 
 ProgressFn = Callable[[dict], None]
@@ -110,13 +109,14 @@ def history_runs(best: Iterable[StudyRun], window_hours: int) -> list[StudyRun]:
 # Running
 
 
-def _train_config(category: str, run: StudyRun, window_hours: int):
+def _train_config(category: str, run: StudyRun, window_hours: int, overrides: Mapping[str, Any]):
     from .training import TrainConfig
 
-    return TrainConfig(
-        category=category, base=run.base, freeze_up_to=run.freeze_up_to, optimizer=run.optimizer,
-        lr=run.lr, epochs=run.epochs, history_days=run.history_days, window_hours=window_hours,
-    )
+    return TrainConfig(**{
+        **dict(overrides), "category": category, "base": run.base, "freeze_up_to": run.freeze_up_to,
+        "optimizer": run.optimizer, "lr": run.lr, "epochs": run.epochs, "history_days": run.history_days,
+        "window_hours": window_hours,
+    })
 
 
 def _best_baseline(baseline_results: dict[str, dict]) -> tuple[str, dict]:
@@ -156,22 +156,26 @@ def _best(rows: list[dict], base: str) -> StudyRun | None:
 
 
 def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
-              quick: bool = False) -> pd.DataFrame:
+              quick: bool = False, train_overrides: Mapping[str, Any] | None = None) -> pd.DataFrame:
     """Train and backtest the study's settings on a category's data; one row per run.
 
     Saves the table to studies/<category>.csv and .json under the home folder (atomic) and
     returns it (columns: COLUMNS). on_progress gets {"stage": "study", "fraction", "run",
-    "n_runs", "setting": {...}} during each run's training and scoring, and "row" after it.
-    Raises NotReady without data or without a pretrained base (workflows.ensure_pretrained
-    makes one when missing).
+    "n_runs", "setting": {...}, "step"} during each run's training and scoring, and "row"
+    after it. train_overrides: other TrainConfig fields for every run (cell_size_m,
+    batch_size, val_windows, test_windows, ...). The pretrained base is the home's active one
+    (pretrained first when there is none: workflows.ensure_pretrained). Raises NotReady
+    without data.
     """
-    from . import training, workflows
+    from . import registry, training, workflows
 
     category = check_category(category)
-    city = workflows.prepare_city(store, category)
+    overrides = dict(train_overrides or {})
+    city = workflows.prepare_city(store, category, cell_size_m=overrides.get("cell_size_m"),
+                                  window_hours=overrides.get("window_hours"))
     window_hours = int(city.window_hours)
-    base_ckpt = workflows.ensure_pretrained(store)
-    base_state = base_ckpt
+    overrides["cell_size_m"] = float(city.grid.cell_size_m)
+    base_state = registry.load_checkpoint(store, workflows.ensure_pretrained(store))
 
     rows: list[dict] = []
     done: set[tuple] = set()
@@ -179,7 +183,9 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
     started = time.perf_counter()
     # Planned runs so far; later stages are planned from earlier results (validation only).
     plan = quick_runs() if quick else freezing_runs(STUDY_EPOCHS)
-    n_planned = len(plan) if quick else 16
+    # Full: 6 freezing runs; 3 new rates for each of the 2 best (their AdamW 1e-3 run exists);
+    # 2 new histories for each (their all-history run exists).
+    n_planned = len(plan) if quick else len(plan) + 2 * (len(OPTIMIZERS) - 1) + 2 * 2
 
     def run_all(runs: list[StudyRun]) -> None:
         for run in runs:
@@ -194,7 +200,7 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
                                  "run": i + 1, "n_runs": n_planned, "setting": setting, **extra})
 
             report(0.0)
-            cfg = _train_config(category, run, window_hours)
+            cfg = _train_config(category, run, window_hours, overrides)
             trained = training.fit(
                 city.counts, city.starts, city.mask, cfg,
                 base_state=base_state if run.base == "pretrained" else None,
@@ -222,7 +228,7 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
         best = [b for b in (_best(rows, "none"), _best(rows, "pretrained")) if b is not None]
         run_all(history_runs(best, window_hours))
 
-    table = pd.DataFrame(rows, columns=list(COLUMNS))
+    table = _typed(pd.DataFrame(rows, columns=list(COLUMNS)))
     save_study(category, table, quick=quick, seconds=time.perf_counter() - started)
     if on_progress is not None:
         on_progress({"stage": "study", "fraction": 1.0, "run": len(rows), "n_runs": len(rows)})
@@ -259,7 +265,24 @@ def load_study(category: str) -> pd.DataFrame | None:
     csv_path, _ = study_paths(category)
     if not csv_path.exists():
         return None
-    return pd.read_csv(csv_path)
+    return _typed(pd.read_csv(csv_path))
+
+
+_TEXT_COLUMNS = ("stage", "base", "freeze_up_to", "optimizer", "best_baseline")
+
+
+def _typed(table: pd.DataFrame) -> pd.DataFrame:
+    """One set of dtypes however the table was made: text columns str, history_days and
+    epochs nullable integers (<NA> = all history), every score float64 (NaN = undefined)."""
+    out = table.copy()
+    for column in out.columns:
+        if column in _TEXT_COLUMNS:
+            out[column] = out[column].astype("str")
+        elif column in ("history_days", "epochs"):
+            out[column] = pd.to_numeric(out[column]).astype("Int64")
+        else:
+            out[column] = pd.to_numeric(out[column]).astype("float64")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------

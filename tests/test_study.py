@@ -34,7 +34,7 @@ def hand_table() -> pd.DataFrame:
         run_row("history", "pretrained", "layer2", 4.0, 3.8, "sgd", 1e-3, history=90),
         run_row("history", "none", "none", 3.0, 2.9, history=90),
     ]
-    return pd.DataFrame(rows, columns=list(study.COLUMNS))
+    return study._typed(pd.DataFrame(rows, columns=list(study.COLUMNS)))
 
 
 def test_full_design_plans_each_freezing_depth_then_rates_then_history():
@@ -87,5 +87,50 @@ def test_saved_study_round_trips(tmp_path, monkeypatch):
     table = hand_table()
     study.save_study("crime", table)
     loaded = study.load_study("crime")
-    pd.testing.assert_frame_equal(loaded, table, check_dtype=False)
+    pd.testing.assert_frame_equal(loaded, table)
     assert (tmp_path / "studies" / "crime.json").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# End to end on a tiny synthetic city (13 x 13 cells of 1 km, 420 days; 1 epoch of 2 batches)
+
+QUICK_OVERRIDES = {"cell_size_m": 1000.0, "val_windows": 30, "test_windows": 60, "batch_size": 8,
+                   "steps_per_epoch": 2}
+
+
+def test_quick_study_on_a_tiny_city(tmp_path):
+    from conftest import synthetic_incidents_csv, use_home
+
+    from safety_models import ingest, registry, training, workflows
+    from safety_models.store import Store
+
+    with use_home(tmp_path):
+        store = Store()
+        ingest.ingest_bytes(store, synthetic_incidents_csv("crime"), "crime.csv", "crime")
+        # A tiny base (2 steps) stands in for the product's pretrained one, so that the study
+        # finds a cached base instead of pretraining for minutes.
+        city = workflows.prepare_city(store, "crime", cell_size_m=1000.0)
+        base = training.pretrain([(city.counts, city.starts, city.mask, 24)], max_steps=2, holdout_days=90)
+        registry.save_base(store, base)
+
+        reports: list[dict] = []
+        table = study.run_study(store, "crime", on_progress=reports.append, quick=True,
+                                train_overrides=QUICK_OVERRIDES)
+        assert list(table.columns) == list(study.COLUMNS)
+        assert [(r.base, r.freeze_up_to, r.epochs) for r in table.itertuples()] == [
+            ("none", "none", 1), ("pretrained", "none", 1), ("pretrained", "layer2", 1)]
+        assert (table["stage"] == "quick").all()
+        for column in ("test_roc_auc", "test_pai_5", "test_hit_rate_5", "val_pai_5", "baseline_pai_5"):
+            assert table[column].notna().all(), column
+        # One best baseline for every run: the baselines were scored once, on the same windows.
+        assert table["best_baseline"].nunique() == 1
+        assert table["baseline_pai_5"].nunique() == 1
+        fractions = [r["fraction"] for r in reports]
+        assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        assert {r["run"] for r in reports if "row" in r} == {1, 2, 3}
+
+        loaded = study.load_study("crime")
+        pd.testing.assert_frame_equal(loaded, table)
+        lines = study.summarise_study(loaded)
+        assert any(line.startswith("Fine-tuning") for line in lines)
+        store.close()
