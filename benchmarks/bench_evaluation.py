@@ -44,11 +44,30 @@ SHARED_FILES: dict[str, list[str]] = {
 }
 
 
-def print_result(label: str, result, seconds: float) -> None:
+class StepTimer:
+    """An on_progress callback that notes when each step ("model", a baseline, "done") starts."""
+
+    def __init__(self) -> None:
+        self.started: dict[str, float] = {}
+        self.t0 = time.perf_counter()
+
+    def __call__(self, progress: dict) -> None:
+        self.started.setdefault(str(progress.get("step")), time.perf_counter() - self.t0)
+
+    def describe(self) -> str:
+        marks = sorted(self.started.items(), key=lambda kv: kv[1])
+        spans = [f"{name} {(marks[i + 1][1] if i + 1 < len(marks) else t) - t:.1f} s"
+                 for i, (name, t) in enumerate(marks) if name != "done"]
+        return ", ".join(spans) + " (each baseline's span includes its scoring; 'model' includes the model's)"
+
+
+def print_result(label: str, result, seconds: float, timer: StepTimer | None = None) -> None:
     d = result.to_dict()
     print(f"\n== {label}: {d['category']} model {d['model_id']}")
     print(f"test {d['test_start']} .. {d['test_end']}: {d['n_windows']} windows of {d['window_hours']} h, "
           f"{d['n_test_events']:,} events, cells {d['cell_size_m']:g} m; backtest {seconds:.1f} s")
+    if timer is not None:
+        print(f"  time by step: {timer.describe()}")
     table = result.table()[SHOWN]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(table)
@@ -81,10 +100,11 @@ def bench_synthetic(n_test: int = 365, n_val: int = 60, n_train: int = 400, shap
     checkpoint = {"model_id": "synthetic", "category": "crime", "feature_config": feature_cfg.to_dict(),
                   "data_window": {"start": str(starts[0]), "end": str(starts[-1]),
                                   "train_end": str(starts[n_train]), "val_end": str(starts[n_train + n_val])}}
-    t0 = time.perf_counter()
-    result = evaluation.backtest(model, checkpoint, city)
-    seconds = time.perf_counter() - t0
-    print_result(f"synthetic {rows}x{cols}, {n_test} test + {n_val} validation days (untrained model)", result, seconds)
+    timer = StepTimer()
+    result = evaluation.backtest(model, checkpoint, city, on_progress=timer)
+    seconds = time.perf_counter() - timer.t0
+    print_result(f"synthetic {rows}x{cols}, {n_test} test + {n_val} validation days (untrained model)", result,
+                 seconds, timer)
     return seconds
 
 
@@ -93,14 +113,15 @@ def bench_home(category: str, model_id: str | None) -> float:
     from safety_models.store import Store
 
     store = Store()
-    t0 = time.perf_counter()
-    result = evaluation.evaluate_category(store, category, model_id)
-    seconds = time.perf_counter() - t0
-    print_result(f"home {os.environ.get('SAFETY_MODELS_HOME', './data')}", result, seconds)
+    timer = StepTimer()
+    result = evaluation.evaluate_category(store, category, model_id, on_progress=timer)
+    seconds = time.perf_counter() - timer.t0
+    print_result(f"home {os.environ.get('SAFETY_MODELS_HOME', './data')}", result, seconds, timer)
     return seconds
 
 
-def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, home: Path) -> None:
+def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, steps_per_epoch: int | None,
+                 home: Path) -> None:
     from safety_models import evaluation, ingest, workflows
     from safety_models.store import Store
     from safety_models.training import TrainConfig
@@ -113,16 +134,17 @@ def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, ho
         for rel in SHARED_FILES[category]:
             ingest.ingest_path(store, shared / rel, category)
         t_ingest = time.perf_counter() - t0
-        cfg = TrainConfig(category=category, base=base, freeze_up_to="layer2" if base != "none" else "none",
-                          epochs=epochs)
+        # The product's default TrainConfig, with the training shortened to fit a benchmark.
+        cfg = TrainConfig(category=category, base=base, epochs=epochs, steps_per_epoch=steps_per_epoch)
         t0 = time.perf_counter()
         model_id = workflows.train_category(store, cfg, on_progress=_dots())
         t_train = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        result = evaluation.evaluate_category(store, category, model_id)
-        seconds = time.perf_counter() - t0
-        print(f"\n[{category}] ingest {t_ingest:.1f} s, train ({base}, {epochs} epochs) {t_train:.1f} s")
-        print_result(f"shared data {', '.join(SHARED_FILES[category][:1])}", result, seconds)
+        timer = StepTimer()
+        result = evaluation.evaluate_category(store, category, model_id, on_progress=timer)
+        seconds = time.perf_counter() - timer.t0
+        print(f"\n[{category}] ingest {t_ingest:.1f} s, train (base {base}, freeze {cfg.freeze_up_to}, "
+              f"{epochs} epochs x {steps_per_epoch or 'all'} batches of {cfg.batch_size}) {t_train:.1f} s")
+        print_result(f"shared data {', '.join(SHARED_FILES[category][:1])}", result, seconds, timer)
 
 
 def _dots():
@@ -146,15 +168,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--categories", default="crime,traffic,health")
     parser.add_argument("--base", default="pretrained", help="pretrained | none (from scratch)")
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--steps-per-epoch", type=int, default=60,
+                        help="batches per epoch (0: a full pass over the training windows)")
     parser.add_argument("--home", type=Path, help="home for --shared-data (default: a temporary folder)")
     args = parser.parse_args(argv)
     if args.shared_data:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
         if args.home:
-            bench_shared(args.shared_data, categories, args.base, args.epochs, args.home)
+            bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None, args.home)
         else:
             with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
-                bench_shared(args.shared_data, categories, args.base, args.epochs, Path(tmp))
+                bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None,
+                             Path(tmp))
     elif args.category:
         bench_home(args.category, args.model_id)
     else:
