@@ -40,7 +40,9 @@ with controls[0]:
              "any earlier one (to compare with what happened).")
 with controls[1]:
     last_day = (span[1] if span else pd.Timestamp.now()).date()
-    first_day = (span[0] if span else pd.Timestamp.now()).date()
+    # The model needs at least one window of history before the one it predicts.
+    first_day = ((span[0] if span else pd.Timestamp.now()).normalize()
+                 + pd.Timedelta(hours=window_hours)).date()
     chosen_day = st.date_input(
         f"{unit.capitalize()} starting", value=last_day, min_value=first_day,
         max_value=last_day, key="map_date", disabled=when_choice != "date",
@@ -92,7 +94,7 @@ view = mapview.view_state(grid, pitch_deg=mapview.PITCH_3D_DEG if show_3d else 0
 
 st.markdown(f"**{ui.category_label(category)}**, {unit} from **{ui.when(window_start)}** to "
             f"**{ui.when(window_end)}** · model `{model_id}`")
-map_column, side_column = st.columns([2.6, 1.0], gap="medium")
+map_column, side_column = st.columns([2.5, 1.1], gap="medium")
 with map_column:
     event = st.pydeck_chart(
         mapview.build_deck(layers, view), key=f"risk_map_{category}", on_select="rerun",
@@ -111,7 +113,7 @@ with side_column:
     hotspots = mapview.top_hotspots(prediction, 10, districts)
     where = "district" if hotspots["district"].astype(bool).any() else "cell"
     st.dataframe(
-        hotspots[["rank", where, "chance", "last 30 days", "cell"]] if where == "district"
+        hotspots[["rank", where, "chance", "last 30 days"]] if where == "district"
         else hotspots[["rank", "cell", "risk level", "chance", "last 30 days"]],
         hide_index=True, width="stretch", key="map_hotspots", height=388,
         column_config=ui.HOTSPOT_COLUMNS)

@@ -178,11 +178,11 @@ def view_state(grid: GridSpec, width_px: int = MAP_WIDTH_PX, height_px: int = MA
     lats = [pt[1] for ring in corners for pt in ring]
     lat_c = (min(lats) + max(lats)) / 2
     lon_c = (min(lons) + max(lons)) / 2
-    # Web-Mercator: metres per pixel at zoom z is 156543.03 * cos(lat) / 2^z.
+    # deck.gl's Web-Mercator (512-pixel tiles): metres per pixel = 78271.52 * cos(lat) / 2^z.
     width_m = grid.n_cols * grid.cell_size_m
     height_m = grid.n_rows * grid.cell_size_m
     metres_per_px = max(width_m / (width_px * 0.9), height_m / (height_px * 0.9), 1e-6)
-    zoom = math.log2(156543.03 * math.cos(math.radians(lat_c)) / metres_per_px)
+    zoom = math.log2(78271.517 * math.cos(math.radians(lat_c)) / metres_per_px)
     return {"latitude": round(lat_c, 6), "longitude": round(lon_c, 6),
             "zoom": round(max(1.0, min(18.0, zoom)), 2), "pitch": float(pitch_deg),
             "bearing": 0.0}
