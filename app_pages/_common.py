@@ -299,6 +299,8 @@ def loss_figure(history: pd.DataFrame):
 def job_progress_text(job: dict) -> str:
     """One line for people about a job's progress: stage, epoch, elapsed and remaining."""
     progress = job.get("progress") or {}
+    if job.get("status") == "queued" and not progress:
+        return "waiting for the training process to start…"
     parts = [STAGE_LABELS.get(str(progress.get("stage")), str(progress.get("stage") or ""))
              or str(job.get("status") or "")]
     if progress.get("category"):

@@ -23,7 +23,7 @@ url = paths.db_url()
 MAPPING_GROUPS = {
     "When": [("time", "Date and time"), ("date", "Date (time apart)"),
              ("clock", "Time of day")],
-    "Where": [("lat", "Latitude"), ("lon", "Longitude"), ("location", "Location (lat, lon)"),
+    "Where": [("lat", "Latitude"), ("lon", "Longitude"), ("location", "Lat/lon in one"),
               ("x", "X (projected)"), ("y", "Y (projected)")],
     "What": [("subtype", "Type / subtype"), ("source_id", "Record id"),
              ("outcome", "Test outcome")],
@@ -53,7 +53,11 @@ def mapping_editor(file):
     st.dataframe(table.head(8), hide_index=True, width="stretch", height=245)
     if problem:
         st.warning(problem, icon=":material/help:")
-    st.caption("Columns detected in the file. Correct any that are wrong before loading.")
+    if detected:
+        st.caption(f"Detected: {detected.describe()}. Correct anything wrong below before "
+                   "loading.")
+    else:
+        st.caption("Choose the columns below before loading.")
     detected_dict = detected.to_dict() if detected else {}
     options = [NOT_USED, *[str(c) for c in table.columns]]
     chosen: dict[str, str | None] = {}
@@ -146,8 +150,12 @@ with load_tab:
             progress.empty()
             ui.clear_data_caches()
             st.session_state["upload_results"] = results
-    for result in st.session_state.get("upload_results", []):
+    results = st.session_state.get("upload_results", [])
+    for result in results:
         show_result(result)
+    if any(r.get("summary", {}).get("accepted") for r in results):
+        st.caption("The maps use new incidents at once for recent counts; the models learn "
+                   "from them when retrained (**Models and training** page).")
 
 # ---------------------------------------------------------------------------- uploads
 with uploads_tab:
