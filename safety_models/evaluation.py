@@ -276,7 +276,7 @@ def fit_probability_map(scores_val: np.ndarray, events_val: np.ndarray, seed: in
     if len(x) > _MAX_FIT_SAMPLES:
         keep = np.random.default_rng(seed).choice(len(x), _MAX_FIT_SAMPLES, replace=False)
         x, y = x[keep], y[keep]
-    # Unpenalised in effect (C large): two parameters, hundreds of thousands of points.
+    # Unpenalised in effect (C large): two parameters fitted on up to _MAX_FIT_SAMPLES points.
     fit = LogisticRegression(C=1e6, max_iter=1000).fit(x[:, None], y)
     slope = float(fit.coef_[0, 0])
     if not slope > 0:

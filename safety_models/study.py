@@ -11,11 +11,13 @@ Design (bounded cost, choices made on validation windows only):
    one year and all history before the training cut (weekly data: 1 year, 2 years, all).
 
 Every run uses the same splits (train / validation / test windows, as ``training.fit`` draws
-them from the whole data), the same few epochs and the same cached pretrained base; each is
+them from the whole data), the same few epochs of at most STUDY_STEPS_PER_EPOCH batches (so the
+same compute) and the same cached pretrained base; each is
 scored by ``evaluation.backtest`` on the test windows, and the baselines are scored once on
 those windows for reference. Settings that already ran are not run again, so the full study
 is about 6 + 6 + 4 = 16 runs. ``quick=True`` runs scratch and pretrained with nothing and
-layer2 frozen, one epoch (3 runs): the default of the dashboard and the tests.
+layer2 frozen, one epoch of at most QUICK_STEPS_PER_EPOCH batches (3 runs): the default of
+the dashboard and the tests.
 
 Test scores are reported, never used to choose; the summary names which choice wins on
 validation and what it scored on test, next to the best baseline's test scores (the best
@@ -24,7 +26,6 @@ baseline is picked on test, which flatters the baselines, not the model).
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import asdict, dataclass, replace
@@ -46,6 +47,10 @@ OPTIMIZERS: tuple[tuple[str, float], ...] = (("sgd", 1e-4), ("sgd", 1e-3), ("sgd
 DEFAULT_OPTIMIZER: tuple[str, float] = ("adamw", 1e-3)
 STUDY_EPOCHS = 3
 QUICK_EPOCHS = 1
+# Batches per epoch (of TrainConfig.batch_size windows): every run gets the same compute, and
+# ten years of daily windows do not make a run take hours. train_overrides may change it.
+STUDY_STEPS_PER_EPOCH = 100
+QUICK_STEPS_PER_EPOCH = 40
 QUICK_FREEZES: tuple[str, ...] = ("none", "layer2")
 
 # The score that chooses between settings (validation windows) and the test scores reported.
@@ -170,7 +175,8 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
     from . import registry, training, workflows
 
     category = check_category(category)
-    overrides = dict(train_overrides or {})
+    overrides = {"steps_per_epoch": QUICK_STEPS_PER_EPOCH if quick else STUDY_STEPS_PER_EPOCH,
+                 **dict(train_overrides or {})}
     city = workflows.prepare_city(store, category, cell_size_m=overrides.get("cell_size_m"),
                                   window_hours=overrides.get("window_hours"))
     window_hours = int(city.window_hours)
@@ -207,11 +213,14 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
                 on_progress=lambda p: report(0.8 * float(p.get("fraction", 0.0)), step="train"),
             )
             checkpoint = {**trained.checkpoint(), "category": category, "model_id": f"study-{category}-{i + 1}"}
-            window_key = json.dumps(checkpoint["data_window"], sort_keys=True, default=str)
+            # Runs differ in where training starts (history_days), never in the validation and
+            # test windows, so the baselines are scored once on those.
+            window = checkpoint["data_window"]
+            window_key = (str(window["train_end"]), str(window["val_end"]))
             if window_key not in baseline_cache:
                 if baseline_cache:
-                    raise RuntimeError("study runs drew different splits; they must share one")
-                baseline_cache[window_key] = evaluation.score_baselines(city, checkpoint["data_window"])
+                    raise RuntimeError("study runs drew different validation/test windows; they must share them")
+                baseline_cache[window_key] = evaluation.score_baselines(city, window)
             result = evaluation.backtest(trained.model, checkpoint, city,
                                          baseline_results=baseline_cache[window_key],
                                          on_progress=lambda p: report(0.8 + 0.2 * p["fraction"], step="evaluate"))

@@ -134,3 +134,62 @@ def test_quick_study_on_a_tiny_city(tmp_path):
         lines = study.summarise_study(loaded)
         assert any(line.startswith("Fine-tuning") for line in lines)
         store.close()
+
+
+def test_full_study_plans_from_validation_and_shares_the_test_windows(tmp_path, monkeypatch):
+    """The full design's orchestration with training stubbed out: a 'model' whose forecast is
+    the 28-day mean blurred by noise, least for pretrained + layer2 + sgd 1e-3. 16 runs; the
+    later stages start from the settings that won on validation; history runs start training
+    later (data_window start moves) but share the validation and test windows."""
+    import numpy as np
+    from conftest import synthetic_incidents_csv, use_home
+
+    from safety_models import evaluation, ingest, registry, training, workflows
+    from safety_models.store import Store
+
+    noise = {("pretrained", "layer2"): 0.0, ("pretrained", "layer1"): 0.3}
+    fits: list = []
+
+    class Fitted:
+        def __init__(self, cfg, first):
+            self.model, self.train_seconds = cfg, 0.5
+            self.cfg, self.first = cfg, first
+
+        def checkpoint(self):
+            return {"feature_config": {"window_hours": 24}, "train_seconds": 0.5,
+                    "data_window": {"start": str(self.first), "end": "2025-02-24",
+                                    "train_end": "2024-11-26", "val_end": "2024-12-26"}}
+
+    def fake_fit(counts, starts, mask, cfg, base_state=None, on_progress=None, should_stop=None):
+        fits.append(cfg)
+        assert (base_state is not None) == (cfg.base == "pretrained")
+        first = starts[0] if cfg.history_days is None else pd.Timestamp("2024-11-26") - pd.Timedelta(days=cfg.history_days)
+        return Fitted(cfg, first)
+
+    def fake_probabilities(cfg, ckpt, city, t_indices, on_batch=None):
+        sigma = noise.get((cfg.base, cfg.freeze_up_to), 1.0) + (0.0 if (cfg.optimizer, cfg.lr) == ("sgd", 1e-3) else 0.05)
+        rng = np.random.default_rng(len(fits))
+        rate = np.stack([city.counts[max(0, t - 28):t].mean(axis=0) for t in t_indices])
+        return 1 - np.exp(-(rate + sigma * rng.random(rate.shape)))
+
+    monkeypatch.setattr(training, "fit", fake_fit)
+    monkeypatch.setattr(evaluation, "model_probabilities", fake_probabilities)
+    with use_home(tmp_path):
+        store = Store()
+        ingest.ingest_bytes(store, synthetic_incidents_csv("crime"), "crime.csv", "crime")
+        monkeypatch.setattr(workflows, "ensure_pretrained", lambda store: "base-1")
+        monkeypatch.setattr(registry, "load_checkpoint", lambda store, model_id: {"model_id": model_id})
+        table = study.run_study(store, "crime", train_overrides={"cell_size_m": 1000.0})
+        store.close()
+    assert len(table) == len(fits) == 16
+    assert table["stage"].value_counts().to_dict() == {"freezing": 6, "learning rate": 6, "history": 4}
+    rates = table[table["stage"] == "learning rate"]
+    assert set(zip(rates["base"], rates["freeze_up_to"])) == {("none", "none"), ("pretrained", "layer2")}
+    history = table[table["stage"] == "history"]
+    assert set(history["history_days"]) == {90, 365}
+    assert set(zip(history["base"], history["optimizer"], history["lr"])) == {
+        ("pretrained", "sgd", 1e-3), ("none", "sgd", 1e-3)}
+    assert table["baseline_pai_5"].nunique() == 1  # one scoring of the baselines for all runs
+    assert all(cfg.steps_per_epoch == study.STUDY_STEPS_PER_EPOCH for cfg in fits)
+    lines = study.summarise_study(table)
+    assert lines[0].startswith("Layers to freeze: up to layer2")
