@@ -638,3 +638,23 @@ def headline_markdown(headline: dict) -> str:
         row("hit rate at 5 %", headline["hit_rate_5"], headline["best_hit_rate_5"], ".0%"),
         row("ROC-AUC", headline["roc_auc"], headline["best_roc_auc"], ".2f"),
     ])
+
+
+@st.fragment(run_every=2)
+def wait_for_model(category: str) -> None:
+    """While a category has no model: say so, show the job preparing one (if any), and
+    rerun the whole page as soon as the model exists, so the page fills in by itself."""
+    from safety_models import jobs, registry
+
+    store = get_store()
+    if registry.active_model_id(store, category) is not None:
+        models.clear()
+        st.rerun(scope="app")
+    job = jobs.active_job(store, category)
+    if job is None:
+        st.info(f"There is no {category_label(category).lower()} model yet. Start one on the "
+                "**Models and training** page.", icon=":material/info:")
+        return
+    st.info(f"The {category_label(category).lower()} model is being prepared; this page "
+            "fills in as soon as it is ready.", icon=":material/hourglass_top:")
+    st.progress(job_fraction(job), text=f"{job_title(job)}: {job_progress_text(job)}")

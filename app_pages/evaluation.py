@@ -20,8 +20,7 @@ url = paths.db_url()
 category = ui.category_selector("eval_category")
 versions = ui.list_models(category)
 if versions.empty:
-    st.info(f"There is no {ui.category_label(category).lower()} model yet; the evaluation "
-            "appears once one is trained.", icon=":material/hourglass_top:")
+    ui.wait_for_model(category)
     st.stop()
 
 active = versions.loc[versions["status"] == "active", "model_id"]

@@ -20,9 +20,7 @@ stamp = ui.data_stamp()
 category = ui.category_selector("map_category")
 model_id = ui.active_model_id(category)
 if model_id is None:
-    st.info(f"There is no {ui.category_label(category).lower()} model yet. The map appears as "
-            "soon as one is trained: the **Overview** page shows the progress, the **Models and "
-            "training** page starts one.", icon=":material/hourglass_top:")
+    ui.wait_for_model(category)
     st.stop()
 
 info = ui.model_info(url, model_id)
