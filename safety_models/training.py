@@ -6,6 +6,24 @@ to `freeze_up_to` (BatchNorm statistics included), and train the rest with a sma
 rate on a chronological split: train windows, then validation windows for early stopping,
 then a final test period that is only evaluated. When the frozen part is deterministic, its
 outputs are computed ONCE per sample and only the remaining layers run per step.
+
+Steps of fit (base 'pretrained' | 'imagenet' | 'none'):
+1. build the model from the base; attach a NEW head (the decoder's last 1x1 conv set to zero);
+2. fit the residual base-rate path (a 1x1 conv over the feature planes = a logistic + Poisson
+   GLM) by L-BFGS on the city's training windows: the model starts as the best linear
+   forecast from long-run, recent, seasonal and calendar planes;
+3. freeze adapter + stem + layers up to freeze_up_to (BatchNorm in eval), cache their outputs,
+   train the rest (AdamW or SGD momentum 0.9; the head/decoder at lr * head_lr_mult) with a
+   masked BCE (any event) + Poisson NLL (counts) loss over city cells;
+4. early stopping on validation (mean of ROC-AUC and hit rate at 5 % of the area, ranking by
+   probability, as evaluation.py does); the best epoch's weights are kept;
+5. refit the base-rate GLM on train + validation windows under the trained network (the most
+   recent history matters most for seasonal or drifting data); validation metrics are from
+   before this refit, test metrics after.
+Continuing a model version (base = <model id>) keeps its head and base-rate path (skips 1-2).
+
+Pretraining (`pretrain`) trains every stage on simulated cities (synthetic.py) plus the
+store's own count tensors minus their last 455 days, for at most ~150 s.
 """
 
 from __future__ import annotations
@@ -56,6 +74,7 @@ class TrainConfig:
     backbone: str = "resnet18"        # for base 'none' / 'imagenet'
     imagenet_weights: str | None = None
     cache_frozen: bool = True         # compute frozen-stage outputs once per sample
+    refit_base_path: bool = True      # after early stopping, refit the base-rate GLM on train+val
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -252,19 +271,38 @@ def fit_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray, m
     per_window = max(1, int(builder.mask.sum()))
     n_windows = int(min(len(t_train), max(1, max_rows // per_window)))
     ts = np.sort(rng.choice(t_train, size=n_windows, replace=False))
-    x = builder.inputs(ts)[:, :, builder.mask]                          # (N, C, cells)
+    planes = builder.inputs(ts)                                         # (N, C, H, W)
+    offset = torch.zeros(1, 2)
+    if model.head[-1].weight.abs().sum() > 0:
+        # the rest of the network's output is a fixed offset: the GLM refits under it
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            parts = []
+            for i in range(0, len(planes), 32):
+                xb = torch.from_numpy(planes[i:i + 32])
+                logit, log_rate = model(xb)
+                parts.append(torch.stack([logit, log_rate], 1) - model.base_path(xb))  # (B, 2, H, W)
+            off = torch.cat(parts)[:, :, torch.from_numpy(builder.mask)]          # (N, 2, cells)
+            offset = off.permute(0, 2, 1).reshape(-1, 2)
+        model.train(was_training)
+    x = planes[:, :, builder.mask]                                      # (N, C, cells)
     x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1).reshape(-1, x.shape[1])))
     _, y = builder.labels(ts)
     y = torch.from_numpy(y[:, builder.mask].reshape(-1))                 # (N * cells,)
     y_any = (y > 0).float()
-    w = torch.zeros(x.shape[1], 2, requires_grad=True)
-    p_any = float(y_any.mean()) * (1 - 1e-6) + 1e-6
-    b = torch.tensor([math.log(p_any / (1 - p_any)), math.log(float(y.mean()) + 1e-6)], requires_grad=True)
+    if offset.shape[0] > 1:                     # start from the current path
+        w = model.base_path.weight.detach().reshape(2, -1).T.contiguous().requires_grad_(True)
+        b = model.base_path.bias.detach().clone().requires_grad_(True)
+    else:
+        w = torch.zeros(x.shape[1], 2, requires_grad=True)
+        p_any = float(y_any.mean()) * (1 - 1e-6) + 1e-6
+        b = torch.tensor([math.log(p_any / (1 - p_any)), math.log(float(y.mean()) + 1e-6)], requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
         opt.zero_grad()
-        z = x @ w + b                                                     # (rows, 2)
+        z = x @ w + b + offset                                            # (rows, 2)
         loss = (F.binary_cross_entropy_with_logits(z[:, 0], y_any)
                 + F.poisson_nll_loss(z[:, 1], y, log_input=True, full=False) + 1e-4 * w.square().sum())
         loss.backward()
@@ -426,6 +464,13 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     model.load_state_dict(best[1])
     model.eval()
     metrics = {"validation": {**best[2], "best_epoch": best[3], "val_score": best[0]}}
+    if train_cfg.refit_base_path and len(t_val):
+        # the latest history is the most informative: the linear base-rate path (a few dozen
+        # weights, no choice made on validation) is refitted on train + validation windows,
+        # under the trained network as an offset. Validation metrics above are from before.
+        report({"stage": "base_rate", "fraction": 1.0})
+        fit_base_path(model, builder, np.concatenate([t_train, t_val]), seed=train_cfg.seed)
+        model.eval()
     if len(t_test):
         metrics["test"] = _evaluate(model, builder, t_test, counts, mask)
     times = pd.DatetimeIndex(builder.times)

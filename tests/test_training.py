@@ -123,3 +123,20 @@ def test_train_config_round_trip():
     cfg = TrainConfig(category="health", base="imagenet", freeze_up_to="layer3", lr=3e-4)
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
     assert cfg.hours == 168
+
+
+def test_base_path_glm_fit_and_refit_under_a_trained_head(city):
+    from safety_models.models import ModelConfig, create_model
+    from safety_models.features import n_channels
+    counts, starts, mask = city
+    fcfg = FeatureConfig()
+    b = SampleBuilder(counts, starts, fcfg, mask)
+    model = create_model(ModelConfig(in_channels=n_channels(fcfg), decoder_width=16, full_res_width=8))
+    training.new_head(model)
+    training.fit_base_path(model, b, np.arange(10, 120), max_rows=5000)
+    w1 = model.base_path.weight.detach().clone()
+    assert w1.abs().sum() > 0 and torch.isfinite(w1).all()
+    with torch.no_grad():
+        model.head[-1].weight.normal_(0, 0.01)            # a trained head: refit under its offset
+    training.fit_base_path(model, b, np.arange(10, 150), max_rows=5000)
+    assert torch.isfinite(model.base_path.weight).all() and not torch.equal(w1, model.base_path.weight)
