@@ -348,13 +348,13 @@ def scale_max(db_url: str, category: str, model_id: str, stamp: str) -> float:
 
 
 HOTSPOT_COLUMNS = {
-    "rank": st.column_config.NumberColumn("#", width="small"),
-    "cell": st.column_config.NumberColumn("cell", width="small", format="%d"),
-    "chance": st.column_config.NumberColumn("chance", format="%.1f %%", width="small",
+    "rank": st.column_config.NumberColumn("#", width=40),
+    "cell": st.column_config.NumberColumn("cell", format="%d"),
+    "chance": st.column_config.NumberColumn("chance", format="%.1f %%",
                                             help="Chance of at least one incident"),
-    "last 30 days": st.column_config.NumberColumn("30 d", width="small",
-                                                  help="Incidents in the last 30 days"),
-    "risk level": st.column_config.TextColumn("level", width="small"),
+    "last 30 days": st.column_config.NumberColumn("30 days", format="%d",
+                                                  help="Incidents recorded in the last 30 days"),
+    "risk level": st.column_config.TextColumn("level"),
 }
 
 
@@ -627,15 +627,17 @@ def study_figure(runs: pd.DataFrame):
 def headline_markdown(headline: dict) -> str:
     """The model's headline test scores beside the best baseline's, as a small table."""
     def row(label: str, model: float, baseline: float, fmt: str) -> str:
-        better = "" if pd.isna(baseline) or pd.isna(model) else (
-            " ▲" if model > baseline else " ▼" if model < baseline else "")
-        return (f"| {label} | **{format(model, fmt)}**{better} | "
-                f"{'–' if pd.isna(baseline) else format(baseline, fmt)} |")
+        shown, shown_baseline = format(model, fmt), format(baseline, fmt)
+        # An arrow only where the difference shows at the precision displayed.
+        better = "" if pd.isna(baseline) or pd.isna(model) or shown == shown_baseline else (
+            " ▲" if model > baseline else " ▼")
+        return (f"| {label} | **{shown}**{better} | "
+                f"{'–' if pd.isna(baseline) else shown_baseline} |")
 
     return "\n".join([
-        "| test period | model | best baseline |", "|:--|--:|--:|",
-        row("PAI at 5 % of area", headline["pai_5"], headline["best_pai_5"], ".1f"),
-        row("hit rate at 5 %", headline["hit_rate_5"], headline["best_hit_rate_5"], ".0%"),
+        "| | model | best baseline |", "|:--|--:|--:|",
+        row("PAI @ 5 %", headline["pai_5"], headline["best_pai_5"], ".1f"),
+        row("hit rate @ 5 %", headline["hit_rate_5"], headline["best_hit_rate_5"], ".0%"),
         row("ROC-AUC", headline["roc_auc"], headline["best_roc_auc"], ".2f"),
     ])
 

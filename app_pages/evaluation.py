@@ -3,7 +3,6 @@ same windows and cells; the curves, the calibration, the confusion matrix, the s
 time, and the fine-tuning study."""
 
 import pandas as pd
-import plotly.express as px
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -48,7 +47,8 @@ if evaluation is None:
     st.stop()
 
 results = evaluation["results"]
-forecasters = {"model": results["model"], **results.get("baselines", {})}
+# Baselines first, the model last: its line is drawn on top (and listed first in legends).
+forecasters = {**results.get("baselines", {}), "model": results["model"]}
 unit = ui.window_label(evaluation.get("window_hours"))
 st.markdown(
     f"Test period **{ui.when(evaluation['test_start'])} – {ui.when(evaluation['test_end'])}**: "
@@ -67,13 +67,15 @@ st.caption("Hit rate: share of the period's incidents inside the cells flagged (
 st.subheader("Incidents captured against area flagged")
 left, right = st.columns(2)
 curves = {name: m.get("curves") or {} for name, m in forecasters.items()}
+ZOOM = [0, 0.3]   # operators flag at most a few tenths of the city: show that part
 with left:
     figure = go.Figure()
     for name, curve in curves.items():
         if curve.get("area_share"):
             figure.add_trace(go.Scatter(
                 x=curve["area_share"], y=curve["hit_rate"], name=mapview.baseline_label(name),
-                mode="lines", line={"width": 3 if name == "model" else 1.5}))
+                mode="lines", line={"width": 3 if name == "model" else 1.5,
+                                    "color": mapview.forecaster_colour(name)}))
     perfect = curves.get("model", {}).get("perfect_hit_rate")
     if perfect:
         figure.add_trace(go.Scatter(x=curves["model"]["area_share"], y=perfect,
@@ -81,10 +83,10 @@ with left:
                                     line={"dash": "dot", "color": "grey"}))
     figure.update_layout(title="Hit rate", xaxis_title="share of the city's area flagged",
                          yaxis_title="share of incidents captured", height=380,
-                         xaxis={"tickformat": ".0%", "range": [0, 0.5]},
+                         xaxis={"tickformat": ".0%", "range": ZOOM},
                          yaxis={"tickformat": ".0%"},
                          margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                         legend={"orientation": "h", "y": -0.3})
+                         legend={"orientation": "h", "y": -0.3, "traceorder": "reversed"})
     st.plotly_chart(figure, width="stretch", key="eval_hit_rate")
 with right:
     figure = go.Figure()
@@ -92,13 +94,14 @@ with right:
         if curve.get("area_share"):
             figure.add_trace(go.Scatter(
                 x=curve["area_share"][1:], y=curve["pai"][1:], name=mapview.baseline_label(name),
-                mode="lines", line={"width": 3 if name == "model" else 1.5}))
+                mode="lines", line={"width": 3 if name == "model" else 1.5,
+                                    "color": mapview.forecaster_colour(name)}))
     figure.update_layout(title="PAI (predictive accuracy index)",
                          xaxis_title="share of the city's area flagged",
                          yaxis_title="hit rate ÷ area share", height=380,
-                         xaxis={"tickformat": ".0%", "range": [0, 0.5]},
+                         xaxis={"tickformat": ".0%", "range": ZOOM},
                          margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                         legend={"orientation": "h", "y": -0.3})
+                         legend={"orientation": "h", "y": -0.3, "traceorder": "reversed"})
     st.plotly_chart(figure, width="stretch", key="eval_pai")
 
 left, right = st.columns(2)
@@ -112,13 +115,14 @@ with left:
                 x=roc["fpr"], y=roc["tpr"], mode="lines",
                 name=f"{mapview.baseline_label(name)} ({auc:.2f})" if auc is not None
                 else mapview.baseline_label(name),
-                line={"width": 3 if name == "model" else 1.5}))
+                line={"width": 3 if name == "model" else 1.5,
+                      "color": mapview.forecaster_colour(name)}))
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="chance",
                                 line={"dash": "dot", "color": "grey"}))
     figure.update_layout(title="ROC (area under the curve in brackets)",
                          xaxis_title="false alarm rate", yaxis_title="detection rate",
                          height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                         legend={"orientation": "h", "y": -0.3})
+                         legend={"orientation": "h", "y": -0.3, "traceorder": "reversed"})
     st.plotly_chart(figure, width="stretch", key="eval_roc")
 with right:
     figure = go.Figure()
@@ -129,14 +133,16 @@ with right:
         rows = rows[rows["count"] > 0]
         figure.add_trace(go.Scatter(
             x=rows["mean_predicted"], y=rows["observed_rate"], mode="lines+markers",
-            name=mapview.baseline_label(name), line={"width": 3 if name == "model" else 1.5}))
+            name=mapview.baseline_label(name),
+            line={"width": 3 if name == "model" else 1.5,
+                  "color": mapview.forecaster_colour(name)}))
     figure.add_trace(go.Scatter(x=[0, 1], y=[0, 1], mode="lines", name="perfectly calibrated",
                                 line={"dash": "dot", "color": "grey"}))
     figure.update_layout(title="Calibration: predicted chance against what happened",
                          xaxis_title="predicted chance", yaxis_title="observed share",
                          height=380, margin={"l": 10, "r": 10, "t": 40, "b": 10},
                          xaxis={"tickformat": ".0%"}, yaxis={"tickformat": ".0%"},
-                         legend={"orientation": "h", "y": -0.3})
+                         legend={"orientation": "h", "y": -0.3, "traceorder": "reversed"})
     st.plotly_chart(figure, width="stretch", key="eval_calibration")
 
 # ---------------------------------------------------------------------------- confusion
@@ -164,24 +170,27 @@ with right:
             "rate, PAI and balanced accuracy instead.", icon=":material/lightbulb:")
 
 # ---------------------------------------------------------------------------- over time
-st.subheader(f"Scores {unit} by {unit}")
-rows = []
-for name, m in forecasters.items():
-    for w in m.get("per_window") or []:
-        rows.append({"start": w.get("start"), "forecaster": mapview.baseline_label(name),
-                     "hit rate at 5 %": w.get("hit_rate_5"), "incidents": w.get("n_events")})
-per_window = pd.DataFrame(rows)
+weekly = int(evaluation.get("window_hours") or 24) < 168
+st.subheader("Scores over the test period")
+per_window = mapview.scores_over_time(evaluation, "hit_rate_5")
 if per_window.empty:
     st.caption("No per-window scores in this evaluation.")
 else:
-    per_window["start"] = pd.to_datetime(per_window["start"])
-    figure = px.line(per_window, x="start", y="hit rate at 5 %", color="forecaster")
-    figure.update_traces(selector={"name": mapview.baseline_label("model")},
-                         line={"width": 3})
-    figure.update_layout(height=360, yaxis={"tickformat": ".0%"}, xaxis_title=None,
+    figure = go.Figure()
+    names = [*sorted(set(per_window["forecaster"]) - {"model"}), "model"]
+    for name in names:
+        part = per_window[per_window["forecaster"] == name]
+        figure.add_trace(go.Scatter(
+            x=part["start"], y=part["value"], name=mapview.baseline_label(name),
+            mode="lines+markers", line={"width": 3 if name == "model" else 1.5,
+                                        "color": mapview.forecaster_colour(name)}))
+    figure.update_layout(height=340, yaxis={"tickformat": ".0%", "title": "hit rate at 5 %"},
                          margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                         legend={"orientation": "h", "y": -0.2})
+                         legend={"orientation": "h", "y": -0.2, "traceorder": "reversed"})
     st.plotly_chart(figure, width="stretch", key="eval_per_window")
+    st.caption(("Mean of the days of each week" if weekly else "Each week") + " – share of "
+               f"the {unit}'s incidents inside the top 5 % of the area; windows without "
+               "incidents have no score.")
 
 # ---------------------------------------------------------------------------- study
 st.subheader("Fine-tuning study")

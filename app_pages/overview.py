@@ -75,9 +75,11 @@ for column, category in zip(columns, CATEGORIES):
                 st.caption("Not evaluated yet (see the **Evaluation** page).")
             else:
                 st.markdown(ui.headline_markdown(headline))
-                st.caption(f"Backtest {ui.when(evaluation['test_start'])} – "
-                           f"{ui.when(evaluation['test_end'])}, against the best of "
-                           f"{len(evaluation['results'].get('baselines', {}))} baselines.")
+                st.caption(f"Scored on {ui.when(evaluation['test_start'])} – "
+                           f"{ui.when(evaluation['test_end'])} (after its training data), "
+                           f"against the best of "
+                           f"{len(evaluation['results'].get('baselines', {}))} baselines; "
+                           "PAI @ 5 %: incidents caught in the top 5 % of the area ÷ 5 %.")
             prediction = ui.prediction(url, category, model_id, None, stamp)
             if prediction.empty:
                 continue

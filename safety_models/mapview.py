@@ -490,3 +490,37 @@ BASELINE_LABELS: dict[str, str] = {
 
 def baseline_label(name: str) -> str:
     return BASELINE_LABELS.get(str(name), str(name).replace("_", " "))
+
+
+# One colour per forecaster, the same in every chart: the model stands out in dark blue.
+FORECASTER_COLOURS: dict[str, str] = {
+    "model": "#1d4e89",
+    "historical_average": "#e4572e",
+    "kde": "#f0a202",
+    "prospective_hotspot": "#2a9d8f",
+    "naive": "#9a9a9a",
+    "seasonal": "#8e6c8a",
+}
+
+
+def forecaster_colour(name: str) -> str:
+    return FORECASTER_COLOURS.get(str(name), "#6c757d")
+
+
+def scores_over_time(evaluation: dict, metric: str = "hit_rate_5") -> pd.DataFrame:
+    """Per-window scores of the model and every baseline: columns start, forecaster (the
+    saved name), value. Daily windows are averaged per week (Monday) so the chart shows a
+    trend rather than a comb of 0 and 100 %; windows without events (no score) are skipped."""
+    results = evaluation.get("results") or {}
+    forecasters = {"model": results.get("model") or {}, **(results.get("baselines") or {})}
+    rows = [{"start": w.get("start"), "forecaster": name, "value": w.get(metric)}
+            for name, m in forecasters.items() for w in (m.get("per_window") or [])]
+    table = pd.DataFrame(rows, columns=["start", "forecaster", "value"]).dropna()
+    if table.empty:
+        return table
+    table["start"] = pd.to_datetime(table["start"])
+    table["value"] = table["value"].astype(float)
+    if int(evaluation.get("window_hours") or 24) < 168:
+        table["start"] = period_starts(table["start"], "W")
+        table = table.groupby(["start", "forecaster"], sort=True)["value"].mean().reset_index()
+    return table

@@ -118,3 +118,18 @@ def test_headline_scores_pick_the_best_baseline():
     assert head["best_baseline"] == "kernel density (KDE)"
     assert head["best_roc_auc"] == 0.82
     assert mapview.headline_scores(None) is None
+
+
+def test_scores_over_time_average_days_per_week():
+    def window(start, value):
+        return {"start": start, "hit_rate_5": value}
+
+    evaluation = {"window_hours": 24, "results": {
+        "model": {"per_window": [window("2025-01-06", 1.0), window("2025-01-07", 0.0),
+                                 window("2025-01-08", None), window("2025-01-13", 0.5)]},
+        "baselines": {"kde": {"per_window": [window("2025-01-06", 0.2)]}}}}
+    table = mapview.scores_over_time(evaluation)
+    model = table[table["forecaster"] == "model"]
+    assert list(model["start"]) == list(pd.to_datetime(["2025-01-06", "2025-01-13"]))
+    assert list(model["value"]) == [0.5, 0.5]   # the window without a score is skipped
+    assert table[table["forecaster"] == "kde"]["value"].tolist() == [0.2]
