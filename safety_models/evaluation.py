@@ -605,6 +605,7 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; readers (a dashboard service) may be others
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
