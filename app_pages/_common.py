@@ -256,8 +256,9 @@ JOB_ACTIVE_STATUSES = ("queued", "running")
 JOB_TITLES = {"bootstrap": "Preparing the first models", "pretrain": "Pretraining the base model",
               "train": "Training"}
 STAGE_LABELS = {"pretrain": "pretraining the base model", "train": "training",
+                "base_rate": "fitting the long-run rates", "cache": "preparing frozen layers",
                 "prepare": "preparing the data", "evaluate": "evaluating",
-                "validate": "validating", "save": "saving"}
+                "validate": "validating", "save": "saving", "done": "saving the model"}
 
 
 def job_title(job: dict) -> str:
@@ -660,3 +661,19 @@ def wait_for_model(category: str) -> None:
     st.info(f"The {category_label(category).lower()} model is being prepared; this page "
             "fills in as soon as it is ready.", icon=":material/hourglass_top:")
     st.progress(job_fraction(job), text=f"{job_title(job)}: {job_progress_text(job)}")
+
+
+def show_job_outcome(job: dict) -> None:
+    """How the category's last job ended, for a few hours after it did."""
+    finished = job.get("finished_at")
+    if finished is None or pd.Timestamp.now() - pd.Timestamp(finished) > pd.Timedelta(hours=6):
+        return
+    what = f"{job_title(job)} (job {job['job_id']}, {when(finished)})"
+    if job["status"] == "succeeded":
+        st.success(f"{what} finished: {job.get('model_id') or 'a new model'} is saved. "
+                   "Compare and promote it under **Versions**.", icon=":material/task_alt:")
+    elif job["status"] == "failed":
+        st.error(f"{what} failed: {job.get('message') or 'no reason recorded'}",
+                 icon=":material/error:")
+    elif job["status"] == "cancelled":
+        st.info(f"{what} was cancelled; nothing was changed.", icon=":material/info:")

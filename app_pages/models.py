@@ -110,12 +110,15 @@ def train_form() -> None:
             st.rerun()
 
 
-running = None
+running = last = None
 with ui.shown_errors("reading the jobs"):
     running = jobs.active_job(store, category)
+    last = next(iter(jobs.list_jobs(store, category, limit=1)), None)
 if running is not None:
     job_progress(running["job_id"])
 else:
+    if last is not None:
+        ui.show_job_outcome(last)
     train_form()
 
 # ---------------------------------------------------------------------------- versions
@@ -161,10 +164,15 @@ else:
                 st.rerun()
 
 # ---------------------------------------------------------------------------- jobs
-st.subheader("Recent jobs")
-with ui.shown_errors("listing the jobs"):
-    recent = ui.jobs_table(jobs.list_jobs(store, limit=50), category)
-    if recent.empty:
-        st.caption("No training job yet.")
-    else:
-        st.dataframe(recent, hide_index=True, width="stretch", key="jobs_table")
+def recent_jobs() -> None:
+    st.subheader("Recent jobs")
+    with ui.shown_errors("listing the jobs"):
+        recent = ui.jobs_table(jobs.list_jobs(store, limit=50), category)
+        if recent.empty:
+            st.caption("No training job yet.")
+        else:
+            st.dataframe(recent, hide_index=True, width="stretch", key="jobs_table")
+
+
+# While a job runs, its row changes: refresh the list with it.
+(st.fragment(run_every=3)(recent_jobs) if running is not None else recent_jobs)()
