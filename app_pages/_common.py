@@ -189,12 +189,19 @@ def clear_data_caches() -> None:
 # ------------------------------------------------------------------------------ widgets
 
 
-def category_selector(key: str, label: str = "Category", horizontal: bool = True) -> str:
-    """A segmented control over the categories (remembered per page by its key)."""
+def category_selector(key: str, label: str = "Category") -> str:
+    """A segmented control over the categories (remembered per page by its key; another
+    page may preselect it with remember_category)."""
+    preset = key in st.session_state
     choice = st.segmented_control(
         label, options=list(CATEGORIES), format_func=category_label, key=key,
-        default=CATEGORIES[0], selection_mode="single", required=True)
+        default=None if preset else CATEGORIES[0], selection_mode="single", required=True)
     return choice or CATEGORIES[0]
+
+
+def remember_category(key: str, category: str) -> None:
+    """Preselect a category selector (by its key) on the page the user goes to next."""
+    st.session_state[key] = category
 
 
 def when(ts: Any) -> str:

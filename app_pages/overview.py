@@ -90,4 +90,6 @@ for column, category in zip(columns, CATEGORIES):
             where = "district" if top["district"].astype(bool).any() else "cell"
             st.dataframe(top[["rank", where, "chance", "last 30 days"]], hide_index=True,
                          width="stretch", column_config=ui.HOTSPOT_COLUMNS)
-            st.page_link("app_pages/risk_map.py", label="Open the risk map", icon=":material/map:")
+            if st.button("Open the risk map", key=f"open_map_{category}", icon=":material/map:",
+                         on_click=ui.remember_category, args=("map_category", category)):
+                st.switch_page("app_pages/risk_map.py")

@@ -293,3 +293,11 @@ def test_first_start_loads_demo_and_starts_bootstrap(tmp_path, monkeypatch, star
     # A second session does not start it again.
     open_page("app_pages/overview.py")
     assert len(started_jobs) == 1
+
+
+def test_overview_opens_the_map_of_a_category(home, started_jobs):
+    at = open_page("app_pages/overview.py")
+    at.button(key="open_map_traffic").click().run()
+    assert_clean(at)
+    assert at.segmented_control(key="map_category").value == "traffic"
+    assert deck_spec(at)["layers"][0]["id"] == "cells"
