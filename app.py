@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_pages._common import first_start
+from app_pages._common import first_start, shown_errors
 
 st.set_page_config(page_title="Safety risk maps", page_icon="🗺️", layout="wide")
 
@@ -26,4 +26,6 @@ page = st.navigation({
                 url_path="method"),
     ],
 })
-page.run()
+# Whatever a page does not handle itself is shown as a short message, never a bare traceback.
+with shown_errors("showing this page"):
+    page.run()
