@@ -13,12 +13,15 @@ short pretraining (--pretrain-steps) on the simulated corpus, enough for timing 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
 from safety_models.synthetic import simulate_city
 from safety_models.training import TrainConfig, fit, predict_window, pretrain
