@@ -92,6 +92,9 @@ def test_a_zombie_or_reused_pid_is_not_alive():
     runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                                "safety_models.jobs", "run", "7"])
     try:
+        # Until the child has exec'd, /proc shows the parent's (pytest's) command line.
+        wait_for(lambda: b"safety_models.jobs" in open(f"/proc/{runner.pid}/cmdline", "rb").read(),
+                 10, "the runner to start")
         assert jobs.pid_alive(runner.pid, 7) and not jobs.pid_alive(runner.pid, 8)
     finally:
         runner.kill()
