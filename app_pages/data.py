@@ -115,161 +115,167 @@ def show_result(result: dict) -> None:
             key=f"download_rejected_result_{s['upload_id']}", icon=":material/download:")
 
 
+# Lazy tabs: only the open tab runs (the charts read every incident; loading needs none).
 load_tab, uploads_tab, outlines_tab, charts_tab = st.tabs(
-    ["Load files", "Uploads", "District outlines", "Incidents over time"])
+    ["Load files", "Uploads", "District outlines", "Incidents over time"], key="data_tab",
+    on_change="rerun")
 
 # ---------------------------------------------------------------------------- load files
 with load_tab:
-    category = st.selectbox("These files hold", CATEGORIES, format_func=ui.category_label,
-                            key="upload_category")
-    files = st.file_uploader(
-        "Incident files (CSV or similar exports; one or more)", accept_multiple_files=True,
-        key="upload_files",
-        help="Each row one incident with a time and a location (latitude/longitude, a "
-             "'(lat, lon)' column, or projected X/Y with a CRS). Common open-data layouts are "
-             "recognised; check the columns below before loading.")
-    mappings = []
-    for file in files or []:
-        with st.container(border=True):
-            with ui.shown_errors(f"reading {file.name}"):
-                mappings.append((file, mapping_editor(file)))
-    if files:
-        if st.button(f"Load {len(mappings)} file{'s' if len(mappings) != 1 else ''} as "
-                     f"{ui.category_label(category).lower()}", type="primary",
-                     key="upload_load", disabled=not mappings, icon=":material/upload:"):
-            results = []
-            progress = st.progress(0.0, text="Loading…")
-            for i, (file, mapping) in enumerate(mappings):
-                progress.progress(i / len(mappings), text=f"Loading {file.name}…")
-                try:
-                    summary = ingest.ingest_bytes(store, file.getvalue(), file.name, category,
-                                                  overrides=mapping)
-                    results.append({"file_name": file.name, "summary": summary.to_dict()})
-                except UserError as err:
-                    results.append({"file_name": file.name, "error": str(err)})
-            progress.empty()
-            ui.clear_data_caches()
-            st.session_state["upload_results"] = results
-    results = st.session_state.get("upload_results", [])
-    for result in results:
-        show_result(result)
-    if any(r.get("summary", {}).get("accepted") for r in results):
-        st.caption("The maps use new incidents at once for recent counts; the models learn "
-                   "from them when retrained (**Models and training** page).")
+    if load_tab.open:
+        category = st.selectbox("These files hold", CATEGORIES, format_func=ui.category_label,
+                                key="upload_category")
+        files = st.file_uploader(
+            "Incident files (CSV or similar exports; one or more)", accept_multiple_files=True,
+            key="upload_files",
+            help="Each row one incident with a time and a location (latitude/longitude, a "
+                 "'(lat, lon)' column, or projected X/Y with a CRS). Common open-data layouts are "
+                 "recognised; check the columns below before loading.")
+        mappings = []
+        for file in files or []:
+            with st.container(border=True):
+                with ui.shown_errors(f"reading {file.name}"):
+                    mappings.append((file, mapping_editor(file)))
+        if files:
+            if st.button(f"Load {len(mappings)} file{'s' if len(mappings) != 1 else ''} as "
+                         f"{ui.category_label(category).lower()}", type="primary",
+                         key="upload_load", disabled=not mappings, icon=":material/upload:"):
+                results = []
+                progress = st.progress(0.0, text="Loading…")
+                for i, (file, mapping) in enumerate(mappings):
+                    progress.progress(i / len(mappings), text=f"Loading {file.name}…")
+                    try:
+                        summary = ingest.ingest_bytes(store, file.getvalue(), file.name, category,
+                                                      overrides=mapping)
+                        results.append({"file_name": file.name, "summary": summary.to_dict()})
+                    except UserError as err:
+                        results.append({"file_name": file.name, "error": str(err)})
+                progress.empty()
+                ui.clear_data_caches()
+                st.session_state["upload_results"] = results
+        results = st.session_state.get("upload_results", [])
+        for result in results:
+            show_result(result)
+        if any(r.get("summary", {}).get("accepted") for r in results):
+            st.caption("The maps use new incidents at once for recent counts; the models learn "
+                       "from them when retrained (**Models and training** page).")
 
 # ---------------------------------------------------------------------------- uploads
 with uploads_tab:
-    stamp = ui.data_stamp()
-    listing = ui.uploads(url, stamp)
-    if listing.empty:
-        st.info("Nothing loaded yet.", icon=":material/inbox:")
-    else:
-        shown = listing.assign(
-            category=listing["category"].map(ui.category_label),
-            period=[f"{ui.when(a)} – {ui.when(b)}"
-                    for a, b in zip(listing["time_min"], listing["time_max"])],
-        )[["upload_id", "file_name", "category", "uploaded_at", "rows_read", "accepted",
-           "rejected", "duplicates", "period", "is_demo"]]
-        st.dataframe(
-            shown, hide_index=True, width="stretch", key="uploads_table",
-            column_config={
-                "upload_id": st.column_config.NumberColumn("#", format="%d"),
-                "file_name": "file", "uploaded_at": st.column_config.DatetimeColumn(
-                    "loaded", format="D MMM YYYY, HH:mm"),
-                "rows_read": "rows", "accepted": "added", "is_demo": "demo"})
-        labels = {int(r.upload_id): f"#{r.upload_id} {r.file_name} "
-                                    f"({ui.category_label(r.category).lower()}, "
-                                    f"{r.accepted:,} incidents)"
-                  for r in listing.itertuples()}
-        chosen = st.selectbox("Upload", list(labels), format_func=labels.get,
-                              key="remove_upload_id")
-        left, right, _ = st.columns([1.2, 1, 2])
-        with left:
-            row = listing[listing["upload_id"] == chosen].iloc[0]
-            if row["rejected"]:
-                st.download_button(
-                    f"Rejected rows ({row['rejected']:,})",
-                    data=store.rejected_rows(chosen).to_csv(index=False).encode("utf-8"),
-                    file_name=f"rejected-upload-{chosen}.csv", mime="text/csv",
-                    key="download_rejected", icon=":material/download:")
-            else:
-                st.caption("No rejected rows in this upload.")
-        with right.popover("Remove…", icon=":material/delete:"):
-            st.markdown(f"Remove **{labels[chosen]}** and its incidents? Models already "
-                        "trained keep what they learnt; retrain to forget it.")
-            if st.button("Yes, remove it", type="primary", key="remove_upload_confirm"):
-                with ui.shown_errors("removing the upload"):
-                    removed = store.remove_upload(chosen)
-                    ui.clear_data_caches()
-                    st.toast(f"Removed upload #{chosen} ({removed:,} incidents).")
-                    st.rerun()
-        if listing["is_demo"].any():
-            st.divider()
-            st.markdown("**Demo data** – the built-in example city. Remove it before loading "
-                        "your own city's files (one home holds one city per category).")
-            with st.popover("Remove the demo data…", icon=":material/delete_sweep:"):
-                st.markdown("Remove every demo upload and the demo district outlines?")
-                if st.button("Yes, remove the demo data", type="primary",
-                             key="remove_demo_confirm"):
-                    with ui.shown_errors("removing the demo data"):
-                        removed = store.remove_demo()
+    if uploads_tab.open:
+        stamp = ui.data_stamp()
+        listing = ui.uploads(url, stamp)
+        if listing.empty:
+            st.info("Nothing loaded yet.", icon=":material/inbox:")
+        else:
+            shown = listing.assign(
+                category=listing["category"].map(ui.category_label),
+                period=[f"{ui.when(a)} – {ui.when(b)}"
+                        for a, b in zip(listing["time_min"], listing["time_max"])],
+            )[["upload_id", "file_name", "category", "uploaded_at", "rows_read", "accepted",
+               "rejected", "duplicates", "period", "is_demo"]]
+            st.dataframe(
+                shown, hide_index=True, width="stretch", key="uploads_table",
+                column_config={
+                    "upload_id": st.column_config.NumberColumn("#", format="%d"),
+                    "file_name": "file", "uploaded_at": st.column_config.DatetimeColumn(
+                        "loaded", format="D MMM YYYY, HH:mm"),
+                    "rows_read": "rows", "accepted": "added", "is_demo": "demo"})
+            labels = {int(r.upload_id): f"#{r.upload_id} {r.file_name} "
+                                        f"({ui.category_label(r.category).lower()}, "
+                                        f"{r.accepted:,} incidents)"
+                      for r in listing.itertuples()}
+            chosen = st.selectbox("Upload", list(labels), format_func=labels.get,
+                                  key="remove_upload_id")
+            left, right, _ = st.columns([1.2, 1, 2])
+            with left:
+                row = listing[listing["upload_id"] == chosen].iloc[0]
+                if row["rejected"]:
+                    st.download_button(
+                        f"Rejected rows ({row['rejected']:,})",
+                        data=store.rejected_rows(chosen).to_csv(index=False).encode("utf-8"),
+                        file_name=f"rejected-upload-{chosen}.csv", mime="text/csv",
+                        key="download_rejected", icon=":material/download:")
+                else:
+                    st.caption("No rejected rows in this upload.")
+            with right.popover("Remove…", icon=":material/delete:"):
+                st.markdown(f"Remove **{labels[chosen]}** and its incidents? Models already "
+                            "trained keep what they learnt; retrain to forget it.")
+                if st.button("Yes, remove it", type="primary", key="remove_upload_confirm"):
+                    with ui.shown_errors("removing the upload"):
+                        removed = store.remove_upload(chosen)
                         ui.clear_data_caches()
-                        st.toast(f"Removed the demo data ({removed:,} incidents).")
+                        st.toast(f"Removed upload #{chosen} ({removed:,} incidents).")
                         st.rerun()
+            if listing["is_demo"].any():
+                st.divider()
+                st.markdown("**Demo data** – the built-in example city. Remove it before loading "
+                            "your own city's files (one home holds one city per category).")
+                with st.popover("Remove the demo data…", icon=":material/delete_sweep:"):
+                    st.markdown("Remove every demo upload and the demo district outlines?")
+                    if st.button("Yes, remove the demo data", type="primary",
+                                 key="remove_demo_confirm"):
+                        with ui.shown_errors("removing the demo data"):
+                            removed = store.remove_demo()
+                            ui.clear_data_caches()
+                            st.toast(f"Removed the demo data ({removed:,} incidents).")
+                            st.rerun()
 
 # ---------------------------------------------------------------------------- outlines
 with outlines_tab:
-    st.markdown("District (or neighbourhood) outlines are drawn on the risk map so operators "
-                "can find their way without a street map. Any GeoJSON file of polygons in "
-                "latitude/longitude (WGS84) works.")
-    current = ui.boundary(url, "*")
-    st.caption("Outlines stored for every category: "
-               + (f"{len(current.get('features', []))} shapes." if current else "none."))
-    scope = st.selectbox("Use for", ["*", *CATEGORIES], key="boundary_scope",
-                         format_func=lambda c: "every category" if c == "*"
-                         else ui.category_label(c))
-    outline_file = st.file_uploader("GeoJSON file", type=["geojson", "json"],
-                                    key="boundary_file")
-    if st.button("Save outlines", key="boundary_save", disabled=outline_file is None,
-                 icon=":material/save:"):
-        try:
-            geojson = json.loads(outline_file.getvalue().decode("utf-8-sig"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as err:
-            st.error(f"{outline_file.name} is not a GeoJSON file: {err}")
-        else:
-            with ui.shown_errors("saving the outlines"):
-                store.set_boundary(scope, geojson)
-                ui.boundary.clear()
-                st.success(f"Saved the outlines of {outline_file.name}.")
+    if outlines_tab.open:
+        st.markdown("District (or neighbourhood) outlines are drawn on the risk map so operators "
+                    "can find their way without a street map. Any GeoJSON file of polygons in "
+                    "latitude/longitude (WGS84) works.")
+        current = ui.boundary(url, "*")
+        st.caption("Outlines stored for every category: "
+                   + (f"{len(current.get('features', []))} shapes." if current else "none."))
+        scope = st.selectbox("Use for", ["*", *CATEGORIES], key="boundary_scope",
+                             format_func=lambda c: "every category" if c == "*"
+                             else ui.category_label(c))
+        outline_file = st.file_uploader("GeoJSON file", type=["geojson", "json"],
+                                        key="boundary_file")
+        if st.button("Save outlines", key="boundary_save", disabled=outline_file is None,
+                     icon=":material/save:"):
+            try:
+                geojson = json.loads(outline_file.getvalue().decode("utf-8-sig"))
+            except (UnicodeDecodeError, json.JSONDecodeError) as err:
+                st.error(f"{outline_file.name} is not a GeoJSON file: {err}")
+            else:
+                with ui.shown_errors("saving the outlines"):
+                    store.set_boundary(scope, geojson)
+                    ui.boundary.clear()
+                    st.success(f"Saved the outlines of {outline_file.name}.")
 
 # ---------------------------------------------------------------------------- charts
 with charts_tab:
-    stamp = ui.data_stamp()
-    period = st.segmented_control("Per", ["D", "W", "M"], default="W", required=True,
-                                  format_func={"D": "day", "W": "week", "M": "month"}.get,
-                                  key="chart_period")
-    frames = []
-    for cat in CATEGORIES:
-        series = ui.per_period(url, cat, period, False, stamp)
-        if not series.empty:
-            frames.append(series.assign(category=ui.category_label(cat)))
-    if not frames:
-        st.info("No incidents stored yet.")
-    else:
-        figure = px.line(pd.concat(frames), x="period", y="incidents", color="category",
-                         title="Incidents by category")
-        figure.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                             legend={"orientation": "h", "y": -0.2}, xaxis_title=None)
-        st.plotly_chart(figure, width="stretch", key="chart_categories")
-        chart_category = st.selectbox("Subtypes of", CATEGORIES, format_func=ui.category_label,
-                                      key="chart_category")
-        by_subtype = ui.per_period(url, chart_category, period, True, stamp)
-        if by_subtype.empty:
-            st.caption("No incidents of this category.")
+    if charts_tab.open:
+        stamp = ui.data_stamp()
+        period = st.segmented_control("Per", ["D", "W", "M"], default="W", required=True,
+                                      format_func={"D": "day", "W": "week", "M": "month"}.get,
+                                      key="chart_period")
+        frames = []
+        for cat in CATEGORIES:
+            series = ui.per_period(url, cat, period, False, stamp)
+            if not series.empty:
+                frames.append(series.assign(category=ui.category_label(cat)))
+        if not frames:
+            st.info("No incidents stored yet.")
         else:
-            figure = px.bar(by_subtype, x="period", y="incidents", color="subtype",
-                            title=f"{ui.category_label(chart_category)} by type")
-            figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                                 legend={"orientation": "h", "y": -0.25}, xaxis_title=None,
-                                 bargap=0.05)
-            st.plotly_chart(figure, width="stretch", key="chart_subtypes")
+            figure = px.line(pd.concat(frames), x="period", y="incidents", color="category",
+                             title="Incidents by category")
+            figure.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                                 legend={"orientation": "h", "y": -0.2}, xaxis_title=None)
+            st.plotly_chart(figure, width="stretch", key="chart_categories")
+            chart_category = st.selectbox("Subtypes of", CATEGORIES, format_func=ui.category_label,
+                                          key="chart_category")
+            by_subtype = ui.per_period(url, chart_category, period, True, stamp)
+            if by_subtype.empty:
+                st.caption("No incidents of this category.")
+            else:
+                figure = px.bar(by_subtype, x="period", y="incidents", color="subtype",
+                                title=f"{ui.category_label(chart_category)} by type")
+                figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                                     legend={"orientation": "h", "y": -0.25}, xaxis_title=None,
+                                     bargap=0.05)
+                st.plotly_chart(figure, width="stretch", key="chart_subtypes")

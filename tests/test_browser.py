@@ -194,8 +194,19 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
             canvas.click(position={"x": box["width"] / 2, "y": box["height"] / 2})
             page.locator(".st-key-map_history .js-plotly-plot").wait_for()
             wait_idle(page)
-        if path in ("evaluation", "data"):
-            page.wait_for_selector(".js-plotly-plot", state="attached")
+        if path == "evaluation":
+            page.wait_for_selector(".js-plotly-plot")
+        if path == "data":
+            # Lazy tabs: each one runs when opened.
+            for tab, name in (("Uploads", "data-uploads"), ("Incidents over time", "data-charts")):
+                page.get_by_role("tab", name=tab).click()
+                wait_idle(page)
+                assert_no_error(page)
+                if name == "data-charts":
+                    page.wait_for_selector(".js-plotly-plot")
+                screenshot(page, name)
+            page.get_by_role("tab", name="Load files").click()
+            wait_idle(page)
         assert_no_error(page)
         screenshot(page, path or "overview")
     print(f"\nscreenshots: {SHOTS}")

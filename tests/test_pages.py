@@ -76,6 +76,12 @@ def assert_clean(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
+def open_tab(at: AppTest, key: str, label: str) -> AppTest:
+    """Select a tab of a lazy st.tabs (only the open tab's content runs)."""
+    at.session_state[key] = label
+    return at.run()
+
+
 def table_with(at: AppTest, column: str):
     """The first table (st.dataframe) on the page with that column (tables have no key)."""
     for frame in at.dataframe:
@@ -237,7 +243,10 @@ def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
 def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
     at = open_page("app_pages/data.py")
     assert_clean(at)
+    assert not at.get("plotly_chart"), "hidden tabs do not run"
+    open_tab(at, "data_tab", "Uploads")
     assert len(table_with(at, "file_name")) == 3
+    open_tab(at, "data_tab", "Load files")
     extra = synthetic_incidents("traffic", 60, seed=11)
     extra["ID"] = [f"new{i}" for i in range(len(extra))]
     extra.loc[extra.index[:4], "Date"] = "not a date"
@@ -254,11 +263,16 @@ def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
     messages = " ".join(w.value for w in [*at.warning, *at.success])
     assert "new_accidents.csv" in messages and "56 incidents added" in messages
     assert "unparseable time" in " ".join(c.value for c in at.caption)
+    open_tab(at, "data_tab", "Uploads")
     assert len(table_with(at, "file_name")) == 4
+    open_tab(at, "data_tab", "Incidents over time")
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 2, "incidents by category and by type"
 
 
 def test_data_page_removes_an_upload_after_confirming(data_home, started_jobs):
     at = open_page("app_pages/data.py")
+    open_tab(at, "data_tab", "Uploads")
     at.selectbox(key="remove_upload_id").set_value(3).run()
     at.button(key="remove_upload_confirm").click().run()
     assert_clean(at)
