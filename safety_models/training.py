@@ -44,6 +44,7 @@ from .models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model,
                      frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state,
                      trainable_parameters)
 from .schema import DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
+from .errors import NotReady
 
 CHECKPOINT_FORMAT = 1
 ProgressFn = Callable[[dict], None] | None
@@ -117,6 +118,9 @@ class TrainResult:
 
 
 # -- splits and metrics --------------------------------------------------------------------------
+MIN_TRAIN_WINDOWS = 4   # fewer cannot fill one batch pair nor say anything about a city
+
+
 def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> tuple[int, int, int, int]:
     """Chronological split -> (train_start, train_end, val_end, T) as window indices.
 
@@ -126,9 +130,16 @@ def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> 
     whole years (seasonal data such as mosquito surveillance) while a year of training remains.
     """
     T = len(counts)
-    n_test = cfg.test_windows if cfg.test_windows is not None else fcfg.windows(365)
     weekly = fcfg.window_hours >= 168
+    n_test = cfg.test_windows if cfg.test_windows is not None else fcfg.windows(365)
     n_val = cfg.val_windows if cfg.val_windows is not None else (fcfg.windows(365) if weekly else fcfg.windows(90))
+    if T < n_test + n_val + fcfg.windows(365):
+        # Less than a year left to train on (a month or two of a new city's data): keep the
+        # same order, scaled down, so that training still gets most of the windows.
+        if cfg.test_windows is None:
+            n_test = min(n_test, max(1, T // 4))
+        if cfg.val_windows is None:
+            n_val = min(n_val, max(1, T // 6))
     n_test = min(n_test, max(0, T - 2))
     val_end = T - n_test
     n_val = min(n_val, max(1, val_end - 1))
@@ -140,8 +151,12 @@ def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> 
     first = min(fcfg.recent_windows, max(0, train_end - 1))
     if cfg.history_days is not None:
         first = max(first, train_end - fcfg.windows(cfg.history_days))
-    if train_end - first < 1:
-        raise ValueError(f"not enough windows to train: {T} windows, {n_val} validation, {n_test} test")
+    if train_end - first < MIN_TRAIN_WINDOWS:
+        raise NotReady(
+            f"not enough history to train: {T} windows of {fcfg.window_hours} h leave "
+            f"{max(0, train_end - first)} for training after {n_val} for validation and {n_test} "
+            f"for the test period (at least {MIN_TRAIN_WINDOWS} needed); load a longer "
+            f"period of incidents, or choose shorter windows")
     return first, train_end, val_end, T
 
 
@@ -430,6 +445,9 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         losses = []
         for b in range(n_batches):
             idx = order[b * train_cfg.batch_size:(b + 1) * train_cfg.batch_size]
+            if len(idx) < 2 and len(order) >= 2:
+                # BatchNorm cannot train on a batch of one: take the last one with its neighbour.
+                idx = order[-2:]
             t_batch = t_train[idx]
             x = torch.from_numpy(builder.inputs(t_batch))             # (B, C, H, W)
             y_any, y_count = (torch.from_numpy(a) for a in builder.labels(t_batch))

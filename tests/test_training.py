@@ -140,3 +140,18 @@ def test_base_path_glm_fit_and_refit_under_a_trained_head(city):
         model.head[-1].weight.normal_(0, 0.01)            # a trained head: refit under its offset
     training.fit_base_path(model, b, np.arange(10, 150), max_rows=5000)
     assert torch.isfinite(model.base_path.weight).all() and not torch.equal(w1, model.base_path.weight)
+
+
+def test_a_short_history_is_split_in_order_and_too_short_a_one_says_so():
+    # 60 daily windows: a quarter (15) for test, a sixth (10) for validation, the rest to train.
+    from safety_models.errors import NotReady
+    from safety_models.features import FeatureConfig
+    from safety_models.training import TrainConfig, split_windows
+
+    fcfg = FeatureConfig(window_hours=24)
+    counts = np.ones((60, 4, 4), np.float32)
+    first, train_end, val_end, T = split_windows(counts, TrainConfig(category="crime"), fcfg)
+    assert (T - val_end, val_end - train_end) == (15, 10)
+    assert first < train_end
+    with pytest.raises(NotReady, match="not enough history"):
+        split_windows(np.ones((8, 4, 4), np.float32), TrainConfig(category="crime"), fcfg)
