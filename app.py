@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_pages._common import first_start, shown_errors
+from pages._common import first_start, shown_errors
 
 st.set_page_config(page_title="Safety risk maps", page_icon="🗺️", layout="wide")
 
@@ -12,17 +12,17 @@ first_start()
 
 page = st.navigation({
     "Operations": [
-        st.Page("app_pages/overview.py", title="Overview", icon=":material/dashboard:",
+        st.Page("pages/overview_page.py", title="Overview", icon=":material/dashboard:",
                 url_path="overview", default=True),
-        st.Page("app_pages/risk_map.py", title="Risk map", icon=":material/map:", url_path="map"),
+        st.Page("pages/risk_map_page.py", title="Risk map", icon=":material/map:", url_path="map"),
     ],
     "Data and models": [
-        st.Page("app_pages/data.py", title="Data", icon=":material/upload_file:", url_path="data"),
-        st.Page("app_pages/models.py", title="Models and training", icon=":material/model_training:",
+        st.Page("pages/data_page.py", title="Data", icon=":material/upload_file:", url_path="data"),
+        st.Page("pages/models_page.py", title="Models and training", icon=":material/model_training:",
                 url_path="models"),
-        st.Page("app_pages/evaluation.py", title="Evaluation", icon=":material/query_stats:",
+        st.Page("pages/evaluation_page.py", title="Evaluation", icon=":material/query_stats:",
                 url_path="evaluation"),
-        st.Page("app_pages/method.py", title="Method and limitations", icon=":material/menu_book:",
+        st.Page("pages/method_page.py", title="Method and limitations", icon=":material/menu_book:",
                 url_path="method"),
     ],
 })

@@ -18,8 +18,8 @@ from streamlit.testing.v1 import AppTest
 from conftest import TINY_CELL_SIZE_M, synthetic_incidents, synthetic_incidents_csv
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-PAGES = ["app_pages/overview.py", "app_pages/risk_map.py", "app_pages/data.py", "app_pages/models.py",
-         "app_pages/evaluation.py", "app_pages/method.py"]
+PAGES = ["pages/overview_page.py", "pages/risk_map_page.py", "pages/data_page.py", "pages/models_page.py",
+         "pages/evaluation_page.py", "pages/method_page.py"]
 TIMEOUT_S = 120
 
 
@@ -118,7 +118,7 @@ def test_every_page_runs_before_any_model_exists(data_home, started_jobs, page):
 
 
 def test_overview_shows_each_category(home, started_jobs):
-    at = open_page("app_pages/overview.py")
+    at = open_page("pages/overview_page.py")
     assert_clean(at)
     stored = [m for m in at.metric if m.label == "Incidents stored"]
     assert len(stored) == 3
@@ -134,7 +134,7 @@ def test_overview_shows_each_category(home, started_jobs):
 
 
 def test_risk_map_draws_cells_outlines_and_hotspots(home, started_jobs):
-    at = open_page("app_pages/risk_map.py")
+    at = open_page("pages/risk_map_page.py")
     assert_clean(at)
     spec = deck_spec(at)
     layer_ids = [layer["id"] for layer in spec["layers"]]
@@ -153,7 +153,7 @@ def test_risk_map_draws_cells_outlines_and_hotspots(home, started_jobs):
 
 
 def test_risk_map_view_stays_when_options_change(home, started_jobs):
-    at = open_page("app_pages/risk_map.py")
+    at = open_page("pages/risk_map_page.py")
     before = deck_spec(at)["initialViewState"]
     at.toggle(key="map_3d").set_value(True).run()
     at.toggle(key="map_incidents").set_value(True).run()
@@ -173,7 +173,7 @@ def test_risk_map_view_stays_when_options_change(home, started_jobs):
 def test_risk_map_for_a_past_date(home, started_jobs):
     import datetime as dt
 
-    at = open_page("app_pages/risk_map.py")
+    at = open_page("pages/risk_map_page.py")
     at.segmented_control(key="map_when").set_value("date").run()
     at.date_input(key="map_date").set_value(dt.date(2024, 9, 2)).run()
     assert_clean(at)
@@ -181,7 +181,7 @@ def test_risk_map_for_a_past_date(home, started_jobs):
 
 
 def test_evaluation_lists_model_and_every_baseline(home, started_jobs):
-    at = open_page("app_pages/evaluation.py")
+    at = open_page("pages/evaluation_page.py")
     assert_clean(at)
     table = table_with(at, "pai_5")
     assert table.index[0] == "this model"
@@ -193,7 +193,7 @@ def test_evaluation_lists_model_and_every_baseline(home, started_jobs):
 
 
 def test_models_page_has_retrain_controls_and_starts_a_job(home, started_jobs):
-    at = open_page("app_pages/models.py")
+    at = open_page("pages/models_page.py")
     assert_clean(at)
     for key in ("train_base", "train_freeze", "train_optimizer"):
         assert at.selectbox(key=key) is not None
@@ -232,7 +232,7 @@ def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
                      {"stage": "train", "epoch": 2, "loss": 0.31}]))
     store.close()
     monkeypatch.setattr(jobs, "recover_stale_jobs", lambda store: [])  # no process to check
-    at = open_page("app_pages/models.py")
+    at = open_page("pages/models_page.py")
     assert_clean(at)
     assert at.button(key="train_cancel") is not None
     bars = at.get("progress")
@@ -241,7 +241,7 @@ def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
 
 
 def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
-    at = open_page("app_pages/data.py")
+    at = open_page("pages/data_page.py")
     assert_clean(at)
     assert not at.get("plotly_chart"), "hidden tabs do not run"
     open_tab(at, "data_tab", "Uploads")
@@ -271,7 +271,7 @@ def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
 
 
 def test_data_page_removes_an_upload_after_confirming(data_home, started_jobs):
-    at = open_page("app_pages/data.py")
+    at = open_page("pages/data_page.py")
     open_tab(at, "data_tab", "Uploads")
     at.selectbox(key="remove_upload_id").set_value(3).run()
     at.button(key="remove_upload_confirm").click().run()
@@ -280,7 +280,7 @@ def test_data_page_removes_an_upload_after_confirming(data_home, started_jobs):
 
 
 def test_data_page_explains_an_unusable_file(data_home, started_jobs):
-    at = open_page("app_pages/data.py")
+    at = open_page("pages/data_page.py")
     at.file_uploader(key="upload_files").set_value(
         [("photo.csv", b"\x89PNG\r\n\x1a\n\x00\x00binary", "text/csv")]).run()
     assert not at.exception
@@ -300,17 +300,17 @@ def test_first_start_loads_demo_and_starts_bootstrap(tmp_path, monkeypatch, star
     fake_module = types.ModuleType("safety_models.demo")
     fake_module.load_demo = fake_demo
     monkeypatch.setitem(sys.modules, "safety_models.demo", fake_module)
-    at = open_page("app_pages/overview.py")
+    at = open_page("pages/overview_page.py")
     assert not at.exception
     assert [kind for kind, _ in started_jobs] == ["bootstrap"]
     assert [m.value for m in at.metric if m.label == "Incidents stored"][0] == "100"
     # A second session does not start it again.
-    open_page("app_pages/overview.py")
+    open_page("pages/overview_page.py")
     assert len(started_jobs) == 1
 
 
 def test_overview_opens_the_map_of_a_category(home, started_jobs):
-    at = open_page("app_pages/overview.py")
+    at = open_page("pages/overview_page.py")
     at.button(key="open_map_traffic").click().run()
     assert_clean(at)
     assert at.segmented_control(key="map_category").value == "traffic"

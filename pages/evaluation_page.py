@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from app_pages import _common as ui
+from pages import _common as ui
 from safety_models import mapview, paths
 
 st.title("Evaluation")

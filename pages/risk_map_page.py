@@ -7,7 +7,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from app_pages import _common as ui
+from pages import _common as ui
 from safety_models import export, mapview, paths
 from safety_models.grid import GridSpec
 

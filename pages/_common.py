@@ -6,7 +6,7 @@ Caching lives here and nowhere else:
   the database, the model id, the window and a cheap "data stamp" (uploads and counts), so a
   new upload or a new model shows at once, and nothing is recomputed otherwise.
 
-The page scripts import from here (`from app_pages import _common as ui`). The folder is
+The page scripts import from here (`from pages import _common as ui`). The folder is
 deliberately not called `pages/`: Streamlit 1.67 runs a `pages/` folder next to the entry
 point as an old-style multipage app on a server's first run (before app.py's st.navigation),
 which would skip app.py and list this module as a page.

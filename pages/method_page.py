@@ -3,7 +3,7 @@ acting on a risk map, in plain words."""
 
 import streamlit as st
 
-from app_pages import _common as ui
+from pages import _common as ui
 from safety_models import paths
 from safety_models.schema import CATEGORIES
 

@@ -5,7 +5,7 @@ import dataclasses
 
 import streamlit as st
 
-from app_pages import _common as ui
+from pages import _common as ui
 from safety_models import jobs, paths, registry, workflows
 from safety_models.training import TrainConfig
 

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.express as px
 import streamlit as st
 
-from app_pages import _common as ui
+from pages import _common as ui
 from safety_models import ingest, paths
 from safety_models.errors import MappingError, UserError
 from safety_models.schema import CATEGORIES

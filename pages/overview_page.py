@@ -4,7 +4,7 @@ the next window's hotspots are, and what needs attention (no model, stale model,
 import pandas as pd
 import streamlit as st
 
-from app_pages import _common as ui
+from pages import _common as ui
 from safety_models import mapview, paths
 from safety_models.schema import CATEGORIES
 
@@ -92,4 +92,4 @@ for column, category in zip(columns, CATEGORIES):
                          width="stretch", column_config=ui.HOTSPOT_COLUMNS)
             if st.button("Open the risk map", key=f"open_map_{category}", icon=":material/map:",
                          on_click=ui.remember_category, args=("map_category", category)):
-                st.switch_page("app_pages/risk_map.py")
+                st.switch_page("pages/risk_map_page.py")
