@@ -208,9 +208,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         fields["crs"] = args.crs
     fields = {k: v for k, v in fields.items() if v is not None}
     overrides = ColumnMapping(**fields) if fields else None
-    store = _store()
     failed = 0
-    try:
+    with _store() as store:
         for path in args.files:
             try:
                 summary = ingest.ingest_path(store, path, args.category, overrides)
@@ -222,8 +221,6 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 print(json.dumps(summary.to_dict()), flush=True)
             else:
                 print(format_summary(summary), flush=True)
-    finally:
-        store.close()
     return EXIT_USER_ERROR if failed else 0
 
 
@@ -247,11 +244,8 @@ def format_summary(summary) -> str:
 
 
 def cmd_uploads(args: argparse.Namespace) -> int:
-    store = _store()
-    try:
+    with _store() as store:
         df = store.list_uploads()
-    finally:
-        store.close()
     if args.json:
         records = [{k: _jsonable(v) for k, v in row.items()}
                    for row in df.drop(columns=["stored_path"]).to_dict("records")]
@@ -276,23 +270,17 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_remove_upload(args: argparse.Namespace) -> int:
-    store = _store()
-    try:
+    with _store() as store:
         upload = store.upload(args.upload_id)
         removed = store.remove_upload(args.upload_id)
-    finally:
-        store.close()
     print(f"removed upload #{upload.upload_id} ({upload.file_name}, {upload.category}): "
           f"{removed:,} incidents")
     return 0
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:
-    store = _store()
-    try:
+    with _store() as store:
         df = store.rejected_rows(args.upload_id)
-    finally:
-        store.close()
     if args.out is None:
         df.to_csv(sys.stdout, index=False)
         return 0
@@ -306,13 +294,10 @@ def cmd_rejected(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = _store()
-    try:
+    with _store() as store:
         counts = store.incident_counts()
         n_uploads = len(store.list_uploads())
         ranges = {c: store.time_range(c) for c in CATEGORIES}
-    finally:
-        store.close()
     status = {
         "incidents": counts,
         "uploads": n_uploads,
@@ -336,8 +321,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    store = _store()
-    try:
+    with _store() as store:
         if args.remove:
             removed = store.remove_demo()
             print(f"removed the demo data: {removed:,} incidents")
@@ -349,8 +333,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
                       f"({stats['category']})", file=sys.stderr, flush=True)
 
         summaries = demo.load_demo(store, on_progress=progress)
-    finally:
-        store.close()
     for summary in summaries:
         print(json.dumps(summary.to_dict()) if args.json else format_summary(summary))
     return 0
@@ -416,11 +398,8 @@ def _run_job(store, kind: str, config: dict) -> dict:
 
 
 def cmd_pretrain(args: argparse.Namespace) -> int:
-    store = _store()
-    try:
+    with _store() as store:
         job = _run_job(store, "pretrain", {"force": bool(args.force)})
-    finally:
-        store.close()
     print(f"base model: {job['model_id']}")
     return 0
 
@@ -431,13 +410,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     cfg = TrainConfig(category=args.category, **options)
-    store = _store()
-    try:
+    with _store() as store:
         job = _run_job(store, "train", cfg.to_dict())
         info = registry.model_info(store, job["model_id"])
         active = registry.active_model_id(store, args.category)
-    finally:
-        store.close()
     result = {"model_id": job["model_id"], "category": args.category,
               "status": info.get("status"), "active_model_id": active,
               "train_seconds": info.get("train_seconds"),
@@ -462,12 +438,9 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     from . import jobs
 
-    store = _store()
-    try:
+    with _store() as store:
         jobs.recover_stale_jobs(store)
         rows = jobs.list_jobs(store)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(_jsonable_tree(rows)))
         return 0
@@ -485,11 +458,8 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 def cmd_cancel(args: argparse.Namespace) -> int:
     from . import jobs
 
-    store = _store()
-    try:
+    with _store() as store:
         jobs.cancel_job(store, args.job_id)
-    finally:
-        store.close()
     print(f"asked job #{args.job_id} to stop")
     return 0
 
@@ -497,11 +467,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from . import registry
 
-    store = _store()
-    try:
+    with _store() as store:
         df = registry.list_models(store, args.category)
-    finally:
-        store.close()
     if args.json:
         print(json.dumps(_jsonable_tree(df.to_dict("records"))))
         return 0
@@ -535,11 +502,8 @@ def models_table(df: pd.DataFrame) -> pd.DataFrame:
 def cmd_promote(args: argparse.Namespace) -> int:
     from . import registry
 
-    store = _store()
-    try:
+    with _store() as store:
         registry.promote(store, args.model_id)
-    finally:
-        store.close()
     print(f"{args.model_id} is now active")
     return 0
 
@@ -547,11 +511,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
 def cmd_rollback(args: argparse.Namespace) -> int:
     from . import registry
 
-    store = _store()
-    try:
+    with _store() as store:
         model_id = registry.rollback(store, args.category)
-    finally:
-        store.close()
     print(f"{model_id} is active again for {args.category}")
     return 0
 
@@ -562,8 +523,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".csv", ".geojson", ".json"):
         raise UserError(f"{args.out}: give a .csv or .geojson file name")
-    store = _store()
-    try:
+    with _store() as store:
         df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model)
         if suffix == ".csv":
             data = export.prediction_to_csv(df)
@@ -573,8 +533,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
             _, checkpoint = registry.load_model(store, str(df["model_id"].iloc[0]))
             data = json.dumps(export.prediction_to_geojson(df, GridSpec.from_dict(
                 checkpoint["grid"]))).encode()
-    finally:
-        store.close()
     try:
         args.out.write_bytes(data)
     except OSError as err:
@@ -591,15 +549,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from . import evaluation
 
-    store = _store()
     bar = None if args.json else ProgressBar()
     try:
-        result = evaluation.evaluate_category(store, args.category, model_id=args.model,
-                                              on_progress=bar)
+        with _store() as store:
+            result = evaluation.evaluate_category(store, args.category, model_id=args.model,
+                                                  on_progress=bar)
     finally:
         if bar is not None:
             bar.close()
-        store.close()
     if args.json:
         print(json.dumps(_jsonable_tree(result.to_dict())))
         return 0
@@ -613,13 +570,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_study(args: argparse.Namespace) -> int:
     from . import study
 
-    store = _store()
     bar = ProgressBar()
     try:
-        table = study.run_study(store, args.category, on_progress=bar, quick=args.quick)
+        with _store() as store:
+            table = study.run_study(store, args.category, on_progress=bar, quick=args.quick)
     finally:
         bar.close()
-        store.close()
     if args.json:
         print(json.dumps(_jsonable_tree(table.to_dict("records"))))
         return 0

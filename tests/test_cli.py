@@ -144,3 +144,47 @@ def test_another_city_is_refused_with_exit_2(home, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "km" in err and "remove-upload" in err
     assert cli.main(["ingest", str(barcelona), "--category", "traffic"]) == 0
+
+
+def test_freeze_choices_are_the_model_stages():
+    from safety_models.models import STAGES
+
+    assert cli.FREEZE_CHOICES == ("none",) + tuple(STAGES)
+
+
+def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models, tmp_path,
+                                                           monkeypatch, capsys):
+    import shutil
+
+    home = tmp_path / "home"
+    shutil.copytree(tiny_home_with_models, home)
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(home))
+    from safety_models import registry
+    registry.clear_cache()
+
+    assert cli.main(["models", "--json"]) == 0
+    models = json.loads(capsys.readouterr().out)
+    active = {m["category"]: m["model_id"] for m in models if m["status"] == "active"}
+    assert {"crime", "traffic", "health"} <= set(active)
+
+    out = tmp_path / "crime.geojson"
+    assert cli.main(["predict", "--category", "crime", "--out", str(out)]) == 0
+    features = json.loads(out.read_text())["features"]
+    ranks = sorted(f["properties"]["rank"] for f in features)
+    assert ranks == list(range(1, len(features) + 1))
+    assert {f["properties"]["model_id"] for f in features} == {active["crime"]}
+    assert len(features[0]["geometry"]["coordinates"][0]) == 5      # a closed cell outline
+    capsys.readouterr()
+
+    assert cli.main(["evaluate", "--category", "crime", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["model_id"] == active["crime"]
+    assert {"naive", "historical_average", "kde", "prospective_hotspot"} <= set(
+        result["results"]["baselines"])
+    for name in ("accuracy", "always_no_event_accuracy", "balanced_accuracy", "roc_auc",
+                 "pr_auc", "brier"):
+        assert name in result["results"]["model"]
+    assert set(result["results"]["model"]["pai"]) == {"1", "5", "10", "20"}
+
+    assert cli.main(["predict", "--category", "crime", "--out", str(tmp_path / "x.txt")]) == 2
+    assert ".csv or .geojson" in capsys.readouterr().err
