@@ -32,7 +32,6 @@ dashboard reads them without recomputing.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -557,17 +556,11 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
 
 
 def model_city(store: Any, category: str, checkpoint: Mapping[str, Any]) -> Any:
-    """The category's data now, on the model's own grid, window length and city cells."""
+    """The category's data now, on the model's own grid, window length and city cells (the
+    cells the model was trained and validated on: new data must not move them)."""
     from . import workflows
 
-    hours = (checkpoint.get("feature_config") or {}).get("window_hours")
-    city = workflows.prepare_city(store, category, window_hours=hours, grid=checkpoint.get("grid"))
-    mask = checkpoint.get("mask")
-    if mask is not None:
-        # The cells the model was trained and validated on; new data must not move them.
-        mask = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask, dtype=bool)
-        city = dataclasses.replace(city, mask=mask)
-    return city
+    return workflows.model_city(store, category, dict(checkpoint))
 
 
 def evaluation_path(model_id: str) -> Path:

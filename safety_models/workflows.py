@@ -164,7 +164,7 @@ def prepare_city(store: Any, category: str, cell_size_m: float | None = None,
     return _city_from_incidents(category, spec, hours, incidents, store.boundary(category))
 
 
-def _model_city(store: Any, category: str, checkpoint: dict,
+def model_city(store: Any, category: str, checkpoint: dict,
                 incidents: pd.DataFrame | None = None) -> CityData:
     """The category's data on a model's own grid, windows and city mask."""
     hours = _window_hours_of(checkpoint, category)
@@ -348,7 +348,7 @@ def predict_category(store: Any, category: str, at: Any = None,
     model_id = _resolve_model_id(store, category, model_id)
     model, checkpoint = registry.load_model(store, model_id)
     incidents = _incidents_or_raise(store, category)
-    city = _model_city(store, category, checkpoint, incidents)
+    city = model_city(store, category, checkpoint, incidents)
     t = _window_index(city, at)
     feature_cfg = FeatureConfig.from_dict(checkpoint["feature_config"])
     prob, expected = training.predict_window(model, city.counts, city.starts, t, feature_cfg,
@@ -399,7 +399,7 @@ def cell_history(store: Any, category: str, cell_id: int,
         model_id = registry.active_model_id(store, category)
     if model_id is not None:
         model, checkpoint = registry.load_model(store, model_id)
-        city = _model_city(store, category, checkpoint)
+        city = model_city(store, category, checkpoint)
     else:
         model = checkpoint = None
         city = prepare_city(store, category)
