@@ -47,8 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m safety_models",
         description="Risk maps for crime, traffic accidents and public-health events from a "
-                    f"city's own incident files. State lives in SAFETY_MODELS_HOME "
-                    f"(default ./data); SAFETY_MODELS_DB_URL selects another database.")
+                    "city's own incident files. State lives in SAFETY_MODELS_HOME "
+                    "(default ./data); SAFETY_MODELS_DB_URL selects another database.")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = commands.add_parser("ingest", help="load incident CSV files into the store",

@@ -41,8 +41,7 @@ import torch.nn.functional as F
 
 from .features import FeatureConfig, SampleBuilder, channel_names, n_channels
 from .models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to,
-                     frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state,
-                     trainable_parameters)
+                     frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
 from .schema import DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
 from .errors import NotReady
 

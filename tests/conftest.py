@@ -194,3 +194,19 @@ def tiny_home_with_models(tmp_path_factory) -> Path:
             shutil.rmtree(building, ignore_errors=True)
     shutil.copytree(kept, home)
     return home
+
+
+@pytest.fixture()
+def crime_store(tmp_path, monkeypatch):
+    """A fresh home with 300 synthetic crime incidents (no model)."""
+    from safety_models import ingest, registry
+    from safety_models.store import Store
+
+    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+    registry.clear_cache()
+    store = Store()
+    ingest.ingest_bytes(store, synthetic_incidents_csv("crime", n=300), "crime.csv", "crime")
+    yield store
+    store.close()
+    registry.clear_cache()

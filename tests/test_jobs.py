@@ -9,26 +9,18 @@ import sys
 import time
 
 import pytest
-from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
+from conftest import TINY_CELL_SIZE_M
 from test_registry import fake_checkpoint
 
-from safety_models import ingest, jobs, registry, workflows
+from safety_models import jobs, registry, workflows
 from safety_models.errors import NotReady, UserError
-from safety_models.store import Store
 from safety_models.training import Cancelled, TrainConfig
 
 
+# `crime_store` (conftest.py): a fresh home with 300 synthetic crime incidents, no model.
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    """A fresh home with 300 synthetic crime incidents (no model)."""
-    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    registry.clear_cache()
-    store = Store()
-    ingest.ingest_bytes(store, synthetic_incidents_csv("crime", n=300), "crime.csv", "crime")
-    yield store
-    store.close()
-    registry.clear_cache()
+def store(crime_store):
+    return crime_store
 
 
 def dead_pid() -> int:

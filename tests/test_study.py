@@ -4,10 +4,8 @@ tiny synthetic city, the quick study end to end."""
 from __future__ import annotations
 
 import pandas as pd
-import pytest
 
 from safety_models import study
-from safety_models.study import StudyRun
 
 
 def run_row(stage, base, freeze, val_pai, test_pai, optimizer="adamw", lr=1e-3, history=None) -> dict:

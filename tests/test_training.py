@@ -3,13 +3,12 @@
 import io
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
 from safety_models import training
 from safety_models.features import FeatureConfig, SampleBuilder
-from safety_models.models import freeze_up_to, model_from_checkpoint
+from safety_models.models import model_from_checkpoint
 from safety_models.synthetic import simulate_city
 from safety_models.training import (Cancelled, TrainConfig, fit, predict_window, predict_windows,
                                     pretrain, split_windows)

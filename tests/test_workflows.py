@@ -25,17 +25,10 @@ def quick_config(category: str = "crime", **changes) -> TrainConfig:
         "test_windows": 10, "val_windows": 10, **changes})
 
 
+# `crime_store` (conftest.py): a fresh home with 300 synthetic crime incidents, no model.
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
-    """A fresh home with 300 synthetic crime incidents (no model)."""
-    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    registry.clear_cache()
-    store = Store()
-    ingest.ingest_bytes(store, synthetic_incidents_csv("crime", n=300), "crime.csv", "crime")
-    yield store
-    store.close()
-    registry.clear_cache()
+def store(crime_store):
+    return crime_store
 
 
 def test_prepare_city_bins_every_incident_on_a_new_grid(store):
