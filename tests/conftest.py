@@ -167,6 +167,9 @@ def _source_digest() -> str:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     import torch
     digest.update(torch.__version__.encode())
+    # float32 reductions depend on the thread count: a home built with another count would
+    # not reproduce bit for bit when a test evaluates its model again.
+    digest.update(f"threads={torch.get_num_threads()}".encode())
     return digest.hexdigest()[:16]
 
 

@@ -14,8 +14,13 @@ from safety_models.models import (STAGES, ModelConfig, create_model, freeze_up_t
 
 @pytest.fixture(autouse=True)
 def _threads():
+    # One thread for these tests only: the setting is process-wide, and a leaked one would
+    # change float32 reduction order for every test after them.
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
     torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
 
 
 def _model(**kw):

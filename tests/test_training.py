@@ -16,7 +16,12 @@ from safety_models.training import (Cancelled, TrainConfig, fit, predict_window,
 
 @pytest.fixture(autouse=True)
 def _threads():
+    # One thread for these tests only: the setting is process-wide, and a leaked one would
+    # change float32 reduction order for every test after them.
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
