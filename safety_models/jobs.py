@@ -26,8 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
-import weakref
 import time
 import traceback
 from datetime import datetime
@@ -72,20 +70,11 @@ jobs_table = sa.Table(
     keep_existing=True,   # `python -m safety_models.jobs` runs this module twice
 )
 
-_created_for: weakref.WeakSet = weakref.WeakSet()   # engines whose tables were checked
-_created_lock = threading.Lock()
 _children: list[subprocess.Popen] = []   # started here; polled so they never linger as zombies
 
 
 def _ensure_tables(store: Store) -> None:
-    # Store() creates every table on `metadata`; this covers a Store made before this
-    # module was imported.
-    key = store.engine
-    if key in _created_for:
-        return
-    with _created_lock:
-        jobs_table.create(store.engine, checkfirst=True)
-        _created_for.add(key)
+    store.ensure_table(jobs_table)
 
 
 def _now() -> datetime:

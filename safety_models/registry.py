@@ -23,7 +23,6 @@ import os
 import secrets
 import tempfile
 import threading
-import weakref
 from collections import OrderedDict
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -74,19 +73,9 @@ models_table = sa.Table(
     keep_existing=True,
 )
 
-_created_for: weakref.WeakSet = weakref.WeakSet()   # engines whose tables were checked
-_created_lock = threading.Lock()
-
 
 def _ensure_tables(store: Store) -> None:
-    # Store() creates every table on `metadata`; this covers a Store made before this
-    # module was imported.
-    key = store.engine
-    if key in _created_for:
-        return
-    with _created_lock:
-        models_table.create(store.engine, checkfirst=True)
-        _created_for.add(key)
+    store.ensure_table(models_table)
 
 
 # ---------------------------------------------------------------------------------------------

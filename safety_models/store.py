@@ -28,6 +28,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -180,11 +181,22 @@ class Store:
             self._write_engine = self.engine.execution_options(sqlite_begin_immediate=True)
         else:
             self._write_engine = self.engine
+        self._ensured: set[str] = set()
+        self._ensure_lock = threading.Lock()
         self.create_tables()
 
     def create_tables(self) -> None:
         """Create every table on `metadata` that does not exist yet (idempotent)."""
         self.metadata.create_all(self.engine)
+
+    def ensure_table(self, table: sa.Table) -> None:
+        """Create `table` if missing, once per Store: covers a table that a module (registry,
+        jobs) added to `metadata` after this Store was made."""
+        if table.name in self._ensured:
+            return
+        with self._ensure_lock:
+            table.create(self.engine, checkfirst=True)
+            self._ensured.add(table.name)
 
     def close(self) -> None:
         self.engine.dispose()
