@@ -160,6 +160,8 @@ def _dots():
 
 
 def main(argv: list[str] | None = None) -> None:
+    from safety_models.training import TrainConfig
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synthetic", action="store_true", help="time a year of daily windows on 90 x 60 cells")
     parser.add_argument("--category", help="backtest this category's model in SAFETY_MODELS_HOME")
@@ -167,9 +169,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--shared-data", type=Path, help="the shared data folder (…/shared/data)")
     parser.add_argument("--categories", default="crime,traffic,health")
     parser.add_argument("--base", default="pretrained", help="pretrained | none (from scratch)")
-    parser.add_argument("--epochs", type=int, default=2)
-    parser.add_argument("--steps-per-epoch", type=int, default=60,
-                        help="batches per epoch (0: a full pass over the training windows)")
+    defaults = TrainConfig()
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="default: the product's")
+    parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch,
+                        help="batches per epoch (0: a full pass over the training windows); default: the product's")
     parser.add_argument("--home", type=Path, help="home for --shared-data (default: a temporary folder)")
     args = parser.parse_args(argv)
     if args.shared_data:

@@ -525,7 +525,22 @@ def model_description(db_url: str, model_id: str) -> str:
         + (f"; layers up to **{freeze}** kept frozen" if freeze and freeze != "none"
            else "; every layer retrained"),
     ]
+    kept = training_kept(configs)
+    if kept:
+        lines.append(f"- {kept}")
     return "\n".join(lines)
+
+
+def training_kept(configs: dict) -> str | None:
+    """Which epoch of training the model keeps, in words (None when the checkpoint says not)."""
+    validation = (configs.get("metrics") or {}).get("validation") or {}
+    best, trained = validation.get("best_epoch"), len(configs.get("history") or [])
+    if best is None or not trained:
+        return None
+    if int(best) == 0:
+        return (f"Kept: the starting forecast (its linear base-rate path). None of the {trained} "
+                "trained epochs improved the validation windows, so the network adds nothing yet")
+    return f"Kept: epoch {int(best)} of {trained}, the best on the validation windows"
 
 
 # ------------------------------------------------------------------------------ versions, jobs

@@ -14,8 +14,8 @@ st.markdown("""
 ### What the model does
 The city is cut into a grid of square cells and time into windows (a day for crime and
 traffic, a week for public health). For every cell, the model looks at the incidents recorded
-in the past – each of the last few windows, the average rate over the last weeks and months,
-the same time last year, the day of the week and of the year – as a stack of maps, and predicts **the chance of at least one recorded incident in each cell
+in the past – each of the last few windows, the average rate over the last weeks, months and
+years (recent years weighing more), the same time last year, the day of the week and of the year – as a stack of maps, and predicts **the chance of at least one recorded incident in each cell
 during the next window**, and the expected number.
 
 The model is a **ResNet**, the image network from torchvision, with its first layer adapted to
@@ -23,7 +23,12 @@ incident maps and a new head that outputs one value per cell. It is not trained 
 starts from a **base model pretrained** on many simulated cities (and on all three kinds of
 incident), keeps its early layers as they are (*frozen*), and retrains the later layers on this
 city's own history with a small learning rate (*fine-tuning*). This is what lets it work with
-the few years of data a city has.
+the few years of data a city has. Underneath the network sits a simple statistical forecast
+from the same maps (a linear model fitted on this city); the network learns corrections to
+it, and its training is kept only when it improves the forecast on recent weeks the network
+did not train on. Where it does not (on the shared Chicago assault data it often does not),
+the model in use is that simple forecast with the pretrained network adding nothing – the
+Models page says which epoch was kept.
 
 Before a model is used, it is **tested on a later period it never saw**, window by window,
 seeing only what was known at the time, and compared with the simple methods analysts already

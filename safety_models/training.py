@@ -16,7 +16,8 @@ Steps of fit (base 'pretrained' | 'imagenet' | 'none'):
    train the rest (AdamW or SGD momentum 0.9; the head/decoder at lr * head_lr_mult) with a
    masked BCE (any event) + Poisson NLL (counts) loss over city cells;
 4. early stopping on validation (mean of ROC-AUC and hit rate at 5 % of the area, ranking by
-   probability, as evaluation.py does); the best epoch's weights are kept;
+   probability, as evaluation.py does); the best epoch's weights are kept, where the starting
+   point (step 2's linear forecast under the zero head) counts as epoch 0;
 5. refit the base-rate GLM on train + validation windows under the trained network (the most
    recent history matters most for seasonal or drifting data); validation metrics are from
    before this refit, test metrics after.
@@ -271,13 +272,16 @@ def _make_optimizer(model: RiskNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"optimizer {cfg.optimizer!r}; expected 'adamw' or 'sgd'")
 
 
-def fit_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray, max_rows: int = 300_000,
-                  seed: int = 0) -> None:
+def fit_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray, max_rows: int = 2_000_000,
+                  seed: int = 0, chunk_windows: int = 32) -> None:
     """Fit the residual base-rate path (a 1x1 conv = a logistic + Poisson GLM on the feature
     planes) on city cells of up to max_rows cell-windows of the training windows, by L-BFGS.
 
     With the decoder's last layer at zero this is the whole model at the start of training, so
     the network only has to learn corrections over the best linear forecast from the inputs.
+    Rows are many (2 million: some 750 days of a 2,600-cell city) because the fit on a few
+    hundred thousand moved the test hit rate at 5 % of the area by +-0.03 with the days drawn.
+    Planes are built chunk by chunk and only city cells are kept (float32, rows x channels).
     """
     if model.base_path is None or len(t_train) == 0:
         return
@@ -285,25 +289,25 @@ def fit_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray, m
     per_window = max(1, int(builder.mask.sum()))
     n_windows = int(min(len(t_train), max(1, max_rows // per_window)))
     ts = np.sort(rng.choice(t_train, size=n_windows, replace=False))
-    planes = builder.inputs(ts)                                         # (N, C, H, W)
-    offset = torch.zeros(1, 2)
-    if model.head[-1].weight.abs().sum() > 0:
-        # the rest of the network's output is a fixed offset: the GLM refits under it
-        was_training = model.training
-        model.eval()
-        with torch.no_grad():
-            parts = []
-            for i in range(0, len(planes), 32):
-                xb = torch.from_numpy(planes[i:i + 32])
-                logit, log_rate = model(xb)
-                parts.append(torch.stack([logit, log_rate], 1) - model.base_path(xb))  # (B, 2, H, W)
-            off = torch.cat(parts)[:, :, torch.from_numpy(builder.mask)]          # (N, 2, cells)
-            offset = off.permute(0, 2, 1).reshape(-1, 2)
-        model.train(was_training)
-    x = planes[:, :, builder.mask]                                      # (N, C, cells)
-    x = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 2, 1).reshape(-1, x.shape[1])))
+    under_network = bool(model.head[-1].weight.abs().sum() > 0)
+    mask_t = torch.from_numpy(builder.mask)
+    xs, offsets = [], []
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(0, len(ts), chunk_windows):
+            planes = torch.from_numpy(builder.inputs(ts[i:i + chunk_windows]))     # (B, C, H, W)
+            xs.append(planes[:, :, mask_t].permute(0, 2, 1).reshape(-1, planes.shape[1]))  # (B*cells, C)
+            if under_network:
+                # the rest of the network's output is a fixed offset: the GLM refits under it
+                logit, log_rate = model(planes)
+                off = torch.stack([logit, log_rate], 1) - model.base_path(planes)   # (B, 2, H, W)
+                offsets.append(off[:, :, mask_t].permute(0, 2, 1).reshape(-1, 2))
+    model.train(was_training)
+    x = torch.cat(xs)                                                     # (rows, C)
+    offset = torch.cat(offsets) if under_network else torch.zeros(1, 2)
     _, y = builder.labels(ts)
-    y = torch.from_numpy(y[:, builder.mask].reshape(-1))                 # (N * cells,)
+    y = torch.from_numpy(np.ascontiguousarray(y[:, builder.mask].reshape(-1)))   # (rows,)
     y_any = (y > 0).float()
     if offset.shape[0] > 1:                     # start from the current path
         w = model.base_path.weight.detach().reshape(2, -1).T.contiguous().requires_grad_(True)
@@ -435,7 +439,10 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         n_batches = min(n_batches, train_cfg.steps_per_epoch)
     total_steps = max(1, n_batches * train_cfg.epochs)
     history: list[dict] = []
-    best = (float("-inf"), copy.deepcopy(model.state_dict()), {}, 0)
+    # The starting point (the base-rate GLM under a zero head, or the continued version) is a
+    # candidate too: training that does not improve validation is not kept (best_epoch 0).
+    start_val = _evaluate(model, builder, t_val, counts, mask)
+    best = (selection_score(start_val), copy.deepcopy(model.state_dict()), start_val, 0)
     step = 0
     stale = 0
     for epoch in range(1, train_cfg.epochs + 1):

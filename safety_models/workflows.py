@@ -191,15 +191,15 @@ def _window_hours_of(checkpoint: dict, category: str) -> int:
 def ensure_pretrained(store: Any, on_progress: ProgressFn | None = None,
                       force: bool = False, seed: int = 0, should_stop: StopFn | None = None,
                       pretrain_options: dict | None = None) -> str:
-    """The id of the active pretrained base model, pretraining one first when there is none
-    (or when force). Pretraining uses the simulated cities (training.synthetic_count_tensors)
+    """The id of the active pretrained base model, pretraining one first when there is none,
+    when its input planes are not this version's (base_layout_is_current), or when force. Pretraining uses the simulated cities (training.synthetic_count_tensors)
     plus every category stored here on its own grid, so the base has seen this city's scale
     and rhythms. pretrain_options go to training.pretrain (e.g. time_budget_s, max_steps).
     Raises training.Cancelled when should_stop() turns true; nothing is saved then."""
     from . import training
 
     existing = registry.active_model_id(store, registry.BASE_CATEGORY)
-    if existing is not None and not force:
+    if existing is not None and not force and base_layout_is_current(registry.load_checkpoint(store, existing)):
         return existing
     if on_progress is not None:
         on_progress({"stage": "pretrain-data", "fraction": 0.0})
@@ -212,6 +212,20 @@ def ensure_pretrained(store: Any, on_progress: ProgressFn | None = None,
     checkpoint = training.pretrain(tensors, on_progress=on_progress, seed=seed,
                                    should_stop=should_stop, **(pretrain_options or {}))
     return registry.save_base(store, checkpoint)
+
+
+def base_layout_is_current(checkpoint: dict) -> bool:
+    """Whether a base checkpoint reads the input planes this version builds by default.
+
+    Models fine-tuned from a base inherit its layout; after an upgrade that adds planes (for
+    instance the log and exponentially weighted planes) an older base would hold new models
+    back, so a new base is pretrained once. Older models keep working on their own layout."""
+    from .features import FeatureConfig, channel_names
+
+    saved = checkpoint.get("feature_config")
+    if not saved:
+        return False
+    return channel_names(FeatureConfig.from_dict(saved)) == channel_names(FeatureConfig())
 
 
 # ---------------------------------------------------------------------------------------------

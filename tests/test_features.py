@@ -62,7 +62,7 @@ def test_normalisation_makes_cities_comparable():
     a = build_inputs(counts, starts, 40, cfg, mask)
     b = build_inputs(counts * 10, starts, 40, cfg, mask)
     for i, n in enumerate(names):
-        if n.startswith(("rate_", "season")):
+        if n.startswith(("rate_", "season", "lograte_", "ewma_")):
             np.testing.assert_allclose(a[i], b[i], rtol=1e-5, atol=1e-6)
     assert b[names.index("log_base")].max() > a[names.index("log_base")].max()
 
@@ -76,6 +76,39 @@ def test_weekly_layout_is_identical():
     names = channel_names(weekly)
     assert np.all(x[names.index("dow_sin")] == 0)          # no day-of-week for weekly windows
     assert x[names.index("season_ly")].any()               # a year back exists at t=100
+
+
+def test_long_history_prediction_matches_training_builder():
+    """for_window (prediction) starts after years of history: the all-history and EWMA planes
+    carry the windows before its offset and equal the full builder's."""
+    counts, starts, mask = _city(T=900, H=8, W=8, rate=0.2)
+    cfg = FeatureConfig(window_hours=24)
+    full = SampleBuilder(counts, starts, cfg, mask)
+    for t in (850, 899):
+        np.testing.assert_allclose(build_inputs(counts, starts, t, cfg, mask), full.inputs([t])[0],
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_ewma_plane_by_hand():
+    """One cell, daily windows, half-life 1 day (decay 0.5), counts 1, 0, 0: at t=3 the
+    weighted mean is (0.25 * 1) / (0.25 + 0.5 + 1) = 1/7 and the base rate 1/3 per window,
+    so the plane reads log(3/7 + 0.1)."""
+    cfg = FeatureConfig(window_hours=24, ewma_half_life_days=(1,))
+    counts = np.array([1, 0, 0], np.float32).reshape(3, 1, 1)
+    starts = pd.date_range("2020-01-06", periods=3, freq="24h")
+    x = SampleBuilder(counts, starts, cfg).inputs([3])[0]
+    assert x[channel_names(cfg).index("ewma_1d"), 0, 0] == pytest.approx(np.log(3 / 7 + 0.1), rel=1e-6)
+    # the long-run mean's log plane: 1 event in 3 windows over a base of 1/3 -> log(1 + 0.1)
+    assert x[channel_names(cfg).index("lograte_all"), 0, 0] == pytest.approx(np.log(1.1), rel=1e-6)
+
+
+def test_config_saved_before_log_planes_keeps_its_layout():
+    """A checkpoint's feature config from before the log/EWMA planes rebuilds its own 29 planes."""
+    old = {k: v for k, v in FeatureConfig().to_dict().items()
+           if k not in ("log_all_history", "ewma_half_life_days")}
+    names = channel_names(FeatureConfig.from_dict(old))
+    assert len(names) == 29 and not any(n.startswith(("lograte", "ewma")) for n in names)
+    assert len(channel_names(FeatureConfig())) == 33
 
 
 def test_config_round_trip():

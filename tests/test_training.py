@@ -76,8 +76,15 @@ def test_fit_scratch_and_checkpoint_round_trip(city):
     np.testing.assert_allclose(probs[0], predict_window(model, counts, starts, 100, fcfg, mask)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_fine_tune_freezes_and_only_trainable_reach_optimizer(city, tiny_base):
+def _scores_in_order(monkeypatch, step: float) -> None:
+    """Validation scores that rise (step > 0) or fall (step < 0) with every evaluation."""
+    calls = iter(range(1000))
+    monkeypatch.setattr(training, "selection_score", lambda metrics: step * next(calls))
+
+
+def test_fine_tune_freezes_and_only_trainable_reach_optimizer(city, tiny_base, monkeypatch):
     counts, starts, mask = city
+    _scores_in_order(monkeypatch, +1.0)       # the last trained epoch is kept
     res = fit(counts, starts, mask, _cfg(base="pretrained", freeze_up_to="layer1"), base_state=tiny_base)
     assert res.frozen and all(n.split(".")[0] in ("adapter", "stem", "layer1") for n in res.frozen)
     after = res.model.state_dict()
@@ -85,6 +92,19 @@ def test_fine_tune_freezes_and_only_trainable_reach_optimizer(city, tiny_base):
         if k.split(".")[0] in ("adapter", "stem", "layer1"):
             assert torch.equal(v, after[k]), k                   # includes BN running stats
     assert not torch.equal(tiny_base["state_dict"]["layer2.0.conv1.weight"], after["layer2.0.conv1.weight"])
+
+
+def test_training_that_does_not_help_validation_keeps_the_starting_point(city, tiny_base, monkeypatch):
+    """Epoch 0 (the base-rate GLM under a zero head) is a candidate: when every trained epoch
+    scores worse on validation, the decoder is the starting one and best_epoch is 0."""
+    counts, starts, mask = city
+    _scores_in_order(monkeypatch, -1.0)
+    res = fit(counts, starts, mask, _cfg(base="pretrained", freeze_up_to="layer1", epochs=2, patience=5),
+              base_state=tiny_base)
+    assert res.metrics["validation"]["best_epoch"] == 0 and len(res.history) == 2
+    after = res.model.state_dict()
+    assert torch.count_nonzero(after["head.2.weight"]) == 0     # the new head is still zero
+    assert torch.equal(tiny_base["state_dict"]["layer2.0.conv1.weight"], after["layer2.0.conv1.weight"])
 
 
 def test_cached_frozen_features_give_the_same_first_loss(city, tiny_base):

@@ -171,6 +171,27 @@ def test_bootstrap_pretrains_once_and_fine_tunes_from_the_base(store, monkeypatc
     assert workflows.bootstrap(store) == []
 
 
+def test_a_base_with_an_older_input_layout_is_pretrained_again(store, monkeypatch):
+    """After an upgrade that adds input planes, the old base (29 planes) is replaced once;
+    a base with this version's layout is reused."""
+    from safety_models.features import FeatureConfig
+
+    current = FeatureConfig().to_dict()
+    older = {k: v for k, v in current.items() if k not in ("log_all_history", "ewma_half_life_days")}
+    old_id = registry.save_base(store, {**fake_checkpoint(), "feature_config": older})
+    pretrained = []
+
+    def fake_pretrain(tensors, **kwargs):
+        pretrained.append(len(tensors))
+        return {**fake_checkpoint(), "feature_config": current}
+
+    monkeypatch.setattr(training, "pretrain", fake_pretrain)
+    new_id = workflows.ensure_pretrained(store)
+    assert new_id != old_id and len(pretrained) == 1
+    assert registry.active_model_id(store, registry.BASE_CATEGORY) == new_id
+    assert workflows.ensure_pretrained(store) == new_id and len(pretrained) == 1
+
+
 def test_imagenet_without_weights_says_where_to_put_them(store, tmp_path):
     cfg = quick_config(base="imagenet", imagenet_weights=str(tmp_path / "missing.pth"))
     with pytest.raises(WeightsMissing, match="Nothing is downloaded"):
