@@ -56,7 +56,7 @@ QUICK_FREEZES: tuple[str, ...] = ("none", "layer2")
 # The score that chooses between settings (validation windows) and the test scores reported.
 SELECT_BY = "val_pai_5"
 COLUMNS: tuple[str, ...] = (
-    "stage", "base", "freeze_up_to", "history_days", "optimizer", "lr", "epochs", "train_seconds",
+    "stage", "base", "freeze_up_to", "history_days", "optimizer", "lr", "epochs", "kept_epoch", "train_seconds",
     "val_pai_5", "val_hit_rate_5", "val_roc_auc", "test_roc_auc", "test_pai_5", "test_hit_rate_5",
     "best_baseline", "baseline_roc_auc", "baseline_pai_5", "baseline_hit_rate_5",
 )
@@ -138,11 +138,12 @@ def _num(value: Any) -> float:
 
 
 def _row(run: StudyRun, result: evaluation.BacktestResult, train_seconds: float,
-         baseline_name: str, baseline: dict) -> dict[str, Any]:
+         baseline_name: str, baseline: dict, kept_epoch: int | None = None) -> dict[str, Any]:
     m = result.results["model"]
     val = m.get("validation") or {}
     return {
         **asdict(run),
+        "kept_epoch": kept_epoch,
         "train_seconds": float(train_seconds),
         "val_pai_5": val.get("pai_5"), "val_hit_rate_5": val.get("hit_rate_5"), "val_roc_auc": val.get("roc_auc"),
         "test_roc_auc": m.get("roc_auc"), "test_pai_5": m["pai"].get("5"), "test_hit_rate_5": m["hit_rate"].get("5"),
@@ -225,7 +226,8 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
                                          baseline_results=baseline_cache[window_key],
                                          on_progress=lambda p: report(0.8 + 0.2 * p["fraction"], step="evaluate"))
             name, baseline = _best_baseline(result.results["baselines"])
-            row = _row(run, result, checkpoint.get("train_seconds", trained.train_seconds), name, baseline)
+            row = _row(run, result, checkpoint.get("train_seconds", trained.train_seconds), name, baseline,
+                       kept_epoch=((checkpoint.get("metrics") or {}).get("validation") or {}).get("best_epoch"))
             rows.append(row)
             done.add(run.key())
             report(1.0, row=row)
@@ -365,6 +367,13 @@ def summarise_study(df: pd.DataFrame) -> list[str]:
                 parts.append(f"{label}: fine-tuned {ft['test_pai_5'].iloc[0]:.2f} vs scratch {sc['test_pai_5'].iloc[0]:.2f}")
         if parts:
             lines.append("By amount of training history (test PAI@5): " + "; ".join(parts) + ".")
+    kept = pd.to_numeric(df.get("kept_epoch", pd.Series(dtype="float64")), errors="coerce")
+    if (kept == 0).any():
+        lines.append(
+            f"In {int((kept == 0).sum())} of {len(df)} runs no trained epoch beat the starting forecast "
+            "(the base-rate path under a zero head) on validation, so those runs kept it (kept_epoch 0) "
+            "and give the same model: where they tie, the setting did not matter on this data."
+        )
     any_row = df.iloc[0]
     if isinstance(any_row.get("best_baseline"), str):
         best_model = df.sort_values("_select", ascending=False).iloc[0]

@@ -8,10 +8,11 @@ import pandas as pd
 from safety_models import study
 
 
-def run_row(stage, base, freeze, val_pai, test_pai, optimizer="adamw", lr=1e-3, history=None) -> dict:
+def run_row(stage, base, freeze, val_pai, test_pai, optimizer="adamw", lr=1e-3, history=None,
+            kept_epoch=2) -> dict:
     return {
         "stage": stage, "base": base, "freeze_up_to": freeze, "history_days": history,
-        "optimizer": optimizer, "lr": lr, "epochs": 3, "train_seconds": 10.0,
+        "optimizer": optimizer, "lr": lr, "epochs": 3, "kept_epoch": kept_epoch, "train_seconds": 10.0,
         "val_pai_5": val_pai, "val_hit_rate_5": val_pai * 0.05, "val_roc_auc": 0.7,
         "test_roc_auc": 0.75, "test_pai_5": test_pai, "test_hit_rate_5": test_pai * 0.05,
         "best_baseline": "kde", "baseline_roc_auc": 0.72, "baseline_pai_5": 4.0, "baseline_hit_rate_5": 0.2,
@@ -77,6 +78,16 @@ def test_summary_says_when_fine_tuning_does_not_help():
     assert verdict.startswith("Fine-tuning does not beat training from scratch")
     assert "(difference in PAI@5 -0.60)" in verdict
     assert study.summarise_study(table.iloc[0:0]) == []
+
+
+def test_summary_counts_runs_that_kept_the_starting_forecast():
+    table = pd.DataFrame([run_row("quick", "none", "none", 5.0, 5.0, kept_epoch=0),
+                          run_row("quick", "pretrained", "none", 5.0, 5.0, kept_epoch=0),
+                          run_row("quick", "pretrained", "layer2", 5.2, 5.1, kept_epoch=3)],
+                         columns=list(study.COLUMNS))
+    text = "\n".join(study.summarise_study(table))
+    assert "In 2 of 3 runs no trained epoch beat the starting forecast" in text
+    assert "no trained epoch" not in "\n".join(study.summarise_study(table.iloc[2:]))
 
 
 def test_saved_study_round_trips(tmp_path, monkeypatch):
