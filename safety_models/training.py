@@ -253,6 +253,25 @@ def masked_loss(logit: torch.Tensor, log_rate: torch.Tensor, y_any: torch.Tensor
     return bce + pois
 
 
+def train_step(model: RiskNet, optimizer: torch.optim.Optimizer, builder: SampleBuilder, t_batch: np.ndarray,
+               mask: torch.Tensor, cached: dict[str, torch.Tensor] | None = None) -> float:
+    """One optimiser step on windows t_batch of builder's city; returns the batch loss.
+
+    cached: the frozen stages' outputs for these windows (encode_frozen), so only the stages
+    after them run; None runs the whole model."""
+    x = torch.from_numpy(builder.inputs(t_batch))                      # (B, C, H, W)
+    y_any, y_count = (torch.from_numpy(a) for a in builder.labels(t_batch))
+    if cached is not None:
+        logit, log_rate = model.decode(x, model.encode_rest(cached))
+    else:
+        logit, log_rate = model(x)
+    loss = masked_loss(logit, log_rate, y_any, y_count, mask)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
 def set_seed(seed: int) -> None:
     torch.manual_seed(seed)
     np.random.seed(seed)
@@ -454,19 +473,8 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
             if len(idx) < 2 and len(order) >= 2:
                 # BatchNorm cannot train on a batch of one: take the last one with its neighbour.
                 idx = order[-2:]
-            t_batch = t_train[idx]
-            x = torch.from_numpy(builder.inputs(t_batch))             # (B, C, H, W)
-            y_any, y_count = (torch.from_numpy(a) for a in builder.labels(t_batch))
-            if cache is not None:
-                feats = model.encode_rest({k: v[idx] for k, v in cache.items()})
-                logit, log_rate = model.decode(x, feats)
-            else:
-                logit, log_rate = model(x)
-            loss = masked_loss(logit, log_rate, y_any, y_count, maskt)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
+            cached = None if cache is None else {k: v[idx] for k, v in cache.items()}
+            losses.append(train_step(model, optimizer, builder, t_train[idx], maskt, cached))
             step += 1
             elapsed = time.perf_counter() - t_start
             report({"stage": "train", "epoch": epoch, "epochs": train_cfg.epochs, "batch": b + 1,
@@ -588,14 +596,7 @@ def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progr
             break
         b, t_idx, maskt = sources[rng.choice(len(sources), p=weights)]
         t_batch = rng.choice(t_idx, size=min(batch_size, len(t_idx)), replace=False)
-        x = torch.from_numpy(b.inputs(t_batch))                                # (B, C, H, W)
-        y_any, y_count = (torch.from_numpy(a) for a in b.labels(t_batch))
-        logit, log_rate = model(x)
-        loss = masked_loss(logit, log_rate, y_any, y_count, maskt)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+        losses.append(train_step(model, optimizer, b, t_batch, maskt))
         step += 1
         elapsed = time.perf_counter() - t_start
         frac = min(1.0, max(elapsed / time_budget_s, step / max_steps if max_steps else 0.0))
