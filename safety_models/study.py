@@ -170,10 +170,10 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
     "n_runs", "setting": {...}, "step"} during each run's training and scoring, and "row"
     after it. train_overrides: other TrainConfig fields for every run (cell_size_m,
     batch_size, val_windows, test_windows, ...). The pretrained base is the home's active one
-    (pretrained first when there is none: workflows.ensure_pretrained). Raises NotReady
+    (pretrained first when there is none: workflows.pretrained_base). Raises NotReady
     without data.
     """
-    from . import registry, training, workflows
+    from . import training, workflows
 
     category = check_category(category)
     overrides = {"steps_per_epoch": QUICK_STEPS_PER_EPOCH if quick else STUDY_STEPS_PER_EPOCH,
@@ -182,7 +182,7 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
                                   window_hours=overrides.get("window_hours"))
     window_hours = int(city.window_hours)
     overrides["cell_size_m"] = float(city.grid.cell_size_m)
-    base_state = registry.load_checkpoint(store, workflows.ensure_pretrained(store))
+    base_state = workflows.pretrained_base(store)[1]
 
     rows: list[dict] = []
     done: set[tuple] = set()

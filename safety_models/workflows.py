@@ -191,16 +191,28 @@ def _window_hours_of(checkpoint: dict, category: str) -> int:
 def ensure_pretrained(store: Any, on_progress: ProgressFn | None = None,
                       force: bool = False, seed: int = 0, should_stop: StopFn | None = None,
                       pretrain_options: dict | None = None) -> str:
-    """The id of the active pretrained base model, pretraining one first when there is none,
-    when its input planes are not this version's (base_layout_is_current), or when force. Pretraining uses the simulated cities (training.synthetic_count_tensors)
-    plus every category stored here on its own grid, so the base has seen this city's scale
-    and rhythms. pretrain_options go to training.pretrain (e.g. time_budget_s, max_steps).
-    Raises training.Cancelled when should_stop() turns true; nothing is saved then."""
+    """The id of the active pretrained base model (see pretrained_base)."""
+    return pretrained_base(store, on_progress, force, seed, should_stop, pretrain_options)[0]
+
+
+def pretrained_base(store: Any, on_progress: ProgressFn | None = None,
+                    force: bool = False, seed: int = 0, should_stop: StopFn | None = None,
+                    pretrain_options: dict | None = None) -> tuple[str, dict]:
+    """(id, checkpoint) of the active pretrained base model, pretraining one first when there
+    is none, when its input planes are not this version's (base_layout_is_current), or when
+    force. The checkpoint read to check the layout is the one returned: callers that train
+    from the base do not read it again. Pretraining uses the simulated cities
+    (training.synthetic_count_tensors) plus every category stored here on its own grid, so the
+    base has seen this city's scale and rhythms. pretrain_options go to training.pretrain (e.g.
+    time_budget_s, max_steps). Raises training.Cancelled when should_stop() turns true;
+    nothing is saved then."""
     from . import training
 
     existing = registry.active_model_id(store, registry.BASE_CATEGORY)
-    if existing is not None and not force and base_layout_is_current(registry.load_checkpoint(store, existing)):
-        return existing
+    if existing is not None and not force:
+        checkpoint = registry.load_checkpoint(store, existing)
+        if base_layout_is_current(checkpoint):
+            return existing, checkpoint
     if on_progress is not None:
         on_progress({"stage": "pretrain-data", "fraction": 0.0})
     tensors = list(training.synthetic_count_tensors(seed=seed))
@@ -211,7 +223,8 @@ def ensure_pretrained(store: Any, on_progress: ProgressFn | None = None,
         tensors.append((city.counts, city.starts, city.mask, city.window_hours))
     checkpoint = training.pretrain(tensors, on_progress=on_progress, seed=seed,
                                    should_stop=should_stop, **(pretrain_options or {}))
-    return registry.save_base(store, checkpoint)
+    base_id = registry.save_base(store, checkpoint)
+    return base_id, registry.load_checkpoint(store, base_id)   # as saved (plain types, model_id)
 
 
 def base_layout_is_current(checkpoint: dict) -> bool:
@@ -242,8 +255,8 @@ def _base_state(store: Any, train_cfg: Any, city: CityData,
     if base in ("none", "imagenet"):
         return None, None, None
     if base == "pretrained":
-        base_id = ensure_pretrained(store, on_progress=on_progress)
-        return registry.load_checkpoint(store, base_id), base_id, None
+        base_id, checkpoint = pretrained_base(store, on_progress=on_progress)
+        return checkpoint, base_id, None
     checkpoint = registry.load_checkpoint(store, base)  # NotReady for an unknown id
     if checkpoint.get("category") == registry.BASE_CATEGORY:
         return checkpoint, base, None                   # a base model named by its id

@@ -153,7 +153,7 @@ def test_full_study_plans_from_validation_and_shares_the_test_windows(tmp_path, 
     import numpy as np
     from conftest import synthetic_incidents_csv, use_home
 
-    from safety_models import evaluation, ingest, registry, training, workflows
+    from safety_models import evaluation, ingest, training, workflows
     from safety_models.store import Store
 
     noise = {("pretrained", "layer2"): 0.0, ("pretrained", "layer1"): 0.3}
@@ -186,8 +186,7 @@ def test_full_study_plans_from_validation_and_shares_the_test_windows(tmp_path, 
     with use_home(tmp_path):
         store = Store()
         ingest.ingest_bytes(store, synthetic_incidents_csv("crime"), "crime.csv", "crime")
-        monkeypatch.setattr(workflows, "ensure_pretrained", lambda store: "base-1")
-        monkeypatch.setattr(registry, "load_checkpoint", lambda store, model_id: {"model_id": model_id})
+        monkeypatch.setattr(workflows, "pretrained_base", lambda store: ("base-1", {"model_id": "base-1"}))
         table = study.run_study(store, "crime", train_overrides={"cell_size_m": 1000.0})
         store.close()
     assert len(table) == len(fits) == 16
