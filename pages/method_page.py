@@ -28,7 +28,7 @@ from the same maps (a linear model fitted on this city); the network learns corr
 it, and its training is kept only when it improves the forecast on recent weeks the network
 did not train on. Where it does not (on the shared Chicago assault data it often does not),
 the model in use is that simple forecast with the pretrained network adding nothing – the
-Models page says which epoch was kept.
+list below says which epoch each model in use kept.
 
 Before a model is used, it is **tested on a later period it never saw**, window by window,
 seeing only what was known at the time, and compared with the simple methods analysts already
