@@ -18,7 +18,7 @@ import pandas as pd
 
 # Runnable as a plain script from anywhere without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from safety_models import grid  # noqa: E402
+from safety_models import grid
 
 CENTRE_LAT, CENTRE_LON = 41.85, -87.68
 HALF_SIDE_M = 15_000.0

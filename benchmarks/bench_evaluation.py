@@ -82,9 +82,11 @@ def print_result(label: str, result, seconds: float, timer: StepTimer | None = N
 
 def bench_synthetic(n_test: int = 365, n_val: int = 60, n_train: int = 400, shape=(90, 60)) -> float:
     """Backtest of an untrained tiny-config model on a synthetic city; returns seconds."""
-    from safety_models import evaluation, features, models
+    from safety_models.evaluation import backtest as evaluation
+    from safety_models import features
+    from safety_models.modeling import models
     from safety_models.grid import GridSpec
-    from safety_models.workflows import CityData
+    from safety_models.service.workflows import CityData
 
     rng = np.random.default_rng(0)
     n_windows = n_train + n_val + n_test
@@ -109,8 +111,8 @@ def bench_synthetic(n_test: int = 365, n_val: int = 60, n_train: int = 400, shap
 
 
 def bench_home(category: str, model_id: str | None) -> float:
-    from safety_models import evaluation
-    from safety_models.store import Store
+    from safety_models.evaluation import backtest as evaluation
+    from safety_models.data.store import Store
 
     store = Store()
     timer = StepTimer()
@@ -122,9 +124,11 @@ def bench_home(category: str, model_id: str | None) -> float:
 
 def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, steps_per_epoch: int | None,
                  home: Path) -> None:
-    from safety_models import evaluation, ingest, workflows
-    from safety_models.store import Store
-    from safety_models.training import TrainConfig
+    from safety_models.evaluation import backtest as evaluation
+    from safety_models.data import ingest
+    from safety_models.service import workflows
+    from safety_models.data.store import Store
+    from safety_models.modeling.training import TrainConfig
 
     os.environ["SAFETY_MODELS_HOME"] = str(home)
     os.environ.pop("SAFETY_MODELS_DB_URL", None)
@@ -160,7 +164,7 @@ def _dots():
 
 
 def main(argv: list[str] | None = None) -> None:
-    from safety_models.training import TrainConfig
+    from safety_models.modeling.training import TrainConfig
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--synthetic", action="store_true", help="time a year of daily windows on 90 x 60 cells")

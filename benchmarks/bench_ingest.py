@@ -51,8 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as home:
         os.environ["SAFETY_MODELS_HOME"] = home
         os.environ.pop("SAFETY_MODELS_DB_URL", None)
-        from safety_models.ingest import read_incident_file
-        from safety_models.store import Store
+        from safety_models.data.ingest import read_incident_file
+        from safety_models.data.store import Store
 
         data = synthetic_export(args.rows)
         print(f"synthetic export: {args.rows:,} rows, {len(data) / 1e6:.1f} MB")

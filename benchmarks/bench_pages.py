@@ -31,10 +31,12 @@ def prepare_demo_home(home: Path) -> None:
     """Demo data and a one-epoch model per category, trained from scratch in this process."""
     from conftest import use_home
 
-    from safety_models import demo, evaluation, workflows
+    from safety_models.data import demo
+    from safety_models.evaluation import backtest as evaluation
+    from safety_models.service import workflows
     from safety_models.schema import CATEGORIES
-    from safety_models.store import Store
-    from safety_models.training import TrainConfig
+    from safety_models.data.store import Store
+    from safety_models.modeling.training import TrainConfig
 
     with use_home(home):
         store = Store()

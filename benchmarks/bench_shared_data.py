@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from safety_models.ingest import read_incident_file
-from safety_models.sources import ColumnMapping
+from safety_models.data.ingest import read_incident_file
+from safety_models.data.columns import ColumnMapping
 parser = argparse.ArgumentParser()
 parser.add_argument('--shared-data', type=Path, default=Path(__file__).resolve().parents[2] / 'shared' / 'data')
 D = parser.parse_args().shared_data

@@ -23,8 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # run from a checkout
 
-from safety_models.synthetic import simulate_city
-from safety_models.training import TrainConfig, fit, predict_window, pretrain
+from safety_models.modeling.synthetic import simulate_city
+from safety_models.modeling.training import TrainConfig, fit, predict_window, pretrain
 
 SHARED_CHICAGO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "crime" / "chicago_assaults" / "chicago_aggravated_assaults.csv.gz"
 

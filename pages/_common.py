@@ -24,7 +24,7 @@ import streamlit as st
 from safety_models import paths
 from safety_models.errors import UserError
 from safety_models.schema import CATEGORIES
-from safety_models.store import Store
+from safety_models.data.store import Store
 
 CATEGORY_LABELS: dict[str, str] = {
     "crime": "Crime",
@@ -118,7 +118,7 @@ def boundary(db_url: str, category: str) -> dict | None:
 def prediction(db_url: str, category: str, model_id: str, at_iso: str | None,
                stamp: str) -> pd.DataFrame:
     """The model's prediction for one window (None: the next window after the data)."""
-    from safety_models import workflows
+    from safety_models.service import workflows
 
     at = None if at_iso is None else pd.Timestamp(at_iso)
     return workflows.predict_category(_store_for(db_url), category, at=at, model_id=model_id)
@@ -126,7 +126,7 @@ def prediction(db_url: str, category: str, model_id: str, at_iso: str | None,
 
 @st.cache_data(show_spinner=False, max_entries=64)
 def cell_history(db_url: str, category: str, cell_id: int, stamp: str) -> pd.DataFrame:
-    from safety_models import workflows
+    from safety_models.service import workflows
 
     return workflows.cell_history(_store_for(db_url), category, int(cell_id))
 
@@ -134,13 +134,13 @@ def cell_history(db_url: str, category: str, cell_id: int, stamp: str) -> pd.Dat
 @st.cache_data(show_spinner=False, max_entries=32)
 def evaluation(db_url: str, model_id: str, version: float | None) -> dict | None:
     """A model's saved evaluation; `version` is the file's mtime so a new run shows."""
-    from safety_models import evaluation as ev
+    from safety_models.evaluation import backtest as ev
 
     return ev.load_evaluation(model_id)
 
 
 def evaluation_version(model_id: str) -> float | None:
-    from safety_models import evaluation as ev
+    from safety_models.evaluation import backtest as ev
 
     path = ev.evaluation_path(model_id)
     return path.stat().st_mtime if path.exists() else None
@@ -152,14 +152,14 @@ def load_evaluation(model_id: str) -> dict | None:
 
 @st.cache_data(show_spinner=False, max_entries=16)
 def models(db_url: str, category: str | None, version: str) -> pd.DataFrame:
-    from safety_models import registry
+    from safety_models.modeling import registry
 
     return registry.list_models(_store_for(db_url), category)
 
 
 def models_version() -> str:
     """Changes when a model is saved, promoted or rolled back."""
-    from safety_models import registry
+    from safety_models.modeling import registry
 
     df = registry.list_models(get_store(), None)
     if df.empty:
@@ -173,7 +173,7 @@ def list_models(category: str | None) -> pd.DataFrame:
 
 
 def active_model_id(category: str) -> str | None:
-    from safety_models import registry
+    from safety_models.modeling import registry
 
     return registry.active_model_id(get_store(), category)
 
@@ -250,7 +250,7 @@ def first_start() -> None:
     if st.session_state.get("_first_start_checked"):
         return
     st.session_state["_first_start_checked"] = True
-    from safety_models import workflows
+    from safety_models.service import workflows
 
     with shown_errors("preparing the first start"):
         workflows.first_start(get_store())
@@ -338,7 +338,7 @@ def job_fraction(job: dict) -> float:
 @st.cache_data(show_spinner=False, max_entries=64)
 def model_info(db_url: str, model_id: str) -> dict:
     """The registry row of a model version (a version never changes once saved)."""
-    from safety_models import registry
+    from safety_models.modeling import registry
 
     return registry.model_info(_store_for(db_url), model_id)
 
@@ -346,7 +346,7 @@ def model_info(db_url: str, model_id: str) -> dict:
 @st.cache_data(show_spinner=False, max_entries=32)
 def scale_max(db_url: str, category: str, model_id: str, stamp: str) -> float:
     """The top of the model's fixed colour scale (from its next-window prediction)."""
-    from safety_models import mapview
+    from safety_models.presentation import maplayers as mapview
 
     return mapview.probability_scale_max(
         prediction(db_url, category, model_id, None, stamp)["probability"])
@@ -368,7 +368,7 @@ HOTSPOT_COLUMNS = {
 
 def selected_cell(state: Any) -> int | None:
     """The cell id a pydeck selection state holds (cells layer), None when nothing is."""
-    from safety_models import mapview
+    from safety_models.presentation import maplayers as mapview
 
     try:
         objects = state["selection"]["objects"].get(mapview.CELLS_LAYER_ID) or []
@@ -384,7 +384,7 @@ def legend_html(title: str, items: list, outlines: bool = False, incidents: bool
     """A horizontal legend: colour swatches with labels, plus the outline / point keys."""
     from html import escape
 
-    from safety_models import mapview
+    from safety_models.presentation import maplayers as mapview
 
     swatches = "".join(
         f'<span style="display:inline-flex;align-items:center;margin-right:12px">'
@@ -434,7 +434,7 @@ def history_figure(history: pd.DataFrame, cell_id: int, unit: str):
 def per_period(db_url: str, category: str, freq: str, by_subtype: bool,
                stamp: str) -> pd.DataFrame:
     """Incidents of a category counted per day/week/month (and per subtype)."""
-    from safety_models import mapview
+    from safety_models.presentation import maplayers as mapview
 
     return mapview.incidents_per_period(_store_for(db_url).incidents(category), freq,
                                         by_subtype=by_subtype)
@@ -475,8 +475,8 @@ METRIC_COLUMNS = {
 
 def metrics_table(evaluation: dict) -> pd.DataFrame:
     """The model's and every baseline's headline test scores, one row each (model first)."""
-    from safety_models import mapview
-    from safety_models.evaluation import summary_table
+    from safety_models.presentation import maplayers as mapview
+    from safety_models.evaluation.backtest import summary_table
 
     table = summary_table(evaluation)
     table.index = [mapview.baseline_label(name) for name in table.index]
@@ -487,7 +487,7 @@ def metrics_table(evaluation: dict) -> pd.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=32)
 def model_configs(db_url: str, model_id: str) -> dict:
     """The small, plain parts of a checkpoint (configs, data window, metrics): no weights."""
-    from safety_models import registry
+    from safety_models.modeling import registry
 
     checkpoint = registry.load_checkpoint(_store_for(db_url), model_id)
     return {k: v for k, v in checkpoint.items() if k not in ("state_dict", "mask")}
@@ -669,7 +669,8 @@ def headline_markdown(headline: dict) -> str:
 def wait_for_model(category: str) -> None:
     """While a category has no model: say so, show the job preparing one (if any), and
     rerun the whole page as soon as the model exists, so the page fills in by itself."""
-    from safety_models import jobs, registry
+    from safety_models.service import jobs
+    from safety_models.modeling import registry
 
     store = get_store()
     if registry.active_model_id(store, category) is not None:

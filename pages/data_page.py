@@ -10,7 +10,8 @@ import plotly.express as px
 import streamlit as st
 
 from pages import _common as ui
-from safety_models import ingest, paths
+from safety_models.data import ingest
+from safety_models import paths
 from safety_models.errors import MappingError, UserError
 from safety_models.schema import CATEGORIES
 

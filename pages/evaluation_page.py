@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from pages import _common as ui
-from safety_models import mapview, paths
+from safety_models.presentation import maplayers as mapview
+from safety_models import paths
 
 st.title("Evaluation")
 st.caption("Every model is scored on the windows after its training data (the test period), "
@@ -35,7 +36,7 @@ if evaluation is None:
     if st.button("Run evaluation", type="primary", key="eval_run",
                  icon=":material/play_arrow:"):
         with ui.shown_errors("evaluating the model"):
-            from safety_models import evaluation as ev
+            from safety_models.evaluation import backtest as ev
 
             bar = st.progress(0.0, text="Scoring the model and the baselines…")
             ev.evaluate_category(
@@ -197,7 +198,7 @@ st.subheader("Fine-tuning study")
 st.caption("The same city trained from scratch and from the pretrained base with different "
            "layers frozen and amounts of history: which choice works best here.")
 with ui.shown_errors("reading the fine-tuning study"):
-    from safety_models import study
+    from safety_models.evaluation import study
 
     runs = study.load_study(category)
     if runs is None or len(runs) == 0:

@@ -6,8 +6,10 @@ import dataclasses
 import streamlit as st
 
 from pages import _common as ui
-from safety_models import jobs, paths, registry, workflows
-from safety_models.training import TrainConfig
+from safety_models.service import jobs, workflows
+from safety_models import paths
+from safety_models.modeling import registry
+from safety_models.modeling.training import TrainConfig
 
 st.title("Models and training")
 

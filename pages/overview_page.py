@@ -5,7 +5,8 @@ import pandas as pd
 import streamlit as st
 
 from pages import _common as ui
-from safety_models import mapview, paths
+from safety_models.presentation import maplayers as mapview
+from safety_models import paths
 from safety_models.schema import CATEGORIES
 
 st.title("Overview")
@@ -22,7 +23,7 @@ uploads = ui.uploads(url, stamp)
 @st.fragment(run_every=2)
 def jobs_and_attention() -> None:
     """Refreshes by itself: running jobs with their progress, and what needs attention."""
-    from safety_models import jobs, workflows
+    from safety_models.service import jobs, workflows
 
     with ui.shown_errors("reading the state of jobs and models"):
         items = workflows.attention_items(store)

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 
 from pages import _common as ui
-from safety_models import export, mapview, paths
+from safety_models.presentation import export, maplayers as mapview
+from safety_models import paths
 from safety_models.grid import GridSpec
 
 st.title("Risk map")

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import paths
-from .errors import UserError
-from .schema import CATEGORIES
+from safety_models import paths
+from safety_models.errors import UserError
+from safety_models.schema import CATEGORIES
+from safety_models.files import to_jsonable
 
 EXIT_USER_ERROR = 2
 
@@ -86,7 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(p, "one JSON object per demo file (one per line)")
     p.set_defaults(run=cmd_demo)
     _add_model_commands(commands)
+
+    p = commands.add_parser("run-job", help="run a queued background job (the dashboard starts "
+                            "this; not for everyday use)")
+    p.add_argument("job_id", type=int, metavar="ID")
+    p.set_defaults(run=cmd_run_job)
     return parser
+
+
+def cmd_run_job(args: argparse.Namespace) -> int:
+    from safety_models.service import jobs
+
+    return jobs.run_job_process(args.job_id)
 
 
 def _add_model_commands(commands) -> None:
@@ -191,7 +203,7 @@ def _json_flag(p: argparse.ArgumentParser, what: str) -> None:
 
 
 def _store():
-    from .store import Store
+    from safety_models.data.store import Store
     return Store()
 
 
@@ -200,8 +212,8 @@ def _store():
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Each file is loaded on its own; a file that cannot be used is reported and skipped,
     and the exit status is 2 if any was."""
-    from . import ingest
-    from .sources import ColumnMapping
+    from safety_models.data import ingest
+    from safety_models.data.columns import ColumnMapping
 
     fields = {field: getattr(args, f"column_{field}") for field in MAPPING_OPTIONS.values()}
     if args.crs:
@@ -247,7 +259,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
     with _store() as store:
         df = store.list_uploads()
     if args.json:
-        records = [{k: _jsonable(v) for k, v in row.items()}
+        records = [{k: to_jsonable(v) for k, v in row.items()}
                    for row in df.drop(columns=["stored_path"]).to_dict("records")]
         print(json.dumps(records))
         return 0
@@ -319,7 +331,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from . import demo
+    from safety_models.data import demo
 
     with _store() as store:
         if args.remove:
@@ -388,7 +400,7 @@ class ProgressBar:
 
 
 def _run_job(store, kind: str, config: dict) -> dict:
-    from . import jobs
+    from safety_models.service import jobs
 
     bar = ProgressBar()
     try:
@@ -405,8 +417,8 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from . import registry
-    from .training import TrainConfig
+    from safety_models.modeling import registry
+    from safety_models.modeling.training import TrainConfig
 
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     cfg = TrainConfig(category=args.category, **options)
@@ -419,7 +431,7 @@ def cmd_train(args: argparse.Namespace) -> int:
               "train_seconds": info.get("train_seconds"),
               "validation": info.get("val_metrics"), "test": info.get("test_metrics")}
     if args.json:
-        print(json.dumps(_jsonable_tree(result)))
+        print(json.dumps(to_jsonable(result)))
         return 0
     print(f"model {result['model_id']} ({result['status']}), trained in "
           f"{result['train_seconds'] or 0:.0f} s")
@@ -436,13 +448,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from . import jobs
+    from safety_models.service import jobs
 
     with _store() as store:
         jobs.recover_stale_jobs(store)
         rows = jobs.list_jobs(store)
     if args.json:
-        print(json.dumps(_jsonable_tree(rows)))
+        print(json.dumps(to_jsonable(rows)))
         return 0
     if not rows:
         print("no training jobs yet")
@@ -456,7 +468,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from . import jobs
+    from safety_models.service import jobs
 
     with _store() as store:
         jobs.cancel_job(store, args.job_id)
@@ -465,12 +477,12 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from . import registry
+    from safety_models.modeling import registry
 
     with _store() as store:
         df = registry.list_models(store, args.category)
     if args.json:
-        print(json.dumps(_jsonable_tree(df.to_dict("records"))))
+        print(json.dumps(to_jsonable(df.to_dict("records"))))
         return 0
     if df.empty:
         print("no models yet: python -m safety_models train --category C")
@@ -500,7 +512,7 @@ def models_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from . import registry
+    from safety_models.modeling import registry
 
     with _store() as store:
         registry.promote(store, args.model_id)
@@ -509,7 +521,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from . import registry
+    from safety_models.modeling import registry
 
     with _store() as store:
         model_id = registry.rollback(store, args.category)
@@ -518,7 +530,9 @@ def cmd_rollback(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from . import export, registry, workflows
+    from safety_models.presentation import export
+    from safety_models.modeling import registry
+    from safety_models.service import workflows
 
     suffix = args.out.suffix.lower()
     if suffix not in (".csv", ".geojson", ".json"):
@@ -528,7 +542,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if suffix == ".csv":
             data = export.prediction_to_csv(df)
         else:
-            from .grid import GridSpec
+            from safety_models.grid import GridSpec
 
             _, checkpoint = registry.load_model(store, str(df["model_id"].iloc[0]))
             data = json.dumps(export.prediction_to_geojson(df, GridSpec.from_dict(
@@ -547,7 +561,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from . import evaluation
+    from safety_models.evaluation import backtest as evaluation
 
     bar = None if args.json else ProgressBar()
     try:
@@ -558,7 +572,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if args.json:
-        print(json.dumps(_jsonable_tree(result.to_dict())))
+        print(json.dumps(to_jsonable(result.to_dict())))
         return 0
     d = result.to_dict()
     print(f"{d['category']} model {d['model_id']}: test {d['test_start']} to {d['test_end']}, "
@@ -568,7 +582,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_study(args: argparse.Namespace) -> int:
-    from . import study
+    from safety_models.evaluation import study
 
     bar = ProgressBar()
     try:
@@ -577,38 +591,14 @@ def cmd_study(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.json:
-        print(json.dumps(_jsonable_tree(table.to_dict("records"))))
+        print(json.dumps(to_jsonable(table.to_dict("records"))))
         return 0
     print(table.to_string(index=False))
     for line in study.summarise_study(table):
         print("- " + line)
     return 0
 
-
-def _jsonable_tree(value):
-    """Nested dicts/lists with numpy and pandas scalars made JSON-safe (NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable_tree(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable_tree(v) for v in value]
-    if isinstance(value, float) and value != value:
-        return None
-    return _jsonable(value)
-
-
-# ------------------------------------------------------------------------- helpers
-
 def _show_time(value) -> str:
     """ISO time for people: drop a midnight clock (date-only data) and seconds."""
     t = pd.Timestamp(value)
     return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
-
-
-def _jsonable(value):
-    if isinstance(value, pd.Timestamp):
-        return value.isoformat()
-    if value is None or (not isinstance(value, (dict, list, str)) and pd.isna(value)):
-        return None
-    if hasattr(value, "item"):      # numpy scalars
-        return value.item()
-    return value

@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 from pyproj import Transformer
 
+from safety_models.data.geo import points_in_geojson
+
 WGS84 = "EPSG:4326"
 HOURS_PER_WEEK = 168
 
@@ -379,52 +381,6 @@ def dilate(mask: np.ndarray, n_cells: int = 1) -> np.ndarray:
     return out
 
 
-def _polygons(geojson: dict[str, Any]) -> list[list[np.ndarray]]:
-    """Every polygon of a GeoJSON object as a list of rings, each (points, 2) [lon, lat]."""
-    kind = geojson.get("type")
-    if kind == "FeatureCollection":
-        return [p for feature in geojson.get("features") or [] for p in _polygons(feature)]
-    if kind == "Feature":
-        return _polygons(geojson["geometry"]) if geojson.get("geometry") else []
-    if kind == "GeometryCollection":
-        return [p for g in geojson.get("geometries") or [] for p in _polygons(g)]
-    if kind == "Polygon":
-        rings = [geojson["coordinates"]]
-    elif kind == "MultiPolygon":
-        rings = geojson["coordinates"]
-    else:
-        return []  # points and lines enclose nothing
-    return [
-        [np.asarray(ring, dtype=np.float64)[:, :2] for ring in polygon if len(ring) >= 3]
-        for polygon in rings
-    ]
-
-
-def _points_in_rings(px: np.ndarray, py: np.ndarray, rings: list[np.ndarray]) -> np.ndarray:
-    """Even-odd rule over all rings of one polygon (holes flip the parity back to outside).
-
-    px, py: (points,) coordinates; rings: (vertices, 2) arrays, closed or not.
-    """
-    inside = np.zeros(px.shape, dtype=bool)
-    for ring in rings:
-        x1, y1 = ring[:, 0], ring[:, 1]
-        x2, y2 = np.roll(x1, -1), np.roll(y1, -1)  # edge i runs from vertex i to vertex i+1
-        # Chunk the edges so (points x edges) temporaries stay around a few million entries.
-        chunk = max(1, 2_000_000 // max(1, len(px)))
-        for lo in range(0, len(x1), chunk):
-            ex1, ey1 = x1[lo:lo + chunk], y1[lo:lo + chunk]
-            ex2, ey2 = x2[lo:lo + chunk], y2[lo:lo + chunk]
-            # An edge crosses the horizontal ray to the right of the point when its endpoints
-            # straddle the point's y (half-open, so a shared vertex counts once) and the
-            # crossing's x lies right of the point. Horizontal edges never straddle.
-            straddles = (ey1[None, :] > py[:, None]) != (ey2[None, :] > py[:, None])  # (points, edges)
-            with np.errstate(divide="ignore", invalid="ignore"):
-                x_cross = ex1 + (py[:, None] - ey1) * (ex2 - ex1) / (ey2 - ey1)
-            crossings = straddles & (px[:, None] < x_cross)
-            inside ^= (np.count_nonzero(crossings, axis=1) % 2).astype(bool)
-    return inside
-
-
 def boundary_mask(spec: GridSpec, geojson: dict[str, Any]) -> np.ndarray:
     """(rows, cols) bool: cells whose centre lies inside any Polygon/MultiPolygon of geojson.
 
@@ -433,19 +389,7 @@ def boundary_mask(spec: GridSpec, geojson: dict[str, Any]) -> np.ndarray:
     collection without polygons gives an all-False mask.
     """
     lat, lon = cell_centres(spec)
-    inside = np.zeros(spec.n_cells, dtype=bool)
-    for rings in _polygons(geojson):
-        if not rings:
-            continue
-        outer = rings[0]
-        # Only the centres inside the outer ring's bounding box need the full test.
-        near = (
-            (lon >= outer[:, 0].min()) & (lon <= outer[:, 0].max())
-            & (lat >= outer[:, 1].min()) & (lat <= outer[:, 1].max())
-            & ~inside
-        )
-        if near.any():
-            inside[near] |= _points_in_rings(lon[near], lat[near], rings)
+    inside = points_in_geojson(lon, lat, geojson)
     return inside.reshape(spec.shape)
 
 

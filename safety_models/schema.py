@@ -30,3 +30,7 @@ def check_category(category: str) -> str:
     if category not in CATEGORIES:
         raise ValueError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
     return category
+
+# The layout of a saved model checkpoint dict (training writes it, the registry stores it,
+# modeling.models rebuilds from it); raise it when the dict's keys change meaning.
+CHECKPOINT_FORMAT = 1

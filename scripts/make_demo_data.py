@@ -1,4 +1,4 @@
-"""Write the built-in demo data into safety_models/demo_data/ (developers only; never at run time).
+"""Write the built-in demo data into safety_models/data/demo_data/ (developers only; never at run time).
 
 Reads the shared open-data copies (default /work/shared/data, or the folder given as the first
 argument) and writes small, attributed extracts:
@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-OUT = Path(__file__).resolve().parent.parent / "safety_models" / "demo_data"
+OUT = Path(__file__).resolve().parent.parent / "safety_models" / "data" / "demo_data"
 YEARS = range(2016, 2020)
 KML_NS = {"kml": "http://www.opengis.net/kml/2.2"}
 SIMPLIFY_DEGREES = 0.0001    # Douglas-Peucker tolerance, about 10 m

@@ -104,8 +104,8 @@ class use_home:  # noqa: N801 - used as a context manager, like a function
 
 def build_tiny_home(home: Path) -> Path:
     """Load synthetic incidents (one CSV per category) and district outlines into home."""
-    from safety_models import ingest
-    from safety_models.store import Store
+    from safety_models.data import ingest
+    from safety_models.data.store import Store
 
     with use_home(home):
         store = Store()
@@ -121,7 +121,7 @@ def build_tiny_home(home: Path) -> Path:
 
 def tiny_train_config(category: str):
     """The fastest TrainConfig that still trains end to end (1 epoch, 1 km cells)."""
-    from safety_models.training import TrainConfig
+    from safety_models.modeling.training import TrainConfig
 
     weekly = category == "health"
     # 420 days of data: a short validation and test period leave most windows to train on.
@@ -133,8 +133,9 @@ def tiny_train_config(category: str):
 
 def train_tiny_models(home: Path) -> dict[str, str]:
     """A tiny trained model per category in home (active), evaluated; returns their ids."""
-    from safety_models import evaluation, workflows
-    from safety_models.store import Store
+    from safety_models.evaluation import backtest as evaluation
+    from safety_models.service import workflows
+    from safety_models.data.store import Store
 
     ids = {}
     with use_home(home):
@@ -162,9 +163,10 @@ def _source_digest() -> str:
 
     repo = Path(__file__).resolve().parents[1]
     digest = hashlib.sha256()
-    sources = [p for p in (repo / "safety_models").glob("*.py") if p.name != "mapview.py"]
+    library = repo / "safety_models"
+    sources = [p for p in library.rglob("*.py") if "presentation" not in p.relative_to(library).parts]
     for path in sorted([*sources, Path(__file__)]):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+        digest.update(str(path.relative_to(repo)).encode() + b"\0" + path.read_bytes())
     import torch
     digest.update(torch.__version__.encode())
     # float32 reductions depend on the thread count: a home built with another count would
@@ -202,8 +204,9 @@ def tiny_home_with_models(tmp_path_factory) -> Path:
 @pytest.fixture()
 def crime_store(tmp_path, monkeypatch):
     """A fresh home with 300 synthetic crime incidents (no model)."""
-    from safety_models import ingest, registry
-    from safety_models.store import Store
+    from safety_models.data import ingest
+    from safety_models.modeling import registry
+    from safety_models.data.store import Store
 
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)

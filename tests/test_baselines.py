@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safety_models import baselines
+from safety_models.evaluation import baselines
 from safety_models.grid import GridSpec
 
 # 100 m cells: the default 400 m bandwidth is 4 cells.

@@ -147,7 +147,7 @@ def test_another_city_is_refused_with_exit_2(home, tmp_path, capsys):
 
 
 def test_freeze_choices_are_the_model_stages():
-    from safety_models.models import STAGES
+    from safety_models.modeling.models import STAGES
 
     assert cli.FREEZE_CHOICES == ("none",) + tuple(STAGES)
 
@@ -159,7 +159,7 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
     home = tmp_path / "home"
     shutil.copytree(tiny_home_with_models, home)
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(home))
-    from safety_models import registry
+    from safety_models.modeling import registry
     registry.clear_cache()
 
     assert cli.main(["models", "--json"]) == 0

@@ -7,9 +7,9 @@ import json
 import pytest
 
 from safety_models import cli
-from safety_models.demo import DEMO_DIR, demo_files, load_demo
+from safety_models.data.demo import DEMO_DIR, demo_files, load_demo
 from safety_models.schema import CATEGORIES
-from safety_models.store import Store
+from safety_models.data.store import Store
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safety_models import evaluation, metrics
+from safety_models.evaluation import backtest as evaluation, metrics
 from safety_models.errors import NotReady
 from safety_models.grid import GridSpec
 
@@ -132,7 +132,7 @@ def test_forecasts_do_not_change_when_the_future_changes():
 @pytest.mark.parametrize("name", ["naive", "historical_average", "kde", "prospective_hotspot", "seasonal"])
 def test_real_baselines_do_not_see_the_future(name):
     """Each shipped baseline, through the evaluation's own call path, on 400 days."""
-    from safety_models.baselines import BASELINES
+    from safety_models.evaluation.baselines import BASELINES
 
     city = tiny_city(n_windows=400, seed=3)
     targets = [380, 390, 395, 399]
@@ -285,9 +285,9 @@ def test_precomputed_baselines_are_reused_only_on_the_same_windows(model_seen):
 def test_evaluate_category_end_to_end(tiny_home_with_models):
     from conftest import use_home
 
-    from safety_models import registry
-    from safety_models.baselines import baselines_for
-    from safety_models.store import Store
+    from safety_models.modeling import registry
+    from safety_models.evaluation.baselines import baselines_for
+    from safety_models.data.store import Store
 
     with use_home(tiny_home_with_models):
         store = Store()
@@ -308,8 +308,8 @@ def test_real_model_forecasts_do_not_see_the_future(tiny_home_with_models):
     three test windows stay the same, later ones move."""
     from conftest import use_home
 
-    from safety_models import registry
-    from safety_models.store import Store
+    from safety_models.modeling import registry
+    from safety_models.data.store import Store
 
     with use_home(tiny_home_with_models):
         store = Store()

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from safety_models import grid
-from safety_models.export import prediction_to_csv, prediction_to_geojson
+from safety_models.presentation.export import prediction_to_csv, prediction_to_geojson
 from safety_models.grid import GridSpec
 
 SPEC = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 500.0, 2, 3)

@@ -10,16 +10,7 @@ import pytest
 from pyproj import Transformer
 
 from safety_models.errors import FileUnusable, MappingError
-from safety_models.ingest import (
-    ColumnMapping,
-    ParsedFile,
-    detect_mapping,
-    ingest_bytes,
-    ingest_path,
-    parse_incidents,
-    read_incident_file,
-    read_table,
-)
+from safety_models.data.ingest import (ColumnMapping, ParsedFile, detect_mapping, ingest_bytes, ingest_path, parse_incidents, read_incident_file, read_table)
 from safety_models.schema import INCIDENT_COLUMNS, REJECT_COLUMNS
 
 # Points in Chicago (lat, lon), a few km apart.

@@ -12,9 +12,10 @@ import pytest
 from conftest import TINY_CELL_SIZE_M
 from test_registry import fake_checkpoint
 
-from safety_models import jobs, registry, workflows
+from safety_models.service import jobs, workflows
+from safety_models.modeling import registry
 from safety_models.errors import NotReady, UserError
-from safety_models.training import Cancelled, TrainConfig
+from safety_models.modeling.training import Cancelled, TrainConfig
 
 
 # `crime_store` (conftest.py): a fresh home with 300 synthetic crime incidents, no model.
@@ -82,10 +83,10 @@ def test_a_zombie_or_reused_pid_is_not_alive():
     zombie.wait()
     # This pytest process is alive, but it is not the runner of job 7.
     runner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
-                               "safety_models.jobs", "run", "7"])
+                               "safety_models", "run-job", "7"])
     try:
         # Until the child has exec'd, /proc shows the parent's (pytest's) command line.
-        wait_for(lambda: b"safety_models.jobs" in open(f"/proc/{runner.pid}/cmdline", "rb").read(),
+        wait_for(lambda: b"run-job" in open(f"/proc/{runner.pid}/cmdline", "rb").read(),
                  10, "the runner to start")
         assert jobs.pid_alive(runner.pid, 7) and not jobs.pid_alive(runner.pid, 8)
     finally:

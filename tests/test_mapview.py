@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from safety_models import mapview
+from safety_models.presentation import maplayers as mapview
 from safety_models.grid import GridSpec, fit_grid
 
 

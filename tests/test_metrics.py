@@ -8,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from safety_models import metrics
+from safety_models.evaluation import metrics
 
 # The running example: 4 cells.
 SCORES = np.array([0.9, 0.1, 0.5, 0.3])

@@ -7,9 +7,7 @@ import torch
 import torchvision
 
 from safety_models.errors import WeightsMissing
-from safety_models.models import (STAGES, ModelConfig, create_model, freeze_up_to,
-                                  imagenet_weights_file, load_imagenet_backbone,
-                                  model_from_checkpoint, model_to_state, trainable_parameters)
+from safety_models.modeling.models import (STAGES, ModelConfig, create_model, freeze_up_to, imagenet_weights_file, load_imagenet_backbone, model_from_checkpoint, model_to_state, trainable_parameters)
 
 
 @pytest.fixture(autouse=True)

@@ -50,7 +50,7 @@ def data_home(tiny_home, tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def started_jobs(monkeypatch) -> list[tuple[str, dict]]:
     """Patch jobs.start_job: record (kind, config) instead of starting a process."""
-    from safety_models import jobs
+    from safety_models.service import jobs
 
     calls: list[tuple[str, dict]] = []
 
@@ -217,8 +217,8 @@ def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
     """A job row as the job process writes it: the page shows its progress and Cancel."""
     from datetime import datetime
 
-    from safety_models import jobs
-    from safety_models.store import Store
+    from safety_models.service import jobs
+    from safety_models.data.store import Store
 
     store = Store()
     jobs.list_jobs(store)  # creates the jobs table
@@ -289,7 +289,7 @@ def test_data_page_explains_an_unusable_file(data_home, started_jobs):
 
 def test_first_start_loads_demo_and_starts_bootstrap(tmp_path, monkeypatch, started_jobs):
     """An empty home: the demo data is loaded and one bootstrap job is started."""
-    from safety_models import ingest
+    from safety_models.data import ingest
 
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "fresh"))
     monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
@@ -297,9 +297,9 @@ def test_first_start_loads_demo_and_starts_bootstrap(tmp_path, monkeypatch, star
     def fake_demo(store):  # the real demo is large; a small city stands in for it
         ingest.ingest_bytes(store, synthetic_incidents_csv("crime", 100), "demo.csv", "crime")
 
-    fake_module = types.ModuleType("safety_models.demo")
+    fake_module = types.ModuleType("safety_models.data.demo")
     fake_module.load_demo = fake_demo
-    monkeypatch.setitem(sys.modules, "safety_models.demo", fake_module)
+    monkeypatch.setitem(sys.modules, "safety_models.data.demo", fake_module)
     at = open_page("pages/overview_page.py")
     assert not at.exception
     assert [kind for kind, _ in started_jobs] == ["bootstrap"]

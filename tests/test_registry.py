@@ -7,11 +7,11 @@ import pytest
 import sqlalchemy as sa
 import torch
 
-from safety_models import registry
+from safety_models.modeling import registry
 from safety_models.errors import GridMismatch, NotReady, UserError
 from safety_models.grid import GridSpec
-from safety_models.models import ModelConfig, RiskNet, create_model, model_to_state
-from safety_models.store import Store
+from safety_models.modeling.models import ModelConfig, RiskNet, create_model, model_to_state
+from safety_models.data.store import Store
 
 GRID = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 500.0, 4, 5)
 

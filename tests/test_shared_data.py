@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from safety_models.errors import MappingError
-from safety_models.ingest import ColumnMapping, read_incident_file
+from safety_models.data.ingest import ColumnMapping, read_incident_file
 
 DATA = Path(os.environ.get("SAFETY_MODELS_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} not present")

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from safety_models import store as store_module
+from safety_models.data import store as store_module
 from safety_models.errors import CityMismatch, UserError
 from safety_models.schema import INCIDENT_COLUMNS
-from safety_models.store import Store, UploadSummary
+from safety_models.data.store import Store, UploadSummary
 
 CHICAGO = (41.85, -87.65)
 BARCELONA = (41.39, 2.17)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from safety_models import study
+from safety_models.evaluation import study
 
 
 def run_row(stage, base, freeze, val_pai, test_pai, optimizer="adamw", lr=1e-3, history=None,
@@ -110,8 +110,10 @@ QUICK_OVERRIDES = {"cell_size_m": 1000.0, "val_windows": 30, "test_windows": 60,
 def test_quick_study_on_a_tiny_city(tmp_path):
     from conftest import synthetic_incidents_csv, use_home
 
-    from safety_models import ingest, registry, training, workflows
-    from safety_models.store import Store
+    from safety_models.data import ingest
+    from safety_models.modeling import registry, training
+    from safety_models.service import workflows
+    from safety_models.data.store import Store
 
     with use_home(tmp_path):
         store = Store()
@@ -153,8 +155,11 @@ def test_full_study_plans_from_validation_and_shares_the_test_windows(tmp_path, 
     import numpy as np
     from conftest import synthetic_incidents_csv, use_home
 
-    from safety_models import evaluation, ingest, training, workflows
-    from safety_models.store import Store
+    from safety_models.evaluation import backtest as evaluation
+    from safety_models.data import ingest
+    from safety_models.modeling import training
+    from safety_models.service import workflows
+    from safety_models.data.store import Store
 
     noise = {("pretrained", "layer2"): 0.0, ("pretrained", "layer1"): 0.3}
     fits: list = []

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from safety_models import training
+from safety_models.modeling import training
 from safety_models.features import FeatureConfig, SampleBuilder
-from safety_models.models import model_from_checkpoint
-from safety_models.synthetic import simulate_city
-from safety_models.training import (Cancelled, TrainConfig, fit, predict_window, predict_windows,
-                                    pretrain, split_windows)
+from safety_models.modeling.models import model_from_checkpoint
+from safety_models.modeling.synthetic import simulate_city
+from safety_models.modeling.training import (Cancelled, TrainConfig, fit, predict_window, predict_windows, pretrain, split_windows)
 
 
 @pytest.fixture(autouse=True)
@@ -150,7 +149,7 @@ def test_train_config_round_trip():
 
 
 def test_base_path_glm_fit_and_refit_under_a_trained_head(city):
-    from safety_models.models import ModelConfig, create_model
+    from safety_models.modeling.models import ModelConfig, create_model
     from safety_models.features import n_channels
     counts, starts, mask = city
     fcfg = FeatureConfig()
@@ -170,7 +169,7 @@ def test_a_short_history_is_split_in_order_and_too_short_a_one_says_so():
     # 60 daily windows: a quarter (15) for test, a sixth (10) for validation, the rest to train.
     from safety_models.errors import NotReady
     from safety_models.features import FeatureConfig
-    from safety_models.training import TrainConfig, split_windows
+    from safety_models.modeling.training import TrainConfig, split_windows
 
     fcfg = FeatureConfig(window_hours=24)
     counts = np.ones((60, 4, 4), np.float32)

@@ -10,11 +10,13 @@ import pytest
 from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
 from test_registry import fake_checkpoint
 
-from safety_models import ingest, jobs, registry, synthetic, training, workflows
+from safety_models.data import ingest
+from safety_models.service import jobs, workflows
+from safety_models.modeling import registry, synthetic, training
 from safety_models.errors import GridMismatch, NotReady, WeightsMissing
 from safety_models.grid import GridSpec
-from safety_models.store import Store
-from safety_models.training import TrainConfig
+from safety_models.data.store import Store
+from safety_models.modeling.training import TrainConfig
 
 
 def quick_config(category: str = "crime", **changes) -> TrainConfig:

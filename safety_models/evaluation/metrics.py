@@ -28,6 +28,8 @@ import pandas as pd
 from scipy.stats import rankdata
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from safety_models.files import to_jsonable
+
 DEFAULT_COVERAGES: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2)
 
 
@@ -419,20 +421,6 @@ def coverage_key(coverage: float) -> str:
     """0.05 -> "5", 0.025 -> "2.5": the percent key used in reports and the CLI's JSON."""
     return f"{round(coverage * 100, 6):g}"
 
-
-def _json_value(value: Any) -> Any:
-    """numpy scalars -> Python; NaN/inf -> None; dicts and lists recursively."""
-    if isinstance(value, dict):
-        return {str(k): _json_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_json_value(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def score_windows(
     prob: Any,
     counts: Any,
@@ -526,4 +514,4 @@ def score_windows(
         }
         for w in range(score_2d.shape[0])
     ]
-    return _json_value(report)
+    return to_jsonable(report)

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .ingest import read_incident_file
-from .store import Store, UploadSummary
+from safety_models.data.ingest import read_incident_file
+from safety_models.data.store import Store, UploadSummary
 
 DEMO_DIR = Path(__file__).resolve().parent / "demo_data"
 

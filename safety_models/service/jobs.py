@@ -1,7 +1,7 @@
 """Background training jobs that every dashboard session (and the CLI) can start and watch.
 
 A job is a row of the ``jobs`` table and, while it runs, a separate process
-``python -m safety_models.jobs run JOB_ID`` (its own session, so a Streamlit rerun or a
+``python -m safety_models run-job JOB_ID`` (its own session, so a Streamlit rerun or a
 closed browser tab does not stop it). The process writes its progress to the row (at most
 PROGRESS_INTERVAL_S apart), reads ``cancel_requested`` to stop early, and ends the row as
 'succeeded' (with the new model id), 'cancelled' or 'failed' (with a message for people;
@@ -34,9 +34,10 @@ from typing import Any, Callable
 
 import sqlalchemy as sa
 
-from . import paths
-from .errors import UserError
-from .store import Store, metadata
+from safety_models import paths
+from safety_models.errors import UserError
+from safety_models.data.store import Store, metadata
+from safety_models.files import to_jsonable
 
 KINDS = ("train", "pretrain", "bootstrap")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -47,6 +48,7 @@ QUEUED_GRACE_S = 120.0           # a queued job with no live process after this 
 STALE_MESSAGE = "the training process stopped unexpectedly"
 CANCELLED_MESSAGE = "cancelled on request"
 HISTORY_MAX_POINTS = 2000
+RUN_JOB_COMMAND = "run-job"     # `python -m safety_models run-job ID`: the job process
 
 jobs_table = sa.Table(
     "jobs", metadata,
@@ -67,7 +69,7 @@ jobs_table = sa.Table(
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("log_path", sa.Text),
     sa.Index("ix_jobs_status", "status"),
-    keep_existing=True,   # `python -m safety_models.jobs` runs this module twice
+    keep_existing=True,
 )
 
 _children: list[subprocess.Popen] = []   # started here; polled so they never linger as zombies
@@ -79,14 +81,6 @@ def _ensure_tables(store: Store) -> None:
 
 def _now() -> datetime:
     return datetime.now()
-
-
-def _json_safe(value: Any) -> Any:
-    """Progress dicts hold numpy and torch scalars; the JSON column wants plain types."""
-    from .registry import _json_safe as plain
-
-    return plain(value)
-
 
 def _update(store: Store, job_id: int, **values: Any) -> None:
     with store.begin() as conn:
@@ -179,7 +173,7 @@ def pid_alive(pid: int | None, job_id: int | None = None) -> bool:
             return False
         if job_id is not None:
             args = (proc / "cmdline").read_bytes().split(b"\0")
-            if b"safety_models.jobs" in args:
+            if RUN_JOB_COMMAND.encode() in args:
                 return str(int(job_id)).encode() in args
     except (OSError, IndexError):
         return False
@@ -236,7 +230,7 @@ def _insert_job(store: Store, kind: str, config: dict, pid: int | None, status: 
     "train" at once start one job, and the other gets a UserError naming it."""
     _ensure_tables(store)
     category = _category_of(kind, config)
-    values = dict(kind=kind, category=category, config=_json_safe(dict(config)), status=status,
+    values = dict(kind=kind, category=category, config=to_jsonable(dict(config)), status=status,
                   pid=pid, host=socket.gethostname(), created_at=_now(), history=[],
                   cancel_requested=False)
     j = jobs_table.c
@@ -261,7 +255,7 @@ def _child_env(store: Store) -> dict[str, str]:
     env[paths.HOME_ENV] = str(paths.home_dir())
     env[paths.DB_URL_ENV] = store.engine.url.render_as_string(hide_password=False)
     # The child must import this very package, installed or not.
-    package_root = str(Path(__file__).resolve().parent.parent)
+    package_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(
         p for p in (package_root, env.get("PYTHONPATH", "")) if p)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -280,7 +274,7 @@ def start_job(store: Store, kind: str, config: dict) -> int:
     try:
         with open(log, "ab") as out:
             child = subprocess.Popen(
-                [sys.executable, "-m", "safety_models.jobs", "run", str(job_id)],
+                [sys.executable, "-m", "safety_models", RUN_JOB_COMMAND, str(job_id)],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                 env=_child_env(store), start_new_session=True, close_fds=True)
     except OSError as err:
@@ -335,11 +329,11 @@ class _Reporter:
         self.dirty = False
 
     def on_progress(self, info: dict) -> None:
-        from .training import Cancelled
+        from safety_models.modeling.training import Cancelled
 
         info = dict(info)
         info.setdefault("elapsed_s", round(time.monotonic() - self.started, 1))
-        self.progress = _json_safe(info)
+        self.progress = to_jsonable(info)
         self._add_history(self.progress)
         self.dirty = True
         now = time.monotonic()
@@ -414,10 +408,10 @@ def _summary(err: BaseException) -> str:
 
 
 def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str | None:
-    from . import workflows
+    from safety_models.service import workflows
 
     if kind == "train":
-        from .training import TrainConfig
+        from safety_models.modeling.training import TrainConfig
 
         cfg = TrainConfig.from_dict(config)
         return workflows.train_category(store, cfg, on_progress=reporter.on_progress,
@@ -448,7 +442,7 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
     cancelled job is raised again after it was recorded (the CLI shows it); without, only
     KeyboardInterrupt and other BaseExceptions are.
     """
-    from .training import Cancelled
+    from safety_models.modeling.training import Cancelled
 
     job = get_job(store, job_id)
     if job is None:
@@ -496,23 +490,16 @@ def run_job_inline(store: Store, kind: str, config: dict,
     return _run(store, job_id, forward=on_progress, reraise=True)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m safety_models.jobs run JOB_ID`` (what start_job launches)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if len(args) != 2 or args[0] != "run" or not args[1].isdigit():
-        print("usage: python -m safety_models.jobs run JOB_ID", file=sys.stderr)
-        return 2
+def run_job_process(job_id: int) -> int:
+    """The body of ``python -m safety_models run-job JOB_ID`` (what start_job launches):
+    run the job recorded under JOB_ID in this process; SIGTERM ends it as failed."""
     def on_sigterm(_signum: int, _frame: Any) -> None:
         raise Terminated()
 
     signal.signal(signal.SIGTERM, on_sigterm)
     store = Store()
-    print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {args[1]} starting (pid {os.getpid()})", flush=True)
-    job = _run(store, int(args[1]))
-    print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {args[1]} {job['status']}"
+    print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {job_id} starting (pid {os.getpid()})", flush=True)
+    job = _run(store, int(job_id))
+    print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {job_id} {job['status']}"
           f"{': ' + job['message'] if job.get('message') else ''}", flush=True)
     return 0 if job["status"] in ("succeeded", "cancelled") else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -24,8 +24,8 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, signal
 
-from .grid import GridSpec
-from .schema import check_category
+from safety_models.grid import GridSpec
+from safety_models.schema import check_category
 
 Baseline = Callable[..., np.ndarray]
 

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .grid import GridSpec, cell_to_boundary
+from safety_models.data.geo import points_in_geometry, polygon_features
+from safety_models.grid import GridSpec, cell_to_boundary
 
 # Sequential scale from pale yellow to dark red (ColorBrewer YlOrRd, 8 classes): readable on
 # white, ordered by lightness, and distinguishable by most colour-blind readers.
@@ -255,34 +256,6 @@ def boundary_layer_spec(geojson: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _rings(geometry: dict[str, Any]) -> list[np.ndarray]:
-    """Every ring (outer and holes) of a Polygon / MultiPolygon as (n, 2) lon/lat arrays."""
-    kind = geometry.get("type") if geometry else None
-    if kind == "Polygon":
-        polygons = [geometry["coordinates"]]
-    elif kind == "MultiPolygon":
-        polygons = geometry["coordinates"]
-    else:
-        return []
-    return [np.asarray(ring, dtype=float)[:, :2] for polygon in polygons for ring in polygon
-            if len(ring) >= 3]
-
-
-def _inside(lon: np.ndarray, lat: np.ndarray, rings: list[np.ndarray]) -> np.ndarray:
-    """Even-odd rule over all rings (holes flip back to outside)."""
-    inside = np.zeros(lon.shape, dtype=bool)
-    for ring in rings:
-        x0, y0 = ring[:, 0], ring[:, 1]
-        x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
-        # (points, edges): does a ray to the east from the point cross the edge?
-        crosses = ((y0[None, :] > lat[:, None]) != (y1[None, :] > lat[:, None]))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            x_at = x0[None, :] + (lat[:, None] - y0[None, :]) * (x1 - x0)[None, :] / \
-                (y1 - y0)[None, :]
-        inside ^= (np.count_nonzero(crosses & (lon[:, None] < x_at), axis=1) % 2 == 1)
-    return inside
-
-
 NAME_PROPERTIES = ("name", "NAME", "district_name", "dist_label", "district", "DISTRICT",
                    "label", "id")
 
@@ -311,30 +284,28 @@ def district_of(lat: Any, lon: Any, geojson: dict[str, Any] | None) -> list[str]
         else [geojson if geojson.get("type") == "Feature" else
               {"type": "Feature", "geometry": geojson}]
     for i, feature in enumerate(features or []):
-        rings = _rings(feature.get("geometry") or {})
-        if not rings:
-            continue
-        todo = names == ""
-        if not todo.any():
-            break
-        hit = np.zeros(lat.shape, dtype=bool)
-        hit[todo] = _inside(lon[todo], lat[todo], rings)
-        names[hit] = feature_name(feature, i)
+        for _, geometry in polygon_features(feature):
+            todo = names == ""
+            if not todo.any():
+                break
+            hit = np.zeros(lat.shape, dtype=bool)
+            hit[todo] = points_in_geometry(lon[todo], lat[todo], geometry)
+            names[hit] = feature_name(feature, i)
     return names.tolist()
 
 
 def district_label_records(geojson: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """One label per district at the middle of its largest ring's bounding box."""
+    """One label per district at the middle of its largest polygon's bounding box."""
     if not geojson or geojson.get("type") != "FeatureCollection":
         return []
     records = []
     for i, feature in enumerate(geojson.get("features") or []):
-        rings = _rings(feature.get("geometry") or {})
-        if not rings:
+        parts = [part for _, geometry in polygon_features(feature)
+                 for part in getattr(geometry, "geoms", [geometry]) if not part.is_empty]
+        if not parts:
             continue
-        ring = max(rings, key=len)
-        records.append({"position": [float((ring[:, 0].min() + ring[:, 0].max()) / 2),
-                                     float((ring[:, 1].min() + ring[:, 1].max()) / 2)],
+        west, south, east, north = max(parts, key=lambda part: part.area).bounds
+        records.append({"position": [(west + east) / 2, (south + north) / 2],
                         "label": feature_name(feature, i)})
     return records
 
@@ -457,7 +428,7 @@ def headline_scores(evaluation: dict | None) -> dict[str, Any] | None:
     None when there is no evaluation or it lacks the model's scores."""
     if not evaluation or "results" not in evaluation:
         return None
-    from .evaluation import summary_table
+    from safety_models.evaluation.backtest import summary_table
 
     table = summary_table(evaluation)
     if "model" not in table.index:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import math
 import re
 import threading
 import uuid
@@ -41,9 +40,10 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from . import paths
-from .errors import CityMismatch, UserError
-from .schema import CATEGORIES, INCIDENT_COLUMNS, REJECT_COLUMNS, check_category
+from safety_models import paths
+from safety_models.data.geo import haversine_km
+from safety_models.errors import CityMismatch, UserError
+from safety_models.schema import CATEGORIES, INCIDENT_COLUMNS, REJECT_COLUMNS, check_category
 
 metadata = sa.MetaData()
 
@@ -606,13 +606,6 @@ class Store:
 
 
 # -------------------------------------------------------------------- helpers
-
-def haversine_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    """Great-circle distance in km between two WGS84 points."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * 6371.0088 * math.asin(math.sqrt(min(1.0, a)))
 
 
 def _weighted_median(values, weights: np.ndarray) -> float:

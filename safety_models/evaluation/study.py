@@ -36,8 +36,10 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from . import evaluation, paths
-from .schema import check_category
+from safety_models.evaluation import backtest as evaluation
+from safety_models import paths
+from safety_models.schema import check_category
+from safety_models.files import write_json_atomic, write_text_atomic
 
 ProgressFn = Callable[[dict], None]
 
@@ -115,7 +117,7 @@ def history_runs(best: Iterable[StudyRun], window_hours: int) -> list[StudyRun]:
 
 
 def _train_config(category: str, run: StudyRun, window_hours: int, overrides: Mapping[str, Any]):
-    from .training import TrainConfig
+    from safety_models.modeling.training import TrainConfig
 
     return TrainConfig(**{
         **dict(overrides), "category": category, "base": run.base, "freeze_up_to": run.freeze_up_to,
@@ -173,7 +175,8 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
     (pretrained first when there is none: workflows.pretrained_base). Raises NotReady
     without data.
     """
-    from . import training, workflows
+    from safety_models.modeling import training
+    from safety_models.service import workflows
 
     category = check_category(category)
     overrides = {"steps_per_epoch": QUICK_STEPS_PER_EPOCH if quick else STUDY_STEPS_PER_EPOCH,
@@ -260,8 +263,8 @@ def study_paths(category: str) -> tuple[Path, Path]:
 def save_study(category: str, table: pd.DataFrame, quick: bool = False, seconds: float | None = None) -> None:
     """Write the table as CSV and as JSON (with the plain-language summary), each atomically."""
     csv_path, json_path = study_paths(category)
-    evaluation.write_text_atomic(csv_path, table.to_csv(index=False))
-    evaluation.write_json_atomic(json_path, {
+    write_text_atomic(csv_path, table.to_csv(index=False))
+    write_json_atomic(json_path, {
         "category": category,
         "created_at": datetime.now().replace(microsecond=0).isoformat(),
         "quick": bool(quick),

@@ -17,18 +17,11 @@ import pandas as pd
 
 from safety_models.errors import FileUnusable
 from safety_models.schema import INCIDENT_COLUMNS, check_category
-from safety_models.sources import (
-    OUTCOME_VALUES,
-    ColumnMapping,
-    detect_mapping,
-    is_missing,
-    parse_clock_column,
-    parse_datetime_column,
-    parse_location_column,
-    parse_number_column,
-    project_to_wgs84,
-    read_table,
-)
+from safety_models.data.vocabulary import OUTCOME_VALUES
+from safety_models.data.columns import ColumnMapping, detect_mapping
+from safety_models.data.values import (is_missing, parse_clock_column, parse_datetime_column, parse_location_column, parse_number_column)
+from safety_models.data.geo import project_to_wgs84
+from safety_models.data.reading import read_table
 
 __all__ = [
     "ColumnMapping", "ParsedFile", "REJECT_REASONS", "detect_mapping", "ingest_bytes", "ingest_path",

@@ -6,13 +6,12 @@ Times are written as ISO 8601 naive local datetimes, the city's own clock.
 
 from __future__ import annotations
 
-import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .grid import GridSpec, cell_to_boundary
+from safety_models.grid import GridSpec, cell_to_boundary
+from safety_models.files import to_jsonable
 
 # The properties every GeoJSON Feature carries, in this order.
 GEOJSON_PROPERTIES: tuple[str, ...] = (
@@ -23,20 +22,6 @@ GEOJSON_PROPERTIES: tuple[str, ...] = (
 def prediction_to_csv(df: pd.DataFrame) -> bytes:
     """The prediction table as UTF-8 CSV (header row, no index, ISO times, '.' decimals)."""
     return df.to_csv(index=False, date_format="%Y-%m-%dT%H:%M:%S").encode("utf-8")
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-serialisable scalar: numpy -> Python, timestamps -> ISO, NaN -> None."""
-    if isinstance(value, (pd.Timestamp, np.datetime64)):
-        return None if pd.isna(value) else pd.Timestamp(value).isoformat()
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if value is pd.NA or value is pd.NaT:
-        return None
-    return value
-
 
 def prediction_to_geojson(df: pd.DataFrame, grid: GridSpec) -> dict:
     """A FeatureCollection with one Polygon Feature per row (a cell's square outline in WGS84
@@ -54,6 +39,6 @@ def prediction_to_geojson(df: pd.DataFrame, grid: GridSpec) -> dict:
             "type": "Feature",
             "id": int(cell_ids[i]),
             "geometry": {"type": "Polygon", "coordinates": [ring]},
-            "properties": {name: _plain(columns[name][i]) for name in names},
+            "properties": {name: to_jsonable(columns[name][i]) for name in names},
         })
     return {"type": "FeatureCollection", "features": features}

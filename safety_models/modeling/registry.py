@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import tempfile
 import threading
 from collections import OrderedDict
 from datetime import datetime, timedelta
@@ -33,14 +32,14 @@ import pandas as pd
 import sqlalchemy as sa
 import torch
 
-from . import paths
-from .errors import GridMismatch, NotReady, UserError
-from .grid import GridSpec
-from .schema import check_category
-from .store import Store, metadata
+from safety_models import paths
+from safety_models.errors import GridMismatch, NotReady, UserError
+from safety_models.grid import GridSpec
+from safety_models.schema import CHECKPOINT_FORMAT, check_category
+from safety_models.data.store import Store, metadata
+from safety_models.files import fsync_dir, to_jsonable, write_atomic
 
 BASE_CATEGORY = "*"          # category of pretrained base models
-CHECKPOINT_FORMAT = 1
 STATUSES = ("candidate", "active", "retired")
 MODELS_DIR = "models"        # under the home folder
 
@@ -102,21 +101,6 @@ def to_plain(value: Any) -> Any:
         return to_plain(value.to_dict())
     return value
 
-
-def _json_safe(value: Any) -> Any:
-    """Metrics for a JSON column: floats stay floats, NaN/inf become None."""
-    value = to_plain(value)
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    if isinstance(value, float):
-        return value if np.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    return value
-
-
 def _time(value: Any) -> datetime | None:
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
@@ -141,38 +125,6 @@ def _checkpoint_path(model_id: str) -> Path:
 def _resolve(path_text: str) -> Path:
     path = Path(path_text)
     return path if path.is_absolute() else paths.home_dir() / path
-
-
-def _write_atomic(obj: dict, final_path: Path) -> Path:
-    """torch.save to a temporary file in the same folder, fsync'd; returns the temp path.
-
-    The caller renames it into place (os.replace is atomic on one file system), so a reader
-    never sees half a checkpoint and a crash leaves at most a stray ``.tmp`` file."""
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{final_path.stem}-", suffix=".tmp",
-                                    dir=final_path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return Path(tmp_name)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return  # not supported here (e.g. Windows); the rename itself is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
 
 def _insert_row(conn: sa.Connection, row: dict) -> None:
     """The DB half of a save (a seam for tests that make it fail)."""
@@ -216,11 +168,11 @@ def _save(store: Store, checkpoint: dict, category: str, base_model_id: str | No
         train_end=_time(window.get("train_end")), val_end=_time(window.get("val_end")),
         train_seconds=(None if ckpt.get("train_seconds") is None
                        else float(ckpt["train_seconds"])),
-        val_metrics=_json_safe(metrics.get("validation")),
-        test_metrics=_json_safe(metrics.get("test")),
+        val_metrics=to_jsonable(metrics.get("validation")),
+        test_metrics=to_jsonable(metrics.get("test")),
         path=str(final_path.relative_to(paths.home_dir())),
     )
-    tmp_path = _write_atomic(ckpt, final_path)
+    tmp_path = write_atomic(final_path, lambda fh: torch.save(ckpt, fh), replace=False)
     placed = False
     try:
         with store.begin() as conn:
@@ -240,7 +192,7 @@ def _save(store: Store, checkpoint: dict, category: str, base_model_id: str | No
                                  activated_at=_activation_time(conn, category)))
             os.replace(tmp_path, final_path)
             placed = True
-            _fsync_dir(final_path.parent)
+            fsync_dir(final_path.parent)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         if placed:
@@ -315,7 +267,7 @@ def load_model(store: Store, model_id: str) -> tuple[Any, dict]:
         if key in _cache:
             _cache.move_to_end(key)
             return _cache[key]
-    from .models import model_from_checkpoint  # imports torchvision: only when a model is needed
+    from safety_models.modeling.models import model_from_checkpoint
 
     checkpoint = load_checkpoint(store, model_id)
     model = model_from_checkpoint(checkpoint)

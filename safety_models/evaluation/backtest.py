@@ -34,9 +34,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -44,8 +42,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import metrics, paths
-from .errors import NotReady
+from safety_models.evaluation import metrics
+from safety_models import paths
+from safety_models.errors import NotReady
+from safety_models.files import to_jsonable, write_json_atomic
 
 ProgressFn = Callable[[dict], None]
 
@@ -85,7 +85,7 @@ class BacktestResult:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of the CLI contract (plain types; NaN/inf become null)."""
-        return _json_safe({
+        return to_jsonable({
             "category": self.category,
             "model_id": self.model_id,
             "test_start": self.test_start,
@@ -185,7 +185,8 @@ def model_probabilities(model: Any, checkpoint: Mapping[str, Any], city: Any, t_
     sums that stop before it (features.SampleBuilder); one builder serves every batch, and
     batches bound the memory. on_batch(n_done) after each batch.
     """
-    from . import features, training  # the ML stack is heavy; import only when a model runs
+    from safety_models import features
+    from safety_models.modeling import training
 
     feature_cfg = checkpoint["feature_config"]
     if isinstance(feature_cfg, Mapping):
@@ -213,7 +214,7 @@ def baseline_scores(fn: Callable, city: Any, t_indices: Sequence[int],
     the baselines refuse any window at or after it. NaN scores (no history) become 0.
     on_window(n_done) after each chunk of windows.
     """
-    from .baselines import forecast_windows
+    from safety_models.evaluation.baselines import forecast_windows
 
     t_indices = np.asarray(t_indices, dtype=np.int64)
     out = np.empty((len(t_indices), *city.counts.shape[1:]), dtype=np.float64)  # (windows, rows, cols)
@@ -393,7 +394,7 @@ def _report(on_progress: ProgressFn | None, fraction: float, **extra: Any) -> No
 def _check_grid(checkpoint: Mapping[str, Any], city: Any) -> None:
     """GridMismatch (from registry.check_grid) when the model was trained on another grid."""
     if checkpoint.get("grid") is not None:
-        from .registry import check_grid
+        from safety_models.modeling.registry import check_grid
 
         check_grid(dict(checkpoint), city.grid)
 
@@ -410,7 +411,7 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
     "step": name}.
     """
     if baselines is None:
-        from .baselines import baselines_for
+        from safety_models.evaluation.baselines import baselines_for
 
         baselines = baselines_for(city.category)
     starts = pd.DatetimeIndex(city.starts)
@@ -463,7 +464,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
     test_starts = starts[test_idx]
     if baseline_results is None and baselines is None:
-        from .baselines import baselines_for
+        from safety_models.evaluation.baselines import baselines_for
 
         baselines = baselines_for(category)
     # Progress: the model's batched passes take roughly as long as one baseline's pass.
@@ -542,7 +543,7 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
     folder (atomic replace). Raises NotReady without a model or without test windows.
     """
-    from . import registry
+    from safety_models.modeling import registry
 
     if model_id is None:
         model_id = registry.active_model_id(store, category)
@@ -558,7 +559,7 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
 def model_city(store: Any, category: str, checkpoint: Mapping[str, Any]) -> Any:
     """The category's data now, on the model's own grid, window length and city cells (the
     cells the model was trained and validated on: new data must not move them)."""
-    from . import workflows
+    from safety_models.service import workflows
 
     return workflows.model_city(store, category, dict(checkpoint))
 
@@ -583,42 +584,3 @@ def load_evaluation(model_id: str) -> dict[str, Any] | None:
     if not path.exists():
         return None
     return json.loads(path.read_text(encoding="utf-8"))
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Strict JSON (NaN -> null) to path, atomically (see write_text_atomic)."""
-    write_text_atomic(path, json.dumps(_json_safe(obj), indent=1, allow_nan=False))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Text to path via a temporary file in the same folder and os.replace: a reader sees the
-    old file or the new one, never half of one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; readers (a dashboard service) may be others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _json_safe(obj: Any) -> Any:
-    """Plain JSON types; non-finite floats -> None (JSON has no NaN)."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, (pd.Timestamp,)):
-        return obj.isoformat()
-    return obj

@@ -25,11 +25,11 @@ from typing import Any, Callable
 import numpy as np
 import pandas as pd
 
-from . import grid as gridlib
-from . import registry
-from .errors import NotReady, UserError
-from .grid import GridSpec
-from .schema import CATEGORIES, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
+from safety_models import grid as gridlib
+from safety_models.modeling import registry
+from safety_models.errors import NotReady, UserError
+from safety_models.grid import GridSpec
+from safety_models.schema import (CATEGORIES, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category)
 
 ProgressFn = Callable[[dict], None]
 StopFn = Callable[[], bool]
@@ -206,7 +206,7 @@ def pretrained_base(store: Any, on_progress: ProgressFn | None = None,
     base has seen this city's scale and rhythms. pretrain_options go to training.pretrain (e.g.
     time_budget_s, max_steps). Raises training.Cancelled when should_stop() turns true;
     nothing is saved then."""
-    from . import training
+    from safety_models.modeling import training
 
     existing = registry.active_model_id(store, registry.BASE_CATEGORY)
     if existing is not None and not force:
@@ -233,7 +233,7 @@ def base_layout_is_current(checkpoint: dict) -> bool:
     Models fine-tuned from a base inherit its layout; after an upgrade that adds planes (for
     instance the log and exponentially weighted planes) an older base would hold new models
     back, so a new base is pretrained once. Older models keep working on their own layout."""
-    from .features import FeatureConfig, channel_names
+    from safety_models.features import FeatureConfig, channel_names
 
     saved = checkpoint.get("feature_config")
     if not saved:
@@ -276,7 +276,7 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
     (same grid required: GridMismatch otherwise). The first model of a category becomes
     active; later ones are candidates. Nothing is saved when fit raises (Cancelled included).
     """
-    from . import training
+    from safety_models.modeling import training
 
     category = check_category(train_cfg.category)
     base = str(train_cfg.base)
@@ -368,8 +368,8 @@ def predict_category(store: Any, category: str, at: Any = None,
     days before window_start), rank (1 = highest probability; ties by expected count, then
     cell id), risk_level (RISK_LEVELS by rank share), model_id, window_start, window_end.
     """
-    from . import training
-    from .features import FeatureConfig
+    from safety_models.modeling import training
+    from safety_models.features import FeatureConfig
 
     category = check_category(category)
     model_id = _resolve_model_id(store, category, model_id)
@@ -437,8 +437,8 @@ def cell_history(store: Any, category: str, cell_id: int,
     step = pd.Timedelta(hours=city.window_hours)
     probability = np.full(city.n_windows, np.nan)
     if model is not None:
-        from . import training
-        from .features import FeatureConfig
+        from safety_models.modeling import training
+        from safety_models.features import FeatureConfig
 
         feature_cfg = FeatureConfig.from_dict(checkpoint["feature_config"])
         t_indices = np.arange(max(1, city.n_windows - HISTORY_PREDICTED_WINDOWS), city.n_windows)
@@ -475,7 +475,7 @@ def bootstrap(store: Any, on_progress: ProgressFn | None = None,
     on_progress dicts carry "category" (None while pretraining) and "fraction" of the whole
     run, with the step's own fraction as "step_fraction".
     """
-    from . import training
+    from safety_models.modeling import training
 
     todo = categories_without_model(store)
     steps = len(todo) + 1
@@ -516,7 +516,7 @@ def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> di
     bring it back. load_demo: a function of the store; default ``demo.load_demo``.
     Returns {"demo_loaded": bool, "job_id": int | None}.
     """
-    from . import jobs
+    from safety_models.service import jobs
 
     jobs.recover_stale_jobs(store)
     if store.get_meta(FIRST_START_KEY) is not None:
@@ -524,7 +524,7 @@ def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> di
     demo_loaded = False
     if sum(store.incident_counts().values()) == 0:
         if load_demo is None:
-            from .demo import load_demo  # type: ignore[no-redef]
+            from safety_models.data.demo import load_demo
         load_demo(store)
         demo_loaded = True
     job_id = None
@@ -541,7 +541,7 @@ def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> di
 def attention_items(store: Any) -> list[dict]:
     """What an operator should act on, most urgent first: dicts with "level" ('error',
     'warning' or 'info'), "category" (or None) and "message" (one sentence for people)."""
-    from . import jobs
+    from safety_models.service import jobs
 
     items: list[dict] = []
     recent = jobs.list_jobs(store, limit=50)        # newest first

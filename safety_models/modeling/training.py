@@ -40,13 +40,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .features import FeatureConfig, SampleBuilder, channel_names, n_channels
-from .models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to,
-                     frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
-from .schema import DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
-from .errors import NotReady
+from safety_models.features import FeatureConfig, SampleBuilder, channel_names, n_channels
+from safety_models.modeling.models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
+from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
+from safety_models.errors import NotReady
 
-CHECKPOINT_FORMAT = 1
 ProgressFn = Callable[[dict], None] | None
 
 
@@ -525,7 +523,7 @@ def _evaluate(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, cou
 # -- pretraining ---------------------------------------------------------------------------------
 def synthetic_count_tensors(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, int]]:
     """The fixed simulated-city corpus (synthetic.corpus) as (counts, starts, mask, window_hours)."""
-    from . import synthetic
+    from safety_models.modeling import synthetic
 
     out = []
     for counts, starts, mask in synthetic.corpus(seed):

@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-from .errors import WeightsMissing
+from safety_models.errors import WeightsMissing
 
 STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
 BACKBONES = ("resnet18", "resnet34", "resnet50")
