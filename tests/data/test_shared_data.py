@@ -20,7 +20,7 @@ import pytest
 from safety_models.errors import MappingError
 from safety_models.data.ingest import ColumnMapping, read_incident_file
 
-DATA = Path(os.environ.get("SAFETY_MODELS_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+DATA = Path(os.environ.get("SAFETY_MODELS_SHARED_DATA") or Path(__file__).resolve().parents[3] / "shared" / "data")
 pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared data folder {DATA} not present")
 
 # (lat_min, lat_max, lon_min, lon_max), a little wider than each city's limits.
