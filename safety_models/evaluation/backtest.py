@@ -512,11 +512,9 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
 
 
 def _validation_scores(prob_val: np.ndarray, counts_val: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    """The model's ranking scores on the validation windows (for choosing between models)."""
-    hit_rate_5, _ = metrics.mean_and_se(metrics.hit_rate(prob_val, counts_val, 0.05, mask))
-    pai_5, _ = metrics.mean_and_se(metrics.pai(prob_val, counts_val, 0.05, mask))
-    return {"n_windows": len(prob_val), "hit_rate_5": hit_rate_5, "pai_5": pai_5,
-            "roc_auc": metrics.roc_auc(prob_val[:, mask], counts_val[:, mask] > 0)}
+    """The model's ranking scores on the validation windows (for choosing between models):
+    metrics.ranking_scores, the scores training keeps for the validation windows too."""
+    return metrics.ranking_scores(prob_val, counts_val, mask)
 
 
 def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping[str, Any],

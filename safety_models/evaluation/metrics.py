@@ -421,6 +421,36 @@ def coverage_key(coverage: float) -> str:
     """0.05 -> "5", 0.025 -> "2.5": the percent key used in reports and the CLI's JSON."""
     return f"{round(coverage * 100, 6):g}"
 
+
+# The share of area that early stopping, promotion advice and the Models page quote.
+SELECTION_COVERAGE = 0.05
+
+
+def ranking_scores(prob: Any, counts: Any, mask: Any | None = None) -> dict[str, float | int]:
+    """The scores that choose between models: what validation, early stopping and a model's
+    stored metrics use, so the Models page and the Evaluation page agree.
+
+    prob, counts, mask: as in score_windows (prob also ranks the cells).
+    Keys: hit_rate_5 and pai_5 (hit_rate and pai at SELECTION_COVERAGE, i.e. n_flagged(0.05,
+    n_city_cells) cells, means over windows with events, as score_windows' "5"), roc_auc
+    (pooled over every city cell-window), cells_flagged_5 (how many cells 5 % flags, which
+    also tells these scores from ones computed before this definition), n_windows.
+    NaN where undefined (no events, one class only).
+    """
+    score_2d, count_2d, _ = _prepare(prob, counts, mask)  # (windows, city_cells)
+    rates, k = _hit_rates(score_2d, count_2d, SELECTION_COVERAGE)
+    area_share = k / count_2d.shape[1] if k else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pai_5, _ = mean_and_se(rates / area_share)
+    return {
+        "hit_rate_5": mean_and_se(rates)[0],
+        "pai_5": pai_5,
+        "roc_auc": roc_auc(score_2d, count_2d > 0),
+        "cells_flagged_5": int(k),
+        "n_windows": int(score_2d.shape[0]),
+    }
+
+
 def score_windows(
     prob: Any,
     counts: Any,
