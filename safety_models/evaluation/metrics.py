@@ -8,7 +8,8 @@ Two families, as the field uses them:
   number of cells that had an event.
 * Classification of "at least one event in a cell-window": confusion, accuracy (and the
   accuracy of always answering "no event", which is what a high accuracy must beat), balanced
-  accuracy, precision/recall/F1, ROC AUC, PR AUC, Brier score, calibration.
+  accuracy, precision/recall/F1, ROC AUC (and the ROC curve's points), PR AUC, Brier score,
+  calibration.
 
 Shapes: ``scores`` and ``counts`` are (cells,) for one window or (windows, cells) -- a
 (windows, rows, cols) array is flattened to (windows, rows * cols). ``mask`` is a boolean
@@ -348,6 +349,33 @@ def roc_auc_per_window(prob: Any, y: Any) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         auc = (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
+
+
+def roc_points(scores: Any, events: Any, n_points: int) -> dict[str, list] | None:
+    """ROC curve for a chart: exact (FPR, TPR) at n_points thresholds, the quantiles of the
+    scores (evenly spaced in the share of cell-windows flagged), plus (0, 0) and (1, 1).
+
+    scores, events: 1-D, one value per cell-window. One binary search per value instead of
+    sklearn's full sort: a year of daily windows on 5,000 cells is 2 million values. None
+    when only one class is present (ROC undefined).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    events = np.asarray(events, dtype=bool)
+    n_pos = int(events.sum())
+    n_neg = events.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    thresholds = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, n_points)))  # ascending
+    # bin[i] = number of thresholds <= score i: the value is flagged by thresholds[:bin[i]].
+    bins = np.searchsorted(thresholds, scores, side="right")
+    pos_at = np.bincount(bins[events], minlength=len(thresholds) + 1)    # (thresholds + 1,)
+    neg_at = np.bincount(bins[~events], minlength=len(thresholds) + 1)
+    # Flagged at threshold j (score >= thresholds[j]) = values with bin > j.
+    tpr = pos_at[::-1].cumsum()[::-1][1:] / n_pos                        # (thresholds,) descending in j
+    fpr = neg_at[::-1].cumsum()[::-1][1:] / n_neg
+    fpr = np.concatenate([[0.0], fpr[::-1], [1.0]])
+    tpr = np.concatenate([[0.0], tpr[::-1], [1.0]])
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
 def pr_auc(prob: Any, y: Any) -> float:

@@ -333,14 +333,6 @@ def dataclasses_replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
 
 
-def test_roc_points_by_hand():
-    # Thresholds 0.8, 0.4, 0.35, 0.1 flag 1, 2, 3, 4 of the values: (FPR, TPR) by hand.
-    r = evaluation.roc_points(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), n_points=101)
-    points = sorted(set(zip(r["fpr"], r["tpr"])))
-    assert points == [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
-    assert evaluation.roc_points(np.array([0.1, 0.2]), np.array([0, 0])) is None
-
-
 def test_models_page_and_evaluate_report_the_same_test_pai(crime_store):
     """One definition of PAI: the test scores a model is saved with (the Models page's "test
     PAI 5 %", the CLI's test_pai_5) equal evaluate's on the same model and windows, for a city

@@ -166,6 +166,14 @@ def test_confusion_and_threshold_metrics():
     assert metrics.balanced_accuracy(PROB, Y, 0.4) == pytest.approx(0.75)
 
 
+def test_roc_points_by_hand():
+    # Thresholds 0.8, 0.4, 0.35, 0.1 flag 1, 2, 3, 4 of the values: (FPR, TPR) by hand.
+    r = metrics.roc_points(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), n_points=101)
+    points = sorted(set(zip(r["fpr"], r["tpr"])))
+    assert points == [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
+    assert metrics.roc_points(np.array([0.1, 0.2]), np.array([0, 0]), 101) is None
+
+
 def test_undefined_precision_recall_are_nan():
     p, r, f = metrics.precision_recall_f1([0.1, 0.2], [0, 0], 0.5)
     assert math.isnan(p) and math.isnan(r) and math.isnan(f)
