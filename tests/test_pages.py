@@ -315,13 +315,3 @@ def test_overview_opens_the_map_of_a_category(home, started_jobs):
     assert_clean(at)
     assert at.segmented_control(key="map_category").value == "traffic"
     assert deck_spec(at)["layers"][0]["id"] == "cells"
-
-
-def test_model_description_says_which_training_epoch_was_kept():
-    from pages import _common as ui
-
-    assert ui.training_kept({"metrics": {"validation": {"best_epoch": 3}},
-                             "history": [{}] * 5}) == "Kept: epoch 3 of 5, the best on the validation windows"
-    kept = ui.training_kept({"metrics": {"validation": {"best_epoch": 0}}, "history": [{}, {}]})
-    assert kept.startswith("Kept: the starting forecast") and "None of the 2 trained epochs" in kept
-    assert ui.training_kept({"metrics": {}, "history": []}) is None
