@@ -15,7 +15,6 @@ from safety_models.presentation.text import category_label, when, window_label
 
 st.title("Risk map")
 
-store = ui.get_store()
 url = paths.db_url()
 stamp = ui.data_stamp()
 
