@@ -2,7 +2,7 @@
 (at module level and inside functions) read with `ast`, nothing imported or run.
 
     entry        cli, __main__
-    app          service (workflows < jobs < operations), presentation
+    app          service (workflows < jobs < operations), presentation (may use service)
     evaluation   evaluation.backtest, evaluation.study
     modeling     modeling.*
     measures     evaluation.metrics, evaluation.baselines
@@ -146,6 +146,14 @@ def test_service_modules_import_only_those_before_them():
         for module, line in library_imports(name):
             if module in SERVICE_ORDER[position + 1:]:
                 wrong.append(f"{describe(name)}:{line} imports {describe(module)}")
+    assert not wrong, "\n".join(wrong)
+
+
+def test_the_service_does_not_use_presentation():
+    """Presentation may call the service (same layer); the service never draws or exports."""
+    wrong = [f"{describe(name)}:{line} imports {describe(module)}"
+             for name in MODULES if name.startswith("service.")
+             for module, line in library_imports(name) if module.startswith("presentation")]
     assert not wrong, "\n".join(wrong)
 
 
