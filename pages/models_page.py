@@ -6,7 +6,7 @@ import dataclasses
 import streamlit as st
 
 from pages import _ui as ui
-from safety_models.service import jobs, workflows
+from safety_models.service import jobs
 from safety_models import paths
 from safety_models.modeling import registry
 from safety_models.modeling.training import TrainConfig
@@ -101,13 +101,11 @@ def train_form() -> None:
                                           icon=":material/play_arrow:")
     if submitted:
         with ui.shown_errors("starting the training job"):
-            # Keep the category's grid, so the new version compares cell for cell.
-            grid = workflows.category_grid(store, category)
-            keep = {} if grid is None else {"cell_size_m": grid.cell_size_m}
+            # No cell size: the training workflow keeps the category's grid.
             config = TrainConfig(
                 category=category, base=active_id if base == "active" else base,
                 freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
-                optimizer=optimizer, history_days=int(history_days) or None, **keep)
+                optimizer=optimizer, history_days=int(history_days) or None)
             job_id = jobs.start_job(store, "train", config.to_dict())
             st.toast(f"Training started (job {job_id}).")
             st.rerun()
