@@ -4,14 +4,14 @@ Reads the shared open-data copies (default /work/shared/data, or the folder give
 argument) and writes small, attributed extracts:
 
   crime_chicago_aggravated_assaults_2016_2019.csv.gz   plain layout: id, datetime, latitude, longitude, type
-  traffic_barcelona_accidents_2016_2019.csv.gz         plain layout, type = worst injury
+  traffic_barcelona_accidents_2016_2019.csv.gz         plain layout, type = worst injury, address
   health_chicago_wnv_mosquito_traps_2007_2013.csv.gz   the Kaggle/CDPH layout unchanged (WnvPresent 0/1)
   chicago_police_districts.geojson                     the CPD district KML as simplified GeoJSON
 
 Gzip headers carry no timestamp, so re-running on the same inputs gives identical bytes
 (and therefore the same upload checksums: loading the demo twice adds nothing).
 
-    python scripts/make_demo_data.py [/work/shared/data]
+    python scripts/make_demo_data.py [/work/shared/data [barcelona_accidents ...]]
 """
 
 from __future__ import annotations
@@ -60,9 +60,13 @@ def barcelona_accidents(shared: Path) -> Path:
                              ("deaths", "serious_injuries", "mild_injuries"))
     worst = np.select([deaths > 0, serious > 0, mild > 0],
                       ["fatal", "serious injury", "mild injury"], "no injury")
+    # Where, as people say it: the street, then the neighbourhood ("Desconegut" = unknown).
+    street = src["street"].fillna("").str.strip().replace("Desconegut", "")
+    barri = src["neighbourhood"].fillna("").str.strip().replace("Desconegut", "")
+    address = np.where((street != "") & (barri != ""), street + ", " + barri, street + barri)
     out = pd.DataFrame({"id": src["id"].str.strip(), "datetime": src["datetime"],
                         "latitude": src["latitude"], "longitude": src["longitude"],
-                        "type": worst})
+                        "type": worst, "address": address})
     return write_csv_gz(out, "traffic_barcelona_accidents_2016_2019.csv.gz")
 
 
@@ -130,7 +134,10 @@ def chicago_districts(shared: Path) -> Path:
 def main(argv: list[str]) -> None:
     shared = Path(argv[0]) if argv else Path("/work/shared/data")
     OUT.mkdir(parents=True, exist_ok=True)
+    only = set(argv[1:])   # file makers to run (function names); all by default
     for make in (chicago_assaults, barcelona_accidents, chicago_wnv, chicago_districts):
+        if only and make.__name__ not in only:
+            continue
         path = make(shared)
         print(f"{path.name}: {path.stat().st_size / 1024:,.0f} KiB")
 

@@ -23,7 +23,7 @@ import pandas as pd
 from safety_models.errors import MappingError
 from safety_models.data.geo import plausible_share, project_to_wgs84
 from safety_models.data.values import (_LOCATION_HINT, infer_datetime_format, is_missing, parse_clock_column, parse_location_column, parse_number_column)
-from safety_models.data.vocabulary import (SUBTYPE_TIERS, CLOCK_NAMES, CLOCK_TOKENS, DATETIME_BAD_TOKENS, DATETIME_GOOD_TOKENS, DAY_NAMES, HOUR_NAMES, ID_NAMES, ID_TOKENS, LAT_NAMES, LAT_TOKENS, LOCATION_NAMES, LOCATION_TOKENS, LON_NAMES, LON_TOKENS, MONTH_NAMES, OUTCOME_SUBSTRINGS, OUTCOME_VALUES, SUBTYPE_EXCLUDE_TOKENS, WEEKDAY_TOKENS, X_NAMES, X_TOKENS, YEAR_NAMES, Y_NAMES, Y_TOKENS, _name_rank, _tokens, normalise_name)
+from safety_models.data.vocabulary import (PLACE_NAMES, PLACE_TOKENS, SUBTYPE_TIERS, CLOCK_NAMES, CLOCK_TOKENS, DATETIME_BAD_TOKENS, DATETIME_GOOD_TOKENS, DAY_NAMES, HOUR_NAMES, ID_NAMES, ID_TOKENS, LAT_NAMES, LAT_TOKENS, LOCATION_NAMES, LOCATION_TOKENS, LON_NAMES, LON_TOKENS, MONTH_NAMES, OUTCOME_SUBSTRINGS, OUTCOME_VALUES, SUBTYPE_EXCLUDE_TOKENS, WEEKDAY_TOKENS, X_NAMES, X_TOKENS, YEAR_NAMES, Y_NAMES, Y_TOKENS, _name_rank, _tokens, normalise_name)
 
 
 
@@ -46,7 +46,8 @@ class ColumnMapping:
     "POINT (lon lat)"); or projected `x`/`y` with `crs` (e.g. "EPSG:25831"). A file whose x/y
     (or lat/lon) columns hold each other's values is recorded by naming them the other way round.
     `outcome` is a test-result column (0/1, yes/no, positive/negative): negative rows are not events.
-    As an override, an empty string for `subtype`, `source_id` or `outcome` means "none".
+    `place` is a block, street or address text kept with each incident (names hot spots).
+    As an override, an empty string for `subtype`, `source_id`, `outcome` or `place` means "none".
     """
 
     time: str | None = None
@@ -65,6 +66,7 @@ class ColumnMapping:
     subtype: str | None = None
     source_id: str | None = None
     outcome: str | None = None
+    place: str | None = None
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -99,6 +101,8 @@ class ColumnMapping:
         parts.append(f"id {self.source_id!r}" if self.source_id else "no id column (rows hashed)")
         if self.outcome:
             parts.append(f"test outcome {self.outcome!r} (negatives skipped)")
+        if self.place:
+            parts.append(f"place {self.place!r}")
         return "; ".join(parts)
 
 
@@ -133,8 +137,10 @@ def detect_mapping(df: pd.DataFrame, overrides: ColumnMapping | None = None) -> 
     subtype = overrides.subtype if overrides.subtype is not None else ctx.subtype(df)
     source_id = overrides.source_id if overrides.source_id is not None else ctx.source_id(df)
     outcome = overrides.outcome if overrides.outcome is not None else ctx.outcome()
+    used = {v for v in (*time_fields.values(), *loc_fields.values(), subtype, source_id, outcome) if v}
+    place = overrides.place if overrides.place is not None else ctx.place(used)
     return ColumnMapping(**time_fields, **loc_fields, subtype=subtype or None, source_id=source_id or None,
-                         outcome=outcome or None)
+                         outcome=outcome or None, place=place or None)
 
 
 def _sample_index(n: int) -> np.ndarray:
@@ -449,6 +455,21 @@ class _Detector:
                 continue
             if values[values != ""].nunique() >= 0.95 * filled:
                 return col
+        return None
+
+    def place(self, used: set[str]) -> str | None:
+        """A block/street/address text column (by name), mostly filled, mostly not numbers;
+        None when there is none. Columns the mapping already uses are skipped."""
+        for col in self._ranked(PLACE_NAMES, PLACE_TOKENS):
+            if col in used:
+                continue
+            values = self.sample[col]
+            nonempty = values[~is_missing(values)]
+            if len(nonempty) < 0.5 * len(values) or nonempty.empty:
+                continue
+            if self.numbers(col)[1] >= 0.5:
+                continue  # a house number or a code, not a place people read
+            return col
         return None
 
     def outcome(self) -> str | None:

@@ -4,6 +4,8 @@
 `ingest_bytes` / `ingest_path` hand the result to `store.add_upload`, which deduplicates and
 keeps the original file. Every rejected row keeps the file's own columns plus `row_number`
 (1-based data row) and one `reason` (the first that applies, in the order of REJECT_REASONS).
+Accepted incidents have INCIDENT_COLUMNS, plus `place` (block/street/address text) when the
+mapping names a place column.
 """
 
 from __future__ import annotations
@@ -134,6 +136,8 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
         "longitude": lon[ok],
     }, columns=list(INCIDENT_COLUMNS))
     accepted = accepted.astype({"source_key": str, "category": str, "subtype": str})
+    if mapping.place:
+        accepted["place"] = clean_place(df[mapping.place])[ok]
 
     rejected = df.loc[~ok].copy()
     rejected["row_number"] = (np.flatnonzero(~ok) + 1).astype("int64")
@@ -201,6 +205,12 @@ def _parse_location(df: pd.DataFrame, m: ColumnMapping) -> tuple[np.ndarray, np.
         lat, lon = project_to_wgs84(x, y, m.crs)
         return lat, lon, missing, bad
     raise ValueError(f"the mapping names no location columns: {m.describe()}")
+
+
+def clean_place(values: pd.Series) -> np.ndarray:
+    """Place texts as people read them: spaces collapsed, "" where missing (object array)."""
+    text = values.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
+    return text.where(~is_missing(text), "").to_numpy(dtype=object)
 
 
 def outside_data_area(lat: np.ndarray, lon: np.ndarray, usable: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ BEGIN IMMEDIATE so that two writers queue instead of failing halfway.
 
 Tables (all on the module-level `metadata`):
   uploads        one row per loaded file, with its counts, column mapping and time range
-  incidents      accepted incidents; unique (category, source_key); index (category, occurred_at)
+  incidents      accepted incidents (and their place text, when the file had one); unique
+                 (category, source_key); index (category, occurred_at)
   rejected_rows  the rows of a file that could not be used: row_number, reason, raw row as JSON
   boundaries     district outlines (GeoJSON text) per category, or "*" for every category
   meta           small key/value state (e.g. bootstrap status)
@@ -83,6 +84,7 @@ incidents = sa.Table(
     sa.Column("latitude", sa.Float, nullable=False),
     sa.Column("longitude", sa.Float, nullable=False),
     sa.Column("source_key", sa.String(_KEY_LEN), nullable=False),
+    sa.Column("place", sa.Text),          # block / street / address as the file wrote it, or NULL
     sa.UniqueConstraint("category", "source_key", name="uq_incidents_category_source_key"),
     sa.Index("ix_incidents_category_occurred_at", "category", "occurred_at"),
     sa.Index("ix_incidents_upload_id", "upload_id"),
@@ -109,6 +111,10 @@ meta = sa.Table(
     sa.Column("key", sa.String(200), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
+
+# Columns added after a table was first released: (table, column), added to older databases
+# by Store.create_tables (nullable, so the rows already stored stay valid).
+ADDED_COLUMNS: tuple[tuple[sa.Table, str], ...] = ((incidents, "place"),)
 
 CITY_MAX_DISTANCE_KM = 50.0
 INSERT_CHUNK_ROWS = 50_000
@@ -186,8 +192,20 @@ class Store:
         self.create_tables()
 
     def create_tables(self) -> None:
-        """Create every table on `metadata` that does not exist yet (idempotent)."""
+        """Create every table on `metadata` that does not exist yet (idempotent), and add
+        the columns a newer version added to an older database (ADDED_COLUMNS)."""
         self.metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        inspector = sa.inspect(self.engine)
+        for table, column in ADDED_COLUMNS:
+            present = {c["name"] for c in inspector.get_columns(table.name)}
+            if column in present:
+                continue
+            kind = table.c[column].type.compile(dialect=self.engine.dialect)
+            with self.begin() as conn:
+                conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column} {kind}")
 
     def ensure_table(self, table: sa.Table) -> None:
         """Create `table` if missing, once per Store: covers a table that a module (registry,
@@ -223,8 +241,8 @@ class Store:
                    is_demo: bool = False) -> UploadSummary:
         """Store one parsed file atomically and keep its original bytes under home/uploads/.
 
-        accepted has INCIDENT_COLUMNS (its category column is ignored: `category` wins);
-        rejected has the file's columns + row_number + reason. Incidents are de-duplicated by
+        accepted has INCIDENT_COLUMNS (its category column is ignored: `category` wins) and
+        may have `place` (block/street/address text, "" for none); rejected has the file's columns + row_number + reason. Incidents are de-duplicated by
         (category, source_key) within the file and against the store. The same bytes loaded
         again for the same category add nothing (summary.already_loaded). Raises CityMismatch
         when the file's median location is more than CITY_MAX_DISTANCE_KM from the incidents
@@ -372,7 +390,7 @@ class Store:
         if not len(new):
             return 0
         columns = ["upload_id", "category", "subtype", "occurred_at", "latitude", "longitude",
-                   "source_key"]
+                   "source_key", "place"]
         if not self.is_sqlite:
             keys = new["source_key"].tolist()
             stored = self._stored_keys(conn, category, keys)
@@ -383,7 +401,7 @@ class Store:
             records = [dict(zip(columns, row)) for row in zip(
                 [int(upload_id)] * len(new), new["category"].tolist(), new["subtype"].tolist(),
                 times, new["latitude"].tolist(), new["longitude"].tolist(),
-                new["source_key"].tolist())]
+                new["source_key"].tolist(), _place_values(new))]
             for i in range(0, len(records), INSERT_CHUNK_ROWS):
                 conn.execute(incidents.insert(), records[i:i + INSERT_CHUNK_ROWS])
             return len(records)
@@ -392,7 +410,7 @@ class Store:
         times = new["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT).tolist()
         rows = zip([int(upload_id)] * len(new), new["category"].tolist(),
                    new["subtype"].tolist(), times, new["latitude"].tolist(),
-                   new["longitude"].tolist(), new["source_key"].tolist())
+                   new["longitude"].tolist(), new["source_key"].tolist(), _place_values(new))
         sql = (f"INSERT INTO incidents ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))}) "
                "ON CONFLICT (category, source_key) DO NOTHING")
@@ -563,6 +581,20 @@ class Store:
         counts.update({name: int(n) for name, n in rows})
         return counts
 
+    def incident_places(self, category: str) -> pd.DataFrame:
+        """The incidents of a category that have a place text: latitude, longitude (float64),
+        place (str); empty when the files named no place column."""
+        category = check_category(category)
+        c = incidents.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(c.latitude, c.longitude, c.place)
+                                .where(c.category == category, c.place.is_not(None),
+                                       c.place != "")).all()
+        lats, lons, places = zip(*rows) if rows else ((), (), ())
+        return pd.DataFrame({"latitude": np.array(lats, dtype="float64"),
+                             "longitude": np.array(lons, dtype="float64"),
+                             "place": pd.array(places, dtype="str")})
+
     def time_range(self, category: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """First and last occurred_at of a category; None when it has no incidents."""
         category = check_category(category)
@@ -624,7 +656,10 @@ def _user_category(category: str) -> str:
 
 def _clean_accepted(accepted: pd.DataFrame, category: str) -> pd.DataFrame:
     """INCIDENT_COLUMNS with storable types; keys over the column width are hashed."""
-    df = accepted.loc[:, list(INCIDENT_COLUMNS)].copy()
+    optional = [c for c in ("place",) if c in accepted.columns]
+    df = accepted.loc[:, [*INCIDENT_COLUMNS, *optional]].copy()
+    if optional:
+        df["place"] = df["place"].fillna("").astype(str)
     df["category"] = category
     df["subtype"] = df["subtype"].fillna("").astype(str)
     df["occurred_at"] = pd.to_datetime(df["occurred_at"])
@@ -641,6 +676,13 @@ def _clean_accepted(accepted: pd.DataFrame, category: str) -> pd.DataFrame:
         raise UserError(f"{int(bad.sum())} accepted rows lack a time or coordinates; "
                         "they should have been rejected by ingest")
     return df
+
+
+def _place_values(df: pd.DataFrame) -> list:
+    """The place text of each row for the database: None where there is none."""
+    if "place" not in df:
+        return [None] * len(df)
+    return [p or None for p in df["place"].tolist()]
 
 
 def _to_datetime(values) -> pd.DatetimeIndex:

@@ -83,3 +83,13 @@ ID_TOKENS = ("id", "key", "expedient", "expediente", "uuid")
 OUTCOME_SUBSTRINGS = ("present", "result", "positive", "wnv", "outcome")
 OUTCOME_VALUES = {"0": False, "1": True, "true": True, "false": False, "yes": True, "no": False,
                   "positive": True, "negative": False, "pos": True, "neg": False}
+
+# Place names people use: a block, street or address column (optional; names the hot spots).
+# Best first: the hundred-block of police exports, then an address, then a bare street name.
+PLACE_NAMES = ("block", "hundred_block", "block_address", "address_number_and_street",
+               "incident_address", "street_address", "address", "direccion", "adresse",
+               "adreca", "location_description_address", "on_street_name", "street_name",
+               "nom_carrer", "nombre_calle", "calle", "carrer", "strasse", "street", "via",
+               "rue")
+PLACE_TOKENS = ("block", "address", "street", "carrer", "calle", "strasse", "adresse",
+                "direccion")

@@ -113,3 +113,23 @@ def test_no_location_column_names_the_columns_found():
     assert "could not find where the incidents happened" in str(err.value)
     assert "Columns found: 'Date', 'Block'" in str(err.value)
     assert err.value.columns_found == ["Date", "Block"]
+
+
+@pytest.mark.parametrize("columns, place", [
+    ({**CHICAGO, "Block": ["010XX W MADISON ST", "0XX N STATE ST", "", "034XX S HALSTED ST"]},
+     "Block"),
+    # A block number alone is no place people read; the street address is.
+    ({**CHICAGO, "Block": ["41", "12", "41", "7"],
+      "AddressNumberAndStreet": ["4100  N OAK PARK AVE, Chicago, IL"] * 4}, "AddressNumberAndStreet"),
+    ({**CHICAGO, "Nom carrer": ["Diagonal", "Aragó", "Balmes", "Diagonal"]}, "Nom carrer"),
+    (CHICAGO, None),
+])
+def test_a_place_column_is_recognised_by_name(columns, place):
+    assert detect_mapping(table(columns)).place == place
+
+
+def test_a_place_override_of_none_keeps_no_place():
+    columns = {**CHICAGO, "Block": ["010XX W MADISON ST"] * 4}
+    assert detect_mapping(table(columns), ColumnMapping(place="")).place is None
+    assert "place 'Block'" in detect_mapping(table(columns)).describe()
+    assert ColumnMapping.from_dict({"time": "Date", "unknown": "x"}).place is None

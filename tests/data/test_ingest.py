@@ -389,3 +389,15 @@ def test_month_only_dates_fall_on_the_first_of_the_month():
                "abc123,2023-02,-1.540,53.795,On or near Boar Lane,Burglary,Under investigation"])
     assert (p.mapping.time, p.mapping.subtype, p.mapping.outcome) == ("Month", "Crime type", None)
     assert times(p) == ["2023-01-01 00:00", "2023-02-01 00:00"]
+
+
+def test_a_place_column_is_kept_with_each_accepted_incident(store):
+    csv = (b"ID,Date,Block,Latitude,Longitude\n"
+           b"1,2024-01-01 10:00,010XX  W MADISON ST ,41.88,-87.65\n"
+           b"2,2024-01-01 11:00,,41.89,-87.66\n"
+           b"3,2024-01-02 12:00,0XX N STATE ST,,\n")
+    parsed = read_incident_file(csv, "blocks.csv", "crime")
+    assert parsed.mapping.place == "Block"
+    assert list(parsed.accepted["place"]) == ["010XX W MADISON ST", ""]   # spaces collapsed
+    ingest_bytes(store, csv, "blocks.csv", "crime")
+    assert list(store.incident_places("crime")["place"]) == ["010XX W MADISON ST"]

@@ -283,3 +283,34 @@ def test_mapping_is_stored_as_json(store):
         text = conn.execute(sa.select(store_module.uploads.c.mapping)
                             .where(store_module.uploads.c.id == summary.upload_id)).scalar()
     assert json.loads(text) == {"time": "date"}
+
+
+def test_place_text_is_kept_per_incident(store):
+    accepted = accepted_frame(["a", "b", "c"], "crime", CHICAGO).assign(
+        place=["010XX W MADISON ST", "", "0XX N STATE ST"])
+    store.add_upload("f.csv", b"with places", "crime", accepted, NO_REJECTS, 3, {})
+    places = store.incident_places("crime")
+    assert sorted(places["place"]) == ["010XX W MADISON ST", "0XX N STATE ST"]
+    assert places["latitude"].dtype == "float64"
+    add(store, ["d"])                                     # a file without a place column
+    assert len(store.incident_places("crime")) == 2 and store.incident_places("traffic").empty
+
+
+def test_an_older_database_gets_the_place_column(home):
+    import sqlalchemy as sa
+
+    from safety_models import paths
+    from safety_models.data.store import Store
+
+    engine = sa.create_engine(paths.db_url())
+    with engine.begin() as conn:   # the incidents table as an older version made it
+        conn.exec_driver_sql(
+            "CREATE TABLE incidents (id INTEGER PRIMARY KEY, upload_id INTEGER NOT NULL, "
+            "category VARCHAR(16) NOT NULL, subtype TEXT NOT NULL, occurred_at DATETIME NOT "
+            "NULL, latitude FLOAT NOT NULL, longitude FLOAT NOT NULL, source_key VARCHAR(200) "
+            "NOT NULL)")
+    engine.dispose()
+    with Store() as store:
+        columns = {c["name"] for c in sa.inspect(store.engine).get_columns("incidents")}
+        assert "place" in columns
+        assert store.incident_places("crime").empty
