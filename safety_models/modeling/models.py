@@ -15,6 +15,11 @@
 Stages for freezing: STAGES = ("stem", "layer1", ..., "layer4"); "stem" includes the adapter
 when asked (the adapter is only meaningful to freeze once it was trained, i.e. for the
 'pretrained' base; with ImageNet weights the adapter is new and must stay trainable).
+
+Backbone LINEAR ("none") is the base-rate path alone: the starting forecast as a model of its
+own (training.fit_starting_forecast), a few dozen weights with no network to train, freeze or
+continue. torchvision is imported only to build a ResNet, so such a model loads in a process
+that never imports it.
 """
 
 from __future__ import annotations
@@ -25,12 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-import torchvision
 
 from safety_models.errors import WeightsMissing
 
 STAGES: tuple[str, ...] = ("stem", "layer1", "layer2", "layer3", "layer4")
 BACKBONES = ("resnet18", "resnet34", "resnet50")
+LINEAR = "none"   # no backbone: the base-rate path alone (the starting forecast)
 _WEIGHTS = {"resnet18": "ResNet18_Weights", "resnet34": "ResNet34_Weights", "resnet50": "ResNet50_Weights"}
 
 
@@ -55,9 +60,21 @@ class ModelConfig:
 class RiskNet(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.backbone not in BACKBONES:
-            raise ValueError(f"backbone {cfg.backbone!r}; expected one of {', '.join(BACKBONES)}")
+        if cfg.backbone not in (*BACKBONES, LINEAR):
+            raise ValueError(f"backbone {cfg.backbone!r}; expected one of {', '.join(BACKBONES)} "
+                             f"or {LINEAR!r}")
         self.cfg = cfg
+        self._frozen_stages: tuple[str, ...] = ()
+        self._frozen_modules: list[nn.Module] = []
+        if cfg.backbone == LINEAR:
+            if not cfg.base_rate_path:
+                raise ValueError("a model without a backbone needs its base-rate path")
+            self.head = None                 # no network: the output is the base-rate path
+            self.base_path = nn.Conv2d(cfg.in_channels, 2, 1)
+            self._init_base_path()
+            return
+        import torchvision   # only here: a linear model loads without it
+
         base = getattr(torchvision.models, cfg.backbone)(weights=None)
         self.adapter = nn.Sequential(nn.Conv2d(cfg.in_channels, 16, 1), nn.ReLU(inplace=True),
                                      nn.Conv2d(16, 3, 1))
@@ -78,13 +95,14 @@ class RiskNet(nn.Module):
         nn.init.zeros_(self.head[-1].bias)
         self.base_path = nn.Conv2d(cfg.in_channels, 2, 1) if cfg.base_rate_path else None
         if self.base_path is not None:
-            nn.init.zeros_(self.base_path.weight)
-            nn.init.zeros_(self.base_path.bias)
-            if cfg.prior_channel >= 0:
-                with torch.no_grad():
-                    self.base_path.weight[:, cfg.prior_channel] = 1.0
-        self._frozen_stages: tuple[str, ...] = ()
-        self._frozen_modules: list[nn.Module] = []
+            self._init_base_path()
+
+    def _init_base_path(self) -> None:
+        nn.init.zeros_(self.base_path.weight)
+        nn.init.zeros_(self.base_path.bias)
+        if self.cfg.prior_channel >= 0:
+            with torch.no_grad():
+                self.base_path.weight[:, self.cfg.prior_channel] = 1.0
 
     # -- encoder -------------------------------------------------------------------------------
     def _prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +161,9 @@ class RiskNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (N, C, H, W) -> (logit_any (N, H, W), log_rate (N, H, W))."""
+        if self.head is None:                                         # backbone LINEAR
+            z = self.base_path(x)                                     # (N, 2, H, W)
+            return z[:, 0], z[:, 1]
         return self.decode(x, self.encode(x))
 
     # -- freezing ------------------------------------------------------------------------------
@@ -205,6 +226,8 @@ def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
 # -- ImageNet weights (never downloaded) ---------------------------------------------------------
 def imagenet_weights_file(backbone: str) -> Path:
     """Where torchvision's hub cache keeps the ImageNet-1k V1 weights of `backbone`."""
+    import torchvision
+
     weights = getattr(torchvision.models, _WEIGHTS[backbone]).IMAGENET1K_V1
     return Path(torch.hub.get_dir()) / "checkpoints" / Path(weights.url).name
 
@@ -216,6 +239,8 @@ def load_imagenet_backbone(model: RiskNet, path: str | Path | None = None) -> li
     torch hub cache file. Raises WeightsMissing (saying which file to put where) if absent.
     Returns the loaded parameter/buffer names.
     """
+    import torchvision
+
     backbone = model.cfg.backbone
     file = Path(path) if path is not None else imagenet_weights_file(backbone)
     if not file.is_file():

@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from safety_models.evaluation.metrics import SELECTION_COVERAGE, mean_and_se, pai, ranking_scores
 from safety_models.features import FeatureConfig, SampleBuilder, channel_names, n_channels
-from safety_models.modeling.models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
+from safety_models.modeling.models import (LINEAR, STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
 from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_WINDOW_HOURS, check_category
 from safety_models.errors import NotReady
 
@@ -168,9 +168,26 @@ def selection_score(metrics: dict) -> float:
 
 
 # -- prediction ----------------------------------------------------------------------------------
+def network_is_silent(model: RiskNet) -> bool:
+    """Whether the model's output is exactly its base-rate path: no network (backbone 'none',
+    the starting forecast), or a decoder whose last layer is all zero (a new head)."""
+    if model.base_path is None:
+        return False
+    if model.head is None:
+        return True
+    last = model.head[-1]
+    return not bool(last.weight.any() or last.bias.any())
+
+
 @torch.inference_mode()
 def _predict_inputs(model: RiskNet, x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    logit, log_rate = model(torch.from_numpy(x))                     # (N, H, W) each
+    planes = torch.from_numpy(x)                                     # (N, C, H, W)
+    if network_is_silent(model):
+        # the backbone's output is multiplied by zero: skip it (a ResNet pass per window)
+        z = model.base_path(planes)                                  # (N, 2, H, W)
+        logit, log_rate = z[:, 0], z[:, 1]
+    else:
+        logit, log_rate = model(planes)                              # (N, H, W) each
     prob = torch.sigmoid(logit).numpy()
     expected = torch.exp(log_rate.clamp(max=20)).numpy()
     if mask is not None:
@@ -472,6 +489,169 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     return TrainResult(model=model, feature_config=fcfg, train_config=train_cfg, history=history,
                        metrics=metrics, data_window=data_window,
                        train_seconds=time.perf_counter() - t_start, frozen=frozen)
+
+
+# -- the starting forecast as a model of its own -------------------------------------------------
+# What its GLM is fitted on: at most this many cell-windows from at most this many windows
+# (fit_base_path takes up to 2 million). A GLM of some 30 numbers needs far fewer rows; the
+# cost is in building the windows' planes, so small cities are capped by windows.
+STARTING_FORECAST_ROWS = 150_000
+STARTING_FORECAST_WINDOWS = 90
+GLM_L2 = 1e-4                      # fit_base_path's penalty on the weights (not the intercepts)
+
+
+def city_rows(builder: SampleBuilder, t_indices: np.ndarray, chunk_windows: int = 32) -> np.ndarray:
+    """The feature planes of windows t_indices at the city cells, one row per cell-window:
+    (len(t_indices) * city cells, C) float32, window by window in the mask's row-major order."""
+    parts = []
+    for i in range(0, len(t_indices), chunk_windows):
+        planes = builder.inputs(t_indices[i:i + chunk_windows])            # (B, C, H, W)
+        parts.append(planes[:, :, builder.mask].transpose(0, 2, 1).reshape(-1, planes.shape[1]))
+    return np.concatenate(parts) if parts else np.zeros((0, n_channels(builder.cfg)), np.float32)
+
+
+def _newton_glm(x: torch.Tensor, y: torch.Tensor, poisson: bool, start: np.ndarray | None,
+                l2: float, max_iter: int = 30, tol: float = 1e-10) -> np.ndarray:
+    """Minimise mean(loss) + l2 * |w|^2 over (w, intercept) by Newton's method with step halving.
+
+    x (rows, C + 1) float32 with a last column of ones; y (rows,) float32, 0/1 (logistic) or
+    counts (Poisson, log link); returns (C + 1,) float64, the intercept last. Convex, so a few
+    steps converge: it stops when the Newton decrement (the predicted decrease) is below tol.
+    Rows stay float32 (sums in float64); torch rather than numpy, whose BLAS threads would
+    oversubscribe a small machine beside torch's."""
+    n, c1 = x.shape
+    penalty = torch.full((c1,), 2.0 * l2, dtype=torch.float64)
+    penalty[-1] = 0.0                                                       # intercept free
+    w = torch.zeros(c1, dtype=torch.float64)
+    if start is not None:
+        w = torch.as_tensor(np.asarray(start, np.float64)).clone()
+    else:
+        mean = float(y.double().mean())
+        w[-1] = math.log(mean + 1e-6) if poisson else math.log((mean + 1e-6) / (1 - mean + 1e-6))
+
+    def loss(z: torch.Tensor, w: torch.Tensor) -> float:                    # z (rows,) float32
+        data = torch.exp(z.clamp(max=30.0)) - y * z if poisson else F.softplus(z) - y * z
+        return float(data.sum(dtype=torch.float64) / n + l2 * w[:-1].square().sum())
+
+    z = x @ w.float()
+    current = loss(z, w)
+    for _ in range(max_iter):
+        if poisson:
+            mu = torch.exp(z.clamp(max=30.0))
+            residual, curvature = mu - y, mu
+        else:
+            p = torch.sigmoid(z)
+            residual, curvature = p - y, p * (1.0 - p)
+        grad = (x.T @ residual).double() / n + penalty * w                  # (C + 1,)
+        hess = (x.T @ (x * curvature[:, None])).double() / n                # (C + 1, C + 1)
+        hess += torch.diag(penalty + 1e-9)
+        step = torch.linalg.solve(hess, grad)
+        decrease = float(grad @ step)
+        if decrease < tol:
+            break
+        size = 1.0
+        while size > 1e-4:
+            trial_w = w - size * step
+            trial_z = x @ trial_w.float()
+            trial = loss(trial_z, trial_w)
+            if trial <= current - 1e-4 * size * decrease:
+                break
+            size /= 2
+        else:
+            break                                                           # no descent left
+        w, z, current = trial_w, trial_z, trial
+    return w.numpy()
+
+
+def fit_glm(x: np.ndarray, y: np.ndarray, start: tuple[np.ndarray, np.ndarray] | None = None,
+            l2: float = GLM_L2) -> tuple[np.ndarray, np.ndarray]:
+    """The base-rate path's GLM, as fit_base_path defines it (mean BCE of "any event" + mean
+    Poisson NLL of the count + l2 |w|^2), solved exactly by Newton's method instead of L-BFGS.
+    x (rows, C), y (rows,) counts; start: (weight (2, C), bias (2,)) to continue from.
+    Returns (weight (2, C), bias (2,)): row 0 the logit of P(>= 1 event), row 1 the log rate."""
+    xa = torch.ones((len(x), x.shape[1] + 1), dtype=torch.float32)         # (rows, C + 1)
+    xa[:, :-1] = torch.from_numpy(np.asarray(x, np.float32))
+    y = torch.from_numpy(np.asarray(y, dtype=np.float32))
+    out = []
+    for row, (target, poisson) in enumerate((((y > 0).float(), False), (y, True))):
+        begin = None if start is None else np.append(start[0][row], start[1][row])
+        out.append(_newton_glm(xa, target, poisson, begin, l2))
+    weight = np.stack([w[:-1] for w in out])                                # (2, C)
+    return weight, np.array([w[-1] for w in out])
+
+
+def set_base_path(model: RiskNet, weight: np.ndarray, bias: np.ndarray) -> None:
+    """Write a GLM (weight (2, C), bias (2,)) into the model's base-rate path (a 1x1 conv)."""
+    with torch.no_grad():
+        model.base_path.weight.copy_(torch.from_numpy(np.asarray(weight, np.float32))
+                                     .reshape_as(model.base_path.weight))
+        model.base_path.bias.copy_(torch.from_numpy(np.asarray(bias, np.float32)))
+
+
+def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainConfig,
+                          max_rows: int = STARTING_FORECAST_ROWS,
+                          max_windows: int = STARTING_FORECAST_WINDOWS,
+                          on_progress: ProgressFn = None) -> TrainResult:
+    """The linear starting forecast on its own, as a model: what fit starts from (a zero head
+    over the base-rate GLM), fitted on the training windows and scored on the validation
+    windows of fit's split for the same train_cfg, then refitted on train + validation as fit
+    refits it (train_cfg.refit_base_path). No network training: seconds, not minutes. It is
+    the forecast to show while the network trains, and the yardstick that network must beat
+    on the same validation windows.
+
+    The model has no backbone (models.LINEAR): a few dozen weights, saved and loaded in a
+    blink, never continued by fit (train from 'pretrained' instead). The GLM is fit_glm on up to max_rows cell-windows of at most max_windows training windows
+    (drawn at random, as fit_base_path draws them). Metrics: {"validation": {...}} only; the backtest scores the
+    test period. Returns a TrainResult with history [] (best epoch 0).
+    """
+    t_start = time.perf_counter()
+    report = on_progress or (lambda d: None)
+    set_seed(train_cfg.seed)
+    counts = np.asarray(counts, dtype=np.float32)
+    mask = np.ones(counts.shape[1:], bool) if mask is None else np.asarray(mask, bool)
+    fcfg = FeatureConfig(window_hours=train_cfg.hours)
+    first, train_end, val_end, T = split_windows(counts, train_cfg, fcfg)
+    t_train, t_val = np.arange(first, train_end), np.arange(train_end, val_end)
+    builder = SampleBuilder(counts, starts, fcfg, mask)
+    names = channel_names(fcfg)
+    model = create_model(ModelConfig(backbone=LINEAR, in_channels=len(names),
+                                     prior_channel=names.index(f"rate_{max(fcfg.long_days)}d_s{fcfg.smoothing[0]:g}")))
+    model.eval()
+
+    report({"stage": "base_rate", "fraction": 0.0})
+    rng = np.random.default_rng(train_cfg.seed)
+    per_window = max(1, int(mask.sum()))
+    n_windows = int(min(len(t_train), max_windows, max(1, max_rows // per_window)))
+    ts = np.sort(rng.choice(t_train, size=n_windows, replace=False))
+    x_train = city_rows(builder, ts)                                        # (rows, C)
+    y_train = counts[ts][:, mask].reshape(-1)                               # (rows,)
+    report({"stage": "base_rate", "fraction": 0.4})
+    glm = fit_glm(x_train, y_train)
+    x_val = city_rows(builder, t_val)                                       # (val rows, C)
+    z = (torch.from_numpy(x_val) @ torch.from_numpy(glm[0].T.astype(np.float32))
+         + torch.from_numpy(glm[1].astype(np.float32))).numpy()             # (val rows, 2)
+    prob = np.zeros((len(t_val),) + mask.shape, np.float32)                 # (N, H, W)
+    expected = np.zeros_like(prob)
+    prob[:, mask] = (1.0 / (1.0 + np.exp(-z[:, 0]))).reshape(len(t_val), -1)
+    expected[:, mask] = np.exp(np.minimum(z[:, 1], 20.0)).reshape(len(t_val), -1)
+    observed = counts[t_val]                                                # (N, H, W)
+    pai_expected, _ = mean_and_se(pai(expected, observed, SELECTION_COVERAGE, mask))
+    validation = {**ranking_scores(prob, observed, mask), "pai_5_expected": pai_expected,
+                  "events": float(observed[:, mask].sum())} if len(t_val) else {}
+    metrics = {"validation": {**validation, "best_epoch": 0, "val_score": selection_score(validation)}}
+    if train_cfg.refit_base_path and len(t_val):
+        report({"stage": "base_rate", "fraction": 0.8})
+        x_all = np.concatenate([x_train, x_val])
+        y_all = np.concatenate([y_train, observed[:, mask].reshape(-1)])
+        glm = fit_glm(x_all, y_all, start=glm)
+    set_base_path(model, *glm)
+    times = pd.DatetimeIndex(builder.times)
+    iso = lambda i: pd.Timestamp(times[min(i, len(times) - 1)]).isoformat()
+    report({"stage": "done", "fraction": 1.0, "elapsed_s": time.perf_counter() - t_start})
+    return TrainResult(model=model, feature_config=fcfg, train_config=train_cfg, history=[], metrics=metrics,
+                       data_window={"start": iso(first), "end": iso(T), "train_end": iso(train_end),
+                                    "val_end": iso(val_end)},
+                       train_seconds=time.perf_counter() - t_start)
 
 
 def _evaluate(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, counts: np.ndarray,

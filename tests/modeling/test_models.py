@@ -105,3 +105,30 @@ def test_checkpoint_round_trip_predicts_the_same():
         a, b = m(x), m2(x)
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert ModelConfig.from_dict(m.cfg.to_dict()) == m.cfg
+
+
+def test_a_model_without_backbone_is_its_base_rate_path():
+    import subprocess
+    import sys
+
+    cfg = ModelConfig(backbone="none", in_channels=5, prior_channel=2)
+    model = create_model(cfg).eval()
+    assert model.head is None and sum(p.numel() for p in model.parameters()) == 5 * 2 + 2
+    x = torch.randn(3, 5, 4, 6)
+    logit, log_rate = model(x)
+    z = model.base_path(x)
+    assert torch.equal(logit, z[:, 0]) and torch.equal(log_rate, z[:, 1])
+    state = model_to_state(model)
+    rebuilt = model_from_checkpoint(state)
+    assert torch.equal(rebuilt(x)[0], logit)
+    # It loads in a process that never imports torchvision (the first start's job).
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    code = ("import io, sys, torch; from safety_models.modeling.models import model_from_checkpoint; "
+            "m = model_from_checkpoint(torch.load(io.BytesIO(sys.stdin.buffer.read()), "
+            "weights_only=True)); assert 'torchvision' not in sys.modules; print('ok')")
+    out = subprocess.run([sys.executable, "-c", code], input=buffer.getvalue(),
+                         capture_output=True, check=True)
+    assert out.stdout.strip() == b"ok"
+    with pytest.raises(ValueError, match="base-rate path"):
+        create_model(ModelConfig(backbone="none", in_channels=5, base_rate_path=False))

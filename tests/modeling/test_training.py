@@ -172,3 +172,66 @@ def test_a_short_history_is_split_in_order_and_too_short_a_one_says_so():
     assert first < train_end
     with pytest.raises(NotReady, match="not enough history"):
         split_windows(np.ones((8, 4, 4), np.float32), TrainConfig(category="crime"), fcfg)
+
+
+def test_the_glm_by_newton_minimises_what_fit_base_path_minimises(city):
+    from safety_models.modeling.models import create_model, ModelConfig
+
+    counts, starts, mask = city
+    fcfg = FeatureConfig()
+    builder = SampleBuilder(counts, starts, fcfg, mask)
+    t_train = np.arange(30, 120)
+    x = training.city_rows(builder, t_train)                       # (rows, C)
+    y = counts[t_train][:, mask].reshape(-1)
+    weight, bias = training.fit_glm(x, y)
+
+    def objective(w, b):
+        z = x @ w.T + b                                            # (rows, 2)
+        bce = np.mean(np.logaddexp(0, z[:, 0]) - (y > 0) * z[:, 0])
+        poisson = np.mean(np.exp(z[:, 1]) - y * z[:, 1])
+        return bce + poisson + training.GLM_L2 * np.sum(w ** 2)
+
+    model = create_model(ModelConfig(in_channels=x.shape[1], decoder_width=8, full_res_width=8))
+    training.new_head(model)
+    training.fit_base_path(model, builder, t_train, seed=0)
+    lbfgs = (model.base_path.weight.detach().numpy().reshape(2, -1),
+             model.base_path.bias.detach().numpy())
+    assert objective(weight, bias) <= objective(*lbfgs) + 1e-6
+    # Continuing from the solution changes nothing.
+    again = training.fit_glm(x, y, start=(weight, bias))
+    np.testing.assert_allclose(again[0], weight, atol=1e-4)
+
+
+def test_the_starting_forecast_is_fits_epoch_zero_on_the_same_split(city):
+    counts, starts, mask = city
+    cfg = _cfg(base="none")
+    result = training.fit_starting_forecast(counts, starts, mask, cfg)
+    assert result.model.cfg.backbone == "none" and result.history == []
+    validation = result.metrics["validation"]
+    assert validation["best_epoch"] == 0 and 0 <= validation["hit_rate_5"] <= 1
+    assert "test" not in result.metrics
+    first, train_end, val_end, _ = split_windows(counts, cfg, FeatureConfig())
+    times = SampleBuilder(counts, starts, FeatureConfig(), mask).times
+    assert result.data_window["train_end"] == str(np.datetime64(times[train_end], "s")).replace(" ", "T")
+    prob, _ = predict_window(result.model, counts, starts, len(counts), result.feature_config, mask)
+    assert prob.shape == mask.shape and (prob[~mask] == 0).all() and prob[mask].max() < 1
+
+
+def test_a_silent_network_is_skipped_at_prediction(city):
+    from safety_models.modeling.models import ModelConfig, create_model
+
+    counts, starts, mask = city
+    fcfg = FeatureConfig()
+    from safety_models.features import n_channels
+
+    model = create_model(ModelConfig(in_channels=n_channels(fcfg), decoder_width=8,
+                                     full_res_width=8)).eval()
+    assert training.network_is_silent(model)               # a new head: all zero
+    fast = predict_windows(model, counts, starts, [100, 101], fcfg, mask)
+    x = torch.from_numpy(SampleBuilder(counts, starts, fcfg, mask).inputs([100, 101]))
+    with torch.no_grad():
+        logit, _ = model(x)                                  # the whole network, for once
+    np.testing.assert_allclose(fast[0], torch.sigmoid(logit).numpy() * mask, atol=1e-6)
+    with torch.no_grad():
+        model.head[-1].bias.fill_(0.1)
+    assert not training.network_is_silent(model)
