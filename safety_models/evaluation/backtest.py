@@ -172,6 +172,17 @@ def split_indices(starts: pd.DatetimeIndex, data_window: Mapping[str, Any]) -> t
     return val_idx, test_idx
 
 
+def latest_windows(val_idx: np.ndarray, test_idx: np.ndarray,
+                   last_windows: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """The latest last_windows test windows and as many validation windows (the last ones
+    before the test period); both unchanged for None. A quick first evaluation scores fewer
+    windows; the protocol is the same."""
+    if last_windows is None:
+        return val_idx, test_idx
+    n = max(1, int(last_windows))
+    return val_idx[-n:], test_idx[-n:]
+
+
 # ---------------------------------------------------------------------------------------------
 # Forecasts (rolling origin)
 
@@ -375,14 +386,15 @@ def _check_grid(checkpoint: Mapping[str, Any], city: Any) -> None:
 
 def score_baselines(city: Any, data_window: Mapping[str, Any],
                     baselines: Mapping[str, Callable] | None = None,
-                    on_progress: ProgressFn | None = None) -> dict[str, dict[str, Any]]:
+                    on_progress: ProgressFn | None = None,
+                    last_windows: int | None = None) -> dict[str, dict[str, Any]]:
     """{name: M} for every baseline on the test windows of data_window (see the module doc).
 
     Each baseline forecasts the validation and test windows by rolling origin; its scores are
     mapped to probabilities by a Platt fit on the validation windows (``M["probability_map"]``)
     and its yes/no threshold is chosen there too. baselines: {name: fn}; default
     ``baselines.baselines_for(city.category)``. on_progress: {"stage": "evaluate", "fraction",
-    "step": name}.
+    "step": name}. last_windows: see latest_windows.
     """
     if baselines is None:
         from safety_models.evaluation.baselines import baselines_for
@@ -391,7 +403,7 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
     starts = pd.DatetimeIndex(city.starts)
     counts = np.asarray(city.counts)
     mask = np.asarray(city.mask, dtype=bool)
-    val_idx, test_idx = split_indices(starts, data_window)
+    val_idx, test_idx = latest_windows(*split_indices(starts, data_window), last_windows)
     targets = np.concatenate([val_idx, test_idx])   # one pass forecasts validation and test
     n_val = len(val_idx)
     counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
@@ -414,7 +426,8 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
 def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
              on_progress: ProgressFn | None = None,
              baselines: Mapping[str, Callable] | None = None,
-             baseline_results: Mapping[str, dict[str, Any]] | None = None) -> BacktestResult:
+             baseline_results: Mapping[str, dict[str, Any]] | None = None,
+             last_windows: int | None = None) -> BacktestResult:
     """Score a trained model and every baseline of its category on the test windows.
 
     model, checkpoint: as ``registry.load_model`` returns them (the checkpoint's data_window
@@ -424,7 +437,8 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     ``score_baselines`` for this city and data_window (the study reuses them across runs);
     they must cover exactly this backtest's test windows.
     See the module docstring for the protocol. on_progress receives
-    {"stage": "evaluate", "fraction", "step"}. Raises NotReady without test or validation
+    {"stage": "evaluate", "fraction", "step"}. last_windows: score only the latest test windows
+    (see latest_windows; a quick first evaluation). Raises NotReady without test or validation
     windows, GridMismatch when the model was trained on another grid.
     """
     _check_grid(checkpoint, city)
@@ -432,7 +446,8 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     starts = pd.DatetimeIndex(city.starts)
     counts = np.asarray(city.counts)
     mask = np.asarray(city.mask, dtype=bool)
-    val_idx, test_idx = split_indices(starts, checkpoint["data_window"])
+    val_idx, test_idx = latest_windows(*split_indices(starts, checkpoint["data_window"]),
+                                       last_windows)
     targets = np.concatenate([val_idx, test_idx])   # one pass forecasts validation and test
     n_val = len(val_idx)
     counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
@@ -458,6 +473,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
             city, checkpoint["data_window"], baselines,
             on_progress=lambda r: _report(on_progress, model_share + (1 - model_share) * r["fraction"],
                                           step=r.get("step")),
+            last_windows=last_windows,
         )
     else:
         expected = [s.isoformat() for s in test_starts]
@@ -509,11 +525,13 @@ def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping
 
 
 def evaluate_category(store: Any, category: str, model_id: str | None = None,
-                      on_progress: ProgressFn | None = None) -> BacktestResult:
+                      on_progress: ProgressFn | None = None,
+                      last_windows: int | None = None) -> BacktestResult:
     """Backtest a category's model (the active one by default) and save it for the dashboard.
 
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
-    folder (atomic replace). Raises NotReady without a model or without test windows.
+    folder (atomic replace). last_windows: only the latest test windows (see latest_windows).
+    Raises NotReady without a model or without test windows.
     """
     from safety_models.modeling import registry
     from safety_models.modeling.city import model_city
@@ -524,7 +542,8 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
             raise NotReady(f"there is no {category} model yet; train one before evaluating")
     model, checkpoint = registry.load_model(store, model_id)
     city = model_city(store, category, checkpoint)
-    result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress)
+    result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress,
+                      last_windows=last_windows)
     save_evaluation(result)
     return result
 

@@ -365,3 +365,13 @@ def test_models_page_and_evaluate_report_the_same_test_pai(crime_store):
     # ... and promotion advice reads the scores the study reads as val_pai_5.
     for key in ("hit_rate_5", "pai_5", "roc_auc"):
         assert saved["val_metrics"][key] == pytest.approx(evaluated["validation"][key], rel=1e-6)
+
+
+def test_a_quick_first_evaluation_scores_only_the_latest_windows(model_seen):
+    city = tiny_city()
+    result = evaluation.backtest(object(), checkpoint(), city,
+                                 baselines={"mean": Recorder(mean_so_far)}, last_windows=2)
+    # The last two validation windows choose the thresholds, the last two test windows count.
+    assert model_seen == VAL_IDX[-2:] + TEST_IDX[-2:]
+    assert result.n_windows == 2 and result.test_start == "2024-01-29T00:00:00"
+    assert evaluation.latest_windows(np.arange(5), np.arange(5, 9), None)[1].tolist() == [5, 6, 7, 8]
