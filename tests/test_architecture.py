@@ -2,7 +2,7 @@
 (at module level and inside functions) read with `ast`, nothing imported or run.
 
     entry        cli, __main__
-    app          service (workflows < jobs < operations), presentation (may use service)
+    app          service (workflows < forecasts < jobs < operations), presentation (may use service)
     evaluation   evaluation.backtest, evaluation.study
     modeling     modeling.*
     measures     evaluation.metrics, evaluation.baselines
@@ -38,9 +38,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("app", ("service", "presentation")),
     ("entry", ("cli", "__main__")),
 )
-# Inside the service layer, each module imports only those before it: jobs run workflow
-# steps, operations orchestrate both; a workflow step never starts or reads a job.
-SERVICE_ORDER = ("service.workflows", "service.jobs", "service.operations")
+# Inside the service layer, each module imports only those before it: forecasts precompute
+# what workflow steps make, jobs run workflow steps, operations orchestrate them all; a
+# workflow step never starts or reads a job.
+SERVICE_ORDER = ("service.workflows", "service.forecasts", "service.jobs", "service.operations")
 # What the pages may use besides the service and presentation layers and the foundation.
 # Each entry is a shortcut past the service layer, to be replaced by a service call.
 PAGES_SHORTCUTS = frozenset({"data.store", "data.ingest", "grid", "modeling.registry",

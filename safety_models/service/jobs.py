@@ -12,8 +12,12 @@ Kinds:
   pretrain   config = {"force": bool, "pretrain": {training.pretrain options}}:
              modeling.pretrained.ensure_pretrained
   bootstrap  config = {} (optionally "train": TrainConfig overrides, "pretrain": options):
-             workflows.bootstrap: the base, then a first model for every category with
-             data and no model (started by operations.first_start)
+             workflows.bootstrap: for every category with data and no model, the starting
+             forecast at once, then the base and the fine-tuned networks (started by
+             operations.first_start and after the upload of a new category)
+
+A job whose model becomes a category's active one computes that model's forecasts before it
+ends (service.forecasts.model_ready), so the map shows it at once.
 
 A job that fails or is killed never touches the active model: models are saved only once
 training has finished. recover_stale_jobs marks jobs whose process has died as failed.
@@ -411,14 +415,18 @@ def _summary(err: BaseException) -> str:
 
 
 def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str | None:
-    from safety_models.service import workflows
+    from safety_models.service import forecasts, workflows
 
     if kind == "train":
+        from safety_models.modeling import registry
         from safety_models.modeling.training import TrainConfig
 
         cfg = TrainConfig.from_dict(config)
-        return workflows.train_category(store, cfg, on_progress=reporter.on_progress,
-                                        should_stop=reporter.should_stop)
+        model_id = workflows.train_category(store, cfg, on_progress=reporter.on_progress,
+                                            should_stop=reporter.should_stop)
+        if registry.active_model_id(store, cfg.category) == model_id:
+            forecasts.model_ready(store, cfg.category, model_id)   # a category's first model
+        return model_id
     if kind == "pretrain":
         from safety_models.modeling.pretrained import ensure_pretrained
 
@@ -430,7 +438,9 @@ def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str 
         model_ids = workflows.bootstrap(store, on_progress=reporter.on_progress,
                                         should_stop=reporter.should_stop,
                                         train_overrides=config.get("train"),
-                                        pretrain_options=config.get("pretrain"))
+                                        pretrain_options=config.get("pretrain"),
+                                        on_model=lambda category, model_id:
+                                        forecasts.model_ready(store, category, model_id))
         return ",".join(model_ids) or None
     raise ValueError(f"unknown job kind {kind!r}")
 

@@ -1,6 +1,8 @@
 """Running the app as an operator would: what happens on the first start, what needs attention.
 
     first_start      on an empty home: demo data and one background bootstrap job
+    after_upload     after a file was loaded or removed: the maps follow the data, and a
+                     category without a model gets its first ones (the bootstrap job)
     attention_items  what an operator should act on (no model, stale model, failed job)
 
 These orchestrate the app around the workflow steps and the jobs that run them in the
@@ -23,6 +25,9 @@ from safety_models.service import jobs
 from safety_models.service.workflows import categories_without_model
 
 FIRST_START_KEY = "first_start"  # meta key: the first start has run in this home
+# meta key: first models were asked for (an upload of a new category) while another job ran;
+# the next session's first_start starts them.
+MODELS_WANTED_KEY = "first_models_wanted"
 STALE_AFTER_WINDOWS = 14         # attention: the model has not seen this many newer windows
 
 
@@ -36,7 +41,7 @@ def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> di
     """
     jobs.recover_stale_jobs(store)
     if store.get_meta(FIRST_START_KEY) is not None:
-        return {"demo_loaded": False, "job_id": None}
+        return {"demo_loaded": False, "job_id": _start_wanted_models(store)}
     demo_loaded = False
     if sum(store.incident_counts().values()) == 0:
         if load_demo is None:
@@ -54,6 +59,49 @@ def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> di
     return {"demo_loaded": demo_loaded, "job_id": job_id}
 
 
+def _start_bootstrap(store: Any) -> int | None:
+    """Start the bootstrap job; None when another job runs (then it is remembered, see
+    MODELS_WANTED_KEY)."""
+    try:
+        job_id = jobs.start_job(store, "bootstrap", {})
+    except UserError:
+        store.set_meta(MODELS_WANTED_KEY, pd.Timestamp.now().isoformat())
+        return None
+    store.set_meta(MODELS_WANTED_KEY, "")
+    return job_id
+
+
+def _start_wanted_models(store: Any) -> int | None:
+    """The bootstrap job that an upload asked for while another job ran, once none runs."""
+    if not store.get_meta(MODELS_WANTED_KEY) or jobs.active_job(store) is not None:
+        return None
+    if not categories_without_model(store):
+        store.set_meta(MODELS_WANTED_KEY, "")
+        return None
+    return _start_bootstrap(store)
+
+
+def after_upload(store: Any, category: str) -> dict:
+    """After a file of `category` was loaded or removed. The active model's forecasts are
+    computed again for the new data (a few seconds; forecasts.refresh), so the map and the
+    Overview show them at once. A category with data and no model gets its first models in
+    the background, as on the first start: its starting forecast within a minute, then the
+    fine-tuned network (the bootstrap job; when another job runs, the next session starts it,
+    and a running bootstrap job takes the category in turn).
+    Returns {"refreshed": bool, "job_id": int | None}."""
+    from safety_models.service import forecasts
+
+    if store.time_range(category) is None:
+        return {"refreshed": False, "job_id": None}
+    if registry.active_model_id(store, category) is not None:
+        forecasts.refresh(store, category)
+        return {"refreshed": True, "job_id": None}
+    running = jobs.active_job(store)
+    if running is not None and running["kind"] == "bootstrap":
+        return {"refreshed": False, "job_id": int(running["job_id"])}   # takes it in turn
+    return {"refreshed": False, "job_id": _start_bootstrap(store)}
+
+
 def attention_items(store: Any) -> list[dict]:
     """What an operator should act on, most urgent first: dicts with "level" ('error',
     'warning' or 'info'), "category" (or None) and "message" (one sentence for people)."""
@@ -65,7 +113,7 @@ def attention_items(store: Any) -> list[dict]:
         latest_by_category.setdefault(job.get("category"), job)
     for category, job in latest_by_category.items():
         if job["status"] == "failed":
-            what = f"{category} training" if category else f"the {job['kind']} job"
+            what = f"{category} training" if category else f"{job['kind']} job"
             items.append({"level": "error", "category": category,
                           "message": f"The last {what} (job {job['job_id']}) failed: "
                                      f"{job.get('message') or 'no reason recorded'}"})

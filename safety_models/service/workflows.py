@@ -1,9 +1,12 @@
 """The steps the command line, the job runner and the dashboard share (no streamlit here).
 
-    train_category    the category's city data + TrainConfig -> a new model version
-    predict_category  a model's risk for one window, one row per city cell, ranked
-    cell_history      events per window for one cell (the map's click-through)
-    bootstrap         pretrain, then a first model for every category that has data
+    train_category            the category's city data + TrainConfig -> a new model version
+    train_starting_forecast   the linear starting forecast as a model version, in seconds
+    promote_if_better         make a new version active where it beats the active one
+    predict_category          a model's risk for one window, one row per city cell, ranked
+    cell_history              events per window for one cell (the map's click-through)
+    bootstrap                 first models for every category that has data: the starting
+                              forecast of each at once, then the fine-tuned networks
 
 The city data come from modeling.city (one grid per category, see there) and the pretrained
 base from modeling.pretrained. Orchestrating the app around these steps (the first start,
@@ -57,6 +60,9 @@ def _base_state(store: Any, train_cfg: Any, city: CityData,
         base_id, checkpoint = pretrained_base(store, on_progress=on_progress)
         return checkpoint, base_id, None
     checkpoint = registry.load_checkpoint(store, base)  # NotReady for an unknown id
+    if forecaster_of(checkpoint) == STARTING_FORECASTER:
+        raise NotReady(f"{base} is a starting forecast (a linear model, no network): there is "
+                       "no network to continue; train from 'pretrained' instead")
     if checkpoint.get("category") == registry.BASE_CATEGORY:
         return checkpoint, base, None                   # a base model named by its id
     if checkpoint.get("category") != city.category:
@@ -115,6 +121,94 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
             store.get_meta(grid_meta_key(category)) is None:
         record_grid(store, category, city.grid)
     return model_id
+
+
+# ---------------------------------------------------------------------------------------------
+# The starting forecast: a map within the first minute
+
+# What a model version's checkpoint says it forecasts with (checkpoint["forecaster"]):
+# the linear starting forecast alone, or (no key: every version trained by fit) the network.
+STARTING_FORECASTER = "linear"
+NETWORK_FORECASTER = "network"
+# The starting forecast's first evaluation scores the latest windows only (seconds, not
+# minutes): four weeks of daily windows, a quarter of weekly ones.
+STARTING_EVALUATION_DAYS = {"daily": 28, "weekly": 91}
+
+
+def forecaster_of(checkpoint: Any) -> str:
+    """STARTING_FORECASTER or NETWORK_FORECASTER, from a checkpoint (or its plain parts)."""
+    return str((checkpoint or {}).get("forecaster") or NETWORK_FORECASTER)
+
+
+def starting_evaluation_windows(window_hours: int) -> int:
+    """How many of the latest test windows the starting forecast's first backtest scores."""
+    days = STARTING_EVALUATION_DAYS["weekly" if window_hours >= 168 else "daily"]
+    return max(1, int(round(days * 24 / window_hours)))
+
+
+def train_starting_forecast(store: Any, category: str, on_progress: ProgressFn | None = None,
+                            evaluate: bool = True) -> str:
+    """The linear starting forecast (training.fit_starting_forecast: the base-rate GLM that
+    fit starts from) as a model version of its own, evaluated at once; returns its id.
+
+    Same grid rule and split as train_category with the default TrainConfig, so a network
+    trained next is validated on the same windows and compared with it there
+    (promote_if_better). Like any version it becomes active when it is the category's first.
+    evaluate: run evaluate_starting_forecast now (bootstrap runs it once every category has
+    its map).
+    """
+    from safety_models.modeling import training
+
+    category = check_category(category)
+    cfg = training.TrainConfig(category=category, base="none")
+    city = training_city(store, cfg)
+    result = training.fit_starting_forecast(city.counts, city.starts, city.mask, cfg,
+                                            on_progress=on_progress)
+    checkpoint = dict(result.checkpoint())
+    checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=None,
+                      forecaster=STARTING_FORECASTER)
+    model_id = registry.save_model(store, checkpoint, category)
+    if registry.active_model_id(store, category) == model_id or \
+            store.get_meta(grid_meta_key(category)) is None:
+        record_grid(store, category, city.grid)
+    if evaluate:
+        evaluate_starting_forecast(store, model_id)
+    return model_id
+
+
+def evaluate_starting_forecast(store: Any, model_id: str,
+                               on_progress: ProgressFn | None = None) -> None:
+    """The starting forecast's first backtest, saved for the dashboard: the latest
+    starting_evaluation_windows test windows only (seconds; the Evaluation page says so). A
+    city too short to have test windows stays unevaluated."""
+    from safety_models.evaluation import backtest
+
+    info = registry.model_info(store, model_id)
+    try:
+        backtest.evaluate_category(
+            store, info["category"], model_id, on_progress=on_progress,
+            last_windows=starting_evaluation_windows(int(info.get("window_hours") or 24)))
+    except NotReady:
+        pass   # no test windows yet: the Evaluation page says so
+
+
+def promote_if_better(store: Any, model_id: str) -> tuple[bool, str]:
+    """Make model_id its category's active model when its validation scores beat the active
+    one's (registry.should_promote); (promoted?, the reason for people). A category without
+    an active model takes it. Versions on one grid and split are validated on the same
+    windows, so this compares like with like."""
+    info = registry.model_info(store, model_id)
+    active = registry.active_model_id(store, info["category"])
+    if active == model_id:
+        return True, "it is the active model"
+    if active is None:
+        registry.promote(store, model_id)
+        return True, "there was no active model"
+    better, reason = registry.should_promote(info["val_metrics"],
+                                             registry.model_info(store, active)["val_metrics"])
+    if better:
+        registry.promote(store, model_id)
+    return better, reason
 
 
 # ---------------------------------------------------------------------------------------------
@@ -278,41 +372,84 @@ def categories_without_model(store: Any) -> list[str]:
             if counts.get(c, 0) > 0 and registry.active_model_id(store, c) is None]
 
 
+ModelFn = Callable[[str, str], None]
+
+
 def bootstrap(store: Any, on_progress: ProgressFn | None = None,
               should_stop: StopFn | None = None, train_overrides: dict | None = None,
-              pretrain_options: dict | None = None) -> list[str]:
-    """Pretrain the base when missing, then train a first model for every category that has
-    data and no model (from 'pretrained', default settings changed by train_overrides, a
-    TrainConfig dict). Returns the new model ids.
+              pretrain_options: dict | None = None, on_model: ModelFn | None = None) -> list[str]:
+    """First models for every category that has data and no model, quickest first:
 
-    on_progress dicts carry "category" (None while pretraining) and "fraction" of the whole
-    run, with the step's own fraction as "step_fraction".
+    1. the starting forecast of each (train_starting_forecast: seconds each, active at once,
+       so every category has a risk map within the first minute);
+    2. the pretrained base, when missing or outdated (minutes);
+    3. the fine-tuned network of each (from 'pretrained', default settings changed by
+       train_overrides, a TrainConfig dict), made active only where it scores better on the
+       validation windows than the starting forecast (promote_if_better).
+    Categories that get data while this runs (an upload) are taken in turn. Returns the new
+    model ids. on_model(category, model_id) after a model becomes a category's active one
+    (the jobs precompute its maps then).
+
+    on_progress dicts carry "category" (None while pretraining), "step" ('starting
+    forecast', 'pretrain', 'network') and "fraction" of the whole run, with the step's own
+    fraction as "step_fraction".
     """
     from safety_models.modeling import training
 
+    model_ids: list[str] = []
+    done = 0.0
     todo = categories_without_model(store)
-    steps = len(todo) + 1
-    done = 0
+    # Weights of the steps in the run's fraction: a starting forecast is quick, pretraining
+    # and each network take minutes.
+    weights = {"starting forecast": 0.2, "pretrain": 4.0, "network": 3.0}
+    total = max(1.0, len(todo) * (weights["starting forecast"] + weights["network"])
+                + weights["pretrain"])
 
-    def report(category: str | None) -> ProgressFn:
+    def report(category: str | None, step: str) -> ProgressFn:
         def inner(info: dict) -> None:
             if on_progress is None:
                 return
-            fraction = float(info.get("fraction") or 0.0)
-            on_progress({**info, "category": category, "step_fraction": fraction,
-                         "fraction": (done + min(1.0, fraction)) / steps})
+            fraction = min(1.0, float(info.get("fraction") or 0.0))
+            on_progress({**info, "category": category, "step": step, "step_fraction": fraction,
+                         "fraction": min(1.0, (done + weights[step] * fraction) / total)})
         return inner
 
-    ensure_pretrained(store, on_progress=report(None), should_stop=should_stop,
-                      pretrain_options=pretrain_options)
-    done = 1
-    model_ids = []
-    for category in todo:
+    def check_stop(what: str) -> None:
         if should_stop is not None and should_stop():
-            raise training.Cancelled("cancelled before training " + category)
-        cfg = training.TrainConfig.from_dict({"category": category, "base": "pretrained",
-                                              **(train_overrides or {})})
-        model_ids.append(train_category(store, cfg, on_progress=report(category),
-                                        should_stop=should_stop))
-        done += 1
+            raise training.Cancelled("cancelled before " + what)
+
+    while todo:
+        # Every category's map first, then their first evaluations.
+        starting = {}
+        for category in todo:
+            check_stop(f"the {category} starting forecast")
+            model_id = train_starting_forecast(store, category, evaluate=False,
+                                               on_progress=report(category, "starting forecast"))
+            model_ids.append(model_id)
+            starting[category] = model_id
+            if on_model is not None and registry.active_model_id(store, category) == model_id:
+                on_model(category, model_id)
+            done += weights["starting forecast"] / 2
+        for category, model_id in starting.items():
+            check_stop(f"evaluating the {category} starting forecast")
+            report(category, "starting forecast")({"stage": "evaluate", "fraction": 0.5})
+            evaluate_starting_forecast(store, model_id)
+            done += weights["starting forecast"] / 2
+        ensure_pretrained(store, on_progress=report(None, "pretrain"), should_stop=should_stop,
+                          pretrain_options=pretrain_options)
+        done += weights["pretrain"]
+        weights["pretrain"] = 0.0          # pretrained once; a later round reuses it
+        for category in todo:
+            check_stop("training " + category)
+            cfg = training.TrainConfig.from_dict({"category": category, "base": "pretrained",
+                                                  **(train_overrides or {})})
+            model_id = train_category(store, cfg, on_progress=report(category, "network"),
+                                      should_stop=should_stop)
+            model_ids.append(model_id)
+            promoted, _ = promote_if_better(store, model_id)
+            if promoted and on_model is not None:
+                on_model(category, model_id)
+            done += weights["network"]
+        todo = categories_without_model(store)   # data that arrived meanwhile
+        total += len(todo) * (weights["starting forecast"] + weights["network"])
     return model_ids

@@ -39,3 +39,39 @@ def test_attention_items_name_missing_models_and_failed_jobs(crime_store):
     assert items[0] == {"level": "error", "category": "crime",
                         "message": f"The last crime training (job {job_id}) failed: there are too "
                                    "few crime incidents to train"}
+
+
+def test_after_upload_refreshes_the_map_or_starts_the_first_models(crime_store, monkeypatch):
+    from safety_models.service import forecasts, workflows
+
+    started = []
+    monkeypatch.setattr(jobs, "start_job",
+                        lambda store, kind, config: started.append((kind, config)) or 7)
+    # A category without a model gets its first ones in the background.
+    assert operations.after_upload(crime_store, "crime") == {"refreshed": False, "job_id": 7}
+    assert started == [("bootstrap", {})]
+    # With a model, its forecasts follow the data at once.
+    model_id = workflows.train_starting_forecast(crime_store, "crime", evaluate=False)
+    refreshed = []
+    monkeypatch.setattr(forecasts, "refresh", lambda store, category: refreshed.append(category))
+    assert operations.after_upload(crime_store, "crime") == {"refreshed": True, "job_id": None}
+    assert refreshed == ["crime"] and model_id
+    # No data for a category: nothing to do.
+    assert operations.after_upload(crime_store, "health") == {"refreshed": False, "job_id": None}
+
+
+def test_first_models_asked_for_while_another_job_runs_start_later(crime_store, monkeypatch):
+    from safety_models.errors import UserError
+
+    monkeypatch.setattr(jobs, "start_job", lambda store, kind, config: (_ for _ in ()).throw(
+        UserError("job 3 (train) is already running")))
+    monkeypatch.setattr(jobs, "active_job", lambda store, category=None: {
+        "job_id": 3, "kind": "train", "status": "running"})
+    assert operations.after_upload(crime_store, "crime") == {"refreshed": False, "job_id": None}
+    assert crime_store.get_meta(operations.MODELS_WANTED_KEY)
+    crime_store.set_meta(operations.FIRST_START_KEY, "done")
+    # The next session's first_start starts them once no job runs.
+    monkeypatch.setattr(jobs, "active_job", lambda store, category=None: None)
+    monkeypatch.setattr(jobs, "start_job", lambda store, kind, config: 12)
+    assert operations.first_start(crime_store) == {"demo_loaded": False, "job_id": 12}
+    assert operations.first_start(crime_store) == {"demo_loaded": False, "job_id": None}

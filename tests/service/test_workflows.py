@@ -11,6 +11,7 @@ from conftest import TINY_CELL_SIZE_M
 
 from safety_models.errors import GridMismatch, NotReady, WeightsMissing
 from safety_models.grid import GridSpec
+from safety_models.evaluation import backtest
 from safety_models.modeling import city, pretrained, registry, synthetic, training
 from safety_models.modeling.training import TrainConfig
 from safety_models.service import workflows
@@ -92,26 +93,80 @@ QUICK_TRAIN = {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4, "cell_size_m"
                "cache_frozen": False}  # caching encodes every train window: slower for 2 steps
 
 
-def test_bootstrap_pretrains_once_and_fine_tunes_from_the_base(crime_store, monkeypatch):
+def test_bootstrap_shows_the_starting_forecast_first_then_fine_tunes_from_the_base(
+        crime_store, monkeypatch):
     # One small simulated city instead of the full corpus (which takes a while to simulate).
     monkeypatch.setattr(training, "synthetic_count_tensors", lambda seed=0: [
         (*synthetic.simulate_city(seed, rows=16, cols=16, n_windows=120), 24)])
-    progress = []
+    progress, ready = [], []
     model_ids = workflows.bootstrap(crime_store, on_progress=progress.append,
                                     train_overrides=QUICK_TRAIN,
-                                    pretrain_options={"max_steps": 2, "batch_size": 2})
+                                    pretrain_options={"max_steps": 2, "batch_size": 2},
+                                    on_model=lambda category, model_id:
+                                    ready.append((category, model_id)))
     base_id = registry.active_model_id(crime_store, registry.BASE_CATEGORY)
-    assert base_id is not None and len(model_ids) == 1
-    info = registry.model_info(crime_store, model_ids[0])
-    assert info["category"] == "crime" and info["status"] == "active"
-    assert info["base_model_id"] == base_id and info["parent"] is None
-    # Progress covers the whole run: pretraining first (no category), then crime.
-    assert progress[0]["category"] is None and progress[-1]["category"] == "crime"
+    assert base_id is not None and len(model_ids) == 2
+    starting, network = (registry.model_info(crime_store, m) for m in model_ids)
+    # The starting forecast came first, was active at once and was evaluated at once.
+    assert starting["category"] == "crime" and starting["base_model_id"] is None
+    assert workflows.forecaster_of(registry.load_checkpoint(crime_store, model_ids[0])) == "linear"
+    assert ready[0] == ("crime", model_ids[0])
+    assert backtest.load_evaluation(model_ids[0]) is not None
+    # The network started from the base, and is active only where it scored better.
+    assert network["base_model_id"] == base_id and network["parent"] is None
+    better, _ = registry.should_promote(network["val_metrics"], starting["val_metrics"])
+    active = registry.active_model_id(crime_store, "crime")
+    assert active == (model_ids[1] if better else model_ids[0])
+    assert ready[1:] == ([("crime", model_ids[1])] if better else [])
+    # Progress covers the whole run: the starting forecast, pretraining (no category), the
+    # network; the run's fraction only grows, to 1.
+    steps = list(dict.fromkeys((p["step"], p["category"]) for p in progress))
+    assert steps == [("starting forecast", "crime"), ("pretrain", None), ("network", "crime")]
     fractions = [p["fraction"] for p in progress]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     # The base exists now: it is reused, not trained again; nothing is left to bootstrap.
     assert pretrained.ensure_pretrained(crime_store) == base_id
     assert workflows.bootstrap(crime_store) == []
+
+
+def test_the_starting_forecast_is_a_model_version_of_its_own(crime_store):
+    model_id = workflows.train_starting_forecast(crime_store, "crime")
+    assert registry.active_model_id(crime_store, "crime") == model_id   # the first one
+    model, checkpoint = registry.load_model(crime_store, model_id)
+    assert checkpoint["forecaster"] == workflows.STARTING_FORECASTER
+    assert model.cfg.backbone == "none" and model.head is None
+    assert checkpoint["metrics"]["validation"]["best_epoch"] == 0
+    evaluation = backtest.load_evaluation(model_id)
+    assert evaluation["n_windows"] == workflows.starting_evaluation_windows(24) == 28
+    # Its grid and split are those a network trained next with the defaults uses, so the
+    # two are validated on the same windows and cells.
+    from safety_models.features import FeatureConfig
+
+    cfg = TrainConfig(category="crime")
+    data = workflows.training_city(crime_store, cfg)
+    assert data.grid.to_dict() == registry.model_info(crime_store, model_id)["grid"]
+    _, train_end, val_end, _ = training.split_windows(data.counts, cfg,
+                                                      FeatureConfig(window_hours=24))
+    info = registry.model_info(crime_store, model_id)
+    assert (info["train_end"], info["val_end"]) == (data.starts[train_end], data.starts[val_end])
+    df = workflows.predict_category(crime_store, "crime", model_id=model_id)
+    assert df["probability"].between(0, 1).all() and df["rank"].iloc[0] == 1
+    with pytest.raises(NotReady, match="no network to continue"):
+        workflows.train_category(crime_store, quick_config(base=model_id))
+
+
+def test_promote_if_better_compares_validation_scores(store):
+    from conftest import fake_checkpoint
+
+    first = registry.save_model(store, fake_checkpoint(score=0.5), "crime")
+    worse = registry.save_model(store, fake_checkpoint(score=0.4, seed=1), "crime")
+    assert workflows.promote_if_better(store, worse) == (
+        False, "worse validation hit_rate_5: 0.4 vs 0.5 for the active model")
+    assert registry.active_model_id(store, "crime") == first
+    better = registry.save_model(store, fake_checkpoint(score=0.6, seed=2), "crime")
+    promoted, reason = workflows.promote_if_better(store, better)
+    assert promoted and "better validation hit_rate_5" in reason
+    assert registry.active_model_id(store, "crime") == better
 
 
 def test_imagenet_without_weights_says_where_to_put_them(crime_store, tmp_path):
