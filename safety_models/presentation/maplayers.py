@@ -10,10 +10,10 @@ layers. Everything that decides what an operator sees lives here so it can be te
 * the legend for either (swatches, and as HTML with the outline and incident keys);
 * the initial view (centre and zoom) computed from the grid alone, so it does not move when
   the selected window or colouring changes (the dashboard keeps the user's pan and zoom);
-* layer specs (plain dicts) and a `pydeck.Deck` built from them, with no basemap
-  (`map_provider=None`): tiles are never fetched, the cells and outlines are drawn on the
-  page's plain background;
-* which cell a click on the map selected.
+* layer specs (plain dicts) and a `pydeck.Deck` built from them, over a street map when one
+  can be reached (basemap.py chooses it; cells are then drawn a little more transparent so the
+  streets show through), else on the page's plain background with no tiles fetched;
+* which cell a click on the map selected, and how a cell is named in its tooltip.
 
 Tables beside the map (hotspots) are in tables.py, texts in text.py.
 """
@@ -57,6 +57,7 @@ UNKNOWN_LEVEL_RGB = (200, 200, 200)
 # the busy part of the city stands out and the outlines stay readable everywhere else.
 QUIET_SHARE = 0.02
 CELL_ALPHA = 190
+CELL_ALPHA_ON_STREETS = 150    # over a street map: the streets and names stay readable
 QUIET_ALPHA = 25
 
 BOUNDARY_RGBA = (60, 60, 60, 220)
@@ -74,11 +75,18 @@ MAP_WIDTH_PX = 620     # the map column on a laptop screen (wider screens get a 
 PITCH_3D_DEG = 45.0
 
 TOOLTIP_HTML = (
-    "<b>Cell {cell_id}</b> &middot; rank {rank}<br/>"
+    "<b>{where}</b> &middot; rank {rank}<br/>"
     "Risk level: <b>{risk_level}</b><br/>"
     "Chance of at least one incident: <b>{probability_text}</b><br/>"
     "Expected incidents: {expected_text}<br/>"
     "Incidents in the last 30 days: {events_last_30d}"
+)
+# Looking back at a past window: what was forecast, and what then happened.
+LOOKBACK_TOOLTIP_HTML = (
+    "<b>{where}</b> &middot; rank {rank}<br/>"
+    "Forecast chance of at least one incident: <b>{probability_text}</b><br/>"
+    "Incidents that then happened: <b>{happened}</b><br/>"
+    "Incidents in the 30 days before: {events_last_30d}"
 )
 TOOLTIP_STYLE = {"backgroundColor": "#1f2937", "color": "white", "fontSize": "13px",
                  "padding": "8px"}
@@ -141,6 +149,12 @@ def _hex(rgb) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb[:3]))
 
 
+def quiet_note(scale_max: float) -> str:
+    """What the legend says about the cells left almost clear."""
+    return (f"Cells under {short_percent(QUIET_SHARE * scale_max)} are left almost clear; "
+            "the scale is the same on every day.")
+
+
 def probability_legend(scale_max: float, n_items: int = 6) -> list[LegendItem]:
     """Swatches at equal steps of the fixed scale, labelled in percent (top one '≥ max')."""
     items = []
@@ -162,9 +176,10 @@ def risk_level_legend(levels: Any) -> list[LegendItem]:
 
 
 def legend_html(title: str, items: list[LegendItem], outlines: bool = False,
-                incidents: bool = False) -> str:
+                incidents: bool = False, incidents_label: str = "recorded incident",
+                note: str = "") -> str:
     """A horizontal legend as HTML: colour swatches with their labels, then the keys for the
-    district outline and the incident points when the map draws them."""
+    district outline and the incident points when the map draws them, then a note."""
     swatches = "".join(
         f'<span style="display:inline-flex;align-items:center;margin-right:12px">'
         f'<span style="width:22px;height:14px;background:{item.colour_hex};'
@@ -180,7 +195,9 @@ def legend_html(title: str, items: list[LegendItem], outlines: bool = False,
         extras += ('<span style="display:inline-flex;align-items:center">'
                    f'<span style="width:9px;height:9px;border-radius:50%;'
                    f'background:rgb({r},{g},{b});margin-right:5px;display:inline-block"></span>'
-                   'recorded incident</span>')
+                   f'{escape(incidents_label)}</span>')
+    if note:
+        extras += f'<br/><span style="color:#666">{escape(note)}</span>'
     return (f'<div style="font-size:0.85rem;color:#444;line-height:1.9">'
             f'<b style="margin-right:10px">{escape(title)}</b>{swatches}{extras}</div>')
 
@@ -206,13 +223,24 @@ def view_state(grid: GridSpec, width_px: int = MAP_WIDTH_PX, height_px: int = MA
             "bearing": 0.0}
 
 
+def cell_names(cell_ids: Any, places: pd.DataFrame | None = None) -> list[str]:
+    """How a cell is named in its tooltip: its most frequent place text (forecasts' places:
+    cell_id, place), else 'Cell <id>'."""
+    known = {} if places is None or places.empty else dict(
+        zip(places["cell_id"].astype(int), places["place"].astype(str)))
+    return [known.get(int(c)) or f"Cell {int(c)}" for c in cell_ids]
+
+
 def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
                  colour_by: str = "probability", elevation_max_m: float | None = None,
-                 selected_cell: int | None = None) -> list[dict[str, Any]]:
+                 selected_cell: int | None = None, places: pd.DataFrame | None = None,
+                 on_streets: bool = False) -> list[dict[str, Any]]:
     """One record per cell for a PolygonLayer: outline, colour, elevation and tooltip text.
 
     colour_by: "probability" (fixed scale 0..scale_max) or "risk_level" (fixed colours).
-    elevation_max_m: height of a cell at the top of the scale (3D view); default 4 cells."""
+    elevation_max_m: height of a cell at the top of the scale (3D view); default 4 cells.
+    places: names the cells in the tooltip (cell_names). on_streets: drawn over a street map
+    (more transparent). A `happened` column (a past window) is carried into the records."""
     if colour_by not in ("probability", "risk_level"):
         raise ValueError(f"colour_by must be 'probability' or 'risk_level', got {colour_by!r}")
     if prediction.empty:
@@ -225,16 +253,22 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
     else:
         rgb = risk_level_rgb(prediction["risk_level"])
     share = np.clip(np.nan_to_num(probability) / scale_max, 0.0, 1.0)
-    alpha = np.where(share < QUIET_SHARE, QUIET_ALPHA, CELL_ALPHA)
+    alpha = np.where(share < QUIET_SHARE, QUIET_ALPHA,
+                     CELL_ALPHA_ON_STREETS if on_streets else CELL_ALPHA)
     top_m = elevation_max_m if elevation_max_m is not None else 4 * grid.cell_size_m
     elevation = share * top_m
     expected = prediction["expected_count"].to_numpy(dtype=float)
     recent = prediction["events_last_30d"].to_numpy()
     rank = prediction["rank"].to_numpy()
     level = prediction["risk_level"].astype(str).to_numpy()
+    names = cell_names(cell_ids, places)
+    happened = (prediction["happened"].to_numpy() if "happened" in prediction
+                else np.zeros(len(cell_ids), dtype=np.int64))
     records = []
     for i, cell_id in enumerate(cell_ids):
         records.append({
+            "where": names[i],
+            "happened": int(happened[i]),
             "cell_id": int(cell_id),
             "polygon": outlines[i],
             "fill": [int(rgb[i, 0]), int(rgb[i, 1]), int(rgb[i, 2]), int(alpha[i])],
@@ -244,7 +278,7 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
             "probability": float(probability[i]),
             "probability_text": short_percent(probability[i]),
             "expected_count": float(expected[i]),
-            "expected_text": f"{expected[i]:.2f}",
+            "expected_text": f"{expected[i]:.2f}" if np.isfinite(expected[i]) else "–",
             "events_last_30d": int(recent[i]) if np.isfinite(recent[i]) else 0,
             "rank": int(rank[i]),
             "risk_level": str(level[i]),
@@ -355,19 +389,25 @@ def incidents_layer_spec(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]):
-    """A pydeck Deck from layer specs, without any basemap (no tiles are ever requested).
+def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float],
+               basemap: Any = None, tooltip_html: str = TOOLTIP_HTML):
+    """A pydeck Deck from layer specs, over basemap (basemap.Basemap) when it is shown.
 
-    `map_provider=None` leaves pydeck's map_style at its sentinel, which Streamlit's
-    frontend reads as "no basemap" (an explicit `map_style=None` would make it fall back to
-    Carto tiles, which an offline machine cannot load)."""
+    Without one, `map_provider=None` leaves pydeck's map_style at its sentinel, which
+    Streamlit's frontend reads as "no basemap": no tiles are ever requested (an explicit
+    `map_style=None` would make it fall back to Carto tiles, which an offline machine cannot
+    load)."""
     import pydeck as pdk   # imported here: only the dashboard needs pydeck
 
     layers = [pdk.Layer(spec["type"], **{k: v for k, v in spec.items() if k != "type"})
               for spec in layer_specs]
+    streets = {}
+    if basemap is not None and basemap.shown:
+        streets = {"map_provider": basemap.provider, "map_style": basemap.style_url}
+    else:
+        streets = {"map_provider": None}
     return pdk.Deck(layers=layers, initial_view_state=pdk.ViewState(**initial_view),
-                    map_provider=None,
-                    tooltip={"html": TOOLTIP_HTML, "style": TOOLTIP_STYLE})
+                    tooltip={"html": tooltip_html, "style": TOOLTIP_STYLE}, **streets)
 
 
 def selected_cell_id(selection: Any) -> int | None:

@@ -30,7 +30,7 @@ class ColumnFormat:
     label: str | None = None
     number_format: str | None = None
     help: str | None = None
-    kind: str | None = "number"
+    kind: str | None = "number"       # "number", "text", "datetime", "link" or None
     width_px: int | None = None
 
 
@@ -65,9 +65,14 @@ VERSION_COLUMNS: dict[str, ColumnFormat] = {
 HOTSPOT_COLUMNS: dict[str, ColumnFormat] = {
     "rank": ColumnFormat("#", width_px=40),
     "cell": ColumnFormat("cell", "%d"),
+    "place": ColumnFormat("place", kind="text",
+                          help="The block, street or address most often recorded in the cell"),
     "chance": ColumnFormat("chance", "%.1f %%", "Chance of at least one incident"),
     "last 30 days": ColumnFormat("30 days", "%d", "Incidents recorded in the last 30 days"),
+    "happened": ColumnFormat("happened", "%d", "Incidents recorded in the cell in that window"),
     "risk level": ColumnFormat("level", kind="text"),
+    "map": ColumnFormat("map", kind="link", help="Open the spot in the city's usual map",
+                        width_px=60),
 }
 
 UPLOAD_COLUMNS: dict[str, ColumnFormat] = {
@@ -222,37 +227,52 @@ def uploads_text_table(listing: pd.DataFrame) -> pd.DataFrame:
 
 
 def top_hotspots(prediction: pd.DataFrame, n: int = 10,
-                 geojson: dict[str, Any] | None = None) -> pd.DataFrame:
+                 geojson: dict[str, Any] | None = None,
+                 places: pd.DataFrame | None = None) -> pd.DataFrame:
     """The n highest-ranked cells of a prediction: rank, cell, district (from the outlines,
-    '' without), risk level, chance (percent, one decimal), expected, last 30 days, lat, lon."""
-    columns = ["rank", "cell", "district", "risk level", "chance", "expected", "last 30 days",
-               "lat", "lon"]
+    '' without), place (the cell's most frequent block/street/address, from the forecasts'
+    places: cell_id, place; '' without), risk level, chance (percent, one decimal), expected,
+    last 30 days, happened (a past window's incidents; absent for the next window), map (a
+    link to the cell centre in the city's usual map), lat, lon."""
+    columns = ["rank", "cell", "district", "place", "risk level", "chance", "expected",
+               "last 30 days", "map", "lat", "lon"]
     if prediction.empty:
         return pd.DataFrame(columns=columns)
+    from safety_models.presentation.basemap import place_url
     from safety_models.presentation.maplayers import district_of   # shapely: only here
 
     top = prediction.sort_values("rank").head(n)
-    return pd.DataFrame({
+    known = {} if places is None or places.empty else dict(
+        zip(places["cell_id"].astype(int), places["place"].astype(str)))
+    table = pd.DataFrame({
         "rank": top["rank"].astype(int).to_numpy(),
         "cell": top["cell_id"].astype(int).to_numpy(),
         "district": district_of(top["lat"], top["lon"], geojson),
+        "place": [known.get(int(c), "") for c in top["cell_id"]],
         "risk level": top["risk_level"].astype(str).to_numpy(),
         "chance": (100 * top["probability"].astype(float)).round(1).to_numpy(),
         "expected": top["expected_count"].astype(float).round(2).to_numpy(),
         "last 30 days": top["events_last_30d"].astype(int).to_numpy(),
+        "map": [place_url(lat, lon) for lat, lon in zip(top["lat"], top["lon"])],
         "lat": top["lat"].astype(float).round(5).to_numpy(),
         "lon": top["lon"].astype(float).round(5).to_numpy(),
     })
+    if "happened" in top:
+        table.insert(columns.index("last 30 days") + 1, "happened",
+                     top["happened"].astype(int).to_numpy())
+    return table
 
 
 def hotspots_shown(hotspots: pd.DataFrame, with_risk_level: bool = False) -> pd.DataFrame:
-    """The columns of top_hotspots worth showing: the district when the outlines name one
-    (else the cell, with its risk level if asked), the chance and the last 30 days."""
-    if hotspots["district"].astype(bool).any():
-        return hotspots[["rank", "district", "chance", "last 30 days"]]
-    if with_risk_level:
-        return hotspots[["rank", "cell", "risk level", "chance", "last 30 days"]]
-    return hotspots[["rank", "cell", "chance", "last 30 days"]]
+    """The columns of top_hotspots worth showing: where the cell is, as people name places
+    (the district when the outlines name one, the place where the files name one, else the
+    cell; with its risk level if asked when neither names it), the chance, what happened
+    (a past window) or the last 30 days, and the link to the map."""
+    where = [c for c in ("district", "place") if hotspots[c].astype(bool).any()]
+    if not where:
+        where = ["cell", "risk level"] if with_risk_level else ["cell"]
+    counts = ["happened"] if "happened" in hotspots else ["last 30 days"]
+    return hotspots[["rank", *where, "chance", *counts, "map"]]
 
 
 # ---------------------------------------------------------------------------------- over time

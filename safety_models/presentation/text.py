@@ -121,6 +121,66 @@ def baseline_label(name: str) -> str:
     return BASELINE_LABELS.get(str(name), str(name).replace("_", " "))
 
 
+# What a model version forecasts with (workflows.forecaster_of), for people.
+FORECASTER_LABELS: dict[str, str] = {
+    "linear": "the starting forecast",
+    "network": "the fine-tuned network",
+}
+FORECASTER_HELP: dict[str, str] = {
+    "linear": "a linear model of each cell's long-run, recent and same-season rates and the "
+              "calendar, fitted on this city in seconds",
+    "network": "the pretrained ResNet fine-tuned on this city, over the starting forecast",
+}
+
+
+def forecaster_label(forecaster: str | None) -> str:
+    """'linear' -> 'the starting forecast'; 'network' (or unknown) -> 'the fine-tuned network'."""
+    return FORECASTER_LABELS.get(str(forecaster), FORECASTER_LABELS["network"])
+
+
+def since(ts: Any, now: Any = None) -> str:
+    """When something began, briefly: 'today 14:05', 'yesterday 09:12', else when(ts)."""
+    if is_missing(ts):
+        return MISSING
+    t = pd.Timestamp(ts)
+    today = (pd.Timestamp.now() if now is None else pd.Timestamp(now)).normalize()
+    if t.normalize() == today:
+        return f"today {t:%H:%M}"
+    if t.normalize() == today - pd.Timedelta(days=1):
+        return f"yesterday {t:%H:%M}"
+    return when(t)
+
+
+def forecaster_line(forecaster: str | None, model_id: str, activated_at: Any,
+                    training: Mapping[str, Any] | None = None, now: Any = None) -> str:
+    """Which forecaster the map shows and since when (markdown), and, while a job trains the
+    category's network (training: that job), that it is coming and on what condition."""
+    key = forecaster if forecaster in FORECASTER_LABELS else "network"
+    line = (f"Forecast by **{forecaster_label(key)}** ({FORECASTER_HELP[key]}; model "
+            f"`{model_id}`), in use since **{since(activated_at, now)}**.")
+    if training is not None:
+        line += (f" The fine-tuned network is being trained ({100 * job_fraction(training):.0f} "
+                 "% of the job); it takes over only if it scores better on the validation "
+                 "windows.")
+    return line
+
+
+def lookback_summary(prediction: Any, unit: str = "window", share: float = 0.05) -> str:
+    """What happened in a past window against its forecast, in one line: 'no incidents
+    happened' or '12 incidents happened, 5 of them (42 %) in the 5 % of cells ranked highest'.
+    prediction: a ranked table with `rank` and `happened` (forecasts.past_window)."""
+    from safety_models.evaluation.metrics import n_flagged
+
+    total = int(prediction["happened"].sum())
+    if total == 0:
+        return f"no incidents happened that {unit}"
+    top = n_flagged(share, len(prediction))
+    caught = int(prediction.loc[prediction["rank"] <= top, "happened"].sum())
+    word = "incident" if total == 1 else "incidents"
+    return (f"{total:,} {word} happened, {caught:,} of them ({100 * caught / total:.0f} %) in "
+            f"the {100 * share:g} % of cells ranked highest")
+
+
 # ---------------------------------------------------------------------------------- progress
 
 
@@ -188,6 +248,8 @@ def progress_bar_line(stats: Mapping[str, Any] | None, width: int = 24) -> str:
 
 JOB_TITLES = {"bootstrap": "Preparing the first models", "pretrain": "Pretraining the base model",
               "train": "Training"}
+STEP_LABELS = {"starting forecast": "starting forecast", "pretrain": "",
+               "network": "fine-tuned network"}
 STAGE_LABELS = {"pretrain": "pretraining the base model", "train": "training",
                 "base_rate": "fitting the long-run rates", "cache": "preparing frozen layers",
                 "prepare": "preparing the data", "evaluate": "evaluating",
@@ -216,7 +278,8 @@ def job_progress_text(job: Mapping[str, Any]) -> str:
     if job.get("status") == "queued" and not progress:
         return "waiting for the training process to start…"
     p = read_progress(progress)
-    parts = [STAGE_LABELS.get(p.stage, p.stage) or str(job.get("status") or "")]
+    parts = [STEP_LABELS.get(progress.get("step"), "") if progress.get("step") else "",
+             STAGE_LABELS.get(p.stage, p.stage) or str(job.get("status") or "")]
     if p.category:
         parts.append(category_label(p.category))
     if p.epoch is not None:
@@ -313,6 +376,7 @@ def model_description(model_id: str, info: Mapping[str, Any], configs: Mapping[s
     train = configs.get("train_config") or {}
     model_config = configs.get("model_config") or {}
     grid = info.get("grid") or {}
+    starting = configs.get("forecaster") == "linear"
     base = str(train.get("base", ""))
     base_text = BASE_DESCRIPTIONS.get(base, f"the earlier model `{base}`" if base else "unknown")
     freeze = train.get("freeze_up_to")
@@ -326,6 +390,9 @@ def model_description(model_id: str, info: Mapping[str, Any], configs: Mapping[s
         f"- Grid: {grid.get('n_rows', '?')} × {grid.get('n_cols', '?')} cells of "
         f"{float(grid.get('cell_size_m', info.get('cell_size_m') or 0)):g} m "
         f"({grid.get('crs', '?')}); one {window_label(info.get('window_hours'))} per prediction",
+        f"- The starting forecast alone: {FORECASTER_HELP['linear']}; no network training "
+        "(the fine-tuned network replaces it where it scores better on the validation windows)"
+        if starting else
         f"- Started from {base_text}"
         + (f" ({model_config['backbone']})" if model_config.get("backbone") else "")
         + (f"; layers up to **{freeze}** kept frozen" if freeze and freeze != "none"
@@ -369,17 +436,28 @@ def study_run_label(run: Mapping[str, Any]) -> str:
 # ---------------------------------------------------------------------------------- evaluation
 
 
-def evaluation_period_text(evaluation: Mapping[str, Any]) -> str:
-    """'Test period **01 Sep 2024 – 30 Sep 2024**: 30 days, 1,234 incidents, cells of 500 m.'"""
+def evaluation_period_text(evaluation: Mapping[str, Any], quick: bool = False) -> str:
+    """'Test period **01 Sep 2024 – 30 Sep 2024**: 30 days, 1,234 incidents, cells of 500 m.'
+    quick: the starting forecast's first evaluation, on the latest windows only."""
     unit = window_label(evaluation.get("window_hours"))
-    return (f"Test period **{when(evaluation['test_start'])} – {when(evaluation['test_end'])}**: "
+    text = (f"Test period **{when(evaluation['test_start'])} – {when(evaluation['test_end'])}**: "
             f"{evaluation['n_windows']} {unit}s, {evaluation['n_test_events']:,} incidents, "
             f"cells of {evaluation['cell_size_m']:g} m.")
+    if quick:
+        text += (f" A quick first evaluation of the starting forecast, on its latest "
+                 f"{evaluation['n_windows']} {unit}s only.")
+    return text
 
 
-def headline_caption(evaluation: Mapping[str, Any]) -> str:
+def is_quick_evaluation(evaluation: Mapping[str, Any], val_end: Any) -> bool:
+    """Whether an evaluation scored only the latest windows (the starting forecast's first,
+    quick one): its test period starts after the model's validation windows end."""
+    return not is_missing(val_end) and pd.Timestamp(evaluation["test_start"]) > pd.Timestamp(val_end)
+
+
+def headline_caption(evaluation: Mapping[str, Any], quick: bool = False) -> str:
     """Where the headline scores come from: the test period and how many baselines."""
     return (f"Scored on {when(evaluation['test_start'])} – {when(evaluation['test_end'])} "
-            f"(after its training data), against the best of "
-            f"{len(evaluation['results'].get('baselines', {}))} baselines; "
+            f"(after its training data{'; a quick first evaluation' if quick else ''}), "
+            f"against the best of {len(evaluation['results'].get('baselines', {}))} baselines; "
             "PAI @ 5 %: incidents caught in the top 5 % of the area ÷ 5 %.")

@@ -109,3 +109,40 @@ def test_legend_html_escapes_labels_and_adds_the_keys_drawn():
 ])
 def test_selected_cell_id_reads_a_map_click(selection, cell):
     assert mapview.selected_cell_id(selection) == cell
+
+
+def test_deck_over_a_street_map_and_cells_named_by_place(grid):
+    from safety_models.presentation.basemap import basemap_for, CARTO_POSITRON_URL
+
+    places = pd.DataFrame({"cell_id": [0], "place": ["010XX W MADISON ST"]})
+    records = mapview.cell_records(prediction_table(), grid, scale_max=0.5, places=places,
+                                   on_streets=True)
+    assert records[0]["where"] == "010XX W MADISON ST" and records[1]["where"] == "Cell 1"
+    assert records[0]["fill"][3] == mapview.CELL_ALPHA_ON_STREETS < mapview.CELL_ALPHA
+    streets = basemap_for(CARTO_POSITRON_URL, reachable=True)
+    deck = mapview.build_deck([mapview.cells_layer_spec(records)], mapview.view_state(grid),
+                              basemap=streets, tooltip_html=mapview.LOOKBACK_TOOLTIP_HTML)
+    spec = json.loads(deck.to_json())
+    assert spec["mapProvider"] == "carto" and spec["mapStyle"] == CARTO_POSITRON_URL
+    assert deck._tooltip["html"] == mapview.LOOKBACK_TOOLTIP_HTML
+    offline = basemap_for(CARTO_POSITRON_URL, reachable=False)
+    spec = json.loads(mapview.build_deck([], mapview.view_state(grid), basemap=offline).to_json())
+    assert "mapProvider" not in spec and spec["mapStyle"] == "__MAP_STYLE__"
+
+
+def test_a_past_windows_records_carry_what_happened(grid):
+    table = prediction_table().assign(happened=[0, 3, 0, 0, 1, 0], expected_count=np.nan)
+    records = mapview.cell_records(table, grid, scale_max=0.5)
+    assert [r["happened"] for r in records] == [0, 3, 0, 0, 1, 0]
+    assert records[0]["expected_text"] == "–"
+    json.dumps(records)
+
+
+def test_the_legend_says_which_cells_are_left_clear():
+    note = mapview.quiet_note(0.2)
+    assert note.startswith("Cells under 0.4 % are left almost clear")
+    html = mapview.legend_html("Chance", mapview.probability_legend(0.2), incidents=True,
+                               incidents_label="incident that happened", note=note)
+    assert "incident that happened" in html and "left almost clear" in html
+    labels = [item.label for item in mapview.probability_legend(0.2)]
+    assert labels == ["0 %", "4 %", "8 %", "12 %", "16 %", "≥ 20 %"]

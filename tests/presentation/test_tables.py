@@ -142,16 +142,37 @@ SQUARE = {"type": "FeatureCollection", "features": [{
 def test_top_hotspots_and_the_columns_shown():
     top = tables.top_hotspots(prediction_table(), 3)
     assert list(top["rank"]) == [1, 2, 3] and list(top["chance"]) == [30.0, 24.0, 18.0]
-    assert list(top["district"]) == ["", "", ""]
+    assert list(top["district"]) == ["", "", ""] and list(top["place"]) == ["", "", ""]
     assert list(tables.hotspots_shown(top).columns) == ["rank", "cell", "chance",
-                                                        "last 30 days"]
+                                                        "last 30 days", "map"]
     assert list(tables.hotspots_shown(top, with_risk_level=True).columns) == \
-        ["rank", "cell", "risk level", "chance", "last 30 days"]
+        ["rank", "cell", "risk level", "chance", "last 30 days", "map"]
     named = tables.top_hotspots(prediction_table(), 3, SQUARE)
     assert list(named["district"]) == ["District 7", "District 7", ""]
     assert list(tables.hotspots_shown(named, with_risk_level=True).columns) == \
-        ["rank", "district", "chance", "last 30 days"]
+        ["rank", "district", "chance", "last 30 days", "map"]
     assert tables.top_hotspots(prediction_table().iloc[:0], 3).empty
+
+
+def test_hotspots_are_named_by_place_and_open_in_the_citys_map(monkeypatch):
+    table = prediction_table()
+    places = pd.DataFrame({"cell_id": [int(table["cell_id"].iloc[0])],
+                           "place": ["010XX W MADISON ST"]})
+    top = tables.top_hotspots(table, 3, SQUARE, places)
+    assert list(top["place"]) == ["010XX W MADISON ST", "", ""]
+    assert list(tables.hotspots_shown(top).columns) == ["rank", "district", "place", "chance",
+                                                        "last 30 days", "map"]
+    lat, lon = top["lat"].iloc[0], top["lon"].iloc[0]
+    assert top["map"].iloc[0] == (f"https://www.openstreetmap.org/?mlat={lat:.5f}&mlon={lon:.5f}"
+                                  f"#map=17/{lat:.5f}/{lon:.5f}")
+    monkeypatch.setenv("SAFETY_MODELS_PLACE_URL", "https://maps.city.example/?at={lat},{lon}")
+    assert tables.top_hotspots(table, 1)["map"].iloc[0] == \
+        f"https://maps.city.example/?at={lat},{lon}"
+    # A past window: what happened replaces the last 30 days.
+    past = table.assign(happened=[2] + [0] * (len(table) - 1))
+    shown = tables.hotspots_shown(tables.top_hotspots(past, 3))
+    assert list(shown.columns) == ["rank", "cell", "chance", "happened", "map"]
+    assert list(shown["happened"]) == [2, 0, 0]
 
 
 def test_incidents_per_week_fill_gaps_with_zero():

@@ -176,3 +176,47 @@ def test_evaluation_texts():
     assert text.headline_caption(evaluation).startswith(
         "Scored on 01 Sep 2024 – 30 Sep 2024 (after its training data), against the best of "
         "2 baselines;")
+
+
+def test_which_forecaster_and_since_when():
+    now = pd.Timestamp("2026-12-01 15:00")
+    assert text.since("2026-12-01 14:05", now) == "today 14:05"
+    assert text.since("2026-11-30 09:12", now) == "yesterday 09:12"
+    assert text.since("2026-11-02 09:12", now) == "02 Nov 2026 09:12"
+    line = text.forecaster_line("linear", "crime-1", "2026-12-01 14:05", now=now)
+    assert line.startswith("Forecast by **the starting forecast** (a linear model")
+    assert "`crime-1`" in line and line.endswith("in use since **today 14:05**.")
+    training = text.forecaster_line("linear", "crime-1", "2026-12-01 14:05",
+                                    training={"progress": {"fraction": 0.42}}, now=now)
+    assert "being trained (42 % of the job)" in training
+    assert "only if it scores better on the validation windows" in training
+    assert "**the fine-tuned network**" in text.forecaster_line("network", "m", None)
+    assert text.forecaster_label("linear") == "the starting forecast"
+
+
+def test_lookback_summary():
+    table = pd.DataFrame({"rank": range(1, 41), "happened": [2] + [0] * 29 + [1] * 3 + [0] * 7})
+    assert text.lookback_summary(table, "day") == (
+        "5 incidents happened, 2 of them (40 %) in the 5 % of cells ranked highest")
+    assert text.lookback_summary(table.assign(happened=0), "week") == \
+        "no incidents happened that week"
+
+
+def test_a_quick_first_evaluation_says_so():
+    evaluation = {"test_start": "2024-12-01", "test_end": "2024-12-29", "window_hours": 24,
+                  "n_windows": 28, "n_test_events": 100, "cell_size_m": 500.0,
+                  "results": {"model": {}, "baselines": {}}}
+    assert text.is_quick_evaluation(evaluation, "2024-01-01")
+    assert not text.is_quick_evaluation(evaluation, "2024-12-01")
+    assert not text.is_quick_evaluation(evaluation, None)
+    assert text.evaluation_period_text(evaluation, quick=True).endswith(
+        "A quick first evaluation of the starting forecast, on its latest 28 days only.")
+    assert "a quick first evaluation" in text.headline_caption(evaluation, quick=True)
+
+
+def test_bootstrap_progress_names_its_step():
+    job = {"kind": "bootstrap", "status": "running",
+           "progress": {"stage": "base_rate", "step": "starting forecast", "category": "crime",
+                        "fraction": 0.1}}
+    assert text.job_progress_text(job).startswith("starting forecast · fitting the long-run "
+                                                  "rates · Crime")
