@@ -141,13 +141,93 @@ def prediction(db_url: str, category: str, model_id: str, at_iso: str | None,
     return workflows.predict_category(_store_for(db_url), category, at=at, model_id=model_id)
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _forecasts_for(db_url: str, category: str, model_id: str, version: str):
+    """A model's saved forecasts for one data version (service.forecasts; computed there
+    first when a job has not). Held once per process, read-only: every session shows the
+    same arrays."""
+    from safety_models.service import forecasts
+
+    return forecasts.load(_store_for(db_url), category, model_id, version)
+
+
+def forecasts(category: str, model_id: str):
+    """The forecasts the map and the Overview show: next window, past windows, places."""
+    from safety_models.service import forecasts as service
+
+    url = paths.db_url()
+    version = service.version_of(uploads(url, data_stamp()), category)
+    return _forecasts_for(url, category, model_id, version)
+
+
 @st.cache_data(show_spinner=False, max_entries=32)
 def scale_max(db_url: str, category: str, model_id: str, stamp: str) -> float:
     """The top of the model's fixed colour scale (from its next-window prediction)."""
     from safety_models.presentation import maplayers
 
-    return maplayers.probability_scale_max(
-        prediction(db_url, category, model_id, None, stamp)["probability"])
+    return maplayers.probability_scale_max(forecasts(category, model_id).next_window["probability"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cell_records(key: tuple, _prediction: pd.DataFrame, _grid: Any, scale_max: float,
+                  colour_by: str, selected_cell: int | None, _places: pd.DataFrame,
+                  on_streets: bool) -> list[dict]:
+    from safety_models.presentation import maplayers
+
+    return maplayers.cell_records(_prediction, _grid, scale_max, colour_by=colour_by,
+                                  selected_cell=selected_cell, places=_places,
+                                  on_streets=on_streets)
+
+
+def cell_records(prediction: pd.DataFrame, grid: Any, scale_max: float, colour_by: str,
+                 selected_cell: int | None, places: pd.DataFrame, on_streets: bool) -> list[dict]:
+    """maplayers.cell_records, kept per model and window: a prediction of one model for one
+    window never changes (the window start and model id name it)."""
+    first = prediction.iloc[0]
+    key = (str(first["model_id"]), str(first["window_start"]), len(prediction),
+           "happened" in prediction)
+    return _cell_records(key, prediction, grid, scale_max, colour_by, selected_cell, places,
+                         on_streets)
+
+
+def forecaster_status(category: str, model_id: str, forecaster: str, activated_at: Any) -> None:
+    """Which forecaster the page shows and since when. While a job trains the category's
+    models it refreshes by itself and reloads the page once another model takes over."""
+    from safety_models.service import jobs
+
+    def line() -> None:
+        store = get_store()
+        if active_model_id(category) != model_id:
+            models.clear()
+            st.rerun(scope="app")
+        job = jobs.active_job(store, category)
+        # The first models' job promotes the network only where it beats the starting forecast.
+        training = job if job is not None and job["kind"] == "bootstrap" else None
+        st.caption(text.forecaster_line(forecaster, model_id, activated_at, training))
+
+    if jobs.active_job(get_store(), category) is None:
+        line()
+    else:
+        st.fragment(line, run_every=3)()
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _basemap_chooser_for(style_url: str | None):
+    from safety_models.presentation import basemap
+
+    return basemap.BasemapChooser(style_url)
+
+
+def _basemap_chooser():
+    from safety_models.presentation import basemap
+
+    return _basemap_chooser_for(basemap.configured_style())
+
+
+def basemap(wait_s: float = 1.0):
+    """The street map under the cells, or none (basemap.Basemap): probed once per process in
+    the background (the first start begins it); a page waits at most wait_s for the answer."""
+    return _basemap_chooser().choose(wait_s)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -230,6 +310,22 @@ def clear_data_caches() -> None:
         fn.clear()
 
 
+def after_data_change(categories) -> None:
+    """After files were loaded or removed: each category's map follows its data at once, and
+    a category without a model gets its first ones in the background (operations.after_upload)."""
+    from safety_models.service import operations
+
+    for category in dict.fromkeys(categories):
+        name = text.category_label(category).lower()
+        with shown_errors(f"updating the {name} map"), \
+                st.spinner(f"Updating the {name} map…", show_time=True):
+            outcome = operations.after_upload(get_store(), category)
+        if outcome["job_id"] is not None:
+            st.toast(f"First {name} models are being prepared (job {outcome['job_id']}): "
+                     "its map shows within a minute.", icon=":material/hourglass_top:")
+    _forecasts_for.clear()
+
+
 # ------------------------------------------------------------------------------ widgets
 
 
@@ -258,6 +354,9 @@ def column_config(formats: dict[str, ColumnFormat]) -> dict[str, Any]:
         if f.kind == "number":
             return st.column_config.NumberColumn(f.label, format=f.number_format, help=f.help,
                                                  width=f.width_px)
+        if f.kind == "link":
+            return st.column_config.LinkColumn(f.label, help=f.help, width=f.width_px,
+                                               display_text="open ↗")
         return f.label   # a heading only: the column's own type decides how it looks
 
     return {name: one(f) for name, f in formats.items()}
@@ -272,7 +371,10 @@ def first_start() -> None:
     st.session_state["_first_start_checked"] = True
     from safety_models.service import operations
 
-    with shown_errors("preparing the first start"):
+    _basemap_chooser().start()          # the street map's server is checked meanwhile
+    with shown_errors("preparing the first start"), \
+            st.spinner("Preparing this installation (on the first start: loading the demo "
+                       "data)…", show_time=True):
         operations.first_start(get_store())
 
 

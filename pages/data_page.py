@@ -27,11 +27,11 @@ MAPPING_GROUPS = {
     "Where": [("lat", "Latitude"), ("lon", "Longitude"), ("location", "Lat/lon in one"),
               ("x", "X (projected)"), ("y", "Y (projected)")],
     "What": [("subtype", "Type / subtype"), ("source_id", "Record id"),
-             ("outcome", "Test outcome")],
+             ("outcome", "Test outcome"), ("place", "Place (block, street)")],
 }
 SPLIT_TIME_FIELDS = [("year", "Year"), ("month", "Month"), ("day", "Day"), ("hour", "Hour")]
 # For these an explicit "none" overrides detection (ColumnMapping's convention: "").
-NONE_MEANS_NONE = {"subtype", "source_id", "outcome"}
+NONE_MEANS_NONE = {"subtype", "source_id", "outcome", "place"}
 NOT_USED = "— not used —"
 
 
@@ -138,12 +138,14 @@ with load_tab:
                         results.append({"file_name": file.name, "error": str(err)})
                 progress.empty()
                 ui.clear_data_caches()
+                if any(r.get("summary", {}).get("accepted") for r in results):
+                    ui.after_data_change([category])
                 st.session_state["upload_results"] = results
         results = st.session_state.get("upload_results", [])
         for result in results:
             show_result(result)
         if any(r.get("summary", {}).get("accepted") for r in results):
-            st.caption("The maps use new incidents at once for recent counts; the models learn "
+            st.caption("The maps forecast from the new incidents at once; the models learn "
                        "from them when retrained (**Models and training** page).")
 
 # ---------------------------------------------------------------------------- uploads
@@ -179,6 +181,7 @@ with uploads_tab:
                     with ui.shown_errors("removing the upload"):
                         removed = store.remove_upload(chosen)
                         ui.clear_data_caches()
+                        ui.after_data_change([row["category"]])
                         st.toast(f"Removed upload #{chosen} ({removed:,} incidents).")
                         st.rerun()
             if listing["is_demo"].any():
@@ -190,8 +193,10 @@ with uploads_tab:
                     if st.button("Yes, remove the demo data", type="primary",
                                  key="remove_demo_confirm"):
                         with ui.shown_errors("removing the demo data"):
+                            demo_categories = listing.loc[listing["is_demo"], "category"]
                             removed = store.remove_demo()
                             ui.clear_data_caches()
+                            ui.after_data_change(demo_categories)
                             st.toast(f"Removed the demo data ({removed:,} incidents).")
                             st.rerun()
 

@@ -5,9 +5,10 @@ time, and the fine-tuning study."""
 import streamlit as st
 
 from pages import _ui as ui
+from safety_models import paths
 from safety_models.presentation import charts, tables
-from safety_models.presentation.text import (baseline_label, evaluation_period_text, percent,
-                                             window_label)
+from safety_models.presentation.text import (baseline_label, evaluation_period_text,
+                                             is_quick_evaluation, percent, window_label)
 
 st.title("Evaluation")
 st.caption("Every model is scored on the windows after its training data (the test period), "
@@ -46,7 +47,9 @@ if evaluation is None:
     st.stop()
 
 unit = window_label(evaluation.get("window_hours"))
-st.markdown(evaluation_period_text(evaluation))
+# A first evaluation may score the latest windows only (the starting forecast's, in seconds).
+quick = is_quick_evaluation(evaluation, ui.model_info(paths.db_url(), model_id).get("val_end"))
+st.markdown(evaluation_period_text(evaluation, quick=quick))
 
 # ---------------------------------------------------------------------------- the table
 st.subheader("Model and baselines")

@@ -70,21 +70,26 @@ for column, category in zip(columns, CATEGORIES):
                 st.info("No model yet: one is being prepared, or start one on the "
                         "**Models and training** page.", icon=":material/hourglass_top:")
                 continue
-            st.markdown(f"Active model `{model_id}`")
+            forecasts = ui.forecasts(category, model_id)
+            info = ui.model_info(url, model_id)
+            st.markdown(f"**{text.forecaster_label(forecasts.forecaster).capitalize()}**, "
+                        f"`{model_id}`, since {text.since(info.get('activated_at'))}")
             evaluation = ui.load_evaluation(model_id)
             headline = tables.headline_scores(evaluation)
             if headline is None:
                 st.caption("Not evaluated yet (see the **Evaluation** page).")
             else:
                 st.markdown(tables.headline_markdown(headline))
-                st.caption(text.headline_caption(evaluation))
-            prediction = ui.prediction(url, category, model_id, None, stamp)
+                st.caption(text.headline_caption(
+                    evaluation, quick=text.is_quick_evaluation(evaluation, info.get("val_end"))))
+            prediction = forecasts.next_window
             if prediction.empty:
                 continue
             start = pd.Timestamp(prediction["window_start"].iloc[0])
             end = pd.Timestamp(prediction["window_end"].iloc[0])
             st.markdown(f"**Top 5 hotspots**, {when(start)} – {when(end)}")
-            top = tables.top_hotspots(prediction, 5, ui.boundary(url, category))
+            top = tables.top_hotspots(prediction, 5, ui.boundary(url, category),
+                                      forecasts.places)
             st.dataframe(tables.hotspots_shown(top), hide_index=True, width="stretch",
                          column_config=ui.column_config(tables.HOTSPOT_COLUMNS))
             if st.button("Open the risk map", key=f"open_map_{category}", icon=":material/map:",

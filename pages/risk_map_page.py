@@ -1,6 +1,9 @@
-"""Risk map: the chosen category's predicted risk per cell for the next window (or a past
-one), on a colour scale fixed for the model, with district outlines, recent incidents,
-the top hotspots, downloads, and the history of a clicked cell."""
+"""Risk map: the chosen category's predicted risk per cell for the next window, a look back
+over the latest windows (forecast beside what then happened, step by step or played), or any
+past date; on a street map when one can be reached, on a fixed colour scale, with district
+outlines, the top hotspots named as people name places, downloads, and a clicked cell's
+history. What it shows was computed when the model was made or the data arrived
+(service.forecasts); a visit only reads it."""
 
 import json
 
@@ -10,8 +13,10 @@ import streamlit as st
 from pages import _ui as ui
 from safety_models import paths
 from safety_models.grid import GridSpec
-from safety_models.presentation import charts, export, maplayers, tables
+from safety_models.presentation import charts, export, maplayers, tables, text
 from safety_models.presentation.text import category_label, when, window_label
+
+PLAY_INTERVAL_S = 1.5     # seconds per window while playing the look-back
 
 st.title("Risk map")
 
@@ -27,16 +32,24 @@ if model_id is None:
 info = ui.model_info(url, model_id)
 grid = GridSpec.from_dict(info["grid"])
 window_hours = int(info.get("window_hours") or 24)
-span = ui.time_range(url, category, stamp)
 unit = window_label(window_hours)
+bundle = None
+with ui.shown_errors("reading the forecasts"):
+    bundle = ui.forecasts(category, model_id)
+if bundle is None:
+    st.stop()
+ui.forecaster_status(category, model_id, bundle.forecaster, info.get("activated_at"))
 
-controls = st.columns([1.3, 1.2, 1.3, 0.9, 1.1], vertical_alignment="bottom")
+span = ui.time_range(url, category, stamp)
+controls = st.columns([1.9, 1.3, 1.3, 0.9, 1.1], vertical_alignment="bottom")
 with controls[0]:
     when_choice = st.segmented_control(
-        "Window", options=["next", "date"], key="map_when", default="next", required=True,
-        format_func=lambda v: f"Next {unit}" if v == "next" else "A past date",
-        help=f"The model predicts one {unit} at a time: the one after the latest data, or "
-             "any earlier one (to compare with what happened).")
+        "Window", options=["next", "back", "date"], key="map_when", default="next",
+        required=True,
+        format_func={"next": f"Next {unit}", "back": "Look back",
+                     "date": "A past date"}.get,
+        help=f"The model forecasts one {unit} at a time: the one after the latest data; the "
+             f"latest {bundle.n_past} {unit}s beside what then happened; or any earlier one.")
 with controls[1]:
     last_day = (span[1] if span else pd.Timestamp.now()).date()
     # The model needs at least one window of history before the one it predicts.
@@ -60,75 +73,151 @@ with controls[3]:
                              "mouse button or Ctrl to tilt).")
 with controls[4]:
     show_incidents = st.toggle("Recent incidents", key="map_incidents",
-                               help="Recorded incidents of the 30 days before the window.")
+                               disabled=when_choice == "back",
+                               help="Recorded incidents of the 30 days before the window "
+                                    "(looking back, the incidents of the window itself are "
+                                    "always drawn).")
 
-at_iso = None if when_choice == "next" else pd.Timestamp(chosen_day).isoformat()
-prediction = scale_max = None
-with ui.shown_errors("predicting the risk map"):
-    prediction = ui.prediction(url, category, model_id, at_iso, stamp)
-    scale_max = ui.scale_max(url, category, model_id, stamp)
-if prediction is None or scale_max is None:
-    st.stop()
-if prediction.empty:
-    st.warning("The model returned no cells for this window.")
-    st.stop()
-
-window_start = pd.Timestamp(prediction["window_start"].iloc[0])
-window_end = pd.Timestamp(prediction["window_end"].iloc[0])
-selected_cell = maplayers.selected_cell_id(st.session_state.get(f"risk_map_{category}"))
-
+scale_max = ui.scale_max(url, category, model_id, stamp)
 districts = ui.boundary(url, category)
-records = maplayers.cell_records(prediction, grid, scale_max, colour_by=colour_by,
-                               selected_cell=selected_cell)
-# Cells first, the outlines and names over them, incidents on top.
-layers = [maplayers.cells_layer_spec(records, extruded=show_3d)]
-if districts:
-    layers.append(maplayers.boundary_layer_spec(districts))
-    layers.append(maplayers.labels_layer_spec(maplayers.district_label_records(districts)))
-if show_incidents:
-    recent = ui.incidents(url, category, window_start - pd.Timedelta(days=30), window_start,
-                          stamp)
-    layers.append(maplayers.incidents_layer_spec(maplayers.incident_records(recent.tail(20_000))))
+streets = ui.basemap()
 view = maplayers.view_state(grid, pitch_deg=maplayers.PITCH_3D_DEG if show_3d else 0.0)
 
-st.markdown(f"**{category_label(category)}**, {unit} from **{when(window_start)}** to "
-            f"**{when(window_end)}** · model `{model_id}`")
-map_column, side_column = st.columns([2.5, 1.1], gap="medium")
-with map_column:
-    event = st.pydeck_chart(
-        maplayers.build_deck(layers, view), key=f"risk_map_{category}", on_select="rerun",
-        selection_mode="single-object", height=maplayers.MAP_HEIGHT_PX,
-        alt=f"Risk map of {category_label(category).lower()} by grid cell")
-    legend = (maplayers.probability_legend(scale_max) if colour_by == "probability"
-              else maplayers.risk_level_legend(prediction["risk_level"]))
-    st.html(maplayers.legend_html(
-        "Chance of at least one incident" if colour_by == "probability" else "Risk level",
-        legend, outlines=bool(districts), incidents=show_incidents))
-    if not districts:
-        st.caption("No district outlines stored: add a GeoJSON file on the **Data** page.")
 
-with side_column:
-    st.markdown("**Top hotspots**")
-    hotspots = tables.top_hotspots(prediction, 10, districts)
-    st.dataframe(tables.hotspots_shown(hotspots, with_risk_level=True), hide_index=True,
-                 width="stretch", key="map_hotspots", height=388,
-                 column_config=ui.column_config(tables.HOTSPOT_COLUMNS))
-    file_stem = f"{category}-risk-{window_start:%Y-%m-%d}"
-    st.download_button("Download CSV", data=export.prediction_to_csv(prediction),
-                       file_name=f"{file_stem}.csv", mime="text/csv", key="map_download_csv",
-                       icon=":material/download:", width="stretch")
-    st.download_button("Download GeoJSON",
-                       data=json.dumps(export.prediction_to_geojson(prediction, grid)),
-                       file_name=f"{file_stem}.geojson", mime="application/geo+json",
-                       key="map_download_geojson", icon=":material/download:", width="stretch")
+def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
+    """The map, its legend and the hotspots of one window's prediction."""
+    window_start = pd.Timestamp(prediction["window_start"].iloc[0])
+    window_end = pd.Timestamp(prediction["window_end"].iloc[0])
+    selected_cell = maplayers.selected_cell_id(st.session_state.get(f"risk_map_{category}"))
+    records = ui.cell_records(prediction, grid, scale_max, colour_by, selected_cell,
+                              bundle.places, streets.shown)
+    # Cells first, the outlines and names over them, incidents on top.
+    layers = [maplayers.cells_layer_spec(records, extruded=show_3d)]
+    if districts:
+        layers.append(maplayers.boundary_layer_spec(districts))
+        layers.append(maplayers.labels_layer_spec(maplayers.district_label_records(districts)))
+    points = None
+    if looking_back:
+        points = ui.incidents(url, category, window_start, window_end, stamp)
+    elif show_incidents:
+        points = ui.incidents(url, category, window_start - pd.Timedelta(days=30),
+                              window_start, stamp).tail(20_000)
+    if points is not None:
+        layers.append(maplayers.incidents_layer_spec(maplayers.incident_records(points)))
 
-clicked = maplayers.selected_cell_id(event)
-st.subheader("Cell history")
-if clicked is None:
-    st.caption("Click a cell on the map to see its recorded incidents and predicted chance "
-               "over time.")
-else:
+    heading = (f"**{category_label(category)}**, {unit} from **{when(window_start)}** to "
+               f"**{when(window_end)}**")
+    if looking_back:
+        heading += " · " + text.lookback_summary(prediction, unit)
+    st.markdown(heading)
+    map_column, side_column = st.columns([2.5, 1.1], gap="medium")
+    with map_column:
+        deck = maplayers.build_deck(
+            layers, view, basemap=streets,
+            tooltip_html=maplayers.LOOKBACK_TOOLTIP_HTML if looking_back
+            else maplayers.TOOLTIP_HTML)
+        st.pydeck_chart(deck, key=f"risk_map_{category}", on_select="rerun",
+                        selection_mode="single-object", height=maplayers.MAP_HEIGHT_PX,
+                        alt=f"Risk map of {category_label(category).lower()} by grid cell")
+        legend = (maplayers.probability_legend(scale_max) if colour_by == "probability"
+                  else maplayers.risk_level_legend(prediction["risk_level"]))
+        note = maplayers.quiet_note(scale_max) if colour_by == "probability" else ""
+        if streets.attribution:
+            note = f"{note} {streets.attribution}.".strip()
+        st.html(maplayers.legend_html(
+            "Chance of at least one incident" if colour_by == "probability" else "Risk level",
+            legend, outlines=bool(districts), incidents=points is not None,
+            incidents_label="incident that happened" if looking_back else "recorded incident",
+            note=note))
+        if streets.note:
+            st.caption(streets.note)
+        if not districts:
+            st.caption("No district outlines stored: add a GeoJSON file on the **Data** page.")
+
+    with side_column:
+        st.markdown("**Top hotspots**")
+        hotspots = tables.top_hotspots(prediction, 10, districts, bundle.places)
+        st.dataframe(tables.hotspots_shown(hotspots, with_risk_level=True), hide_index=True,
+                     width="stretch", key="map_hotspots", height=388,
+                     column_config=ui.column_config(tables.HOTSPOT_COLUMNS))
+        file_stem = f"{category}-risk-{window_start:%Y-%m-%d}"
+        st.download_button("Download CSV", data=export.prediction_to_csv(prediction),
+                           file_name=f"{file_stem}.csv", mime="text/csv",
+                           key="map_download_csv", icon=":material/download:", width="stretch")
+        st.download_button("Download GeoJSON",
+                           data=json.dumps(export.prediction_to_geojson(prediction, grid)),
+                           file_name=f"{file_stem}.geojson", mime="application/geo+json",
+                           key="map_download_geojson", icon=":material/download:",
+                           width="stretch")
+    cell_history(maplayers.selected_cell_id(st.session_state.get(f"risk_map_{category}")))
+
+
+def cell_history(clicked: int | None) -> None:
+    st.subheader("Cell history")
+    if clicked is None:
+        st.caption("Click a cell on the map to see its recorded incidents and predicted "
+                   "chance over time.")
+        return
     with ui.shown_errors(f"reading the history of cell {clicked}"):
         history = ui.cell_history(url, category, clicked, stamp)
         st.plotly_chart(charts.history_figure(history, clicked, unit), key="map_history",
                         width="stretch")
+
+
+def toggle_play(last: int) -> None:
+    """Play / Pause (a callback: it may set the slider before the slider is drawn)."""
+    playing = not st.session_state.get("map_playing", False)
+    st.session_state["map_playing"] = playing
+    st.session_state["_map_play_toggled"] = True
+    if playing and int(st.session_state.get("map_back", last)) >= last:
+        st.session_state["map_back"] = -1          # played from the first window
+
+
+def look_back() -> None:
+    """One of the latest windows at a time, forecast beside what happened: a slider to step,
+    Play to run through them (this part reruns by itself while playing)."""
+    last = bundle.n_past - 1
+    if int(st.session_state.get("map_back", last)) > last:   # another category, fewer windows
+        st.session_state["map_back"] = last
+    st.session_state.setdefault("map_back", last)
+    if st.session_state.pop("_map_play_toggled", False):
+        st.rerun(scope="app")                      # playing reruns this part on a timer
+    if st.session_state.get("map_playing"):
+        position = int(st.session_state["map_back"])
+        if position >= last:                       # the latest window was shown: stop there
+            st.session_state["map_playing"] = False
+            st.rerun(scope="app")
+        st.session_state["map_back"] = position + 1
+    starts = bundle.past_starts
+    step, play = st.columns([5, 1], vertical_alignment="bottom")
+    with step:
+        index = st.select_slider(
+            f"{unit.capitalize()} shown", options=list(range(bundle.n_past)), key="map_back",
+            format_func=lambda i: f"{starts[i]:%a %d %b %Y}",
+            help=f"Each {unit}'s forecast was made from the {unit}s before it only, as the "
+                 "model would have made it that morning.")
+    with play:
+        playing = bool(st.session_state.get("map_playing"))
+        st.button("Pause" if playing else "Play", key="map_play", width="stretch",
+                  icon=":material/pause:" if playing else ":material/play_arrow:",
+                  on_click=toggle_play, args=(last,))
+    draw(bundle.past_window(int(index)), looking_back=True)
+
+
+prediction = None
+if when_choice == "back":
+    st.fragment(look_back,
+                run_every=PLAY_INTERVAL_S if st.session_state.get("map_playing") else None)()
+else:
+    st.session_state["map_playing"] = False
+    with ui.shown_errors("predicting the risk map"):
+        prediction = (bundle.next_window if when_choice == "next" else
+                      ui.prediction(url, category, model_id,
+                                    pd.Timestamp(chosen_day).isoformat(), stamp))
+    if prediction is None:
+        st.stop()
+    if prediction.empty:
+        st.warning("The model returned no cells for this window.")
+        st.stop()
+    draw(prediction, looking_back=False)
+

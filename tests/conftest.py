@@ -139,9 +139,10 @@ def tiny_train_config(category: str):
 
 
 def train_tiny_models(home: Path) -> dict[str, str]:
-    """A tiny trained model per category in home (active), evaluated; returns their ids."""
+    """A tiny trained model per category in home (active), evaluated, its forecasts computed
+    (as a job leaves a model it made active); returns their ids."""
     from safety_models.evaluation import backtest as evaluation
-    from safety_models.service import workflows
+    from safety_models.service import forecasts, workflows
     from safety_models.data.store import Store
 
     ids = {}
@@ -152,6 +153,7 @@ def train_tiny_models(home: Path) -> dict[str, str]:
             model_id = result if isinstance(result, str) else result["model_id"]
             ids[category] = model_id
             evaluation.evaluate_category(store, category, model_id)
+            forecasts.refresh(store, category, model_id)
         store.close()
     return ids
 

@@ -1,21 +1,37 @@
 """The dashboard in a real browser: Debian's chromium driven by Playwright.
 
-Starts `streamlit run app.py` on a free local port with a copy of the tiny home (data and
-tiny models), visits every page, uploads a file, starts a short retrain (a real background
-process) and watches its progress, checks that the map's canvas is drawn, and saves a
-screenshot of each page (folder printed; `screenshots/` in the repo, git-ignored). The
-server is always stopped. Skips cleanly without chromium or Playwright.
+Starts `streamlit run app.py` on a free local port (its own home each time), and checks what
+an operator sees:
+
+* every page, each by its own address (deep links, /overview included), from a fresh
+  server's very first request, with only the app's navigation, never the list Streamlit
+  makes of the pages/ folder;
+* the first start of an empty home: every demo category has a risk map within its first
+  minute (the starting forecasts of the background job);
+* the street map under the cells from a style server, and the plain map when the style
+  cannot be reached (offline: no tile is requested);
+* looking back over past windows, stepping and playing;
+* uploading a file, and a short retrain (a real background process) with its progress.
+
+Screenshots are kept (folder printed; `screenshots/` in the repo, git-ignored). Servers and
+the job processes they start are always stopped. Skips cleanly without chromium or Playwright.
 """
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
 import shutil
+import signal
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -25,6 +41,7 @@ from conftest import synthetic_incidents
 pytestmark = pytest.mark.browser
 
 REPO = Path(__file__).resolve().parents[1]
+APP = REPO / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
 SHOTS = REPO / "screenshots"
 CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no-sandbox",
@@ -35,8 +52,14 @@ PAGES = {  # url path -> title shown on the page ("" is the default page, the Ov
     "models": "Models and training", "evaluation": "Evaluation",
     "method": "Method and limitations",
 }
+# Every page's own address: the default page has one too (app.py's hidden alias).
+ADDRESSES = {**PAGES, "overview": "Overview"}
 SERVER_START_TIMEOUT_S = 60
 PAGE_TIMEOUT_MS = 60_000
+# The first start: every demo category's map within this many seconds of `streamlit run`.
+# A shared, overloaded test machine may set SAFETY_MODELS_FIRST_MAP_LIMIT_S higher.
+FIRST_MAP_LIMIT_S = float(os.environ.get("SAFETY_MODELS_FIRST_MAP_LIMIT_S", "60"))
+NO_STREETS = {"SAFETY_MODELS_MAP_STYLE": "none"}   # nothing fetched from outside
 
 if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
@@ -64,18 +87,22 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
 
 
-def start_server(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free port with SAFETY_MODELS_HOME=home; (process, url)."""
+def start_server(home: Path, log_path: Path, script: Path = APP,
+                 env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """`streamlit run script` on a free port with SAFETY_MODELS_HOME=home; (process, url).
+    The repository's .streamlit/config.toml applies (the server runs in the repository)."""
     port = free_port()
-    env = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    env.pop("SAFETY_MODELS_DB_URL", None)
+    environ = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1",
+               **(env or {})}
+    environ.pop("SAFETY_MODELS_DB_URL", None)
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+        [sys.executable, "-m", "streamlit", "run", str(script),
          "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        cwd=REPO, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    process.home = Path(home)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_healthy(url, process, SERVER_START_TIMEOUT_S)
@@ -85,8 +112,22 @@ def start_server(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
     return process, url
 
 
+def job_pids(home: Path) -> list[int]:
+    """Pids of the jobs a server started in this home (their own sessions: stopping the
+    server does not stop them)."""
+    databases = list(Path(home).glob("*.db")) if Path(home).exists() else []
+    pids = []
+    for database in databases:
+        try:
+            with sqlite3.connect(database) as conn:
+                pids += [row[0] for row in conn.execute("SELECT pid FROM jobs WHERE pid IS NOT NULL")]
+        except sqlite3.Error:
+            pass
+    return pids
+
+
 def stop_server(process: subprocess.Popen) -> None:
-    """Terminate the server (and the job processes it started, same session group)."""
+    """Terminate the server (and its session group), then the job processes it started."""
     if process.poll() is None:
         process.terminate()
         try:
@@ -94,31 +135,59 @@ def stop_server(process: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+    for pid in job_pids(getattr(process, "home", Path("/nonexistent"))):
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            time.sleep(1.0)
+
+
+@contextmanager
+def running(home: Path, name: str, env: dict | None = None):
+    """A server on home for a with-block; its log is kept beside the home."""
+    process, url = start_server(home, home.parent / f"{name}.log", env=env)
+    try:
+        yield url
+    finally:
+        stop_server(process)
 
 
 @pytest.fixture(scope="module")
 def server(tiny_home_with_models, tmp_path_factory):
     home = tmp_path_factory.mktemp("browser") / "home"
     shutil.copytree(tiny_home_with_models, home)
-    log_path = home.parent / "streamlit.log"
-    process, url = start_server(home, log_path)
-    try:
+    with running(home, "streamlit", env=NO_STREETS) as url:
         yield url
-    finally:
-        stop_server(process)
-        print(f"\nstreamlit log: {log_path}")
+    print(f"\nstreamlit log: {home.parent / 'streamlit.log'}")
 
 
 @pytest.fixture(scope="module")
-def browser_page():
+def browser():
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        chromium = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1440, "height": 1000})
-            page.set_default_timeout(PAGE_TIMEOUT_MS)
-            yield page
+            yield chromium
         finally:
-            browser.close()
+            chromium.close()
+
+
+@pytest.fixture(scope="module")
+def browser_page(browser):
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield page
+    page.close()
+
+
+@pytest.fixture
+def fresh_page(browser):
+    """A new tab for one test."""
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    page.set_default_timeout(PAGE_TIMEOUT_MS)
+    yield page
+    page.close()
 
 
 def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
@@ -127,11 +196,11 @@ def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
                            timeout=timeout_ms, state="attached")
 
 
-def open_page(page, url: str, path: str) -> float:
+def open_page(page, url: str, path: str, titles: dict | None = None) -> float:
     """Go to a page, wait until its title shows and the run is done; seconds it took."""
     started = time.monotonic()
     page.goto(f"{url}/{path}")
-    page.get_by_role("heading", name=PAGES[path], exact=True).first.wait_for()
+    page.get_by_role("heading", name=(titles or ADDRESSES)[path], exact=True).first.wait_for()
     wait_idle(page)
     return time.monotonic() - started
 
@@ -148,6 +217,7 @@ def assert_no_error(page, allowed: str | None = None) -> None:
 def screenshot(page, name: str) -> None:
     """The whole page (Streamlit scrolls inside its own container, so the window is made as
     tall as the content for the picture, then set back)."""
+    SHOTS.mkdir(exist_ok=True)
     size = page.viewport_size
     height = page.evaluate(
         "() => Math.max(...[...document.querySelectorAll('[data-testid=\"stMain\"], "
@@ -169,9 +239,29 @@ def canvas_variance(page, selector: str) -> float:
     return ImageStat.Stat(image).var[0]
 
 
+def map_drawn(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
+    """deck.gl draws into a <canvas>: wait for it, give WebGL a moment, check pixels."""
+    page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas', timeout=timeout_ms)
+    page.wait_for_timeout(1500)
+    variance = canvas_variance(page, '[data-testid="stDeckGlJsonChart"]')
+    assert variance > 20, f"the map looks blank (pixel variance {variance:.1f})"
+
+
+def pick(page, key: str, label: str) -> None:
+    """Choose an option of a segmented control (found by its key) and wait for the rerun."""
+    page.locator(f".st-key-{key}").get_by_text(label, exact=True).click()
+    wait_idle(page)
+
+
+def folder_list_shown(page) -> bool:
+    """Whether Streamlit's list of the pages/ folder's scripts is on the page (its names are
+    the file names: 'risk map page', 'ui', ...)."""
+    nav = page.locator('[data-testid="stSidebarNav"]')
+    return nav.count() > 0 and "page" in nav.first.inner_text().lower()
+
+
 def test_every_page_in_chromium(server, browser_page, tmp_path):
     page = browser_page
-    SHOTS.mkdir(exist_ok=True)
     failed_requests: list[str] = []
     page.on("requestfailed", lambda request: failed_requests.append(request.url))
     page.on("response", lambda response: failed_requests.append(response.url)
@@ -180,11 +270,7 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
     for path in PAGES:
         timings[path] = open_page(page, server, path)
         if path == "map":
-            # deck.gl draws into a <canvas>: wait for it, give WebGL a moment, check pixels.
-            page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
-            page.wait_for_timeout(1500)
-            variance = canvas_variance(page, '[data-testid="stDeckGlJsonChart"]')
-            assert variance > 20, f"the map looks blank (pixel variance {variance:.1f})"
+            map_drawn(page)
             # Hovering a cell shows its values; clicking it shows its history.
             box = page.locator('[data-testid="stDeckGlJsonChart"]').first.bounding_box()
             centre = (box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
@@ -268,3 +354,184 @@ def test_retrain_shows_live_progress(server, browser_page):
     # tiny city is its own bug, not the page's): no traceback, no other error.
     assert_no_error(page, allowed="Training – Crime (job")
     screenshot(page, "models-after")
+
+
+# ---------------------------------------------------------------------------------------------
+# Navigation: only the app's, every page by its own address, from a fresh server's first request
+
+
+def test_deep_links_work_from_a_fresh_servers_first_request(tiny_home_with_models,
+                                                             tmp_path, fresh_page):
+    page = fresh_page
+    home = tmp_path / "home"
+    shutil.copytree(tiny_home_with_models, home)
+    with running(home, "streamlit-deep-links", env=NO_STREETS) as url:
+        # The very first request of this server is a deep link: watch the page while it
+        # loads for Streamlit's pages/-folder list and its "Page not found" dialog.
+        seen_folder_list = seen_not_found = False
+        page.goto(f"{url}/map", wait_until="commit")
+        heading = page.get_by_role("heading", name="Risk map", exact=True)
+        deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+        while heading.count() == 0 and time.monotonic() < deadline:
+            seen_folder_list |= folder_list_shown(page)
+            seen_not_found |= page.get_by_text("Page not found").is_visible()
+            page.wait_for_timeout(100)
+        heading.first.wait_for()
+        wait_idle(page)
+        assert page.url.rstrip("/").endswith("/map")
+        assert not page.get_by_text("Page not found").is_visible()
+        assert not seen_folder_list, "the pages/ folder's list was shown"
+        screenshot(page, "deep-link-first-request")
+        # Every page by its own address, the default page's alias included; only the app's
+        # navigation (at the top), never the folder's list.
+        for path, title in ADDRESSES.items():
+            open_page(page, url, path)
+            assert page.url.rstrip("/").endswith(f"/{path}".rstrip("/"))
+            assert not page.get_by_text("Page not found").is_visible(), path
+            assert not folder_list_shown(page), path
+            links = page.locator('[data-testid="stTopNavLink"]').all_inner_texts()
+            # each link reads "<icon name>\n\n<title>"
+            assert [t.split("\n")[-1].strip() for t in links] == list(PAGES.values()), links
+            assert_no_error(page)
+    print(f"\nnot-found dialog flashed during the first request: {seen_not_found}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The first start: a risk map for every demo category within the first minute
+
+
+def test_first_start_shows_every_categorys_map_within_a_minute(tmp_path, fresh_page):
+    page = fresh_page
+    home = tmp_path / "empty-home"
+    started = time.monotonic()
+    process, url = start_server(home, tmp_path / "streamlit-first-start.log", env=NO_STREETS)
+    try:
+        open_page(page, url, "")
+        assert_no_error(page)
+        screenshot(page, "first-start-overview")
+        shown = {}
+        for category, label in (("crime", "Crime"), ("traffic", "Traffic accidents"),
+                                ("health", "Public health")):
+            open_page(page, url, "map")
+            pick(page, "map_category", label)
+            # The page fills in by itself as soon as the category's first model is ready.
+            left_ms = max(1_000, int((started + FIRST_MAP_LIMIT_S + 60 - time.monotonic()) * 1000))
+            map_drawn(page, timeout_ms=left_ms)
+            shown[category] = time.monotonic() - started
+            forecaster = page.get_by_text("Forecast by", exact=False).first.inner_text()
+            assert "starting forecast" in forecaster or "fine-tuned network" in forecaster
+            assert "in use since" in forecaster
+            assert_no_error(page)
+            screenshot(page, f"first-start-map-{category}")
+        print("\nfirst start, seconds from `streamlit run` to each map: "
+              + ", ".join(f"{c} {s:.0f}" for c, s in shown.items()))
+        late = {c: round(s) for c, s in shown.items() if s > FIRST_MAP_LIMIT_S}
+        assert not late, f"maps later than {FIRST_MAP_LIMIT_S:.0f} s after the start: {late}"
+    finally:
+        stop_server(process)
+
+
+# ---------------------------------------------------------------------------------------------
+# Streets under the risk, and the plain map when they cannot be reached
+
+
+STYLE_JSON = {"version": 8, "name": "test streets", "sources": {},
+              "layers": [{"id": "background", "type": "background",
+                          "paint": {"background-color": "#dfe6ee"}}]}
+
+
+@pytest.fixture
+def style_server():
+    """A local 'city tile server' that serves one MapLibre style (a plain background)."""
+    requests: list[str] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - the stdlib's name
+            requests.append(self.path)
+            body = json.dumps(STYLE_JSON).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}/style.json", requests
+    finally:
+        httpd.shutdown()
+
+
+def test_streets_under_the_cells_from_the_citys_style_server(tiny_home_with_models, tmp_path,
+                                                             fresh_page, style_server):
+    page = fresh_page
+    style_url, served = style_server
+    home = tmp_path / "home"
+    shutil.copytree(tiny_home_with_models, home)
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    with running(home, "streamlit-streets", env={"SAFETY_MODELS_MAP_STYLE": style_url}) as url:
+        open_page(page, url, "map")
+        map_drawn(page)
+        assert style_url in fetched, "the browser loads the street map's style"
+        assert not page.get_by_text("Street map not shown").count()
+        assert_no_error(page)
+        screenshot(page, "map-streets")
+    assert "/style.json" in served
+
+
+def test_offline_the_map_is_drawn_without_streets(tiny_home_with_models, tmp_path, fresh_page):
+    page = fresh_page
+    home = tmp_path / "home"
+    shutil.copytree(tiny_home_with_models, home)
+    unreachable = f"http://127.0.0.1:{free_port()}/style.json"     # nothing listens there
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    with running(home, "streamlit-offline", env={"SAFETY_MODELS_MAP_STYLE": unreachable}) as url:
+        started = time.monotonic()
+        open_page(page, url, "map")
+        map_drawn(page)
+        assert time.monotonic() - started < 45, "an unreachable street map must not hold the page"
+        page.get_by_text("Street map not shown", exact=False).first.wait_for()
+        assert_no_error(page)
+        screenshot(page, "map-offline")
+    outside = [u for u in fetched if not u.startswith(url)]
+    assert not outside, f"nothing may be fetched from elsewhere offline: {outside}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Looking back: the forecast beside what happened, step by step and played
+
+
+def test_look_back_steps_and_plays_through_past_windows(server, browser_page):
+    page = browser_page
+    open_page(page, server, "map")
+    pick(page, "map_when", "Look back")
+    map_drawn(page)
+    summary = page.get_by_text("happened", exact=False).first
+    summary.wait_for()
+    slider = page.locator(".st-key-map_back")
+    latest = slider.inner_text()
+    screenshot(page, "map-look-back")
+    changed = """(before) => {
+        const el = document.querySelector('.st-key-map_back');
+        return el && el.innerText !== before;
+    }"""
+    # Play starts from the first window and moves on by itself.
+    page.locator(".st-key-map_play button").click()
+    page.wait_for_function(changed, arg=latest, timeout=30_000)
+    first = slider.inner_text()
+    page.wait_for_function(changed, arg=first, timeout=30_000)
+    page.locator(".st-key-map_play").get_by_text("Pause", exact=True).wait_for()
+    map_drawn(page)
+    screenshot(page, "map-look-back-playing")
+    page.locator(".st-key-map_play button").click()
+    page.locator(".st-key-map_play").get_by_text("Play", exact=True).wait_for()
+    wait_idle(page)
+    assert_no_error(page)

@@ -29,6 +29,13 @@ def copy_home(source: Path, target: Path) -> Path:
     return target
 
 
+@pytest.fixture(autouse=True)
+def no_street_map(monkeypatch):
+    """No street map unless a test asks for one: nothing is fetched, the maps are the same
+    with or without a network."""
+    monkeypatch.setenv("SAFETY_MODELS_MAP_STYLE", "none")
+
+
 @pytest.fixture
 def home(tiny_home_with_models, tmp_path, monkeypatch) -> Path:
     """A private copy of the home with data and tiny models, set as SAFETY_MODELS_HOME."""
@@ -263,6 +270,7 @@ def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
     open_tab(at, "data_tab", "Load files")
     extra = synthetic_incidents("traffic", 60, seed=11)
     extra["ID"] = [f"new{i}" for i in range(len(extra))]
+    extra["Block"] = [f"0{i % 3}XX W MAIN ST" for i in range(len(extra))]
     extra.loc[extra.index[:4], "Date"] = "not a date"
     at.selectbox(key="upload_category").set_value("traffic")
     at.file_uploader(key="upload_files").set_value(
@@ -272,6 +280,7 @@ def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
     detected = {s.key.rsplit("_", 1)[-1]: s.value for s in at.selectbox
                 if s.key and s.key.startswith("mapping_")}
     assert detected["time"] == "Date" and detected["lat"] == "Latitude"
+    assert detected["place"] == "Block"
     at.button(key="upload_load").click().run()
     assert_clean(at)
     messages = " ".join(w.value for w in [*at.warning, *at.success])
@@ -346,3 +355,90 @@ def test_risk_map_shows_the_history_of_a_clicked_cell(home, started_jobs):
     # The clicked cell is outlined on the map.
     cells = deck_spec(at)["layers"][0]["data"]
     assert [c["cell_id"] for c in cells if c["line"] == [0, 0, 0, 255]] == [cell]
+
+
+def test_risk_map_says_which_forecaster_it_shows_and_since_when(home, started_jobs):
+    at = open_page("pages/risk_map_page.py")
+    assert_clean(at)
+    line = [c.value for c in at.caption if c.value.startswith("Forecast by")]
+    assert line and "the fine-tuned network" in line[0] and "in use since" in line[0]
+
+
+def test_risk_map_looks_back_over_past_windows(home, started_jobs):
+    at = open_page("pages/risk_map_page.py")
+    at.segmented_control(key="map_when").set_value("back").run()
+    assert_clean(at)
+    slider = at.select_slider(key="map_back")
+    latest = slider.value
+    assert latest == len(slider.options) - 1 > 0, "the latest past window first"
+    assert any("happened" in m.value for m in at.markdown)
+    spec = deck_spec(at)
+    assert [layer["id"] for layer in spec["layers"]][-1] == "incidents"
+    assert "Incidents that then happened" in json.loads(
+        at.get("deck_gl_json_chart")[0].proto.tooltip)["html"]
+    hotspots = table_with(at, "happened")
+    assert len(hotspots) == 10
+    # Step back one window ...
+    at.select_slider(key="map_back").set_value(latest - 1).run()
+    assert_clean(at)
+    assert at.select_slider(key="map_back").value == latest - 1
+    # ... and play: from there on, one window per run, stopping at the latest.
+    at.button(key="map_play").click().run()
+    assert_clean(at)
+    assert at.session_state["map_playing"] is True
+    assert at.select_slider(key="map_back").value == latest
+    at.run()
+    assert at.session_state["map_playing"] is False
+    # At the latest window, Play starts from the first one.
+    at.button(key="map_play").click().run()
+    assert at.session_state["map_playing"] is True
+    assert at.select_slider(key="map_back").value in (0, 1)
+
+
+def test_risk_map_over_streets_when_the_style_can_be_reached(home, started_jobs, monkeypatch):
+    import http.server
+    import threading
+
+    class Style(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"version": 8, "sources": {}, "layers": []}')
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Style)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        style = f"http://127.0.0.1:{httpd.server_address[1]}/style.json"
+        monkeypatch.setenv("SAFETY_MODELS_MAP_STYLE", style)
+        at = open_page("pages/risk_map_page.py")
+        assert_clean(at)
+        spec = deck_spec(at)
+        assert spec["mapStyle"] == style and spec["mapProvider"] == "maplibre"
+        assert not [c for c in at.caption if "Street map not shown" in c.value]
+    finally:
+        httpd.shutdown()
+
+
+def test_risk_map_without_streets_when_the_style_cannot_be_reached(home, started_jobs,
+                                                                    monkeypatch):
+    import socket
+
+    with socket.socket() as sock:          # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("SAFETY_MODELS_MAP_STYLE", f"http://127.0.0.1:{port}/style.json")
+    at = open_page("pages/risk_map_page.py")
+    assert_clean(at)
+    spec = deck_spec(at)
+    assert "mapProvider" not in spec and spec["mapStyle"] == "__MAP_STYLE__"
+    assert [c for c in at.caption if "Street map not shown" in c.value]
+
+
+def test_overview_names_the_forecaster_of_each_category(home, started_jobs):
+    at = open_page("pages/overview_page.py")
+    assert_clean(at)
+    names = [m.value for m in at.markdown if "since" in m.value and "`" in m.value]
+    assert len(names) == 3 and all("fine-tuned network" in n for n in names)
