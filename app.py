@@ -7,7 +7,7 @@ from pages._navigation import only_app_navigation
 # A fresh server's first run is routed through Streamlit's pages/-folder mode: leave it first.
 only_app_navigation()
 
-from pages._ui import first_start, shown_errors  # noqa: E402 - after the folder-mode repair
+from pages._ui import first_start, shown_errors, warm_up  # noqa: E402 - after the folder-mode repair
 
 st.set_page_config(page_title="Safety risk maps", page_icon="🗺️", layout="wide")
 
@@ -35,3 +35,4 @@ page = st.navigation([
 # Whatever a page does not handle itself is shown as a short message, never a bare traceback.
 with shown_errors("showing this page"):
     page.run()
+warm_up()   # the other pages' imports, in the background, once the first page is drawn

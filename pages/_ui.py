@@ -15,6 +15,8 @@ page (app.py's st.navigation names the pages).
 from __future__ import annotations
 
 import contextlib
+import importlib
+import threading
 from typing import Any, Iterator
 
 import pandas as pd
@@ -360,6 +362,32 @@ def column_config(formats: dict[str, ColumnFormat]) -> dict[str, Any]:
         return f.label   # a heading only: the column's own type decides how it looks
 
     return {name: one(f) for name, f in formats.items()}
+
+
+# What later pages import, in the order they are likely needed: the map, then the charts.
+# (Not torch: only a click on a cell or a past date needs it, and importing it would hold
+# both cores for seconds while the operator opens the next page.)
+WARM_UP_MODULES = ("pydeck", "plotly.graph_objects", "safety_models.presentation.charts")
+
+
+@st.cache_resource(show_spinner=False)
+def _warm_up_thread() -> threading.Thread:
+    def run() -> None:
+        for name in WARM_UP_MODULES:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+    thread = threading.Thread(target=run, name="warm-up imports", daemon=True)
+    thread.start()
+    return thread
+
+
+def warm_up() -> None:
+    """Once per server process, after the first page is drawn: import in the background
+    what the other pages need, so the first visit to each does not wait for its imports
+    (a Python import runs once; a page needing the module meanwhile waits for it)."""
+    _warm_up_thread()
 
 
 def first_start() -> None:

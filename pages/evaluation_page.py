@@ -51,70 +51,87 @@ unit = window_label(evaluation.get("window_hours"))
 quick = is_quick_evaluation(evaluation, ui.model_info(paths.db_url(), model_id).get("val_end"))
 st.markdown(evaluation_period_text(evaluation, quick=quick))
 
+# Lazy tabs: only the open one runs, so the charts (and the charting library the browser
+# loads for them) wait until someone asks for them.
+scores_tab, curves_tab, time_tab, study_tab = st.tabs(
+    ["Scores", "Curves", "Over time", "Fine-tuning study"], key="eval_tab", on_change="rerun")
+
 # ---------------------------------------------------------------------------- the table
-st.subheader("Model and baselines")
-st.dataframe(tables.metrics_table(evaluation), width="stretch", key="eval_table",
-             column_config=ui.column_config(tables.METRIC_COLUMNS))
-st.caption("Hit rate: share of the period's incidents inside the cells flagged (top 1/5/10 % "
-           "of the city's area). PAI: hit rate divided by the area share (how many times better "
-           "than flagging cells at random). Higher is better for every column except Brier.")
+with scores_tab:
+    if scores_tab.open:
+        st.subheader("Model and baselines")
+        st.dataframe(tables.metrics_table(evaluation), width="stretch", key="eval_table",
+                     column_config=ui.column_config(tables.METRIC_COLUMNS))
+        st.caption("Hit rate: share of the period's incidents inside the cells flagged (top "
+                   "1/5/10 % of the city's area). PAI: hit rate divided by the area share (how "
+                   "many times better than flagging cells at random). Higher is better for "
+                   "every column except Brier.")
+
+        st.subheader("Yes/no at the operating threshold")
+        model = evaluation["results"]["model"]
+        left, right = st.columns([1, 1.3])
+        with left:
+            st.dataframe(tables.confusion_table(model), width="stretch", key="eval_confusion")
+            st.caption(f"Counted over every city cell and {unit} of the test period; a cell is "
+                       "flagged when its chance is at least "
+                       f"{model.get('threshold', float('nan')):.1%} (chosen on the validation "
+                       "period).")
+        with right:
+            a, b, c = st.columns(3)
+            a.metric("Accuracy", percent(model.get("accuracy")))
+            b.metric("Always “no incident”", percent(model.get("always_no_event_accuracy")))
+            c.metric("Balanced accuracy", percent(model.get("balanced_accuracy")))
+            st.info("Accuracy looks high because most cells have no incident in most "
+                    f"{unit}s: always answering “no incident” already scores "
+                    f"{percent(model.get('always_no_event_accuracy'))}. Judge the model by hit "
+                    "rate, PAI and balanced accuracy instead.", icon=":material/lightbulb:")
 
 # ---------------------------------------------------------------------------- curves
-st.subheader("Incidents captured against area flagged")
-left, right = st.columns(2)
-left.plotly_chart(charts.hit_rate_figure(evaluation), width="stretch", key="eval_hit_rate")
-right.plotly_chart(charts.pai_figure(evaluation), width="stretch", key="eval_pai")
-left, right = st.columns(2)
-left.plotly_chart(charts.roc_figure(evaluation), width="stretch", key="eval_roc")
-right.plotly_chart(charts.calibration_figure(evaluation), width="stretch",
-                   key="eval_calibration")
-
-# ---------------------------------------------------------------------------- confusion
-st.subheader("Yes/no at the operating threshold")
-model = evaluation["results"]["model"]
-left, right = st.columns([1, 1.3])
-with left:
-    st.dataframe(tables.confusion_table(model), width="stretch", key="eval_confusion")
-    st.caption(f"Counted over every city cell and {unit} of the test period; a cell is "
-               f"flagged when its chance is at least {model.get('threshold', float('nan')):.1%}"
-               " (chosen on the validation period).")
-with right:
-    a, b, c = st.columns(3)
-    a.metric("Accuracy", percent(model.get("accuracy")))
-    b.metric("Always “no incident”", percent(model.get("always_no_event_accuracy")))
-    c.metric("Balanced accuracy", percent(model.get("balanced_accuracy")))
-    st.info("Accuracy looks high because most cells have no incident in most "
-            f"{unit}s: always answering “no incident” already scores "
-            f"{percent(model.get('always_no_event_accuracy'))}. Judge the model by hit "
-            "rate, PAI and balanced accuracy instead.", icon=":material/lightbulb:")
+with curves_tab:
+    if curves_tab.open:
+        st.subheader("Incidents captured against area flagged")
+        left, right = st.columns(2)
+        left.plotly_chart(charts.hit_rate_figure(evaluation), width="stretch",
+                          key="eval_hit_rate")
+        right.plotly_chart(charts.pai_figure(evaluation), width="stretch", key="eval_pai")
+        left, right = st.columns(2)
+        left.plotly_chart(charts.roc_figure(evaluation), width="stretch", key="eval_roc")
+        right.plotly_chart(charts.calibration_figure(evaluation), width="stretch",
+                           key="eval_calibration")
 
 # ---------------------------------------------------------------------------- over time
-weekly = int(evaluation.get("window_hours") or 24) < 168
-st.subheader("Scores over the test period")
-per_window = tables.scores_over_time(evaluation, "hit_rate_5")
-if per_window.empty:
-    st.caption("No per-window scores in this evaluation.")
-else:
-    st.plotly_chart(charts.scores_over_time_figure(per_window), width="stretch",
-                    key="eval_per_window")
-    st.caption(("Mean of the days of each week" if weekly else "Each week") + " – share of "
-               f"the {unit}'s incidents inside the top 5 % of the area; windows without "
-               "incidents have no score.")
+with time_tab:
+    if time_tab.open:
+        weekly = int(evaluation.get("window_hours") or 24) < 168
+        st.subheader("Scores over the test period")
+        per_window = tables.scores_over_time(evaluation, "hit_rate_5")
+        if per_window.empty:
+            st.caption("No per-window scores in this evaluation.")
+        else:
+            st.plotly_chart(charts.scores_over_time_figure(per_window), width="stretch",
+                            key="eval_per_window")
+            st.caption(("Mean of the days of each week" if weekly else "Each week") + " – "
+                       f"share of the {unit}'s incidents inside the top 5 % of the area; "
+                       "windows without incidents have no score.")
 
 # ---------------------------------------------------------------------------- study
-st.subheader("Fine-tuning study")
-st.caption("The same city trained from scratch and from the pretrained base with different "
-           "layers frozen and amounts of history: which choice works best here.")
-with ui.shown_errors("reading the fine-tuning study"):
-    from safety_models.evaluation import study
+with study_tab:
+    if study_tab.open:
+        st.subheader("Fine-tuning study")
+        st.caption("The same city trained from scratch and from the pretrained base with "
+                   "different layers frozen and amounts of history: which choice works best "
+                   "here.")
+        with ui.shown_errors("reading the fine-tuning study"):
+            from safety_models.evaluation import study
 
-    runs = study.load_study(category)
-    if runs is None or len(runs) == 0:
-        st.info("No study has been run for this category yet: "
-                f"`python -m safety_models study --category {category}` runs it "
-                "(it trains several small models; expect a while).", icon=":material/science:")
-    else:
-        st.markdown("\n".join(f"- {line}" for line in study.summarise_study(runs)))
-        st.plotly_chart(charts.study_figure(runs), width="stretch", key="eval_study")
-        with st.expander("Every run of the study"):
-            st.dataframe(runs, hide_index=True, width="stretch")
+            runs = study.load_study(category)
+            if runs is None or len(runs) == 0:
+                st.info("No study has been run for this category yet: "
+                        f"`python -m safety_models study --category {category}` runs it "
+                        "(it trains several small models; expect a while).",
+                        icon=":material/science:")
+            else:
+                st.markdown("\n".join(f"- {line}" for line in study.summarise_study(runs)))
+                st.plotly_chart(charts.study_figure(runs), width="stretch", key="eval_study")
+                with st.expander("Every run of the study"):
+                    st.dataframe(runs, hide_index=True, width="stretch")

@@ -64,7 +64,10 @@ def train_form() -> None:
     with st.form("train_form", border=True):
         st.markdown(f"**Retrain the {text.category_label(category).lower()} model**")
         left, right = st.columns(2)
-        bases = [b for b in BASE_CHOICES if b != "active" or active_id]
+        # A starting forecast has no network to continue (a linear model of the rates).
+        continuable = active_id is not None and \
+            ui.forecasts(category, active_id).forecaster != "linear"
+        bases = [b for b in BASE_CHOICES if b != "active" or continuable]
         base = left.selectbox(
             "Start from", bases, format_func=BASE_CHOICES.get, key="train_base",
             help="Pretrained base: learnt on many simulated cities, adapts fastest. ImageNet: "
@@ -151,6 +154,8 @@ else:
                     registry.promote(store, candidate)
                     ui.models.clear()
                     ui.prediction.clear()
+                    with st.spinner("Preparing its maps…"):
+                        ui.forecasts(category, candidate)
                     st.toast(f"{candidate} is now the {category} model in use.")
                     st.rerun()
     with right, st.container(border=True):
@@ -161,6 +166,8 @@ else:
             with ui.shown_errors("rolling back"):
                 previous = registry.rollback(store, category)
                 ui.models.clear()
+                with st.spinner("Preparing its maps…"):
+                    ui.forecasts(category, previous)
                 st.toast(f"{previous} is the {category} model in use again.")
                 st.rerun()
 

@@ -21,11 +21,13 @@ counts = ui.incident_counts(url, stamp)
 uploads = ui.uploads(url, stamp)
 
 
-@st.fragment(run_every=2)
-def jobs_and_attention() -> None:
-    """Refreshes by itself: running jobs with their progress, and what needs attention."""
+def jobs_and_attention(models_then: str) -> None:
+    """Refreshes by itself: running jobs with their progress, and what needs attention; the
+    whole page once a job has made or promoted a model (a category's map and scores)."""
     from safety_models.service import jobs, operations
 
+    if ui.models_version() != models_then:
+        st.rerun(scope="app")
     with ui.shown_errors("reading the state of jobs and models"):
         items = operations.attention_items(store)
         running = [j for j in jobs.list_jobs(store, limit=20)
@@ -46,7 +48,14 @@ def jobs_and_attention() -> None:
                  else ":material/info:")
 
 
-jobs_and_attention()
+# Refreshes every 2 s while a job runs (its progress), else now and then (a job started
+# elsewhere, a model that turned stale).
+busy = False
+with ui.shown_errors("reading the state of jobs"):
+    from safety_models.service import jobs as _jobs
+
+    busy = _jobs.active_job(store) is not None
+st.fragment(jobs_and_attention, run_every=2 if busy else 30)(ui.models_version())
 
 st.subheader("Categories")
 columns = st.columns(len(CATEGORIES), gap="medium")
@@ -90,8 +99,7 @@ for column, category in zip(columns, CATEGORIES):
             st.markdown(f"**Top 5 hotspots**, {when(start)} – {when(end)}")
             top = tables.top_hotspots(prediction, 5, ui.boundary(url, category),
                                       forecasts.places)
-            st.dataframe(tables.hotspots_shown(top), hide_index=True, width="stretch",
-                         column_config=ui.column_config(tables.HOTSPOT_COLUMNS))
+            st.markdown(tables.hotspots_markdown(tables.hotspots_shown(top)))
             if st.button("Open the risk map", key=f"open_map_{category}", icon=":material/map:",
                          on_click=ui.remember_category, args=("map_category", category)):
                 st.switch_page("pages/risk_map_page.py")

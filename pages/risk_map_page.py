@@ -137,9 +137,9 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
     with side_column:
         st.markdown("**Top hotspots**")
         hotspots = tables.top_hotspots(prediction, 10, districts, bundle.places)
-        st.dataframe(tables.hotspots_shown(hotspots, with_risk_level=True), hide_index=True,
-                     width="stretch", key="map_hotspots", height=388,
-                     column_config=ui.column_config(tables.HOTSPOT_COLUMNS))
+        with st.container(key="map_hotspots"):
+            st.markdown(tables.hotspots_markdown(
+                tables.hotspots_shown(hotspots, with_risk_level=True)))
         file_stem = f"{category}-risk-{window_start:%Y-%m-%d}"
         st.download_button("Download CSV", data=export.prediction_to_csv(prediction),
                            file_name=f"{file_stem}.csv", mime="text/csv",

@@ -113,16 +113,21 @@ def start_server(home: Path, log_path: Path, script: Path = APP,
 
 
 def job_pids(home: Path) -> list[int]:
-    """Pids of the jobs a server started in this home (their own sessions: stopping the
-    server does not stop them)."""
+    """Pids of the jobs still running that a server started in this home (each in its own
+    session: stopping the server does not stop them). Only a live `run-job ID` process of
+    one of this home's active jobs counts, never a pid that another program reuses."""
+    from safety_models.service.jobs import pid_alive
+
     databases = list(Path(home).glob("*.db")) if Path(home).exists() else []
     pids = []
     for database in databases:
         try:
             with sqlite3.connect(database) as conn:
-                pids += [row[0] for row in conn.execute("SELECT pid FROM jobs WHERE pid IS NOT NULL")]
+                rows = conn.execute("SELECT job_id, pid FROM jobs WHERE pid IS NOT NULL AND "
+                                    "status IN ('queued', 'running')").fetchall()
         except sqlite3.Error:
-            pass
+            continue
+        pids += [pid for job_id, pid in rows if pid_alive(pid, job_id)]
     return pids
 
 
@@ -136,12 +141,21 @@ def stop_server(process: subprocess.Popen) -> None:
             process.kill()
             process.wait(timeout=10)
     for pid in job_pids(getattr(process, "home", Path("/nonexistent"))):
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            time.sleep(1.0)
+        os.kill(pid, signal.SIGTERM)                # the job ends itself as failed
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and _alive(pid):
+            time.sleep(0.2)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    state = Path(f"/proc/{pid}/stat")
+    return not state.exists() or state.read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
 
 
 @contextmanager
@@ -281,6 +295,9 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
             page.locator(".st-key-map_history .js-plotly-plot").wait_for()
             wait_idle(page)
         if path == "evaluation":
+            # Lazy tabs: the charts run when their tab is opened.
+            page.get_by_role("tab", name="Curves").click()
+            wait_idle(page)
             page.wait_for_selector(".js-plotly-plot")
         if path == "data":
             # Lazy tabs: each one runs when opened.

@@ -98,6 +98,19 @@ def table_with(at: AppTest, column: str):
                          f"{[list(f.value.columns) for f in at.dataframe]}")
 
 
+def markdown_tables_with(at: AppTest, header: str) -> list[list[list[str]]]:
+    """The markdown tables on the page whose header row names `header`: rows of cells (the
+    header first), e.g. the hotspots."""
+    found = []
+    for block in at.markdown:
+        lines = [line for line in block.value.splitlines() if line.startswith("|")]
+        if not lines or header not in [c.strip() for c in lines[0].strip("|").split("|")]:
+            continue
+        rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in lines]
+        found.append([rows[0]] + rows[2:])          # without the alignment row
+    return found
+
+
 def deck_spec(at: AppTest) -> dict:
     charts = at.get("deck_gl_json_chart")
     assert charts, "no pydeck chart on the page"
@@ -147,11 +160,14 @@ def test_overview_shows_each_category(home, started_jobs):
     # The headline scores of every (evaluated) model beside the best baseline's ...
     headlines = [m.value for m in at.markdown if "best baseline" in m.value and "ROC-AUC" in m.value]
     assert len(headlines) == 3
-    # ... and its top 5 hotspots, named by district.
-    tables = [d.value for d in at.dataframe]
-    hotspots = [t for t in tables if "rank" in t.columns and len(t) == 5]
-    assert len(hotspots) == 3
-    assert all(t["district"].str.startswith("District ").all() for t in hotspots)
+    # ... and its top 5 hotspots, named by district, each with a link to the city's map.
+    hotspots = markdown_tables_with(at, "district")
+    assert len(hotspots) == 3 and all(len(t) == 1 + 5 for t in hotspots)
+    for table in hotspots:
+        district, link = table[0].index("district"), table[0].index("map")
+        assert all(row[district].startswith("District ") for row in table[1:])
+        assert all(row[link].startswith("[open ↗](https://www.openstreetmap.org/")
+                   for row in table[1:])
 
 
 def test_risk_map_draws_cells_outlines_and_hotspots(home, started_jobs):
@@ -167,8 +183,8 @@ def test_risk_map_draws_cells_outlines_and_hotspots(home, started_jobs):
             "risk_level"} <= set(first)
     # No basemap: nothing is fetched from a tile server.
     assert "mapProvider" not in spec and "cartocdn" not in json.dumps(spec)
-    hotspots = table_with(at, "last 30 days")
-    assert len(hotspots) == 10 and list(hotspots["rank"]) == list(range(1, 11))
+    [hotspots] = markdown_tables_with(at, "30 days")
+    assert [row[0] for row in hotspots[1:]] == [str(r) for r in range(1, 11)]
     assert {b.key for b in at.get("download_button")} >= {"map_download_csv",
                                                            "map_download_geojson"}
 
@@ -204,6 +220,7 @@ def test_risk_map_for_a_past_date(home, started_jobs):
 def test_evaluation_lists_model_and_every_baseline(home, started_jobs):
     at = open_page("pages/evaluation_page.py")
     assert_clean(at)
+    assert not at.get("plotly_chart"), "the charts' tabs run only when opened"
     table = table_with(at, "pai_5")
     assert table.index[0] == "this model"
     assert len(table) >= 5, "the model and at least four baselines"
@@ -376,8 +393,8 @@ def test_risk_map_looks_back_over_past_windows(home, started_jobs):
     assert [layer["id"] for layer in spec["layers"]][-1] == "incidents"
     assert "Incidents that then happened" in json.loads(
         at.get("deck_gl_json_chart")[0].proto.tooltip)["html"]
-    hotspots = table_with(at, "happened")
-    assert len(hotspots) == 10
+    [hotspots] = markdown_tables_with(at, "happened")
+    assert len(hotspots) == 1 + 10
     # Step back one window ...
     at.select_slider(key="map_back").set_value(latest - 1).run()
     assert_clean(at)
@@ -442,3 +459,13 @@ def test_overview_names_the_forecaster_of_each_category(home, started_jobs):
     assert_clean(at)
     names = [m.value for m in at.markdown if "since" in m.value and "`" in m.value]
     assert len(names) == 3 and all("fine-tuned network" in n for n in names)
+
+
+def test_evaluation_charts_are_in_their_own_tabs(home, started_jobs):
+    at = open_page("pages/evaluation_page.py")
+    open_tab(at, "eval_tab", "Curves")
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 4, "hit rate, PAI, ROC and calibration"
+    open_tab(at, "eval_tab", "Over time")
+    assert_clean(at)
+    assert len(at.get("plotly_chart")) == 1

@@ -26,8 +26,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 from safety_models.files import to_jsonable
 
@@ -331,6 +329,8 @@ def roc_auc(prob: Any, y: Any) -> float:
     prob_flat, y_flat = _flat(prob, y)
     if y_flat.all() or not y_flat.any():
         return math.nan
+    from sklearn.metrics import roc_auc_score   # here: reading saved scores needs no sklearn
+
     return float(roc_auc_score(y_flat, prob_flat))
 
 
@@ -342,6 +342,8 @@ def roc_auc_per_window(prob: Any, y: Any) -> np.ndarray:
     """
     prob_2d = _windows_by_cells(prob, "prob")
     y_2d = _windows_by_cells(y, "y") > 0
+    from scipy.stats import rankdata
+
     ranks = rankdata(prob_2d, axis=1)  # (windows, cells), ties share their mean rank
     n_pos = y_2d.sum(axis=1).astype(np.float64)
     n_neg = y_2d.shape[1] - n_pos
@@ -386,6 +388,8 @@ def pr_auc(prob: Any, y: Any) -> float:
     prob_flat, y_flat = _flat(prob, y)
     if y_flat.all() or not y_flat.any():
         return math.nan
+    from sklearn.metrics import average_precision_score
+
     return float(average_precision_score(y_flat, prob_flat))
 
 
@@ -433,6 +437,8 @@ def operating_threshold(prob_val: Any, y_val: Any) -> float:
     prob_flat, y_flat = _flat(prob_val, y_val)
     if not y_flat.any():
         return 0.5
+    from sklearn.metrics import precision_recall_curve
+
     precision, recall, thresholds = precision_recall_curve(y_flat, prob_flat)
     precision, recall = precision[:-1], recall[:-1]  # the last point has no threshold
     with np.errstate(divide="ignore", invalid="ignore"):

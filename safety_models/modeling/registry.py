@@ -30,7 +30,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
-import torch
 
 from safety_models import paths
 from safety_models.errors import GridMismatch, NotReady, UserError
@@ -84,6 +83,8 @@ def _ensure_tables(store: Store) -> None:
 def to_plain(value: Any) -> Any:
     """Checkpoint-safe copy: numpy arrays -> tensors, numpy scalars -> Python numbers,
     timestamps -> ISO strings, dataclasses with to_dict -> dicts; containers recursively."""
+    import torch   # here, not at the top: reading the registry needs no torch (the dashboard)
+
     if isinstance(value, torch.Tensor):
         return value.detach().cpu()
     if isinstance(value, np.ndarray):
@@ -172,6 +173,8 @@ def _save(store: Store, checkpoint: dict, category: str, base_model_id: str | No
         test_metrics=to_jsonable(metrics.get("test")),
         path=str(final_path.relative_to(paths.home_dir())),
     )
+    import torch
+
     tmp_path = write_atomic(final_path, lambda fh: torch.save(ckpt, fh), replace=False)
     placed = False
     try:
@@ -242,6 +245,8 @@ def load_checkpoint(store: Store, model_id: str) -> dict:
     if not path.exists():
         raise NotReady(f"the checkpoint file of model {model_id} is missing ({path}); "
                        "delete the model and train again")
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

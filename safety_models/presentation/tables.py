@@ -275,6 +275,33 @@ def hotspots_shown(hotspots: pd.DataFrame, with_risk_level: bool = False) -> pd.
     return hotspots[["rank", *where, "chance", *counts, "map"]]
 
 
+def _markdown_cell(value: Any) -> str:
+    """A value for a markdown table cell: pipes and line breaks cannot break the table."""
+    return str(value).replace("|", "\\|").replace("\n", " ").strip() or MISSING
+
+
+def hotspots_markdown(shown: pd.DataFrame) -> str:
+    """hotspots_shown as a markdown table for people: labels of HOTSPOT_COLUMNS, the chance
+    in percent, the map column as a link. (A markdown table needs nothing more loaded in the
+    browser; a few rows need no sorting or scrolling.)"""
+    formats = HOTSPOT_COLUMNS
+    heads = [formats[c].label if c in formats and formats[c].label else c for c in shown.columns]
+    right = {"rank", "cell", "chance", "last 30 days", "happened"}
+    lines = ["| " + " | ".join(heads) + " |",
+             "|" + "|".join("--:" if c in right else ":--" for c in shown.columns) + "|"]
+    for row in shown.to_dict("records"):
+        cells = []
+        for column, value in row.items():
+            if column == "chance":
+                cells.append(f"{float(value):.1f} %")
+            elif column == "map":
+                cells.append(f"[open ↗]({value})")
+            else:
+                cells.append(_markdown_cell(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 # ---------------------------------------------------------------------------------- over time
 
 

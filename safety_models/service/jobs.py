@@ -11,7 +11,8 @@ Kinds:
   train      config = TrainConfig.to_dict(): workflows.train_category
   pretrain   config = {"force": bool, "pretrain": {training.pretrain options}}:
              modeling.pretrained.ensure_pretrained
-  bootstrap  config = {} (optionally "train": TrainConfig overrides, "pretrain": options):
+  bootstrap  config = {} (optionally "train": TrainConfig overrides, "pretrain": options,
+             "await_meta": [key, value] to wait while the store's meta key reads value):
              workflows.bootstrap: for every category with data and no model, the starting
              forecast at once, then the base and the fine-tuned networks (started by
              operations.first_start and after the upload of a new category)
@@ -435,6 +436,10 @@ def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str 
                                  should_stop=reporter.should_stop,
                                  pretrain_options=config.get("pretrain"))
     if kind == "bootstrap":
+        if config.get("await_meta"):
+            from safety_models.modeling import training  # noqa: F401 - its import overlaps the wait
+
+            await_meta(store, *config["await_meta"], should_stop=reporter.should_stop)
         model_ids = workflows.bootstrap(store, on_progress=reporter.on_progress,
                                         should_stop=reporter.should_stop,
                                         train_overrides=config.get("train"),
@@ -443,6 +448,20 @@ def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str 
                                         forecasts.model_ready(store, category, model_id))
         return ",".join(model_ids) or None
     raise ValueError(f"unknown job kind {kind!r}")
+
+
+AWAIT_META_LIMIT_S = 600.0
+
+
+def await_meta(store: Store, key: str, value: str, should_stop: Callable[[], bool] | None = None,
+               limit_s: float = AWAIT_META_LIMIT_S, poll_s: float = 0.2) -> None:
+    """Wait while the store's meta `key` reads `value` (another process is still preparing
+    what this job needs, e.g. the first start loading the demo data), at most limit_s."""
+    deadline = time.monotonic() + limit_s
+    while store.get_meta(key) == value and time.monotonic() < deadline:
+        if should_stop is not None and should_stop():
+            return
+        time.sleep(poll_s)
 
 
 class Terminated(BaseException):

@@ -25,6 +25,7 @@ from safety_models.service import jobs
 from safety_models.service.workflows import categories_without_model
 
 FIRST_START_KEY = "first_start"  # meta key: the first start has run in this home
+FIRST_START_LOADING = "loading"  # ... its value while the demo data loads
 # meta key: first models were asked for (an upload of a new category) while another job ran;
 # the next session's first_start starts them.
 MODELS_WANTED_KEY = "first_models_wanted"
@@ -32,30 +33,39 @@ STALE_AFTER_WINDOWS = 14         # attention: the model has not seen this many n
 
 
 def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> dict:
-    """Once per home: on an empty store load the demo data, then start one background
-    bootstrap job when some category has data but no model and no job is running.
+    """Once per home: on an empty store load the demo data, with one background bootstrap
+    job that makes every category's first models (their maps within the first minute).
 
-    Records that it ran (meta ``first_start``), so removing the demo data later does not
-    bring it back. load_demo: a function of the store; default ``demo.load_demo``.
+    The job is started first, told to wait while the demo loads (its config "await_meta"):
+    its own start (importing torch) then overlaps the loading instead of following it. A home
+    that has data but models missing gets the job too. Records that it ran (meta
+    ``first_start``, "loading" meanwhile), so removing the demo data later does not bring it
+    back. load_demo: a function of the store; default ``demo.load_demo``.
     Returns {"demo_loaded": bool, "job_id": int | None}.
     """
     jobs.recover_stale_jobs(store)
     if store.get_meta(FIRST_START_KEY) is not None:
         return {"demo_loaded": False, "job_id": _start_wanted_models(store)}
-    demo_loaded = False
-    if sum(store.incident_counts().values()) == 0:
-        if load_demo is None:
-            from safety_models.data.demo import load_demo
-        load_demo(store)
-        demo_loaded = True
+    empty = sum(store.incident_counts().values()) == 0
+    store.set_meta(FIRST_START_KEY, FIRST_START_LOADING)
     job_id = None
-    if categories_without_model(store) and jobs.active_job(store) is None:
-        try:
-            job_id = jobs.start_job(store, "bootstrap", {})
-        except UserError:
-            job_id = None  # another session started one a moment ago
-    store.set_meta(FIRST_START_KEY, json.dumps({"at": pd.Timestamp.now().isoformat(),
-                                                "demo_loaded": demo_loaded, "job_id": job_id}))
+    demo_loaded = False
+    try:
+        if (empty or categories_without_model(store)) and jobs.active_job(store) is None:
+            try:
+                job_id = jobs.start_job(store, "bootstrap",
+                                        {"await_meta": [FIRST_START_KEY, FIRST_START_LOADING]})
+            except UserError:
+                job_id = None  # another session started one a moment ago
+        if empty:
+            if load_demo is None:
+                from safety_models.data.demo import load_demo
+            load_demo(store)
+            demo_loaded = True
+    finally:
+        store.set_meta(FIRST_START_KEY, json.dumps({"at": pd.Timestamp.now().isoformat(),
+                                                    "demo_loaded": demo_loaded,
+                                                    "job_id": job_id}))
     return {"demo_loaded": demo_loaded, "job_id": job_id}
 
 

@@ -254,3 +254,15 @@ def test_scores_over_time_average_days_per_week():
     assert list(model["start"]) == list(pd.to_datetime(["2025-01-06", "2025-01-13"]))
     assert list(model["value"]) == [0.5, 0.5]   # the window without a score is skipped
     assert table[table["forecaster"] == "kde"]["value"].tolist() == [0.2]
+
+
+def test_hotspots_as_a_markdown_table():
+    shown = pd.DataFrame({"rank": [1, 2], "district": ["District 11", "District 4"],
+                          "place": ["0XX W A | B ST", ""], "chance": [13.25, 9.0],
+                          "last 30 days": [6, 1], "map": ["https://m/1", "https://m/2"]})
+    assert tables.hotspots_markdown(shown).splitlines() == [
+        "| # | district | place | chance | 30 days | map |",
+        "|--:|:--|:--|--:|--:|:--|",
+        "| 1 | District 11 | 0XX W A \\| B ST | 13.2 % | 6 | [open ↗](https://m/1) |",
+        "| 2 | District 4 | – | 9.0 % | 1 | [open ↗](https://m/2) |",
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from conftest import synthetic_incidents_csv
 
 from safety_models.data import ingest
@@ -21,11 +23,25 @@ def test_first_start_loads_the_demo_and_starts_one_bootstrap_job_once(store, mon
 
     assert operations.first_start(store, load_demo=load_demo) == {"demo_loaded": True,
                                                                   "job_id": 41}
-    assert started == [("bootstrap", {})]
+    # The job starts before the demo loads and waits for it (its start overlaps the load).
+    waiting = {"await_meta": [operations.FIRST_START_KEY, operations.FIRST_START_LOADING]}
+    assert started == [("bootstrap", waiting)]
+    assert store.get_meta(operations.FIRST_START_KEY) != operations.FIRST_START_LOADING
     # Once per home: a later start (even after the demo was removed) does nothing.
     assert operations.first_start(store, load_demo=load_demo) == {"demo_loaded": False,
                                                                   "job_id": None}
-    assert started == [("bootstrap", {})]
+    assert started == [("bootstrap", waiting)]
+
+
+def test_a_job_waits_while_the_first_start_loads(store):
+    store.set_meta("first_start", "loading")
+    started = time.monotonic()
+    jobs.await_meta(store, "first_start", "loading", limit_s=0.5, poll_s=0.05)
+    assert time.monotonic() - started >= 0.5
+    store.set_meta("first_start", "{}")
+    started = time.monotonic()
+    jobs.await_meta(store, "first_start", "loading", limit_s=5)
+    assert time.monotonic() - started < 1
 
 
 def test_attention_items_name_missing_models_and_failed_jobs(crime_store):
