@@ -10,7 +10,7 @@ import time
 
 import pytest
 from conftest import TINY_CELL_SIZE_M
-from test_registry import fake_checkpoint
+from modeling.test_registry import fake_checkpoint
 
 from safety_models.service import jobs, workflows
 from safety_models.modeling import registry

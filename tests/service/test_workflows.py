@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
-from test_registry import fake_checkpoint
+from modeling.test_registry import fake_checkpoint
 
 from safety_models.data import ingest
 from safety_models.service import jobs, workflows
