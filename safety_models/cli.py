@@ -5,6 +5,10 @@ One function per subcommand, `cmd_<name>(args) -> int` (the exit status), regist
 then add a block in build_parser. A UserError anywhere becomes its message on stderr and
 exit status 2, without a traceback; --json output goes to stdout, everything else for
 people (progress, notes) to stderr when --json is on.
+
+Every change goes through service/actions.py as `access.cli_actor()`: an administrator named
+after the OS user (whoever has a shell on the server administers it), so each one is checked
+and written to the audit trail like the dashboard's.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(p, "one JSON object per demo file (one per line)")
     p.set_defaults(run=cmd_demo)
     _add_model_commands(commands)
+
+    _add_account_commands(commands)
 
     p = commands.add_parser("run-job", help="run a queued background job (the dashboard starts "
                             "this; not for everyday use)")
@@ -207,13 +213,18 @@ def _store():
     return Store()
 
 
+def _actor():
+    from safety_models.service.access import cli_actor
+    return cli_actor()
+
+
 # ------------------------------------------------------------------------- commands
 
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Each file is loaded on its own; a file that cannot be used is reported and skipped,
     and the exit status is 2 if any was."""
-    from safety_models.data import ingest
     from safety_models.data.columns import ColumnMapping
+    from safety_models.service import actions
 
     fields = {field: getattr(args, f"column_{field}") for field in MAPPING_OPTIONS.values()}
     if args.crs:
@@ -224,7 +235,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     with _store() as store:
         for path in args.files:
             try:
-                summary = ingest.ingest_path(store, path, args.category, overrides)
+                summary = actions.ingest_path(store, _actor(), path, args.category, overrides)
             except UserError as err:
                 failed += 1
                 print(f"error: {err}", file=sys.stderr)
@@ -282,22 +293,26 @@ def cmd_uploads(args: argparse.Namespace) -> int:
 
 
 def cmd_remove_upload(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
     with _store() as store:
         upload = store.upload(args.upload_id)
-        removed = store.remove_upload(args.upload_id)
+        removed = actions.remove_upload(store, _actor(), args.upload_id)
     print(f"removed upload #{upload.upload_id} ({upload.file_name}, {upload.category}): "
           f"{removed:,} incidents")
     return 0
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:
+    from safety_models.presentation import export
+
     with _store() as store:
         df = store.rejected_rows(args.upload_id)
     if args.out is None:
-        df.to_csv(sys.stdout, index=False)
+        sys.stdout.write(export.csv_text(df))
         return 0
     try:
-        df.to_csv(args.out, index=False)
+        args.out.write_bytes(export.csv_bytes(df))
     except OSError as err:
         raise UserError(f"{args.out}: cannot be written ({err.strerror or err})") from err
     print(f"wrote {len(df):,} rejected rows of upload #{args.upload_id} to {args.out}",
@@ -331,11 +346,11 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from safety_models.data import demo
+    from safety_models.service import actions
 
     with _store() as store:
         if args.remove:
-            removed = store.remove_demo()
+            removed = actions.remove_demo(store, _actor())
             print(f"removed the demo data: {removed:,} incidents")
             return 0
 
@@ -344,7 +359,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"[{stats['fraction']:4.0%}] loading {stats['file_name']} "
                       f"({stats['category']})", file=sys.stderr, flush=True)
 
-        summaries = demo.load_demo(store, on_progress=progress)
+        summaries = actions.load_demo(store, _actor(), on_progress=progress)
     for summary in summaries:
         print(json.dumps(summary.to_dict()) if args.json else format_summary(summary))
     return 0
@@ -400,11 +415,11 @@ class ProgressBar:
 
 
 def _run_job(store, kind: str, config: dict) -> dict:
-    from safety_models.service import jobs
+    from safety_models.service import actions
 
     bar = ProgressBar()
     try:
-        return jobs.run_job_inline(store, kind, config, on_progress=bar)
+        return actions.run_training(store, _actor(), kind, config, on_progress=bar)
     finally:
         bar.close()
 
@@ -468,10 +483,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from safety_models.service import jobs
+    from safety_models.service import actions
 
     with _store() as store:
-        jobs.cancel_job(store, args.job_id)
+        actions.cancel_job(store, _actor(), args.job_id)
     print(f"asked job #{args.job_id} to stop")
     return 0
 
@@ -512,19 +527,19 @@ def models_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
-    from safety_models.modeling import registry
+    from safety_models.service import actions
 
     with _store() as store:
-        registry.promote(store, args.model_id)
+        actions.promote(store, _actor(), args.model_id)
     print(f"{args.model_id} is now active")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from safety_models.modeling import registry
+    from safety_models.service import actions
 
     with _store() as store:
-        model_id = registry.rollback(store, args.category)
+        model_id = actions.rollback(store, _actor(), args.category)
     print(f"{model_id} is active again for {args.category}")
     return 0
 
@@ -562,12 +577,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from safety_models.evaluation import backtest as evaluation
+    from safety_models.service import actions
 
     bar = None if args.json else ProgressBar()
     try:
         with _store() as store:
-            result = evaluation.evaluate_category(store, args.category, model_id=args.model,
-                                                  on_progress=bar)
+            result = actions.evaluate(store, _actor(), args.category, model_id=args.model,
+                                      on_progress=bar)
     finally:
         if bar is not None:
             bar.close()
@@ -583,11 +599,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from safety_models.evaluation import study
+    from safety_models.service import actions
 
     bar = ProgressBar()
     try:
         with _store() as store:
-            table = study.run_study(store, args.category, on_progress=bar, quick=args.quick)
+            table = actions.run_study(store, _actor(), args.category, quick=args.quick,
+                                      on_progress=bar)
     finally:
         bar.close()
     if args.json:
@@ -598,7 +616,184 @@ def cmd_study(args: argparse.Namespace) -> int:
         print("- " + line)
     return 0
 
+
 def _show_time(value) -> str:
     """ISO time for people: drop a midnight clock (date-only data) and seconds."""
     t = pd.Timestamp(value)
     return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
+
+
+# ------------------------------------------------------------------------- accounts, audit
+
+
+def _add_account_commands(commands) -> None:
+    """users (add, list, set-role, disable, enable, reset-password) and audit."""
+    from safety_models.service.access import ROLES
+
+    p = commands.add_parser("users", help="dashboard accounts and their roles",
+                            description="Accounts for the dashboard. Roles: viewer (maps, "
+                            "scores, predictions), analyst (+ loading files, retraining), admin "
+                            "(+ promote/rollback, removing data, outlines, accounts, audit). "
+                            "The command line itself acts as an administrator.")
+    users = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    q = users.add_parser("add", help="create an account (asks for its password)")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--role", required=True, choices=ROLES)
+    _password_stdin_flag(q)
+    q.set_defaults(run=cmd_users_add)
+    q = users.add_parser("list", help="every account, its role and state")
+    _json_flag(q, "a JSON array of accounts")
+    q.set_defaults(run=cmd_users_list)
+    q = users.add_parser("set-role", help="change an account's role")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("role", choices=ROLES)
+    q.set_defaults(run=cmd_users_set_role)
+    q = users.add_parser("disable", help="stop an account from signing in")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(run=cmd_users_disable, disabled=True)
+    q = users.add_parser("enable", help="let a disabled or locked account sign in again")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(run=cmd_users_disable, disabled=False)
+    q = users.add_parser("reset-password", help="give an account a new password (also "
+                         "lifts a sign-in lock)")
+    q.add_argument("name", metavar="NAME")
+    _password_stdin_flag(q)
+    q.set_defaults(run=cmd_users_reset_password)
+
+    p = commands.add_parser("audit", help="the audit trail: who changed what, and sign-ins",
+                            description="Print the audit trail, oldest first: every sign-in, "
+                            "sign-out and change, from the dashboard and this command line.")
+    p.add_argument("--since", metavar="DATE", help="from this date or time on (e.g. 2026-11-01)")
+    p.add_argument("--until", metavar="DATE", help="before this date or time")
+    p.add_argument("--who", metavar="NAME", help="only this account (or OS user)")
+    p.add_argument("--action", metavar="ACTION", action="append",
+                   help="only this action (login, upload, model.promote, ...); repeatable")
+    output = p.add_mutually_exclusive_group()
+    _json_flag(output, "a JSON array of rows")
+    output.add_argument("--csv", action="store_true", help="print CSV (for a spreadsheet)")
+    p.set_defaults(run=cmd_audit)
+
+
+def _password_stdin_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input instead of "
+                        "asking (for scripts)")
+
+
+def read_password(from_stdin: bool, stdin=None) -> str:
+    """The first line of stdin (--password-stdin), or asked twice on the terminal."""
+    import getpass
+
+    stdin = stdin or sys.stdin
+    if from_stdin:
+        line = stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        return password[:-1] if password.endswith("\r") else password
+    if not stdin.isatty():
+        raise UserError("there is no terminal to ask for the password: give it on standard "
+                        "input with --password-stdin")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise UserError("the two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from safety_models.service import accounts, actions
+
+    password = read_password(args.password_stdin)
+    accounts.check_password(password)
+    with _store() as store:
+        account = actions.add_account(store, _actor(), args.name, args.role, password)
+    print(f"account {account['name']} ({account['role']}) created")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
+    with _store() as store:
+        df = actions.list_accounts(store, _actor())
+    if args.json:
+        print(json.dumps(to_jsonable(df.to_dict("records"))))
+        return 0
+    if df.empty:
+        print("no accounts yet: the dashboard makes 'admin' on its first start, or "
+              "python -m safety_models users add NAME --role admin")
+        return 0
+    now = pd.Timestamp.now()
+    state = ["disabled" if d else (f"locked until {u:%H:%M}" if pd.notna(u) and u > now
+                                   else "active")
+             for d, u in zip(df["disabled"], df["locked_until"])]
+    print(pd.DataFrame({
+        "name": df["name"], "role": df["role"], "state": state,
+        "last sign-in": df["last_login_at"].dt.strftime("%Y-%m-%d %H:%M").fillna("never"),
+        "created": df["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
+        "by": df["created_by"],
+    }).to_string(index=False))
+    return 0
+
+
+def cmd_users_set_role(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
+    with _store() as store:
+        account = actions.set_role(store, _actor(), args.name, args.role)
+    print(f"{account['name']} is now {account['role']}")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
+    with _store() as store:
+        account = actions.set_disabled(store, _actor(), args.name, args.disabled)
+    print(f"{account['name']} is {'disabled' if account['disabled'] else 'enabled'}")
+    return 0
+
+
+def cmd_users_reset_password(args: argparse.Namespace) -> int:
+    from safety_models.service import accounts, actions
+
+    password = read_password(args.password_stdin)
+    accounts.check_password(password)
+    with _store() as store:
+        account = actions.reset_password(store, _actor(), args.name, password)
+    print(f"new password set for {account['name']}")
+    return 0
+
+
+def _when(text: str | None, flag: str):
+    if text is None:
+        return None
+    try:
+        return pd.Timestamp(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give a date like 2026-11-01 or "
+                        "2026-11-01T08:00") from None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from safety_models.presentation import export
+    from safety_models.service import actions
+
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    with _store() as store:
+        df = actions.audit_trail(store, _actor(), since=since, until=until, who=args.who,
+                                 actions=args.action)
+    df = df.iloc[::-1].reset_index(drop=True)     # oldest first, like a log
+    if args.json:
+        print(json.dumps(to_jsonable(df.to_dict("records"))))
+        return 0
+    if args.csv:
+        sys.stdout.write(export.csv_text(df))
+        return 0
+    if df.empty:
+        print("no audit rows" + (" in that period" if since or until else " yet"))
+        return 0
+    print(pd.DataFrame({
+        "when": df["at"].dt.strftime("%Y-%m-%d %H:%M:%S"), "who": df["who"], "via": df["via"],
+        "action": df["action"], "target": df["target"], "outcome": df["outcome"],
+        "detail": df["detail"].str.slice(0, 80),
+    }).to_string(index=False))
+    return 0

@@ -188,3 +188,85 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
 
     assert cli.main(["predict", "--category", "crime", "--out", str(tmp_path / "x.txt")]) == 2
     assert ".csv or .geojson" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------- accounts, audit
+
+
+def add_user(capsys, monkeypatch, name: str, role: str, password: str) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(password + "\n"))
+    assert cli.main(["users", "add", name, "--role", role, "--password-stdin"]) == 0
+    assert f"account {name.lower()} ({role}) created" in capsys.readouterr().out
+
+
+def test_users_commands_and_their_audit_rows(home, capsys, monkeypatch):
+    import io
+
+    from safety_models.data.store import Store
+    from safety_models.service import accounts
+    from safety_models.service.access import os_user
+
+    add_user(capsys, monkeypatch, "Ana", "analyst", "analyst-password")
+    add_user(capsys, monkeypatch, "root2", "admin", "root2-password")
+    assert cli.main(["users", "set-role", "ana", "viewer"]) == 0
+    assert cli.main(["users", "disable", "ana"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("new-password-1\n"))
+    assert cli.main(["users", "reset-password", "ana", "--password-stdin"]) == 0
+    capsys.readouterr()
+    listed = run_json(capsys, ["users", "list", "--json"])
+    assert [(u["name"], u["role"], u["disabled"]) for u in listed] == [
+        ("ana", "viewer", True), ("root2", "admin", False)]
+    assert "password_hash" not in listed[0]
+    with Store() as store:
+        assert accounts.authenticate(store, "root2", "root2-password").ok
+    # Mistakes are messages, exit status 2.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert cli.main(["users", "add", "bob", "--role", "viewer", "--password-stdin"]) == 2
+    assert "at least 10 characters" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["users", "add", "bob", "--role", "viewer"]) == 2
+    assert "--password-stdin" in capsys.readouterr().err
+    assert cli.main(["users", "disable", "root2"]) == 2
+    assert "last administrator" in capsys.readouterr().err
+    # Every change is in the trail, in the OS user's name, via the CLI.
+    trail = run_json(capsys, ["audit", "--json"])
+    assert [(r["who"], r["via"], r["action"], r["target"], r["outcome"]) for r in trail] == [
+        (os_user(), "cli", "account.add", "account ana", "ok"),
+        (os_user(), "cli", "account.add", "account root2", "ok"),
+        (os_user(), "cli", "account.role", "account ana", "ok"),
+        (os_user(), "cli", "account.disable", "account ana", "ok"),
+        (os_user(), "cli", "account.password", "account ana", "ok"),
+        (os_user(), "cli", "account.disable", "account root2", "failed"),
+    ]
+
+
+def test_audit_command_text_since_and_csv(home, tmp_path, capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    assert cli.main(["remove-upload", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["audit"]) == 0
+    text = capsys.readouterr().out
+    assert "upload.remove" in text and "upload #1" in text and "tiny.csv (crime)" in text
+    assert run_json(capsys, ["audit", "--json", "--since", "2999-01-01"]) == []
+    assert len(run_json(capsys, ["audit", "--json", "--since", "2000-01-01",
+                                 "--action", "upload"])) == 1
+    assert cli.main(["audit", "--csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "id,at,who,via,action,target,outcome,detail"
+    assert cli.main(["audit", "--since", "last tuesday"]) == 2
+    assert "--since" in capsys.readouterr().err
+
+
+def test_rejected_rows_csv_is_neutralised(home, tmp_path, capsys):
+    text = TINY_CSV.replace("A5,not a date,41.880,-87.630,theft",
+                            "A5,not a date,41.880,-87.630,=cmd|'/C calc'!A0")
+    path = write(tmp_path, "tiny.csv", text)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    capsys.readouterr()
+    assert cli.main(["rejected", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "'=cmd|'/C calc'!A0" in out
+    assert ",-87.630," in out, "a number in a text column stays readable"
