@@ -10,6 +10,10 @@ page is measured cold (first visit: predictions computed, caches empty) and warm
 visit, cached). Without a --home, the demo data is loaded into a temporary home and a
 short model (ten steps) is trained from scratch per category first (a few minutes on a laptop CPU,
 not counted). Needs /usr/bin/chromium and Playwright's Python package.
+
+Each visit opens the page's address in a new session, so it signs in first (included in the
+time, as for a person following a link). With --home, set SAFETY_MODELS_ADMIN_PASSWORD to
+that home's admin password.
 """
 
 from __future__ import annotations
