@@ -3,7 +3,7 @@
 import streamlit as st
 
 from pages import _auth as auth
-from pages._common import first_start, shown_errors
+from pages._ui import first_start, shown_errors
 
 st.set_page_config(page_title="Safety risk maps", page_icon="🗺️", layout="wide")
 

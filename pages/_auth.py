@@ -15,7 +15,7 @@ import time
 
 import streamlit as st
 
-from pages import _common as ui
+from pages import _ui as ui
 from safety_models.errors import SignInRefused
 from safety_models.service import accounts, actions
 from safety_models.service.access import AccessSettings, Actor, SsoSettings, can, \

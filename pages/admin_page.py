@@ -4,12 +4,11 @@ service/actions.py, which checks the role again and writes the audit row."""
 
 import datetime as dt
 
-import pandas as pd
 import streamlit as st
 
 from pages import _auth as auth
-from pages import _common as ui
-from safety_models.presentation import export
+from pages import _ui as ui
+from safety_models.presentation import export, tables
 from safety_models.service import actions, audit
 from safety_models.service.access import ROLE_DESCRIPTIONS, ROLES
 
@@ -33,18 +32,13 @@ with accounts_tab:
         if "admin_done" in st.session_state:
             st.success(st.session_state.pop("admin_done"), icon=":material/task_alt:")
         listing = actions.list_accounts(store, auth.actor())
-        now = pd.Timestamp.now()
-        st.dataframe(listing.assign(state=[
-            "disabled" if d else (f"locked until {u:%H:%M}" if pd.notna(u) and u > now
-                                  else "active")
-            for d, u in zip(listing["disabled"], listing["locked_until"])])[
-            ["name", "role", "state", "last_login_at", "created_at", "created_by"]],
-            hide_index=True, width="stretch", key="accounts_table", column_config={
-                "last_login_at": st.column_config.DatetimeColumn("last sign-in",
-                                                                 format="D MMM YYYY, HH:mm"),
-                "created_at": st.column_config.DatetimeColumn("created",
-                                                              format="D MMM YYYY, HH:mm"),
-                "created_by": "by"})
+        st.dataframe(tables.accounts_table(listing), hide_index=True, width="stretch",
+                     key="accounts_table", column_config={
+                         "last_login_at": st.column_config.DatetimeColumn(
+                             "last sign-in", format="D MMM YYYY, HH:mm"),
+                         "created_at": st.column_config.DatetimeColumn(
+                             "created", format="D MMM YYYY, HH:mm"),
+                         "created_by": "by"})
         st.caption(" · ".join(f"**{r}** {ROLE_DESCRIPTIONS[r]}" for r in ROLES))
         left, right = st.columns(2)
         with left, st.form("account_add_form", border=True, clear_on_submit=True):

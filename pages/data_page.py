@@ -5,17 +5,16 @@ over time."""
 import hashlib
 import json
 
-import pandas as pd
-import plotly.express as px
 import streamlit as st
 
 from pages import _auth as auth
-from pages import _common as ui
+from pages import _ui as ui
 from safety_models.data import ingest
 from safety_models import paths
-from safety_models.presentation import export
+from safety_models.errors import UserError
+from safety_models.presentation import charts, export, tables, text
+from safety_models.presentation.text import category_label
 from safety_models.service import actions
-from safety_models.errors import MappingError, UserError
 from safety_models.schema import CATEGORIES
 
 st.title("Data")
@@ -38,21 +37,11 @@ NONE_MEANS_NONE = {"subtype", "source_id", "outcome"}
 NOT_USED = "— not used —"
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def read_preview(file_id: str, file_name: str, _data: bytes):
-    """(table of strings, detected mapping or None, detection error or None) for one file."""
-    table = ingest.read_table(_data, file_name)
-    try:
-        return table, ingest.detect_mapping(table), None
-    except MappingError as err:
-        return table, None, str(err)
-
-
 def mapping_editor(file):
     """The file's first rows and its detected columns in editable selectboxes; returns the
     ColumnMapping to load it with (the user's corrections win over detection)."""
     fid = hashlib.sha1(f"{file.file_id}:{file.name}".encode()).hexdigest()[:8]
-    table, detected, problem = read_preview(file.file_id, file.name, file.getvalue())
+    table, detected, problem = ui.file_preview(file.file_id, file.name, file.getvalue())
     st.markdown(f"**{file.name}** · {len(table):,} rows · {len(table.columns)} columns")
     st.dataframe(table.head(8), hide_index=True, width="stretch", height=245)
     if problem:
@@ -100,17 +89,12 @@ def show_result(result: dict) -> None:
         return
     s = result["summary"]
     if s.get("already_loaded"):
-        st.info(f"**{s['file_name']}** was loaded before (upload #{s['upload_id']}); nothing "
-                "was added.", icon=":material/content_copy:")
+        st.info(text.upload_result_text(s), icon=":material/content_copy:")
         return
-    message = (f"**{s['file_name']}** → {ui.category_label(s['category'])}: "
-               f"{s['accepted']:,} incidents added, {s['duplicates']:,} duplicates skipped, "
-               f"{s['rejected']:,} rows rejected (of {s['rows_read']:,} read). "
-               f"Incidents from {ui.when(s['time_min'])} to {ui.when(s['time_max'])}.")
-    (st.warning if s["rejected"] else st.success)(message, icon=":material/task_alt:")
+    (st.warning if s["rejected"] else st.success)(text.upload_result_text(s),
+                                                   icon=":material/task_alt:")
     if s["rejected"]:
-        reasons = ", ".join(f"{reason}: {n:,}" for reason, n in s["rejected_reasons"].items())
-        st.caption(f"Rejected rows by reason – {reasons}")
+        st.caption(f"Rejected rows by reason – {text.rejected_reasons_text(s)}")
         rejected = store.rejected_rows(s["upload_id"])
         st.download_button(
             f"Download the {s['rejected']:,} rejected rows (CSV with reasons)",
@@ -127,7 +111,7 @@ load_tab, uploads_tab, outlines_tab, charts_tab = st.tabs(
 # ---------------------------------------------------------------------------- load files
 with load_tab:
     if load_tab.open:
-        category = st.selectbox("These files hold", CATEGORIES, format_func=ui.category_label,
+        category = st.selectbox("These files hold", CATEGORIES, format_func=category_label,
                                 key="upload_category")
         files = st.file_uploader(
             "Incident files (CSV or similar exports; one or more)", accept_multiple_files=True,
@@ -142,7 +126,7 @@ with load_tab:
                     mappings.append((file, mapping_editor(file)))
         if files:
             if st.button(f"Load {len(mappings)} file{'s' if len(mappings) != 1 else ''} as "
-                         f"{ui.category_label(category).lower()}", type="primary",
+                         f"{category_label(category).lower()}", type="primary",
                          key="upload_load", disabled=not mappings, icon=":material/upload:"):
                 results = []
                 progress = st.progress(0.0, text="Loading…")
@@ -172,23 +156,11 @@ with uploads_tab:
         if listing.empty:
             st.info("Nothing loaded yet.", icon=":material/inbox:")
         else:
-            shown = listing.assign(
-                category=listing["category"].map(ui.category_label),
-                period=[f"{ui.when(a)} – {ui.when(b)}"
-                        for a, b in zip(listing["time_min"], listing["time_max"])],
-            )[["upload_id", "file_name", "category", "uploaded_at", "rows_read", "accepted",
-               "rejected", "duplicates", "period", "is_demo"]]
-            st.dataframe(
-                shown, hide_index=True, width="stretch", key="uploads_table",
-                column_config={
-                    "upload_id": st.column_config.NumberColumn("#", format="%d"),
-                    "file_name": "file", "uploaded_at": st.column_config.DatetimeColumn(
-                        "loaded", format="D MMM YYYY, HH:mm"),
-                    "rows_read": "rows", "accepted": "added", "is_demo": "demo"})
-            labels = {int(r.upload_id): f"#{r.upload_id} {r.file_name} "
-                                        f"({ui.category_label(r.category).lower()}, "
-                                        f"{r.accepted:,} incidents)"
-                      for r in listing.itertuples()}
+            st.dataframe(tables.uploads_table(listing), hide_index=True, width="stretch",
+                         key="uploads_table",
+                         column_config=ui.column_config(tables.UPLOAD_COLUMNS))
+            labels = {int(r["upload_id"]): text.upload_label(r)
+                      for r in listing.to_dict("records")}
             chosen = st.selectbox("Upload", list(labels), format_func=labels.get,
                                   key="remove_upload_id")
             left, right, _ = st.columns([1.2, 1, 2])
@@ -239,7 +211,7 @@ with outlines_tab:
                    + (f"{len(current.get('features', []))} shapes." if current else "none."))
         scope = st.selectbox("Use for", ["*", *CATEGORIES], key="boundary_scope",
                              format_func=lambda c: "every category" if c == "*"
-                             else ui.category_label(c))
+                             else category_label(c))
         outline_file = st.file_uploader("GeoJSON file", type=["geojson", "json"],
                                         key="boundary_file")
         if st.button("Save outlines", key="boundary_save", icon=":material/save:",
@@ -263,28 +235,19 @@ with charts_tab:
         period = st.segmented_control("Per", ["D", "W", "M"], default="W", required=True,
                                       format_func={"D": "day", "W": "week", "M": "month"}.get,
                                       key="chart_period")
-        frames = []
-        for cat in CATEGORIES:
-            series = ui.per_period(url, cat, period, False, stamp)
-            if not series.empty:
-                frames.append(series.assign(category=ui.category_label(cat)))
-        if not frames:
+        per_category = tables.incidents_by_category(
+            {cat: ui.per_period(url, cat, period, False, stamp) for cat in CATEGORIES})
+        if per_category.empty:
             st.info("No incidents stored yet.")
         else:
-            figure = px.line(pd.concat(frames), x="period", y="incidents", color="category",
-                             title="Incidents by category")
-            figure.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                                 legend={"orientation": "h", "y": -0.2}, xaxis_title=None)
-            st.plotly_chart(figure, width="stretch", key="chart_categories")
-            chart_category = st.selectbox("Subtypes of", CATEGORIES, format_func=ui.category_label,
+            st.plotly_chart(charts.incidents_by_category_figure(per_category), width="stretch",
+                            key="chart_categories")
+            chart_category = st.selectbox("Subtypes of", CATEGORIES, format_func=category_label,
                                           key="chart_category")
             by_subtype = ui.per_period(url, chart_category, period, True, stamp)
             if by_subtype.empty:
                 st.caption("No incidents of this category.")
             else:
-                figure = px.bar(by_subtype, x="period", y="incidents", color="subtype",
-                                title=f"{ui.category_label(chart_category)} by type")
-                figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                                     legend={"orientation": "h", "y": -0.25}, xaxis_title=None,
-                                     bargap=0.05)
-                st.plotly_chart(figure, width="stretch", key="chart_subtypes")
+                st.plotly_chart(
+                    charts.incidents_by_subtype_figure(by_subtype, category_label(chart_category)),
+                    width="stretch", key="chart_subtypes")

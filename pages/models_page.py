@@ -6,11 +6,12 @@ import dataclasses
 import streamlit as st
 
 from pages import _auth as auth
-from pages import _common as ui
+from pages import _ui as ui
 from safety_models.service import actions, jobs, workflows
 from safety_models import paths
 from safety_models.modeling import registry
 from safety_models.modeling.training import TrainConfig
+from safety_models.presentation import charts, tables, text
 
 st.title("Models and training")
 
@@ -43,21 +44,21 @@ def job_progress(job_id: int) -> None:
     """Live progress of one job, read from the jobs table (so it survives a reload and shows
     in every session); when the job ends, the whole page reruns to show the result."""
     job = jobs.get_job(store, job_id)
-    if job["status"] not in ui.JOB_ACTIVE_STATUSES:
+    if job["status"] not in jobs.ACTIVE_STATUSES:
         ui.models.clear()
         st.rerun(scope="app")
     with st.container(border=True):
         top, button = st.columns([5, 1], vertical_alignment="center")
-        top.markdown(f"**{ui.job_title(job)}** · job {job_id} · {job['status']}")
+        top.markdown(f"**{text.job_title(job)}** · job {job_id} · {job['status']}")
         if button.button("Cancel", key="train_cancel", icon=":material/stop_circle:",
                          disabled=not auth.allowed("cancel")):
             with ui.shown_errors("cancelling the job"):
                 actions.cancel_job(store, auth.actor(), job_id)
                 st.toast("Cancelling… the job stops after the current step.")
-        st.progress(ui.job_fraction(job), text=ui.job_progress_text(job))
-        history = ui.loss_history(job)
+        st.progress(text.job_fraction(job), text=text.job_progress_text(job))
+        history = tables.loss_history(job)
         if not history.empty:
-            st.plotly_chart(ui.loss_figure(history), width="stretch", key="train_loss_curve")
+            st.plotly_chart(charts.loss_figure(history), width="stretch", key="train_loss_curve")
         elif job.get("message"):
             st.caption(job["message"])
 
@@ -65,7 +66,7 @@ def job_progress(job_id: int) -> None:
 def train_form() -> None:
     """The choices that matter for a retrain, with defaults and one line on each."""
     with st.form("train_form", border=True):
-        st.markdown(f"**Retrain the {ui.category_label(category).lower()} model**")
+        st.markdown(f"**Retrain the {text.category_label(category).lower()} model**")
         left, right = st.columns(2)
         bases = [b for b in BASE_CHOICES if b != "active" or active_id]
         base = left.selectbox(
@@ -133,8 +134,8 @@ versions = ui.list_models(category)
 if versions.empty:
     st.info("No model of this category yet.", icon=":material/hourglass_top:")
 else:
-    st.dataframe(ui.versions_table(versions), hide_index=True, width="stretch",
-                 key="models_table", column_config=ui.VERSION_COLUMNS)
+    st.dataframe(tables.versions_table(versions), hide_index=True, width="stretch",
+                 key="models_table", column_config=ui.column_config(tables.VERSION_COLUMNS))
     others = versions.loc[versions["status"] != "active", "model_id"].astype(str).tolist()
     left, right = st.columns(2)
     with left, st.container(border=True):
@@ -174,7 +175,7 @@ else:
 def recent_jobs() -> None:
     st.subheader("Recent jobs")
     with ui.shown_errors("listing the jobs"):
-        recent = ui.jobs_table(jobs.list_jobs(store, limit=50), category)
+        recent = tables.jobs_table(jobs.list_jobs(store, limit=50), category)
         if recent.empty:
             st.caption("No training job yet.")
         else:

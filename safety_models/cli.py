@@ -18,12 +18,12 @@ import json
 import sys
 from pathlib import Path
 
-import pandas as pd
-
 from safety_models import paths
 from safety_models.errors import UserError
-from safety_models.schema import CATEGORIES
 from safety_models.files import to_jsonable
+from safety_models.presentation.text import (progress_bar_line, read_progress,
+                                             upload_summary_lines, when_iso)
+from safety_models.schema import CATEGORIES
 
 EXIT_USER_ERROR = 2
 
@@ -240,33 +240,14 @@ def cmd_ingest(args: argparse.Namespace) -> int:
                 failed += 1
                 print(f"error: {err}", file=sys.stderr)
                 continue
-            if args.json:
-                print(json.dumps(summary.to_dict()), flush=True)
-            else:
-                print(format_summary(summary), flush=True)
+            summary = summary.to_dict()
+            print(json.dumps(summary) if args.json else upload_summary_lines(summary), flush=True)
     return EXIT_USER_ERROR if failed else 0
 
 
-def format_summary(summary) -> str:
-    """A few lines for people about one UploadSummary."""
-    s = summary
-    head = f"{s.file_name} ({s.category})"
-    if s.already_loaded:
-        return (f"{head}: already loaded as upload #{s.upload_id} "
-                f"({s.accepted:,} incidents); nothing added")
-    lines = [f"{head}: upload #{s.upload_id}",
-             f"  read {s.rows_read:,} rows: {s.accepted:,} accepted, {s.rejected:,} rejected, "
-             f"{s.duplicates:,} duplicates"]
-    if s.rejected:
-        top = sorted(s.rejected_reasons.items(), key=lambda kv: -kv[1])[:3]
-        lines.append("  rejected: " + ", ".join(f"{reason} {n:,}" for reason, n in top)
-                     + f" (python -m safety_models rejected {s.upload_id} --out FILE.csv)")
-    if s.time_min:
-        lines.append(f"  time range {_show_time(s.time_min)} to {_show_time(s.time_max)}")
-    return "\n".join(lines)
-
-
 def cmd_uploads(args: argparse.Namespace) -> int:
+    from safety_models.presentation.tables import uploads_text_table
+
     with _store() as store:
         df = store.list_uploads()
     if args.json:
@@ -278,17 +259,7 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         print("no uploads yet: python -m safety_models ingest FILE --category C "
               "(or python -m safety_models demo)")
         return 0
-    table = pd.DataFrame({
-        "id": df["upload_id"], "category": df["category"], "file": df["file_name"],
-        "accepted": df["accepted"].map("{:,}".format),
-        "rejected": df["rejected"].map("{:,}".format),
-        "duplicates": df["duplicates"].map("{:,}".format),
-        "from": df["time_min"].dt.strftime("%Y-%m-%d").fillna("-"),
-        "to": df["time_max"].dt.strftime("%Y-%m-%d").fillna("-"),
-        "uploaded": df["uploaded_at"].dt.strftime("%Y-%m-%d %H:%M"),
-        "demo": df["is_demo"].map({True: "yes", False: ""}),
-    })
-    print(table.to_string(index=False))
+    print(uploads_text_table(df).to_string(index=False))
     return 0
 
 
@@ -340,7 +311,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"uploads: {n_uploads}")
     for c in CATEGORIES:
         r = ranges[c]
-        span = "" if r is None else f", {_show_time(r[0])} to {_show_time(r[1])}"
+        span = "" if r is None else f", {when_iso(r[0])} to {when_iso(r[1])}"
         print(f"{c}: {counts[c]:,} incidents{span}")
     return 0
 
@@ -361,7 +332,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         summaries = actions.load_demo(store, _actor(), on_progress=progress)
     for summary in summaries:
-        print(json.dumps(summary.to_dict()) if args.json else format_summary(summary))
+        summary = summary.to_dict()
+        print(json.dumps(summary) if args.json else upload_summary_lines(summary))
     return 0
 
 
@@ -375,7 +347,8 @@ TRAIN_OPTIONS = ("base", "freeze_up_to", "optimizer", "lr", "epochs", "window_ho
 
 
 class ProgressBar:
-    """on_progress for the terminal: one line on stderr, redrawn at most every 0.2 s."""
+    """on_progress for the terminal: one line on stderr (text.progress_bar_line), redrawn at
+    most every 0.2 s, and on a new line when the stage changes."""
 
     def __init__(self, stream=sys.stderr):
         self.stream = stream
@@ -386,26 +359,14 @@ class ProgressBar:
         import time
 
         now = time.monotonic()
-        fraction = float(stats.get("fraction") or 0.0)
-        stage = stats.get("stage", "")
-        if stage == self.last_stage and now - self.last_draw < 0.2 and fraction < 1.0:
+        progress = read_progress(stats)
+        if (progress.stage == self.last_stage and now - self.last_draw < 0.2
+                and progress.fraction < 1.0):
             return
-        if self.last_stage is not None and stage != self.last_stage:
+        if self.last_stage is not None and progress.stage != self.last_stage:
             self.stream.write("\n")
-        self.last_stage, self.last_draw = stage, now
-        width = 24
-        filled = int(round(width * min(max(fraction, 0.0), 1.0)))
-        parts = [f"{stage:<10}", "[" + "#" * filled + "." * (width - filled) + "]",
-                 f"{fraction:4.0%}"]
-        if stats.get("epoch") is not None and stats.get("epochs"):
-            parts.append(f"epoch {stats['epoch']}/{stats['epochs']}")
-        if stats.get("loss") is not None:
-            parts.append(f"loss {stats['loss']:.4f}")
-        if stats.get("val_score") is not None:
-            parts.append(f"val {stats['val_score']:.3f}")
-        if stats.get("eta_s") is not None:
-            parts.append(f"eta {stats['eta_s']:.0f}s")
-        self.stream.write("\r" + "  ".join(parts) + " " * 4)
+        self.last_stage, self.last_draw = progress.stage, now
+        self.stream.write("\r" + progress_bar_line(stats) + " " * 4)
         self.stream.flush()
 
     def close(self) -> None:
@@ -493,6 +454,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 def cmd_models(args: argparse.Namespace) -> int:
     from safety_models.modeling import registry
+    from safety_models.presentation.tables import models_text_table
 
     with _store() as store:
         df = registry.list_models(store, args.category)
@@ -502,28 +464,8 @@ def cmd_models(args: argparse.Namespace) -> int:
     if df.empty:
         print("no models yet: python -m safety_models train --category C")
         return 0
-    print(models_table(df).to_string(index=False))
+    print(models_text_table(df).to_string(index=False))
     return 0
-
-
-def models_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The registry's listing for people: one line per version, headline scores only."""
-    def score(metrics, key):
-        value = (metrics or {}).get(key)
-        return "-" if value is None else f"{value:.3f}"
-
-    return pd.DataFrame({
-        "model_id": df["model_id"],
-        "category": df["category"].replace({"*": "(base)"}),
-        "status": df["status"],
-        "created": df["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
-        "base": df["base_model_id"].fillna("-"),
-        "train_s": df["train_seconds"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
-        "val_auc": df["val_metrics"].map(lambda m: score(m, "roc_auc")),
-        "val_pai_5": df["val_metrics"].map(lambda m: score(m, "pai_5")),
-        "test_auc": df["test_metrics"].map(lambda m: score(m, "roc_auc")),
-        "test_pai_5": df["test_metrics"].map(lambda m: score(m, "pai_5")),
-    })
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
@@ -567,8 +509,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(f"{args.out}: cannot be written ({err.strerror or err})") from err
     top = df.head(3)
-    print(f"wrote {len(df):,} cells for the window {_show_time(df['window_start'].iloc[0])} to "
-          f"{_show_time(df['window_end'].iloc[0])} to {args.out} (model {df['model_id'].iloc[0]})")
+    print(f"wrote {len(df):,} cells for the window {when_iso(df['window_start'].iloc[0])} to "
+          f"{when_iso(df['window_end'].iloc[0])} to {args.out} (model {df['model_id'].iloc[0]})")
     for _, row in top.iterrows():
         print(f"  rank {row['rank']}: cell {row['cell_id']} at {row['lat']:.4f}, {row['lon']:.4f}"
               f"  p={row['probability']:.3f}  expected {row['expected_count']:.2f}")
@@ -615,12 +557,6 @@ def cmd_study(args: argparse.Namespace) -> int:
     for line in study.summarise_study(table):
         print("- " + line)
     return 0
-
-
-def _show_time(value) -> str:
-    """ISO time for people: drop a midnight clock (date-only data) and seconds."""
-    t = pd.Timestamp(value)
-    return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
 
 
 # ------------------------------------------------------------------------- accounts, audit
@@ -710,6 +646,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
+    from safety_models.presentation import tables
     from safety_models.service import actions
 
     with _store() as store:
@@ -721,16 +658,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
         print("no accounts yet: the dashboard makes 'admin' on its first start, or "
               "python -m safety_models users add NAME --role admin")
         return 0
-    now = pd.Timestamp.now()
-    state = ["disabled" if d else (f"locked until {u:%H:%M}" if pd.notna(u) and u > now
-                                   else "active")
-             for d, u in zip(df["disabled"], df["locked_until"])]
-    print(pd.DataFrame({
-        "name": df["name"], "role": df["role"], "state": state,
-        "last sign-in": df["last_login_at"].dt.strftime("%Y-%m-%d %H:%M").fillna("never"),
-        "created": df["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
-        "by": df["created_by"],
-    }).to_string(index=False))
+    print(tables.accounts_text_table(df).to_string(index=False))
     return 0
 
 
@@ -764,6 +692,8 @@ def cmd_users_reset_password(args: argparse.Namespace) -> int:
 
 
 def _when(text: str | None, flag: str):
+    import pandas as pd
+
     if text is None:
         return None
     try:
@@ -774,7 +704,7 @@ def _when(text: str | None, flag: str):
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from safety_models.presentation import export
+    from safety_models.presentation import export, tables
     from safety_models.service import actions
 
     since, until = _when(args.since, "--since"), _when(args.until, "--until")
@@ -791,9 +721,5 @@ def cmd_audit(args: argparse.Namespace) -> int:
     if df.empty:
         print("no audit rows" + (" in that period" if since or until else " yet"))
         return 0
-    print(pd.DataFrame({
-        "when": df["at"].dt.strftime("%Y-%m-%d %H:%M:%S"), "who": df["who"], "via": df["via"],
-        "action": df["action"], "target": df["target"], "outcome": df["outcome"],
-        "detail": df["detail"].str.slice(0, 80),
-    }).to_string(index=False))
+    print(tables.audit_text_table(df).to_string(index=False))
     return 0

@@ -166,6 +166,12 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
     models = json.loads(capsys.readouterr().out)
     active = {m["category"]: m["model_id"] for m in models if m["status"] == "active"}
     assert {"crime", "traffic", "health"} <= set(active)
+    assert cli.main(["models", "--category", "crime"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.split() == ["model_id", "category", "status", "created", "base", "train_s",
+                              "val_auc", "val_pai_5", "test_auc", "test_pai_5"]
+    assert row.split()[0] == active["crime"]
+    assert all(float(score) >= 0 for score in row.split()[-4:]), "every score is shown"
 
     out = tmp_path / "crime.geojson"
     assert cli.main(["predict", "--category", "crime", "--out", str(out)]) == 0
@@ -188,6 +194,23 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
 
     assert cli.main(["predict", "--category", "crime", "--out", str(tmp_path / "x.txt")]) == 2
     assert ".csv or .geojson" in capsys.readouterr().err
+
+
+def test_progress_bar_redraws_one_line_and_starts_a_new_one_per_stage():
+    import io
+
+    stream = io.StringIO()
+    bar = cli.ProgressBar(stream=stream)
+    bar({"stage": "prepare", "fraction": 0.0})
+    bar({"stage": "train", "fraction": 0.5, "epoch": 1, "epochs": 4, "loss": 0.5, "eta_s": 12})
+    bar({"stage": "train", "fraction": 1.0, "epoch": 4, "epochs": 4, "loss": 0.1})
+    bar.close()
+    assert stream.getvalue().split("\n") == [
+        "\rprepare     [........................]    0%    ",
+        "\rtrain       [############............]   50%  epoch 1/4  loss 0.5000  eta 12s    "
+        "\rtrain       [########################]  100%  epoch 4/4  loss 0.1000    ",
+        "",
+    ]
 
 
 # ------------------------------------------------------------------------- accounts, audit

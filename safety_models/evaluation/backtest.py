@@ -317,34 +317,8 @@ def _curves(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict[str,
         "pai": [None, *curve["pai"].tolist()],
         "perfect_hit_rate": [0.0, *curve["perfect_hit_rate"].tolist()],
     }
-    curves["roc"] = roc_points(prob[:, mask].ravel(), (counts[:, mask] > 0).ravel())
+    curves["roc"] = metrics.roc_points(prob[:, mask].ravel(), (counts[:, mask] > 0).ravel(), ROC_CURVE_POINTS)
     return curves
-
-
-def roc_points(scores: np.ndarray, events: np.ndarray, n_points: int = ROC_CURVE_POINTS) -> dict[str, list] | None:
-    """ROC curve for a chart: exact (FPR, TPR) at n_points thresholds, the quantiles of the
-    scores (evenly spaced in the share of cell-windows flagged), plus (0, 0) and (1, 1).
-
-    One binary search per value instead of sklearn's full sort: a year of daily windows on
-    5,000 cells is 2 million values. None when only one class is present (ROC undefined).
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    events = np.asarray(events, dtype=bool)
-    n_pos = int(events.sum())
-    n_neg = events.size - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return None
-    thresholds = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, n_points)))  # ascending
-    # bin[i] = number of thresholds <= score i: the value is flagged by thresholds[:bin[i]].
-    bins = np.searchsorted(thresholds, scores, side="right")
-    pos_at = np.bincount(bins[events], minlength=len(thresholds) + 1)    # (thresholds + 1,)
-    neg_at = np.bincount(bins[~events], minlength=len(thresholds) + 1)
-    # Flagged at threshold j (score >= thresholds[j]) = values with bin > j.
-    tpr = pos_at[::-1].cumsum()[::-1][1:] / n_pos                        # (thresholds,) descending in j
-    fpr = neg_at[::-1].cumsum()[::-1][1:] / n_neg
-    fpr = np.concatenate([[0.0], fpr[::-1], [1.0]])
-    tpr = np.concatenate([[0.0], tpr[::-1], [1.0]])
-    return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
 
 
 def _per_window_values(result: Mapping[str, Any], key: str) -> np.ndarray:
@@ -512,11 +486,9 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
 
 
 def _validation_scores(prob_val: np.ndarray, counts_val: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
-    """The model's ranking scores on the validation windows (for choosing between models)."""
-    hit_rate_5, _ = metrics.mean_and_se(metrics.hit_rate(prob_val, counts_val, 0.05, mask))
-    pai_5, _ = metrics.mean_and_se(metrics.pai(prob_val, counts_val, 0.05, mask))
-    return {"n_windows": len(prob_val), "hit_rate_5": hit_rate_5, "pai_5": pai_5,
-            "roc_auc": metrics.roc_auc(prob_val[:, mask], counts_val[:, mask] > 0)}
+    """The model's ranking scores on the validation windows (for choosing between models):
+    metrics.ranking_scores, the scores training keeps for the validation windows too."""
+    return metrics.ranking_scores(prob_val, counts_val, mask)
 
 
 def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping[str, Any],

@@ -8,7 +8,8 @@ Two families, as the field uses them:
   number of cells that had an event.
 * Classification of "at least one event in a cell-window": confusion, accuracy (and the
   accuracy of always answering "no event", which is what a high accuracy must beat), balanced
-  accuracy, precision/recall/F1, ROC AUC, PR AUC, Brier score, calibration.
+  accuracy, precision/recall/F1, ROC AUC (and the ROC curve's points), PR AUC, Brier score,
+  calibration.
 
 Shapes: ``scores`` and ``counts`` are (cells,) for one window or (windows, cells) -- a
 (windows, rows, cols) array is flattened to (windows, rows * cols). ``mask`` is a boolean
@@ -350,6 +351,33 @@ def roc_auc_per_window(prob: Any, y: Any) -> np.ndarray:
     return np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)
 
 
+def roc_points(scores: Any, events: Any, n_points: int) -> dict[str, list] | None:
+    """ROC curve for a chart: exact (FPR, TPR) at n_points thresholds, the quantiles of the
+    scores (evenly spaced in the share of cell-windows flagged), plus (0, 0) and (1, 1).
+
+    scores, events: 1-D, one value per cell-window. One binary search per value instead of
+    sklearn's full sort: a year of daily windows on 5,000 cells is 2 million values. None
+    when only one class is present (ROC undefined).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    events = np.asarray(events, dtype=bool)
+    n_pos = int(events.sum())
+    n_neg = events.size - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    thresholds = np.unique(np.quantile(scores, np.linspace(0.0, 1.0, n_points)))  # ascending
+    # bin[i] = number of thresholds <= score i: the value is flagged by thresholds[:bin[i]].
+    bins = np.searchsorted(thresholds, scores, side="right")
+    pos_at = np.bincount(bins[events], minlength=len(thresholds) + 1)    # (thresholds + 1,)
+    neg_at = np.bincount(bins[~events], minlength=len(thresholds) + 1)
+    # Flagged at threshold j (score >= thresholds[j]) = values with bin > j.
+    tpr = pos_at[::-1].cumsum()[::-1][1:] / n_pos                        # (thresholds,) descending in j
+    fpr = neg_at[::-1].cumsum()[::-1][1:] / n_neg
+    fpr = np.concatenate([[0.0], fpr[::-1], [1.0]])
+    tpr = np.concatenate([[0.0], tpr[::-1], [1.0]])
+    return {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+
+
 def pr_auc(prob: Any, y: Any) -> float:
     """Area under the precision-recall curve (average precision); NaN when one class only.
 
@@ -420,6 +448,36 @@ def operating_threshold(prob_val: Any, y_val: Any) -> float:
 def coverage_key(coverage: float) -> str:
     """0.05 -> "5", 0.025 -> "2.5": the percent key used in reports and the CLI's JSON."""
     return f"{round(coverage * 100, 6):g}"
+
+
+# The share of area that early stopping, promotion advice and the Models page quote.
+SELECTION_COVERAGE = 0.05
+
+
+def ranking_scores(prob: Any, counts: Any, mask: Any | None = None) -> dict[str, float | int]:
+    """The scores that choose between models: what validation, early stopping and a model's
+    stored metrics use, so the Models page and the Evaluation page agree.
+
+    prob, counts, mask: as in score_windows (prob also ranks the cells).
+    Keys: hit_rate_5 and pai_5 (hit_rate and pai at SELECTION_COVERAGE, i.e. n_flagged(0.05,
+    n_city_cells) cells, means over windows with events, as score_windows' "5"), roc_auc
+    (pooled over every city cell-window), cells_flagged_5 (how many cells 5 % flags, which
+    also tells these scores from ones computed before this definition), n_windows.
+    NaN where undefined (no events, one class only).
+    """
+    score_2d, count_2d, _ = _prepare(prob, counts, mask)  # (windows, city_cells)
+    rates, k = _hit_rates(score_2d, count_2d, SELECTION_COVERAGE)
+    area_share = k / count_2d.shape[1] if k else math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        pai_5, _ = mean_and_se(rates / area_share)
+    return {
+        "hit_rate_5": mean_and_se(rates)[0],
+        "pai_5": pai_5,
+        "roc_auc": roc_auc(score_2d, count_2d > 0),
+        "cells_flagged_5": int(k),
+        "n_windows": int(score_2d.shape[0]),
+    }
+
 
 def score_windows(
     prob: Any,

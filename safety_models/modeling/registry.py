@@ -410,6 +410,11 @@ HIGHER_IS_BETTER = ("hit_rate_5", "hit_rate", "pai_5", "pai", "average_precision
 # ... and lower is better for these.
 LOWER_IS_BETTER = ("poisson_deviance", "nll", "loss", "brier", "mae", "rmse")
 PROMOTE_MIN_GAIN = 0.0   # any strict improvement suggests promotion
+# Models saved before evaluation.metrics.ranking_scores flagged round(0.05 n) cells, not
+# ceil, and divided PAI by 0.05, not by the share flagged; their validation scores lack
+# "cells_flagged_5". An old and a new model are not compared on these (ceil can flag one cell
+# more, which raises the hit rate by itself): the next score both report decides.
+HOT_SPOT_SCORES = ("hit_rate_5", "hit_rate", "pai_5", "pai")
 
 
 def _score_dict(metrics: dict | None) -> dict:
@@ -434,14 +439,18 @@ def should_promote(new_metrics: dict | None, active_metrics: dict | None) -> tup
     """Suggest whether a new model should replace the active one: (yes?, reason for people).
 
     Compares the validation scores (the first of HIGHER_IS_BETTER, then LOWER_IS_BETTER, that
-    both models report). No active model -> yes. No common score -> no, with the reason.
+    both models report; hot-spot scores only when both were computed the same way, see
+    HOT_SPOT_SCORES). No active model -> yes. No common score -> no, with the reason.
     Models trained on different data periods were validated on different windows, so this
     is a suggestion; evaluation.evaluate_category backtests both on the same windows.
     """
     if not active_metrics:
         return True, "there is no active model to compare with"
     new, old = _score_dict(new_metrics), _score_dict(active_metrics)
+    hot_spots_comparable = ("cells_flagged_5" in new) == ("cells_flagged_5" in old)
     for name, sign in [(n, 1.0) for n in HIGHER_IS_BETTER] + [(n, -1.0) for n in LOWER_IS_BETTER]:
+        if name in HOT_SPOT_SCORES and not hot_spots_comparable:
+            continue
         a, b = _finite(new.get(name)), _finite(old.get(name))
         if a is None or b is None:
             continue

@@ -16,8 +16,9 @@ Steps of fit (base 'pretrained' | 'imagenet' | 'none'):
    train the rest (AdamW or SGD momentum 0.9; the head/decoder at lr * head_lr_mult) with a
    masked BCE (any event) + Poisson NLL (counts) loss over city cells;
 4. early stopping on validation (mean of ROC-AUC and hit rate at 5 % of the area, ranking by
-   probability, as evaluation.py does); the best epoch's weights are kept, where the starting
-   point (step 2's linear forecast under the zero head) counts as epoch 0;
+   probability, from evaluation.metrics.ranking_scores: the definition the Evaluation page
+   uses too); the best epoch's weights are kept, where the starting point (step 2's linear
+   forecast under the zero head) counts as epoch 0;
 5. refit the base-rate GLM on train + validation windows under the trained network (the most
    recent history matters most for seasonal or drifting data); validation metrics are from
    before this refit, test metrics after.
@@ -40,6 +41,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from safety_models.evaluation.metrics import SELECTION_COVERAGE, mean_and_se, pai, ranking_scores
 from safety_models.features import FeatureConfig, SampleBuilder, channel_names, n_channels
 from safety_models.modeling.models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
 from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
@@ -115,7 +117,7 @@ class TrainResult:
                 "train_seconds": float(self.train_seconds)}
 
 
-# -- splits and metrics --------------------------------------------------------------------------
+# -- splits and model selection ------------------------------------------------------------------
 MIN_TRAIN_WINDOWS = 4   # fewer cannot fill one batch pair nor say anything about a city
 
 
@@ -158,49 +160,9 @@ def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> 
     return first, train_end, val_end, T
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Rank ROC-AUC (ties averaged); NaN when only one class is present."""
-    s = np.asarray(scores, np.float64).ravel()
-    y = np.asarray(labels).ravel() > 0
-    n_pos, n_neg = int(y.sum()), int((~y).sum())
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    ranks = pd.Series(s).rank(method="average").to_numpy()
-    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
-def hit_rate_at(scores: np.ndarray, counts: np.ndarray, mask: np.ndarray, coverage: float = 0.05) -> np.ndarray:
-    """Per window share of events in the top `coverage` of city cells by score; NaN if no events.
-
-    scores, counts: (N, H, W); ties at the threshold are broken by cell order (stable sort)."""
-    m = mask.ravel()
-    k = max(1, int(round(coverage * m.sum())))
-    s = scores.reshape(len(scores), -1)[:, m]
-    c = counts.reshape(len(counts), -1)[:, m]
-    top = np.argsort(-s, axis=1, kind="stable")[:, :k]
-    hits = np.take_along_axis(c, top, axis=1).sum(1)
-    total = c.sum(1)
-    return np.where(total > 0, hits / np.maximum(total, 1e-12), np.nan)
-
-
-def window_metrics(prob: np.ndarray, expected: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict:
-    """roc_auc (prob vs any event, pooled over city cell-windows); hit_rate_5 / pai_5 ranking
-    cells by prob (what the risk map shows), pai_5_expected ranking by expected count (means
-    over windows with events); n_windows, events."""
-    m = np.broadcast_to(mask, counts.shape)
-
-    def mean_hit(scores: np.ndarray) -> float:
-        hr = hit_rate_at(scores, counts, mask, 0.05)
-        return float(np.nanmean(hr)) if np.isfinite(hr).any() else float("nan")
-
-    hr_prob, hr_expected = mean_hit(prob), mean_hit(expected)
-    return {"roc_auc": roc_auc(prob[m], counts[m] > 0), "hit_rate_5": hr_prob, "pai_5": hr_prob / 0.05,
-            "pai_5_expected": hr_expected / 0.05, "n_windows": int(len(counts)),
-            "events": float(counts[m].sum())}
-
-
 def selection_score(metrics: dict) -> float:
-    """What early stopping maximises: mean of ROC-AUC and hit rate at 5 % of the area."""
+    """What early stopping maximises: mean of ROC-AUC and hit rate at 5 % of the area (both
+    from ranking_scores); -inf when neither is defined."""
     vals = [v for v in (metrics.get("roc_auc"), metrics.get("hit_rate_5")) if v is not None and math.isfinite(v)]
     return float(np.mean(vals)) if vals else float("-inf")
 
@@ -514,10 +476,17 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
 
 def _evaluate(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, counts: np.ndarray,
               mask: np.ndarray) -> dict:
+    """The model's scores on windows t_indices, as validation and the checkpoint keep them:
+    ranking_scores of the probability (what the risk map ranks by and the Evaluation page
+    scores), plus pai_5_expected (cells ranked by expected count) and events (in city cells).
+    {} without windows."""
     if len(t_indices) == 0:
         return {}
     prob, expected = predict_windows(model, counts, None, t_indices, builder.cfg, mask, builder=builder)
-    return window_metrics(prob, expected, counts[t_indices], mask)
+    observed = counts[t_indices]                                          # (N, H, W)
+    pai_expected, _ = mean_and_se(pai(expected, observed, SELECTION_COVERAGE, mask))
+    return {**ranking_scores(prob, observed, mask), "pai_5_expected": pai_expected,
+            "events": float(observed[:, mask].sum())}
 
 
 # -- pretraining ---------------------------------------------------------------------------------

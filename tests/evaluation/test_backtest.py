@@ -333,9 +333,34 @@ def dataclasses_replace(obj, **changes):
     return dataclasses.replace(obj, **changes)
 
 
-def test_roc_points_by_hand():
-    # Thresholds 0.8, 0.4, 0.35, 0.1 flag 1, 2, 3, 4 of the values: (FPR, TPR) by hand.
-    r = evaluation.roc_points(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), n_points=101)
-    points = sorted(set(zip(r["fpr"], r["tpr"])))
-    assert points == [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
-    assert evaluation.roc_points(np.array([0.1, 0.2]), np.array([0, 0])) is None
+def test_models_page_and_evaluate_report_the_same_test_pai(crime_store):
+    """One definition of PAI: the test scores a model is saved with (the Models page's "test
+    PAI 5 %", the CLI's test_pai_5) equal evaluate's on the same model and windows, for a city
+    of 50 cells, where 5 % is 2.5 cells: ceil -> 3, while round() would have flagged 2."""
+    from safety_models.modeling import registry
+    from safety_models.modeling.synthetic import simulate_city
+    from safety_models.modeling.training import TrainConfig, fit
+
+    counts, starts, _ = simulate_city(5, rows=10, cols=10, n_windows=120, events_per_window=8.0)
+    mask = np.zeros((10, 10), dtype=bool)
+    mask[:5] = True                                        # the top half: 50 city cells
+    assert metrics.n_flagged(0.05, int(mask.sum())) == 3 and round(0.05 * mask.sum()) == 2
+    # refit_base_path=False keeps the validated model, so validation scores match too.
+    cfg = TrainConfig(category="crime", base="none", epochs=1, steps_per_epoch=2, batch_size=4,
+                      val_windows=10, test_windows=15, refit_base_path=False)
+    spec = GridSpec("EPSG:32616", 440_000.0, 4_635_000.0, 500.0, 10, 10)
+    checkpoint = {**fit(counts, starts, mask, cfg).checkpoint(), "grid": spec.to_dict(), "mask": mask}
+    model_id = registry.save_model(crime_store, checkpoint, "crime")
+    saved = registry.list_models(crime_store, "crime").set_index("model_id").loc[model_id]
+    model, loaded = registry.load_model(crime_store, model_id)
+
+    city = City("crime", spec, 24, pd.DatetimeIndex(starts), counts, mask)
+    evaluated = evaluation.backtest(model, loaded, city, baselines={}).to_dict()["results"]["model"]
+    assert evaluated["n_windows"] == saved["test_metrics"]["n_windows"] == 15
+    assert saved["test_metrics"]["cells_flagged_5"] == 3
+    assert saved["test_metrics"]["pai_5"] == pytest.approx(evaluated["pai"]["5"], rel=1e-6)
+    assert saved["test_metrics"]["hit_rate_5"] == pytest.approx(evaluated["hit_rate"]["5"], rel=1e-6)
+    assert saved["test_metrics"]["roc_auc"] == pytest.approx(evaluated["roc_auc"], rel=1e-6)
+    # ... and promotion advice reads the scores the study reads as val_pai_5.
+    for key in ("hit_rate_5", "pai_5", "roc_auc"):
+        assert saved["val_metrics"][key] == pytest.approx(evaluated["validation"][key], rel=1e-6)

@@ -44,6 +44,38 @@ def test_coverage_rounds_up_to_whole_cells():
         metrics.n_flagged(0.0, 10)
 
 
+def test_five_percent_of_fifty_cells_is_three_cells():
+    # 0.05 * 50 = 2.5 cells: the top 3 (ceil) are flagged, where round() would flag 2.
+    # Scores fall with the cell index; events: 1 in cell 0, 1 in cell 2, 2 in cell 10.
+    scores = np.arange(50.0)[::-1]
+    counts = np.zeros(50)
+    counts[[0, 2, 10]] = [1.0, 1.0, 2.0]
+    assert metrics.n_flagged(0.05, 50) == 3 and round(0.05 * 50) == 2
+    # Cells 0, 1, 2 hold 2 of the 4 events; PAI divides by the share flagged, 3/50, not 0.05.
+    assert metrics.hit_rate(scores, counts, 0.05) == pytest.approx(0.5)
+    assert metrics.pai(scores, counts, 0.05) == pytest.approx(0.5 / (3 / 50))  # 25/3
+    scores_5 = metrics.ranking_scores(scores, counts)
+    assert scores_5["cells_flagged_5"] == 3 and scores_5["n_windows"] == 1
+    assert scores_5["hit_rate_5"] == pytest.approx(0.5)
+    assert scores_5["pai_5"] == pytest.approx(25 / 3)
+    # AUC over 3 event cells x 47 without: cell 0 outranks all 47, cell 2 all but cell 1 (46),
+    # cell 10 the 39 cells 11..49 -> 132 / 141.
+    assert scores_5["roc_auc"] == pytest.approx(132 / 141)
+
+
+def test_ranking_scores_are_score_windows_own():
+    # Two windows of the running example on 4 cells (5 % -> 1 cell), the second without events.
+    prob = np.stack([SCORES, SCORES[::-1]])
+    counts = np.stack([COUNTS, [0.0, 0.0, 0.0, 1.0]])
+    mask = np.array([True, True, True, False])
+    report = metrics.score_windows(prob, counts, mask, threshold=0.5)
+    scores_5 = metrics.ranking_scores(prob, counts, mask)
+    assert scores_5["hit_rate_5"] == report["hit_rate"]["5"]
+    assert scores_5["pai_5"] == report["pai"]["5"]
+    assert scores_5["roc_auc"] == report["roc_auc"]
+    assert scores_5["cells_flagged_5"] == 1 and scores_5["n_windows"] == report["n_windows"] == 2
+
+
 def test_ties_are_broken_by_cell_index():
     # All scores equal: the lowest cell index is flagged first, so cell 0 (no events).
     assert metrics.hit_rate([0.5, 0.5, 0.5, 0.5], [0, 1, 0, 0], 0.25) == 0.0
@@ -132,6 +164,14 @@ def test_confusion_and_threshold_metrics():
     assert (p, r, f) == (pytest.approx(2 / 3), 1.0, pytest.approx(0.8))
     # Balanced accuracy: sensitivity 1, specificity 1/2 -> 3/4.
     assert metrics.balanced_accuracy(PROB, Y, 0.4) == pytest.approx(0.75)
+
+
+def test_roc_points_by_hand():
+    # Thresholds 0.8, 0.4, 0.35, 0.1 flag 1, 2, 3, 4 of the values: (FPR, TPR) by hand.
+    r = metrics.roc_points(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]), n_points=101)
+    points = sorted(set(zip(r["fpr"], r["tpr"])))
+    assert points == [(0.0, 0.0), (0.0, 0.5), (0.5, 0.5), (0.5, 1.0), (1.0, 1.0)]
+    assert metrics.roc_points(np.array([0.1, 0.2]), np.array([0, 0]), 101) is None
 
 
 def test_undefined_precision_recall_are_nan():
@@ -225,3 +265,14 @@ def test_score_windows_chooses_threshold_when_not_given():
     report = metrics.score_windows(PROB[None, :], Y[None, :].astype(float))
     assert report["threshold"] == pytest.approx(0.4)
     assert report["f1"] == pytest.approx(0.8)
+
+
+def test_metrics_import_nothing_of_modeling():
+    """training imports the one definition; the definition must not import training back."""
+    import subprocess
+    import sys
+
+    code = ("import sys, safety_models.evaluation.metrics; "
+            "print([m for m in sys.modules if m.startswith('safety_models.modeling') or m == 'torch'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

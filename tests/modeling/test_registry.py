@@ -172,6 +172,20 @@ def test_should_promote_compares_validation_scores():
     assert not ok and "no validation score" in reason
 
 
+def test_should_promote_does_not_compare_hot_spots_across_conventions():
+    # A model saved before metrics.ranking_scores (round(0.05 n) cells, no cells_flagged_5)
+    # against a new one: the hit rates are not comparable, ROC-AUC decides.
+    old = {"validation": {"hit_rate_5": 0.5, "pai_5": 10.0, "roc_auc": 0.8}}
+    new = {"validation": {"hit_rate_5": 0.7, "pai_5": 11.0, "roc_auc": 0.7, "cells_flagged_5": 3}}
+    assert registry.should_promote(new, old) == (
+        False, "worse validation roc_auc: 0.7 vs 0.8 for the active model")
+    assert registry.should_promote(old, new)[0] is True
+    # Both new: the hit rate decides, as before.
+    newer = {"validation": {**new["validation"], "hit_rate_5": 0.75}}
+    assert registry.should_promote(newer, new) == (
+        True, "better validation hit_rate_5: 0.75 vs 0.7 for the active model")
+
+
 def test_check_grid_names_the_difference_and_the_way_out():
     ckpt = {"model_id": "crime-20261128-231500-ab12", "grid": GRID.to_dict()}
     registry.check_grid(ckpt, GRID)  # same grid: fine
