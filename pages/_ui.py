@@ -270,10 +270,10 @@ def first_start() -> None:
     if st.session_state.get("_first_start_checked"):
         return
     st.session_state["_first_start_checked"] = True
-    from safety_models.service import workflows
+    from safety_models.service import operations
 
     with shown_errors("preparing the first start"):
-        workflows.first_start(get_store())
+        operations.first_start(get_store())
 
 
 @st.fragment(run_every=2)

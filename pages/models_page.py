@@ -7,7 +7,7 @@ import streamlit as st
 
 from pages import _auth as auth
 from pages import _ui as ui
-from safety_models.service import actions, jobs, workflows
+from safety_models.service import actions, jobs
 from safety_models import paths
 from safety_models.modeling import registry
 from safety_models.modeling.training import TrainConfig
@@ -105,13 +105,11 @@ def train_form() -> None:
                                           icon=":material/play_arrow:")
     if submitted:
         with ui.shown_errors("starting the training job"):
-            # Keep the category's grid, so the new version compares cell for cell.
-            grid = workflows.category_grid(store, category)
-            keep = {} if grid is None else {"cell_size_m": grid.cell_size_m}
+            # No cell size: the training workflow keeps the category's grid.
             config = TrainConfig(
                 category=category, base=active_id if base == "active" else base,
                 freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
-                optimizer=optimizer, history_days=int(history_days) or None, **keep)
+                optimizer=optimizer, history_days=int(history_days) or None)
             job_id = actions.start_training(store, auth.actor(), config.to_dict())
             st.toast(f"Training started (job {job_id}).")
             st.rerun()

@@ -24,10 +24,10 @@ uploads = ui.uploads(url, stamp)
 @st.fragment(run_every=2)
 def jobs_and_attention() -> None:
     """Refreshes by itself: running jobs with their progress, and what needs attention."""
-    from safety_models.service import jobs, workflows
+    from safety_models.service import jobs, operations
 
     with ui.shown_errors("reading the state of jobs and models"):
-        items = workflows.attention_items(store)
+        items = operations.attention_items(store)
         running = [j for j in jobs.list_jobs(store, limit=20)
                    if j["status"] in jobs.ACTIVE_STATUSES]
         if not items and not running:

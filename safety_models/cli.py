@@ -23,7 +23,7 @@ from safety_models.errors import UserError
 from safety_models.files import to_jsonable
 from safety_models.presentation.text import (progress_bar_line, read_progress,
                                              upload_summary_lines, when_iso)
-from safety_models.schema import CATEGORIES
+from safety_models.schema import CATEGORIES, DEFAULT_CELL_SIZE_M
 
 EXIT_USER_ERROR = 2
 
@@ -133,7 +133,11 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--window-hours", type=int, default=None,
                    help="window length to predict (default 24 for crime/traffic, 168 for health)")
-    p.add_argument("--cell-size-m", type=float, default=None, help="grid cell size in metres")
+    p.add_argument("--cell-size-m", type=float, default=None,
+                   help="grid cell size in metres (default: keep the category's grid, as the "
+                        f"dashboard does; {DEFAULT_CELL_SIZE_M:g} m for its first model). "
+                        "Another size makes a new "
+                        "grid, whose maps do not compare cell for cell with the others")
     p.add_argument("--history-days", type=int, default=None,
                    help="train on at most this many days before the validation period")
     p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None,

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pandas as pd
-import pytest
 
 from safety_models import cli
 
@@ -29,11 +28,7 @@ A6,2019-03-05 12:00,,,theft
 """
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    return tmp_path / "home"
+# `home` (conftest.py): a fresh, empty home set as SAFETY_MODELS_HOME.
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:

@@ -17,8 +17,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import (TINY_CELL_SIZE_M, build_tiny_home, synthetic_incidents,
-                      synthetic_incidents_csv)
+from conftest import build_tiny_home, synthetic_incidents, synthetic_incidents_csv
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/overview_page.py", "pages/risk_map_page.py", "pages/data_page.py", "pages/models_page.py",
@@ -263,7 +262,7 @@ def test_models_page_has_retrain_controls_and_starts_a_job(home, started_jobs):
     assert kind == "train"
     assert config["category"] == "crime" and config["base"] == "none"
     assert config["freeze_up_to"] == "layer1" and config["epochs"] == 2
-    assert config["cell_size_m"] == TINY_CELL_SIZE_M, "a retrain keeps the category's grid"
+    assert config["cell_size_m"] is None, "no size: the training workflow keeps the grid"
 
 
 def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):

@@ -418,7 +418,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     """Score a trained model and every baseline of its category on the test windows.
 
     model, checkpoint: as ``registry.load_model`` returns them (the checkpoint's data_window
-    gives the splits, its feature_config the inputs). city: ``workflows.CityData`` on the
+    gives the splits, its feature_config the inputs). city: ``modeling.city.CityData`` on the
     model's grid. baselines: {name: fn} to compare with; default
     ``baselines.baselines_for(category)``. baseline_results: already computed by
     ``score_baselines`` for this city and data_window (the study reuses them across runs);
@@ -516,6 +516,7 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     folder (atomic replace). Raises NotReady without a model or without test windows.
     """
     from safety_models.modeling import registry
+    from safety_models.modeling.city import model_city
 
     if model_id is None:
         model_id = registry.active_model_id(store, category)
@@ -526,14 +527,6 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress)
     save_evaluation(result)
     return result
-
-
-def model_city(store: Any, category: str, checkpoint: Mapping[str, Any]) -> Any:
-    """The category's data now, on the model's own grid, window length and city cells (the
-    cells the model was trained and validated on: new data must not move them)."""
-    from safety_models.service import workflows
-
-    return workflows.model_city(store, category, dict(checkpoint))
 
 
 def evaluation_path(model_id: str) -> Path:

@@ -44,7 +44,7 @@ import torch.nn.functional as F
 from safety_models.evaluation.metrics import SELECTION_COVERAGE, mean_and_se, pai, ranking_scores
 from safety_models.features import FeatureConfig, SampleBuilder, channel_names, n_channels
 from safety_models.modeling.models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
-from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
+from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_WINDOW_HOURS, check_category
 from safety_models.errors import NotReady
 
 ProgressFn = Callable[[dict], None] | None
@@ -68,7 +68,7 @@ class TrainConfig:
     steps_per_epoch: int | None = 40  # random batches per epoch (None: one pass over train windows)
     patience: int = 2                 # epochs without validation improvement before stopping
     window_hours: int | None = None   # None: schema.DEFAULT_WINDOW_HOURS[category]
-    cell_size_m: float = DEFAULT_CELL_SIZE_M
+    cell_size_m: float | None = None  # None: keep the category's grid; a size asks for that grid
     history_days: int | None = None   # train windows from at most this many days before validation
     val_windows: int | None = None    # None: 90 days (daily) / 52 weeks (weekly), see split_windows
     test_windows: int | None = None   # None: the last 365 days

@@ -10,13 +10,16 @@ the traceback goes to the log ``home/jobs/<job_id>.log`` only).
 Kinds:
   train      config = TrainConfig.to_dict(): workflows.train_category
   pretrain   config = {"force": bool, "pretrain": {training.pretrain options}}:
-             workflows.ensure_pretrained
+             modeling.pretrained.ensure_pretrained
   bootstrap  config = {} (optionally "train": TrainConfig overrides, "pretrain": options):
-             the base, then a first model for every category with data and no model (the
-             dashboard's first start)
+             workflows.bootstrap: the base, then a first model for every category with
+             data and no model (started by operations.first_start)
 
 A job that fails or is killed never touches the active model: models are saved only once
 training has finished. recover_stale_jobs marks jobs whose process has died as failed.
+
+Jobs run workflow steps; workflows never import this module (operations, above both, starts
+the first-start job and reads jobs for what needs attention).
 """
 
 from __future__ import annotations
@@ -425,10 +428,12 @@ def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str 
         return workflows.train_category(store, cfg, on_progress=reporter.on_progress,
                                         should_stop=reporter.should_stop)
     if kind == "pretrain":
-        return workflows.ensure_pretrained(store, on_progress=reporter.on_progress,
-                                           force=bool(config.get("force", False)),
-                                           should_stop=reporter.should_stop,
-                                           pretrain_options=config.get("pretrain"))
+        from safety_models.modeling.pretrained import ensure_pretrained
+
+        return ensure_pretrained(store, on_progress=reporter.on_progress,
+                                 force=bool(config.get("force", False)),
+                                 should_stop=reporter.should_stop,
+                                 pretrain_options=config.get("pretrain"))
     if kind == "bootstrap":
         model_ids = workflows.bootstrap(store, on_progress=reporter.on_progress,
                                         should_stop=reporter.should_stop,
