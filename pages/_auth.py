@@ -116,11 +116,6 @@ def allowed(permission: str) -> bool:
     return who is not None and can(who.role, permission)
 
 
-def role() -> str | None:
-    who = st.session_state.get(ACTOR_KEY)
-    return None if who is None else who.role
-
-
 # ---------------------------------------------------------------------------- widgets
 
 
