@@ -17,9 +17,9 @@ GRID = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 500.0, 4, 5)
 
 
 @pytest.fixture()
-def store(tmp_path, monkeypatch):
+def store(tmp_path, monkeypatch, db_url):
+    """A fresh home, its database on SQLite and on PostgreSQL (conftest.db_url)."""
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
     registry.clear_cache()
     store = Store()
     yield store
