@@ -113,6 +113,7 @@ def _add_model_commands(commands) -> None:
                             description="Pretrain the ResNet base on simulated cities plus every "
                             "category stored here; 'train --base pretrained' fine-tunes from it.")
     p.add_argument("--force", action="store_true", help="pretrain again even if a base exists")
+    _device_option(p)
     p.set_defaults(run=cmd_pretrain)
 
     p = commands.add_parser("train", help="fine-tune a risk model for a category",
@@ -145,6 +146,7 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--imagenet-weights", metavar="FILE", default=None,
                    help="torchvision ImageNet weights file for --base imagenet")
     p.add_argument("--seed", type=int, default=None)
+    _device_option(p)
     _json_flag(p, "the new model's id, status and scores as JSON")
     p.set_defaults(run=cmd_train)
 
@@ -177,6 +179,7 @@ def _add_model_commands(commands) -> None:
                    help="a date/time inside the window to predict (default: the next window)")
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv|FILE.geojson")
+    _device_option(p)
     p.set_defaults(run=cmd_predict)
 
     p = commands.add_parser("evaluate", help="backtest a model against the baselines",
@@ -185,6 +188,7 @@ def _add_model_commands(commands) -> None:
                             "baselines on the same windows and cells.")
     p.add_argument("--category", required=True, choices=CATEGORIES)
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
+    _device_option(p)
     _json_flag(p, "the full result as one JSON object")
     p.set_defaults(run=cmd_evaluate)
 
@@ -210,6 +214,15 @@ _MAPPING_HELP = {
 
 def _json_flag(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--json", action="store_true", help=f"print {what}")
+
+
+def _device_option(p: argparse.ArgumentParser) -> None:
+    # Spelt out like FREEZE_CHOICES so that `--help` need not import torch (devices.py
+    # holds the same choices; tests/modeling/test_devices.py checks that they agree).
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="where the network runs: auto (a CUDA GPU when torch sees one, "
+                        "else the CPU; the default), cpu, or cuda (an error without a GPU); "
+                        "on a GPU, mixed precision (bf16) where it is safe")
 
 
 def _store():
@@ -346,8 +359,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # models.STAGES with 'none' in front, spelt out so that `--help` and `ingest` need not import
 # torch; tests/test_cli.py checks that the two agree.
 FREEZE_CHOICES = ("none", "stem", "layer1", "layer2", "layer3", "layer4")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")     # modeling.devices.DEVICE_CHOICES
 TRAIN_OPTIONS = ("base", "freeze_up_to", "optimizer", "lr", "epochs", "window_hours",
-                 "cell_size_m", "history_days", "backbone", "imagenet_weights", "seed")
+                 "cell_size_m", "history_days", "backbone", "imagenet_weights", "seed",
+                 "device")
 
 
 class ProgressBar:
@@ -389,9 +404,18 @@ def _run_job(store, kind: str, config: dict) -> dict:
         bar.close()
 
 
+def _check_device(name: str) -> None:
+    """Refuse --device cuda without a GPU before any work starts (a UserError)."""
+    from safety_models.modeling.devices import resolve_device
+
+    resolve_device(name)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    _check_device(args.device)
     with _store() as store:
-        job = _run_job(store, "pretrain", {"force": bool(args.force)})
+        job = _run_job(store, "pretrain", {"force": bool(args.force),
+                                           "pretrain": {"device": args.device}})
     print(f"base model: {job['model_id']}")
     return 0
 
@@ -402,6 +426,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
     cfg = TrainConfig(category=args.category, **options)
+    _check_device(cfg.device)
     with _store() as store:
         job = _run_job(store, "train", cfg.to_dict())
         info = registry.model_info(store, job["model_id"])
@@ -498,8 +523,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".csv", ".geojson", ".json"):
         raise UserError(f"{args.out}: give a .csv or .geojson file name")
+    _check_device(args.device)
     with _store() as store:
-        df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model)
+        df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model,
+                                        device=args.device)
         if suffix == ".csv":
             data = export.prediction_to_csv(df)
         else:
@@ -525,11 +552,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from safety_models.evaluation import backtest as evaluation
     from safety_models.service import actions
 
+    _check_device(args.device)
     bar = None if args.json else ProgressBar()
     try:
         with _store() as store:
             result = actions.evaluate(store, _actor(), args.category, model_id=args.model,
-                                      on_progress=bar)
+                                      on_progress=bar, device=args.device)
     finally:
         if bar is not None:
             bar.close()

@@ -251,13 +251,15 @@ def rollback(store: Store, actor: Actor, category: str) -> str:
 
 
 def evaluate(store: Store, actor: Actor, category: str, model_id: str | None = None,
-             on_progress: ProgressFn | None = None):
-    """The backtest of a model (analyst); returns evaluation's BacktestResult."""
+             on_progress: ProgressFn | None = None, device: str = "auto"):
+    """The backtest of a model (analyst); returns evaluation's BacktestResult. device: as
+    backtest.evaluate_category takes it."""
     from safety_models.evaluation import backtest
 
     with _audited(store, actor, "evaluate", "evaluate", f"model {model_id or '(active)'}",
                   "evaluating models") as entry:
-        result = backtest.evaluate_category(store, category, model_id, on_progress=on_progress)
+        result = backtest.evaluate_category(store, category, model_id, on_progress=on_progress,
+                                            device=device)
         entry.target = f"model {getattr(result, 'model_id', model_id)}"
         entry.detail = category
     return result

@@ -54,7 +54,10 @@ def _base_state(store: Any, train_cfg: Any, city: CityData,
     if base in ("none", "imagenet"):
         return None, None, None
     if base == "pretrained":
-        base_id, checkpoint = pretrained_base(store, on_progress=on_progress)
+        # A base pretrained on the way runs where the fine-tuning will.
+        base_id, checkpoint = pretrained_base(
+            store, on_progress=on_progress,
+            pretrain_options={"device": getattr(train_cfg, "device", "auto")})
         return checkpoint, base_id, None
     checkpoint = registry.load_checkpoint(store, base)  # NotReady for an unknown id
     if checkpoint.get("category") == registry.BASE_CATEGORY:
@@ -170,7 +173,7 @@ def _resolve_model_id(store: Any, category: str, model_id: str | None) -> str:
 
 
 def predict_category(store: Any, category: str, at: Any = None,
-                     model_id: str | None = None) -> pd.DataFrame:
+                     model_id: str | None = None, device: str = "auto") -> pd.DataFrame:
     """A model's risk for one window: one row per city cell, highest risk first.
 
     at: None -> the window right after the latest data; a date/time -> the window that
@@ -180,13 +183,17 @@ def predict_category(store: Any, category: str, at: Any = None,
     probability (of at least one event), expected_count, events_last_30d (recorded in the 30
     days before window_start), rank (1 = highest probability; ties by expected count, then
     cell id), risk_level (RISK_LEVELS by rank share), model_id, window_start, window_end.
+    device: where the model runs ('auto' | 'cpu' | 'cuda[:N]'; UserError for cuda without
+    a GPU).
     """
     from safety_models.modeling import training
+    from safety_models.modeling.devices import resolve_device
     from safety_models.features import FeatureConfig
 
     category = check_category(category)
     model_id = _resolve_model_id(store, category, model_id)
     model, checkpoint = registry.load_model(store, model_id)
+    model.to(resolve_device(device))
     incidents = incidents_or_raise(store, category)
     city = model_city(store, category, checkpoint, incidents)
     t = _window_index(city, at)

@@ -45,9 +45,9 @@ NO_REJECTS = pd.DataFrame({"row_number": pd.array([], dtype="int64"),
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, db_url):
+    """A fresh home, its database on SQLite and on PostgreSQL (conftest.db_url)."""
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
     return tmp_path
 
 
@@ -106,21 +106,30 @@ def test_failure_halfway_leaves_store_as_before(store, home, monkeypatch):
     add(store, ["a", "b"])
     before = (store.incident_counts(), store.list_uploads().to_dict("list"),
               sorted(p.name for p in (home / "uploads").iterdir()))
-    monkeypatch.setattr(store_module, "INSERT_CHUNK_ROWS", 2)
-    real_execute_many = Store._execute_many
     calls = []
+    if store.is_sqlite:   # fail between two executemany chunks
+        monkeypatch.setattr(store_module, "INSERT_CHUNK_ROWS", 2)
+        real_execute_many = Store._execute_many
 
-    def fail_after_first_chunk(self, conn, sql, rows):
-        calls.append(len(rows))
-        if len(calls) > 1:
+        def fail_after_first_chunk(self, conn, sql, rows):
+            calls.append(len(rows))
+            if len(calls) > 1:
+                raise RuntimeError("disk full")
+            return real_execute_many(self, conn, sql, rows)
+
+        monkeypatch.setattr(Store, "_execute_many", fail_after_first_chunk)
+    else:                 # PostgreSQL: fail once COPY has inserted every row
+        real_copy = Store._copy_incidents
+
+        def fail_after_copy(conn, upload_id, new):
+            calls.append(real_copy(conn, upload_id, new))
             raise RuntimeError("disk full")
-        return real_execute_many(self, conn, sql, rows)
 
-    monkeypatch.setattr(Store, "_execute_many", fail_after_first_chunk)
+        monkeypatch.setattr(Store, "_copy_incidents", staticmethod(fail_after_copy))
     rejected = rejected_frame([(9, "missing coordinates", {"date": "2019-01-01"})])
     with pytest.raises(RuntimeError, match="disk full"):
         add(store, ["c", "d", "e", "f", "g"], rejected=rejected)
-    assert len(calls) == 2
+    assert calls == ([2, 2] if store.is_sqlite else [5])
     after = (store.incident_counts(), store.list_uploads().to_dict("list"),
              sorted(p.name for p in (home / "uploads").iterdir()))
     assert after == before
@@ -157,9 +166,12 @@ def test_city_mismatch_is_refused_per_category(store):
 
 
 def test_portable_code_path_gives_the_same_results(store):
-    """The paths used for databases other than SQLite (Core inserts after a key lookup,
-    Core reads), exercised on SQLite."""
+    """The paths used for databases other than SQLite and PostgreSQL (Core inserts after a
+    key lookup, Core reads), exercised on SQLite."""
+    if not store.is_sqlite:
+        pytest.skip("exercised on SQLite only")
     store.is_sqlite = False
+    store.dialect = "portable"
     add(store, ["a", "b", "b"])
     summary = add(store, ["b", "c"])
     assert (summary.accepted, summary.duplicates) == (1, 1)
@@ -170,6 +182,8 @@ def test_portable_code_path_gives_the_same_results(store):
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(store):
+    if not store.is_sqlite:
+        pytest.skip("SQLite's settings")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
@@ -264,10 +278,14 @@ def test_boundaries_meta_and_remove_demo(store):
 
 
 def test_other_modules_add_tables_on_the_shared_metadata(home):
+    """The migrations make the product's tables; a table outside them (a test's) is made on
+    first use by ensure_table."""
     extra = sa.Table("test_extra_table", store_module.metadata,
                      sa.Column("id", sa.Integer, primary_key=True))
     try:
         s = Store()
+        assert not sa.inspect(s.engine).has_table("test_extra_table")
+        s.ensure_table(extra)
         with s.begin() as conn:
             conn.execute(extra.insert().values(id=1))
         with s.engine.connect() as conn:

@@ -1,5 +1,5 @@
 """Local accounts: argon2 hashes, sign-in, the lock after failed sign-ins, the last admin,
-and the first start's admin account."""
+and the first start's admin account (on SQLite and PostgreSQL: conftest's `store`)."""
 
 from __future__ import annotations
 
@@ -15,15 +15,6 @@ from safety_models.service.access import AccessSettings
 
 PASSWORD = "correct horse battery"
 SETTINGS = AccessSettings(login_attempts=3, lockout_minutes=10)
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    monkeypatch.delenv("SAFETY_MODELS_ADMIN_PASSWORD", raising=False)
-    with Store() as store:
-        yield store
 
 
 def test_passwords_are_stored_as_argon2id_hashes_only(store):
@@ -108,6 +99,7 @@ def test_the_last_administrator_stays(store):
 
 
 def test_first_start_makes_admin_once(store, monkeypatch):
+    monkeypatch.delenv("SAFETY_MODELS_ADMIN_PASSWORD", raising=False)
     password = accounts.ensure_admin(store)
     assert password and len(password) >= 16
     assert accounts.first_admin_pending(store)
