@@ -14,7 +14,8 @@ import pytest
 from safety_models import cli
 
 SUMMARY_KEYS = {"upload_id", "file_name", "category", "rows_read", "accepted", "rejected",
-                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded"}
+                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded",
+                "earlier_upload_id"}
 REPO = Path(__file__).resolve().parent.parent
 
 # 7 rows: 4 usable incidents, one repeated id, one bad time, one without coordinates.
