@@ -43,7 +43,6 @@ SAMPLE_BYTES = 65536
 # Why a line is not a row of the table (ingest rejects it with this reason).
 UNBALANCED_QUOTE = "unbalanced quote (a quoted value that never closes)"
 WRONG_FIELD_COUNT = "wrong number of fields for the header"
-UNREADABLE_REASONS = (UNBALANCED_QUOTE, WRONG_FIELD_COUNT)
 
 _LATIN1_FALLBACK = "safety_models.latin1"   # cp1252's 5 undefined bytes read as Latin-1
 codecs.register_error(_LATIN1_FALLBACK,
@@ -91,7 +90,7 @@ def read_rows(data: bytes, file_name: str) -> RowsRead:
     too many columns; these refusals take well under a second whatever the file's size.
     """
     data = _decompress(data, file_name)
-    if not data.strip():
+    if re.search(rb"\S", data) is None:
         raise FileUnusable(f"{file_name}: the file is empty")
     text, encoding = decode_text(data, file_name)
     del data
@@ -99,7 +98,7 @@ def read_rows(data: bytes, file_name: str) -> RowsRead:
     sep = sniff_separator(text[:SAMPLE_BYTES])
     del text
     header = _parse_header(header_line, sep, file_name)
-    if not body.strip():
+    if re.search(r"\S", body) is None:
         raise FileUnusable(f"{file_name}: has a header ({_show_names(header)}) but no data rows")
     rows = _read_fast(body, sep, len(header)) or _read_slow(body, sep, header, file_name)
     frame, row_numbers, unreadable = rows
@@ -241,6 +240,7 @@ def sniff_separator(text: str) -> str:
 _Rows = tuple[pd.DataFrame, np.ndarray, dict[int, str]]
 # A file whose first this-many rows are all unreadable is refused there and then.
 HOPELESS_AFTER_ROWS = 1000
+THREADED_READ_BYTES = 8_000_000
 
 
 def _read_fast(body: str, sep: str, n_columns: int) -> _Rows | None:
@@ -269,7 +269,11 @@ def _arrow_frame(data: bytes, sep: str, n_columns: int, newlines_in_values: bool
     try:
         table = pa_csv.read_csv(
             io.BytesIO(data),
-            read_options=pa_csv.ReadOptions(column_names=names),
+            # Threads only where they pay: Arrow's pool can abort the interpreter's exit
+            # (apache/arrow#34314), and a short-lived CLI run should not risk that for a
+            # small file.
+            read_options=pa_csv.ReadOptions(column_names=names,
+                                            use_threads=len(data) >= THREADED_READ_BYTES),
             parse_options=pa_csv.ParseOptions(delimiter=sep, quote_char='"',
                                               newlines_in_values=newlines_in_values),
             convert_options=pa_csv.ConvertOptions(column_types={n: pa.string() for n in names},
@@ -348,11 +352,10 @@ def _read_slow(body: str, sep: str, header: list[str], file_name: str) -> _Rows:
             parts.append(_csv_line(writer, out, fields))
             starts.append(first)
         if len(starts) == HOPELESS_AFTER_ROWS and len(unreadable) == len(starts):
-            raise FileUnusable(
-                f"{file_name}: none of its first {HOPELESS_AFTER_ROWS:,} rows could be split into "
-                f"the {m} columns of its header ({_show_names(header, 6)}) at {_sep_name(sep)}s: "
-                f"{unreadable[0]}. Check that it is a CSV export of incidents, saved with one "
-                "separator and balanced quotes")
+            raise FileUnusable(_hopeless(file_name, f"first {HOPELESS_AFTER_ROWS:,}", header,
+                                         sep, unreadable[0]))
+    if starts and len(unreadable) == len(starts):
+        raise FileUnusable(_hopeless(file_name, f"{len(starts):,}", header, sep, unreadable[0]))
     del lines
     text = "\n".join(parts) + "\n"
     del parts
@@ -362,6 +365,13 @@ def _read_slow(body: str, sep: str, header: list[str], file_name: str) -> _Rows:
         columns = list(zip(*rows)) if rows else [()] * m
         frame = pd.DataFrame({k: _stripped(list(values)) for k, values in enumerate(columns)})
     return frame, np.frombuffer(starts, dtype="int64") + 1, unreadable
+
+
+def _hopeless(file_name: str, how_many: str, header: list[str], sep: str, why: str) -> str:
+    return (f"{file_name}: none of its {how_many} rows could be split into the {len(header)} "
+            f"columns of its header ({_show_names(header, 6)}) at {_sep_name(sep)}s: {why}. "
+            "Check that it is a CSV export of incidents, saved with one separator and "
+            "balanced quotes")
 
 
 def _csv_line(writer, out: io.StringIO, fields: list[str]) -> str:

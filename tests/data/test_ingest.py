@@ -556,3 +556,10 @@ def test_a_symbolic_link_loop_is_a_message_not_a_traceback(tmp_path):
     with pytest.raises(FileUnusable, match="symbolic link that leads back to itself") as err:
         ingest_path(FakeStore(), loop, "crime")
     assert str(loop) in str(err.value)
+
+
+def test_a_file_whose_every_line_is_unreadable_is_refused_saying_why():
+    data = csv_bytes(["date,lat,lon", '"2019-01-01,41.8,-87.6', '"2019-01-02,41.8,-87.6'])
+    with pytest.raises(FileUnusable, match="none of its 2 rows could be split into the 3 columns") as err:
+        read_incident_file(data, "quotes.csv", "crime")
+    assert "unbalanced quote" in str(err.value) and "quotes.csv" in str(err.value)
