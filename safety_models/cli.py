@@ -18,6 +18,8 @@ import json
 import sys
 from pathlib import Path
 
+import pandas as pd
+
 from safety_models import paths
 from safety_models.errors import UserError
 from safety_models.files import to_jsonable
@@ -46,6 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        # A damaged database or an unwritable home found after the store opened: a paragraph
+        # that says what to do, not a traceback. Anything else is a bug: let it show.
+        explained = _storage_error(err)
+        if explained is None:
+            raise
+        print(f"error: {explained}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _storage_error(err: Exception) -> UserError | None:
+    if "sqlalchemy" not in sys.modules and not isinstance(err, OSError):
+        return None
+    from safety_models.data.store import explain_storage_error
+
+    return explain_storage_error(err)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"the column holding {_MAPPING_HELP[field]}")
     p.add_argument("--crs", metavar="EPSG:NNNN",
                    help="coordinate system of --x-column/--y-column, e.g. EPSG:25831")
+    p.add_argument("--earliest", metavar="DATE", default=None,
+                   help="reject incidents before this date as implausible (default 1970-01-01; "
+                        "incidents after the upload time are always rejected)")
     _json_flag(p, "one JSON object per file (one per line for several files)")
     p.set_defaults(run=cmd_ingest)
 
@@ -85,6 +106,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("status", help="incidents per category, uploads and the home folder")
     _json_flag(p, "incidents, uploads, home and time_range as JSON")
     p.set_defaults(run=cmd_status)
+
+    p = commands.add_parser("backup", help="write a backup of the home to one archive",
+                            description="A consistent snapshot of the database (safe while the "
+                            "dashboard and jobs run) plus the kept uploads, models, evaluations "
+                            "and studies, in one tar archive (.tar.gz: compressed).")
+    p.add_argument("archive", type=Path, metavar="FILE")
+    _json_flag(p, "what the backup holds as JSON")
+    p.set_defaults(run=cmd_backup)
+
+    p = commands.add_parser("restore", help="put back a backup made by 'backup'",
+                            description="Replace the database and the kept files by those of a "
+                            "backup; what they held is moved to HOME/replaced-<time>/. Stop the "
+                            "dashboard and jobs first.")
+    p.add_argument("archive", type=Path, metavar="FILE")
+    _json_flag(p, "what was restored as JSON")
+    p.set_defaults(run=cmd_restore)
+
+    p = commands.add_parser("check", help="check the database, model files and kept uploads",
+                            description="Read-only: the database's integrity and tables, that "
+                            "every registered model checkpoint exists and loads, that every "
+                            "kept upload file exists. Exit status 2 when something is wrong.")
+    p.add_argument("--skip-model-loading", action="store_true",
+                   help="only check that checkpoint files exist (faster)")
+    _json_flag(p, "the findings as JSON")
+    p.set_defaults(run=cmd_check)
 
     p = commands.add_parser("demo", help="load the built-in demo data (Chicago, Barcelona)")
     p.add_argument("--remove", action="store_true", help="remove the demo data instead")
@@ -248,11 +294,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         fields["crs"] = args.crs
     fields = {k: v for k, v in fields.items() if v is not None}
     overrides = ColumnMapping(**fields) if fields else None
+    earliest = _date_option(args.earliest, "--earliest") if args.earliest else None
     failed = 0
     with _store() as store:
         for path in args.files:
             try:
-                summary = actions.ingest_path(store, _actor(), path, args.category, overrides)
+                summary = actions.ingest_path(store, _actor(), path, args.category, overrides,
+                                              earliest=earliest)
             except UserError as err:
                 failed += 1
                 print(f"error: {err}", file=sys.stderr)
@@ -331,6 +379,59 @@ def cmd_status(args: argparse.Namespace) -> int:
         span = "" if r is None else f", {when_iso(r[0])} to {when_iso(r[1])}"
         print(f"{c}: {counts[c]:,} incidents{span}")
     return 0
+
+
+def _date_option(text: str, flag: str) -> pd.Timestamp:
+    try:
+        value = pd.Timestamp(text)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{flag} {text!r} is not a date; expected e.g. 1990-01-01") from err
+    if pd.isna(value):
+        raise UserError(f"{flag} {text!r} is not a date; expected e.g. 1990-01-01")
+    return value
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from safety_models.service import backup
+
+    report = backup.backup_home(args.archive)
+    if args.json:
+        print(json.dumps(to_jsonable(report.to_dict())))
+        return 0
+    print(f"backed up {paths.home_dir()} to {report.archive} ({report.bytes / 1e6:,.1f} MB): "
+          f"the {report.database} database ({report.uploads:,} uploads, {report.incidents:,} "
+          f"incidents, {report.models:,} models) and {report.files:,} files")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
+    report = actions.restore_home(_actor(), args.archive)
+    if args.json:
+        print(json.dumps(to_jsonable(report.to_dict())))
+        return 0
+    print(f"restored the backup of {report.created_at} from {report.archive}: "
+          f"{report.uploads:,} uploads, {report.models:,} models, {report.files:,} files")
+    if report.replaced is not None:
+        print(f"what it replaced was moved to {report.replaced} (delete it when all is well)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from safety_models.service import backup
+
+    report = backup.check_home(load_models=not args.skip_model_loading)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        for line in report.checked:
+            print(f"ok: {line}")
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        if report.ok:
+            print("no problems found")
+    return 0 if report.ok else EXIT_USER_ERROR
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

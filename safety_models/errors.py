@@ -39,6 +39,14 @@ class NotReady(UserError):
     """Something needed first is missing: no data for a category, no model yet."""
 
 
+class DatabaseDamaged(UserError):
+    """The database file is not a database any more (overwritten, truncated, corrupted)."""
+
+
+class HomeNotWritable(UserError):
+    """The home folder (or a file in it) cannot be written by this user."""
+
+
 class PermissionDenied(UserError):
     """An action the signed-in account's role does not allow (see service/access.py)."""
 

@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from safety_models import cli
 
 SUMMARY_KEYS = {"upload_id", "file_name", "category", "rows_read", "accepted", "rejected",
-                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded"}
+                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded",
+                "earlier_upload_id"}
 REPO = Path(__file__).resolve().parent.parent
 
 # 7 rows: 4 usable incidents, one repeated id, one bad time, one without coordinates.
@@ -206,6 +208,121 @@ def test_progress_bar_redraws_one_line_and_starts_a_new_one_per_stage():
         "\rtrain       [########################]  100%  epoch 4/4  loss 0.1000    ",
         "",
     ]
+
+
+# --- issue 12: nothing lost, nothing silently wrong -------------------------------------------
+
+def test_loading_the_same_file_again_says_nothing_was_added_and_where_it_is(home, tmp_path,
+                                                                            capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    first = run_json(capsys, ["ingest", str(path), "--category", "crime", "--json"])
+    copy = write(tmp_path, "tiny-copy.csv", TINY_CSV)
+    again = run_json(capsys, ["ingest", str(copy), "--category", "crime", "--json"])
+    assert again["already_loaded"] is True and again["accepted"] == 0
+    assert again["earlier_upload_id"] == first["upload_id"] and again["file_name"] == "tiny-copy.csv"
+    assert (again["duplicates"], again["rejected"]) == (5, 2)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    assert f"already loaded as upload #{first['upload_id']}; nothing added" in capsys.readouterr().out
+
+
+def test_earliest_option_rejects_older_incidents(home, tmp_path, capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    out = run_json(capsys, ["ingest", str(path), "--category", "crime", "--earliest", "2019-03-02",
+                            "--json"])
+    assert out["rejected_reasons"]["time outside the plausible range"] == 2
+    assert cli.main(["ingest", str(path), "--category", "crime", "--earliest", "soon"]) == 2
+    assert "--earliest 'soon' is not a date" in capsys.readouterr().err
+
+
+def run_cli(args: list[str], home: Path, cwd: Path, prefix: list[str] = ()) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), SAFETY_MODELS_HOME=str(home))
+    env.pop("SAFETY_MODELS_DB_URL", None)
+    return subprocess.run([*prefix, sys.executable, "-m", "safety_models", *args],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def assert_one_paragraph(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    for word in words:
+        assert word in done.stderr, (word, done.stderr)
+
+
+def test_a_symlink_loop_and_a_damaged_database_get_messages_not_tracebacks(home, tmp_path):
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    assert_one_paragraph(run_cli(["ingest", str(loop), "--category", "crime"], home, tmp_path),
+                         "loop.csv", "symbolic link")
+    good = write(tmp_path, "tiny.csv", TINY_CSV)
+    assert run_cli(["ingest", str(good), "--category", "crime"], home, tmp_path).returncode == 0
+    db = home / "safety_models.db"
+    intact = db.read_bytes()
+    for damaged in (os.urandom(len(intact)), intact[: len(intact) // 2]):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        db.write_bytes(damaged)
+        for command in (["status"], ["ingest", str(good), "--category", "crime"], ["uploads"]):
+            assert_one_paragraph(run_cli(command, home, tmp_path), str(db),
+                                 "python -m safety_models check", "restore")
+
+
+def read_only_prefix(folder: Path) -> list[str] | None:
+    """A command prefix under which folder is read-only for real: chmod for a normal user;
+    for root (whom permissions do not stop) a read-only bind mount in a user namespace.
+    None when neither is possible here."""
+    import shutil
+
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    prefix = [unshare, "-rm", "sh", "-c", f'mount --bind -o ro "{folder}" "{folder}" && exec "$0" "$@"']
+    probe = subprocess.run([*prefix, "touch", str(folder / "probe")], capture_output=True)
+    return prefix if probe.returncode != 0 and not (folder / "probe").exists() else None
+
+
+def test_a_read_only_home_gets_a_message_that_says_what_to_do(home, tmp_path):
+    good = write(tmp_path, "tiny.csv", TINY_CSV)
+    other = write(tmp_path, "other.csv", TINY_CSV.replace("A", "B"))
+    empty_home = tmp_path / "empty-home"
+    empty_home.mkdir()
+    assert run_cli(["ingest", str(good), "--category", "crime"], home, tmp_path).returncode == 0
+    for folder in (home, empty_home):
+        prefix = read_only_prefix(folder)
+        if prefix is None:
+            pytest.skip("cannot make a folder read-only here (root without user namespaces)")
+        try:
+            for command in (["ingest", str(other), "--category", "crime"], ["status"]):
+                assert_one_paragraph(run_cli(command, folder, tmp_path, prefix), str(folder),
+                                     "SAFETY_MODELS_HOME", "write")
+        finally:
+            folder.chmod(0o755)
+
+
+def test_backup_check_and_restore_commands(home, tmp_path, capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    capsys.readouterr()
+    archive = tmp_path / "home.tar"
+    out = run_json(capsys, ["backup", str(archive), "--json"])
+    assert (out["uploads"], out["incidents"], out["files"]) == (1, 4, 1)
+    assert cli.main(["check"]) == 0 and "no problems found" in capsys.readouterr().out
+    db = home / "safety_models.db"
+    db.write_bytes(b"garbage" * 1000)
+    assert cli.main(["check"]) == 2
+    assert "python -m safety_models restore" in capsys.readouterr().out
+    assert cli.main(["restore", str(archive)]) == 0
+    assert "moved to" in capsys.readouterr().out
+    assert run_json(capsys, ["status", "--json"])["incidents"]["crime"] == 4
+    assert run_json(capsys, ["check", "--json"])["ok"] is True
+    # The restored audit trail is the backup's, and the restore is the row after it.
+    trail = run_json(capsys, ["audit", "--json"])
+    assert [(r["action"], r["outcome"]) for r in trail] == [("upload", "ok"),
+                                                            ("home.restore", "ok")]
+    assert "the replaced state is in" in trail[-1]["detail"]
 
 
 # ------------------------------------------------------------------------- accounts, audit

@@ -34,11 +34,13 @@ revision too
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
 import re
+import sqlite3
 import threading
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -53,7 +55,8 @@ from sqlalchemy import event
 from safety_models import paths
 from safety_models.data.geo import haversine_km
 from safety_models.data import migrations
-from safety_models.errors import CityMismatch, UserError
+from safety_models.errors import CityMismatch, DatabaseDamaged, HomeNotWritable, UserError
+from safety_models.files import clean_temporary_files, fsync_dir, write_atomic
 from safety_models.schema import CATEGORIES, INCIDENT_COLUMNS, REJECT_COLUMNS, check_category
 
 metadata = sa.MetaData()
@@ -72,7 +75,7 @@ uploads = sa.Table(
     sa.Column("rejected", sa.Integer, nullable=False, default=0),
     sa.Column("duplicates", sa.Integer, nullable=False, default=0),
     sa.Column("mapping", sa.Text, nullable=False, default="{}"),  # JSON of the column mapping
-    sa.Column("stored_path", sa.Text),                   # the kept original, under home/uploads
+    sa.Column("stored_path", sa.Text),       # the kept original: relative to home (uploads/...)
     sa.Column("is_demo", sa.Boolean, nullable=False, default=False),
     sa.Column("time_min", sa.DateTime),
     sa.Column("time_max", sa.DateTime),
@@ -130,11 +133,12 @@ PG_WRITE_LOCK_KEY = 0x7361666574795F6D
 
 @dataclass(frozen=True)
 class UploadSummary:
-    """What one upload did. `accepted` counts new incidents stored; `duplicates` counts
-    accepted rows already stored (or repeated within the file); rows_read =
+    """What one call loading a file did. `accepted` counts new incidents it stored;
+    `duplicates` counts usable rows already stored (or repeated within the file); rows_read =
     accepted + duplicates + rejected. `already_loaded` is True when the same file (same bytes,
-    same category) was loaded before: nothing was added and the figures are those of that
-    earlier upload. Times are ISO strings of the naive local clock, or None."""
+    same category, any name) was loaded before: this call added nothing (accepted 0, every
+    usable row a duplicate), and upload_id and earlier_upload_id name the upload that holds
+    the file. Times are ISO strings of the naive local clock, or None."""
 
     upload_id: int
     file_name: str
@@ -147,6 +151,7 @@ class UploadSummary:
     time_min: str | None = None
     time_max: str | None = None
     already_loaded: bool = False
+    earlier_upload_id: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -170,7 +175,9 @@ def _install_sqlite_settings(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        # FULL: a committed upload, model or promotion survives a power cut (WAL + NORMAL
+        # would keep the file consistent but could lose the last commits).
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA cache_size = -65536")   # 64 MiB: bulk inserts into big indexes
         cursor.close()
@@ -199,7 +206,22 @@ class Store:
             self._write_engine = self.engine
         self._ensured: set[str] = set()
         self._ensure_lock = threading.Lock()
-        self.upgrade_schema()
+        self._open()
+
+    def _open(self) -> None:
+        """upgrade_schema, turning a damaged database or an unwritable home into a message
+        that says what to do; then remove temporary files that killed processes left."""
+        try:
+            if self.is_sqlite:
+                _check_sqlite_file(self.engine.url.database)
+            self.upgrade_schema()
+        except Exception as err:
+            explained = explain_storage_error(err, self.url)
+            if explained is None:
+                raise
+            self.engine.dispose()
+            raise explained from err
+        clean_home_leftovers()
 
     def upgrade_schema(self) -> None:
         """Bring the database to the newest migration (see data/migrations): a new database
@@ -256,11 +278,12 @@ class Store:
 
         accepted has INCIDENT_COLUMNS (its category column is ignored: `category` wins);
         rejected has the file's columns + row_number + reason. Incidents are de-duplicated by
-        (category, source_key) within the file and against the store. The same bytes loaded
-        again for the same category add nothing (summary.already_loaded). Raises CityMismatch
-        when the file's median location is more than CITY_MAX_DISTANCE_KM from the incidents
-        already stored for the category. On any error the store and the uploads folder are
-        left exactly as they were."""
+        (category, source_key) within the file and against the store (ingest numbers the keys
+        of identical rows, so multiplicities count). The same bytes loaded again for the same
+        category add nothing (summary.already_loaded). Raises CityMismatch when the file's
+        median location is more than CITY_MAX_DISTANCE_KM from the incidents already stored
+        for the category. The kept file is fsync'd and appears with the committed row. On any
+        error the store and the uploads folder are left exactly as they were."""
         category = _user_category(category)
         missing = [c for c in INCIDENT_COLUMNS if c not in accepted.columns]
         if missing:
@@ -270,7 +293,7 @@ class Store:
         if missing:
             raise UserError(f"{file_name}: the rejected table lacks the columns {missing}")
         checksum = hashlib.sha256(data).hexdigest()
-        earlier = self.find_upload(data, category)
+        earlier = self.find_upload(data, category, file_name=file_name)
         if earlier is not None:
             return earlier
 
@@ -282,9 +305,13 @@ class Store:
         time_max = new["occurred_at"].max() if len(new) else None
 
         uploads_dir = paths.sub_dir("uploads")
-        tmp_path = uploads_dir / f".tmp-{uuid.uuid4().hex}"
-        tmp_path.write_bytes(data)
+        try:
+            tmp_path = write_atomic(uploads_dir / _safe_name(file_name),
+                                    lambda fh: fh.write(data), replace=False)
+        except OSError as err:
+            raise HomeNotWritable(paths.not_writable_message(uploads_dir, err)) from err
         final_path: Path | None = None
+        placed = False
         try:
             with self.begin() as conn:
                 if center[0] is not None:
@@ -308,27 +335,44 @@ class Store:
                 final_path = uploads_dir / f"{upload_id}-{_safe_name(file_name)}"
                 conn.execute(uploads.update().where(uploads.c.id == upload_id).values(
                     accepted=inserted, rejected=len(rejected), duplicates=duplicates,
-                    stored_path=str(final_path)))
+                    stored_path=_home_relative(final_path)))
+                # In place before the commit: a committed upload always has its file.
+                os.replace(tmp_path, final_path)
+                placed = True
+                fsync_dir(uploads_dir)
         except BaseException:
             tmp_path.unlink(missing_ok=True)
+            if placed:
+                final_path.unlink(missing_ok=True)
             raise
-        tmp_path.replace(final_path)
         return UploadSummary(
             upload_id=int(upload_id), file_name=file_name, category=category,
             rows_read=int(rows_read), accepted=inserted, rejected=len(rejected),
             duplicates=duplicates, rejected_reasons=reasons,
             time_min=_iso(time_min), time_max=_iso(time_max))
 
-    def find_upload(self, data: bytes, category: str) -> UploadSummary | None:
-        """The earlier upload of these exact bytes for category (already_loaded=True), or None.
-        Lets a caller skip parsing a file that is already stored."""
+    def find_upload(self, data: bytes, category: str,
+                    file_name: str | None = None) -> UploadSummary | None:
+        """What loading these exact bytes for category again does, or None when they are not
+        stored: nothing added (already_loaded, accepted 0, every usable row a duplicate, the
+        same rejected rows), pointing to the earlier upload (upload_id, earlier_upload_id).
+        file_name is this call's name for the file (default: the earlier one's). Lets a
+        caller skip parsing a file that is already stored."""
         checksum = hashlib.sha256(data).hexdigest()
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(uploads).where(uploads.c.checksum == checksum,
                                          uploads.c.category == category)
                 .order_by(uploads.c.id).limit(1)).mappings().first()
-        return None if row is None else _summary_from_row(row, already_loaded=True)
+        if row is None:
+            return None
+        earlier = _summary_from_row(row)
+        return UploadSummary(
+            upload_id=earlier.upload_id, file_name=file_name or earlier.file_name,
+            category=earlier.category, rows_read=earlier.rows_read, accepted=0,
+            rejected=earlier.rejected, duplicates=earlier.accepted + earlier.duplicates,
+            rejected_reasons=earlier.rejected_reasons, time_min=earlier.time_min,
+            time_max=earlier.time_max, already_loaded=True, earlier_upload_id=earlier.upload_id)
 
     def _check_city(self, conn: sa.Connection, file_name: str, category: str,
                     center: tuple[float, float]) -> None:
@@ -515,6 +559,7 @@ class Store:
             rows = conn.execute(stmt).mappings().all()
         columns = list(stmt.selected_columns.keys())
         df = pd.DataFrame([dict(r) for r in rows], columns=columns)
+        df["stored_path"] = [None if p is None else str(home_file(p)) for p in df["stored_path"]]
         df["rejected_reasons"] = [json.loads(s or "{}") for s in df["rejected_reasons"]]
         for name in ("uploaded_at", "time_min", "time_max"):
             df[name] = pd.to_datetime(df[name])
@@ -547,7 +592,7 @@ class Store:
                          .where(rejected_rows_table.c.upload_id == upload_id))
             conn.execute(uploads.delete().where(uploads.c.id == upload_id))
         if stored_path[0]:
-            Path(stored_path[0]).unlink(missing_ok=True)
+            home_file(stored_path[0]).unlink(missing_ok=True)
         return int(removed)
 
     def remove_demo(self) -> int:
@@ -742,6 +787,124 @@ def _py_time(value) -> datetime | None:
 
 def _iso(value) -> str | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
+
+
+def home_file(stored: str) -> Path:
+    """A path stored in the database: relative to the home folder (absolute ones, written
+    before paths were stored relative, as they are)."""
+    path = Path(stored)
+    return path if path.is_absolute() else paths.home_dir() / path
+
+
+def _home_relative(path: Path) -> str:
+    try:
+        return path.relative_to(paths.home_dir()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# Folders of the home where write_atomic leaves temporary files while it writes.
+HOME_FOLDERS_WITH_FILES = ("uploads", "models", "evaluations", "studies", "boundaries", "jobs")
+
+
+def clean_home_leftovers() -> list[Path]:
+    """Remove temporary files that processes killed while writing left in the home (files.
+    clean_temporary_files: a file still being written by a running process stays)."""
+    home = paths.home_dir(create=False)
+    removed = clean_temporary_files(home)
+    for name in HOME_FOLDERS_WITH_FILES:
+        removed += clean_temporary_files(home / name)
+    return removed
+
+
+# Words of SQLite's errors for a file that is not (or no longer) a whole database.
+_DAMAGED = ("file is not a database", "malformed", "database corrupt", "not a database",
+            "file is encrypted")
+_NOT_WRITABLE = ("readonly database", "read-only", "unable to open database file",
+                 "attempt to write a readonly")
+
+
+def explain_storage_error(err: BaseException, url: str | None = None) -> UserError | None:
+    """A UserError saying what to do for a database or home-folder failure, or None when err
+    is something else. Used where the store is opened and by the command line, so that a
+    damaged database or an unwritable home gets a paragraph instead of a traceback."""
+    if isinstance(err, UserError):
+        return err
+    url = url or paths.db_url()
+    location = _database_location(url)
+    text = str(getattr(err, "orig", None) or err)
+    lowered = text.lower()
+    if isinstance(err, (sa.exc.DBAPIError, sqlite3.DatabaseError)) or "sqlite" in lowered:
+        if any(word in lowered for word in _DAMAGED):
+            return DatabaseDamaged(damaged_message(location, text))
+        if any(word in lowered for word in _NOT_WRITABLE):
+            folder = Path(location).parent if location.startswith("/") else paths.home_dir(False)
+            return HomeNotWritable(paths.not_writable_message(folder, _first_line(text)))
+        if "disk i/o error" in lowered or "database or disk is full" in lowered:
+            return UserError(
+                f"the database {location} could not be written ({_first_line(text)}): "
+                "the disk may be full or failing; free some space or check the disk, then run "
+                "`python -m safety_models check`.")
+        return None
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS,
+                                                  errno.ENOSPC, errno.EDQUOT):
+        home = paths.home_dir(create=False)
+        target = Path(os.fsdecode(err.filename)) if err.filename else home
+        if target != home and home not in target.resolve().parents:
+            return None    # another file (an --out path): its own message says which
+        return HomeNotWritable(paths.not_writable_message(target, err))
+    return None
+
+
+def damaged_message(location: str, detail: str) -> str:
+    return (f"the database {location} is damaged ({_first_line(detail)}): it was probably "
+            "overwritten, truncated or only partly copied. Nothing was changed. Run "
+            "`python -m safety_models check` to see what is wrong, then `python -m "
+            "safety_models restore BACKUP` to put back the last backup made with `python -m "
+            "safety_models backup FILE`; without a backup, move the database file aside and load "
+            "your files again (they are kept in the home's uploads folder).")
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no detail"])[0]
+
+
+def _database_location(url: str) -> str:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return str(Path(parsed.database).resolve())
+    return parsed.render_as_string(hide_password=True)
+
+
+def _check_sqlite_file(database: str | None) -> None:
+    """Refuse an SQLite file that is not a database, or that is empty while the home holds
+    kept uploads or models: SQLite would treat a truncated (0-byte) file as a new, empty
+    database and the data would be gone without a word."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise explain_storage_error(err) or err
+    home = paths.home_dir(create=False)
+    if size == 0 and path.resolve().parent == home:
+        kept = [p for name in ("uploads", "models") if (home / name).is_dir()
+                for p in (home / name).iterdir() if not p.name.startswith(".")]
+        if kept:
+            raise DatabaseDamaged(damaged_message(
+                str(path.resolve()), f"the file is empty, but the home holds {len(kept)} files in "
+                "uploads/ and models/"))
+    if size and head != b"SQLite format 3\x00":
+        raise DatabaseDamaged(damaged_message(str(path.resolve()),
+                                              "file is not a database: its header is not SQLite's"))
 
 
 def _safe_name(file_name: str) -> str:

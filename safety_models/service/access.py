@@ -5,7 +5,7 @@ Roles, each allowing what the one before it does:
   viewer    the Overview, Risk map, Evaluation and Method pages; prediction downloads
   analyst   + loading files, retraining, cancelling jobs, evaluating, the fine-tuning study
   admin     + promote / roll back, removing uploads or the demo data, district outlines,
-            accounts, the audit trail
+            accounts, the audit trail, restoring a backup
 
 The service layer (service/actions.py) checks a permission with `require(actor, ...)` before
 it changes anything, so hiding a button is a courtesy, never the protection. The command
@@ -41,6 +41,7 @@ PERMISSIONS: dict[str, str] = {
     "boundary": "admin",
     "accounts": "admin",
     "audit": "admin",
+    "restore": "admin",
 }
 
 ROLE_DESCRIPTIONS: dict[str, str] = {

@@ -81,9 +81,10 @@ def _upload_detail(summary: UploadSummary) -> str:
 
 
 def ingest(store: Store, actor: Actor, data: bytes, file_name: str, category: str,
-           overrides: Any = None, settings: AccessSettings | None = None) -> UploadSummary:
+           overrides: Any = None, settings: AccessSettings | None = None,
+           earliest: Any = None) -> UploadSummary:
     """Load a file's bytes (analyst). From the dashboard, a file above
-    settings.max_upload_mb is refused before it is read."""
+    settings.max_upload_mb is refused before it is read. earliest: as ingest takes it."""
     from safety_models.data import ingest as raw
 
     settings = settings or AccessSettings.from_env()
@@ -95,18 +96,19 @@ def ingest(store: Store, actor: Actor, data: bytes, file_name: str, category: st
         audit.record(store, actor, "upload", file_name, "refused", message)
         raise FileUnusable(message)
     with _audited(store, actor, "upload", "upload", file_name, "loading files") as entry:
-        summary = raw.ingest_bytes(store, data, file_name, category, overrides=overrides)
+        summary = raw.ingest_bytes(store, data, file_name, category, overrides=overrides,
+                                   earliest=earliest)
         entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary)
     return summary
 
 
 def ingest_path(store: Store, actor: Actor, path: str | Path, category: str,
-                overrides: Any = None) -> UploadSummary:
+                overrides: Any = None, earliest: Any = None) -> UploadSummary:
     """Load a file on disk (the command line; no size limit)."""
     from safety_models.data import ingest as raw
 
     with _audited(store, actor, "upload", "upload", Path(path).name, "loading files") as entry:
-        summary = raw.ingest_path(store, path, category, overrides)
+        summary = raw.ingest_path(store, path, category, overrides, earliest=earliest)
         entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary)
     return summary
 
@@ -274,6 +276,30 @@ def run_study(store: Store, actor: Actor, category: str, quick: bool = False,
         table = study.run_study(store, category, on_progress=on_progress, quick=quick)
         entry.detail = f"{len(table)} runs" + (" (quick)" if quick else "")
     return table
+
+
+def restore_home(actor: Actor, archive: str | Path, on_progress: ProgressFn | None = None):
+    """Put back a backup (admin; see service/backup.py). The restored database brings the
+    audit trail as it was at the backup, so the restore itself is the first row written
+    after it (with where the replaced state went); a refused or failed restore is a row of
+    the trail it left in place. Returns backup's RestoreReport."""
+    from safety_models.service import backup
+
+    target = f"home from {Path(archive).name}"
+    try:
+        require(actor, "restore", "restoring a backup")
+        report = backup.restore_home(archive)
+    except BaseException as err:
+        with contextlib.suppress(Exception), Store() as store:   # the home left as it was
+            audit.record(store, actor, "home.restore", target,
+                         "refused" if isinstance(err, PermissionDenied) else "failed",
+                         _summary(err))
+        raise
+    with Store() as store:
+        audit.record(store, actor, "home.restore", target, "ok",
+                     f"backup of {report.created_at}; the replaced state is in "
+                     f"{report.replaced or '(nothing was replaced)'}")
+    return report
 
 
 # ---------------------------------------------------------------------------- accounts

@@ -27,6 +27,7 @@ ACTIONS: tuple[str, ...] = (
     "train.start", "train.cancel", "train.end",
     "model.promote", "model.rollback", "evaluate", "study",
     "account.add", "account.role", "account.disable", "account.enable", "account.password",
+    "home.restore",
 )
 # ok: done; refused: the role or a limit did not allow it; failed: tried and failed (the
 # detail says why); locked: a sign-in to a locked account; for train.end, how the job ended.

@@ -19,7 +19,7 @@ def test_each_role_has_what_the_issue_lists():
     assert viewer == {"view", "download"}
     assert analyst - viewer == {"upload", "train", "cancel", "evaluate", "study"}
     assert admin - analyst == {"promote", "rollback", "remove_upload", "remove_demo",
-                               "boundary", "accounts", "audit"}
+                               "boundary", "accounts", "audit", "restore"}
 
 
 def test_require_refuses_with_a_message_for_people():
