@@ -171,26 +171,9 @@ def start_training(store: Store, actor: Actor, config: Mapping[str, Any],
     writes in the starter's name) always follows it."""
     from safety_models.service import jobs
 
-    config = dict(config)
-    created: list[int] = []
-    _permit(store, actor, "train", "train.start", config.get("category") or kind,
-            "retraining models")
-
-    def started(job_id: int) -> None:
-        created.append(job_id)
-        audit.record(store, actor, "train.start", audit.job_target(job_id), "ok",
-                     _job_what(kind, config))
-
-    try:
-        return jobs.start_job(store, kind, config, on_created=started)
-    except BaseException as err:
-        if created:   # the job exists but its process could not start: it ended here
-            audit.record(store, actor, "train.end", audit.job_target(created[0]), "failed",
-                         _summary(err))
-        else:         # refused before a job existed (another one is running)
-            audit.record(store, actor, "train.start", config.get("category") or kind,
-                         "failed", _summary(err))
-        raise
+    return _audited_job(store, actor, kind, config, background=True,
+                        run=lambda cfg, started: jobs.start_job(store, kind, cfg,
+                                                                on_created=started))
 
 
 def run_training(store: Store, actor: Actor, kind: str, config: Mapping[str, Any],
@@ -200,6 +183,17 @@ def run_training(store: Store, actor: Actor, kind: str, config: Mapping[str, Any
     dict, or raises what ended a failed or cancelled job (see jobs.run_job_inline)."""
     from safety_models.service import jobs
 
+    return _audited_job(store, actor, kind, config, background=False,
+                        run=lambda cfg, started: jobs.run_job_inline(
+                            store, kind, cfg, on_progress=on_progress, on_created=started))
+
+
+def _audited_job(store: Store, actor: Actor, kind: str, config: Mapping[str, Any],
+                 background: bool, run: Callable[[dict, Callable[[int], None]], Any]) -> Any:
+    """Check the role, then run(config, started): `started(job_id)` writes the train.start
+    row as soon as the job exists. A refusal before a job existed is a failed train.start;
+    a background job whose process could not start ends here with a failed train.end (an
+    inline job's runner writes its own train.end)."""
     config = dict(config)
     created: list[int] = []
     _permit(store, actor, "train", "train.start", config.get("category") or kind,
@@ -211,12 +205,14 @@ def run_training(store: Store, actor: Actor, kind: str, config: Mapping[str, Any
                      _job_what(kind, config))
 
     try:
-        return jobs.run_job_inline(store, kind, config, on_progress=on_progress,
-                                   on_created=started)
+        return run(config, started)
     except BaseException as err:
-        if not created:
+        if not created:   # refused before a job existed (another one is running)
             audit.record(store, actor, "train.start", config.get("category") or kind,
                          "failed", _summary(err))
+        elif background:  # the job exists but its process could not start: it ended here
+            audit.record(store, actor, "train.end", audit.job_target(created[0]), "failed",
+                         _summary(err))
         raise
 
 
