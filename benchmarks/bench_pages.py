@@ -7,12 +7,16 @@ beside the floor: a bare one-line Streamlit page served and measured the same wa
 
 "Interactive" = the page's title is shown and Streamlit's script run has finished (every
 widget drawn and answering); for the risk map also the map's <canvas> is on the page. Each
-page is measured cold (first visit after the server started: caches empty) and warm (later
-visits, cached); the table gives each page's ratio to the bare page's time in the same run.
+round opens the dashboard's address in a new session and signs in (timed as "sign-in"),
+then opens every page from the app's navigation, as an operator does. The first round is
+cold (first visits after the server started: caches empty), the later ones warm. The floor
+is a bare app of two one-line pages served the same way: its address loaded (beside the
+sign-in) and a click to its other page (beside each page); the table gives each ratio.
 Without a --home, the demo data is loaded into a temporary home and each category gets what
 the first start gives it within its first minute: the starting forecast, evaluated, with its
 forecasts precomputed (as the bootstrap job does; about a minute on a laptop CPU, not
-counted). Needs /usr/bin/chromium and Playwright's Python package.
+counted). With --home, set SAFETY_MODELS_ADMIN_PASSWORD to that home's admin password.
+Needs /usr/bin/chromium and Playwright's Python package.
 """
 
 from __future__ import annotations
@@ -29,6 +33,10 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 
 CHROMIUM = Path("/usr/bin/chromium")
 BARE_PAGE = 'import streamlit as st\n\nst.title("Bare")\n'
+BARE_APP = ("import streamlit as st\n\n"
+            "st.navigation([st.Page('bare.py', title='Bare', default=True),\n"
+            "               st.Page('other.py', title='Other')], position='top').run()\n")
+BARE_TITLES = {"": "Bare", "other": "Other"}
 
 
 def prepare_demo_home(home: Path) -> None:
@@ -57,22 +65,34 @@ def prepare_demo_home(home: Path) -> None:
         store.close()
 
 
-def measure(url: str, paths: dict[str, str], repeat: int,
+def measure(url: str, titles: dict[str, str], repeat: int, signs_in: bool = True,
             map_path: str | None = "map") -> dict[str, list[float]]:
-    """Seconds to interactive per path, `repeat` visits each (the first cold)."""
+    """Seconds to interactive, `repeat` rounds (the first cold): the address of titles' first
+    path in a new session (signed in when signs_in), then each other path from the app's
+    navigation, then the first again. Keys: "sign-in" (or "load"), then the paths."""
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM_ARGS, open_page
+    from test_browser import CHROMIUM_ARGS, open_page, wait_idle
 
-    timings: dict[str, list[float]] = {path: [] for path in paths}
+    first, *others = list(titles)
+    entry = "sign-in" if signs_in else "load"
+    timings: dict[str, list[float]] = {entry: [], **{path: [] for path in [*others, first]}}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             for _ in range(repeat):
                 page = browser.new_page(viewport={"width": 1440, "height": 1000})
                 page.set_default_timeout(180_000)
-                for path in paths:
+                started = time.monotonic()
+                if signs_in:
+                    open_page(page, url, first, titles)
+                else:
+                    page.goto(f"{url}/{first}")
+                    page.get_by_role("heading", name=titles[first], exact=True).wait_for()
+                    wait_idle(page)
+                timings[entry].append(time.monotonic() - started)
+                for path in [*others, first]:
                     started = time.monotonic()
-                    open_page(page, url, path, paths)
+                    open_page(page, url, path, titles, signed_in=True)
                     if path == map_path:
                         page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
                     timings[path].append(time.monotonic() - started)
@@ -99,30 +119,41 @@ def main(argv: list[str] | None = None) -> int:
         home = args.home.resolve() if args.home else tmp / "home"
         if args.home is None:
             prepare_demo_home(home)
-        # The floor: a bare page, one streamlit server of its own, measured the same way.
-        bare = tmp / "bare" / "bare.py"
-        bare.parent.mkdir()
-        bare.write_text(BARE_PAGE)
-        process, url = start_server(home, tmp / "bare.log", script=bare)
+        # The floor: a bare app of two one-line pages, its own server, measured the same way.
+        bare = tmp / "bare"
+        bare.mkdir()
+        (bare / "bare.py").write_text(BARE_PAGE)
+        (bare / "other.py").write_text(BARE_PAGE.replace("Bare", "Other"))
+        (bare / "app.py").write_text(BARE_APP)
+        process, url = start_server(home, tmp / "bare.log", script=bare / "app.py")
         try:
-            floor = measure(url, {"": "Bare"}, repeat, map_path=None)[""]
+            floor = measure(url, BARE_TITLES, repeat, signs_in=False, map_path=None)
         finally:
             stop_server(process)
         process, url = start_server(home, tmp / "streamlit.log")
         try:
-            timings = measure(url, PAGES, repeat)
+            titles = {path: title for path, title in PAGES.items()}
+            timings = measure(url, titles, repeat)
         finally:
             stop_server(process)
-    cold_floor = floor[0]
-    warm_floor = statistics.median(floor[1:])
-    print(f"\nseconds until each page is interactive in chromium ({home}; "
-          f"{repeat} visits, warm = median of the later ones):")
-    print(f"{'page':<12} {'cold':>7} {'warm':>7} {'cold/floor':>11} {'warm/floor':>11}")
-    print(f"{'bare (floor)':<12} {cold_floor:7.2f} {warm_floor:7.2f} {1:11.1f} {1:11.1f}")
+
+    def cold_warm(values: list[float]) -> tuple[float, float]:
+        return values[0], statistics.median(values[1:])
+
+    load_floor, click_floor = cold_warm(floor["load"]), cold_warm(floor["other"])
+    print(f"\nseconds until each page is interactive in chromium ({home}; {repeat} rounds, "
+          "warm = median of the later ones):")
+    print(f"{'page':<14} {'cold':>7} {'warm':>7} {'cold/floor':>11} {'warm/floor':>11}")
+    print(f"{'bare: load':<14} {load_floor[0]:7.2f} {load_floor[1]:7.2f} {'(floor)':>11} "
+          f"{'(floor)':>11}")
+    print(f"{'bare: click':<14} {click_floor[0]:7.2f} {click_floor[1]:7.2f} {'(floor)':>11} "
+          f"{'(floor)':>11}")
     for path, values in timings.items():
-        warm = statistics.median(values[1:])
-        print(f"{PAGES[path].split()[0].lower() if path == '' else path:<12} {values[0]:7.2f} "
-              f"{warm:7.2f} {values[0] / cold_floor:11.1f} {warm / warm_floor:11.1f}")
+        cold, warm = cold_warm(values)
+        base = load_floor if path == "sign-in" else click_floor
+        name = path if path == "sign-in" else (PAGES[path].split()[0].lower() if path == ""
+                                                else path)
+        print(f"{name:<14} {cold:7.2f} {warm:7.2f} {cold / base[0]:11.1f} {warm / base[1]:11.1f}")
     return 0
 
 

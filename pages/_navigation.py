@@ -20,9 +20,10 @@ import json
 
 import streamlit as st
 
-# Hide the "Page not found" dialog the first run sent, until the page reloads.
-_RELOAD_HTML = """<style>div[role="dialog"]{{display:none !important}}</style>
-<script>window.location.replace({target} + window.location.search);</script>"""
+# Hide the "Page not found" dialog the first run sent, until the page reloads (markdown's
+# renderer is loaded with the page, so the style applies with the first elements drawn).
+_HIDE_DIALOG = "<style>div[role='dialog']{display:none !important}</style>"
+_RELOAD_HTML = "<script>window.location.replace({target} + window.location.search);</script>"
 
 
 def first_run_in_folder_mode() -> bool:
@@ -54,6 +55,7 @@ def only_app_navigation() -> None:
     ctx = get_script_run_ctx()
     requested = ctx.pages_manager.intended_page_name if ctx is not None else None
     if requested:
+        st.markdown(_HIDE_DIALOG, unsafe_allow_html=True)
         st.html(_RELOAD_HTML.format(target=json.dumps(page_address(requested))),
                 unsafe_allow_javascript=True)
         st.stop()

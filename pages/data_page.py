@@ -7,12 +7,14 @@ import json
 
 import streamlit as st
 
+from pages import _auth as auth
 from pages import _ui as ui
 from safety_models.data import ingest
 from safety_models import paths
 from safety_models.errors import UserError
-from safety_models.presentation import charts, tables, text
+from safety_models.presentation import charts, export, tables, text
 from safety_models.presentation.text import category_label
+from safety_models.service import actions
 from safety_models.schema import CATEGORIES
 
 st.title("Data")
@@ -96,7 +98,7 @@ def show_result(result: dict) -> None:
         rejected = store.rejected_rows(s["upload_id"])
         st.download_button(
             f"Download the {s['rejected']:,} rejected rows (CSV with reasons)",
-            data=rejected.to_csv(index=False).encode("utf-8"),
+            data=export.csv_bytes(rejected),
             file_name=f"rejected-upload-{s['upload_id']}.csv", mime="text/csv",
             key=f"download_rejected_result_{s['upload_id']}", icon=":material/download:")
 
@@ -131,8 +133,8 @@ with load_tab:
                 for i, (file, mapping) in enumerate(mappings):
                     progress.progress(i / len(mappings), text=f"Loading {file.name}…")
                     try:
-                        summary = ingest.ingest_bytes(store, file.getvalue(), file.name, category,
-                                                      overrides=mapping)
+                        summary = actions.ingest(store, auth.actor(), file.getvalue(),
+                                                 file.name, category, overrides=mapping)
                         results.append({"file_name": file.name, "summary": summary.to_dict()})
                     except UserError as err:
                         results.append({"file_name": file.name, "error": str(err)})
@@ -169,22 +171,25 @@ with uploads_tab:
                 if row["rejected"]:
                     st.download_button(
                         f"Rejected rows ({row['rejected']:,})",
-                        data=store.rejected_rows(chosen).to_csv(index=False).encode("utf-8"),
+                        data=export.csv_bytes(store.rejected_rows(chosen)),
                         file_name=f"rejected-upload-{chosen}.csv", mime="text/csv",
                         key="download_rejected", icon=":material/download:")
                 else:
                     st.caption("No rejected rows in this upload.")
-            with right.popover("Remove…", icon=":material/delete:"):
+            with right.popover("Remove…", icon=":material/delete:",
+                               disabled=not auth.allowed("remove_upload"),
+                               help=None if auth.allowed("remove_upload")
+                               else "Only an administrator removes uploads."):
                 st.markdown(f"Remove **{labels[chosen]}** and its incidents? Models already "
                             "trained keep what they learnt; retrain to forget it.")
                 if st.button("Yes, remove it", type="primary", key="remove_upload_confirm"):
                     with ui.shown_errors("removing the upload"):
-                        removed = store.remove_upload(chosen)
+                        removed = actions.remove_upload(store, auth.actor(), chosen)
                         ui.clear_data_caches()
                         ui.after_data_change([row["category"]])
                         st.toast(f"Removed upload #{chosen} ({removed:,} incidents).")
                         st.rerun()
-            if listing["is_demo"].any():
+            if listing["is_demo"].any() and auth.allowed("remove_demo"):
                 st.divider()
                 st.markdown("**Demo data** – the built-in example city. Remove it before loading "
                             "your own city's files (one home holds one city per category).")
@@ -194,7 +199,7 @@ with uploads_tab:
                                  key="remove_demo_confirm"):
                         with ui.shown_errors("removing the demo data"):
                             demo_categories = listing.loc[listing["is_demo"], "category"]
-                            removed = store.remove_demo()
+                            removed = actions.remove_demo(store, auth.actor())
                             ui.clear_data_caches()
                             ui.after_data_change(demo_categories)
                             st.toast(f"Removed the demo data ({removed:,} incidents).")
@@ -214,15 +219,17 @@ with outlines_tab:
                              else category_label(c))
         outline_file = st.file_uploader("GeoJSON file", type=["geojson", "json"],
                                         key="boundary_file")
-        if st.button("Save outlines", key="boundary_save", disabled=outline_file is None,
-                     icon=":material/save:"):
+        if st.button("Save outlines", key="boundary_save", icon=":material/save:",
+                     disabled=outline_file is None or not auth.allowed("boundary"),
+                     help=None if auth.allowed("boundary")
+                     else "Only an administrator changes the outlines."):
             try:
                 geojson = json.loads(outline_file.getvalue().decode("utf-8-sig"))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 st.error(f"{outline_file.name} is not a GeoJSON file: {err}")
             else:
                 with ui.shown_errors("saving the outlines"):
-                    store.set_boundary(scope, geojson)
+                    actions.set_boundary(store, auth.actor(), scope, geojson, outline_file.name)
                     ui.boundary.clear()
                     st.success(f"Saved the outlines of {outline_file.name}.")
 

@@ -4,6 +4,7 @@ time, and the fine-tuning study."""
 
 import streamlit as st
 
+from pages import _auth as auth
 from pages import _ui as ui
 from safety_models import paths
 from safety_models.presentation import charts, tables
@@ -33,13 +34,14 @@ if evaluation is None:
     st.info("This model has not been evaluated yet. The backtest scores it and every baseline "
             "on the test period (usually well under a minute).", icon=":material/info:")
     if st.button("Run evaluation", type="primary", key="eval_run",
-                 icon=":material/play_arrow:"):
+                 icon=":material/play_arrow:", disabled=not auth.allowed("evaluate"),
+                 help=None if auth.allowed("evaluate") else "An analyst runs evaluations."):
         with ui.shown_errors("evaluating the model"):
-            from safety_models.evaluation import backtest
+            from safety_models.service import actions
 
             bar = st.progress(0.0, text="Scoring the model and the baselines…")
-            backtest.evaluate_category(
-                store, category, model_id,
+            actions.evaluate(
+                store, auth.actor(), category, model_id,
                 on_progress=lambda p: bar.progress(
                     min(1.0, float(p.get("fraction", 0.0))),
                     text=f"Scoring {baseline_label(p.get('step', 'model'))}…"))

@@ -5,8 +5,9 @@ import dataclasses
 
 import streamlit as st
 
+from pages import _auth as auth
 from pages import _ui as ui
-from safety_models.service import jobs
+from safety_models.service import actions, jobs
 from safety_models import paths
 from safety_models.modeling import registry
 from safety_models.modeling.training import TrainConfig
@@ -33,6 +34,7 @@ FREEZE_CHOICES = {
     "layer3": "up to layer 3",
     "layer4": "up to layer 4 (only the head learns)",
 }
+ADMIN_ONLY = None if auth.allowed("promote") else "Only an administrator changes the model in use."
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING}
 
@@ -48,9 +50,11 @@ def job_progress(job_id: int) -> None:
     with st.container(border=True):
         top, button = st.columns([5, 1], vertical_alignment="center")
         top.markdown(f"**{text.job_title(job)}** · job {job_id} · {job['status']}")
-        if button.button("Cancel", key="train_cancel", icon=":material/stop_circle:"):
-            jobs.cancel_job(store, job_id)
-            st.toast("Cancelling… the job stops after the current step.")
+        if button.button("Cancel", key="train_cancel", icon=":material/stop_circle:",
+                         disabled=not auth.allowed("cancel")):
+            with ui.shown_errors("cancelling the job"):
+                actions.cancel_job(store, auth.actor(), job_id)
+                st.toast("Cancelling… the job stops after the current step.")
         st.progress(text.job_fraction(job), text=text.job_progress_text(job))
         history = tables.loss_history(job)
         if not history.empty:
@@ -65,8 +69,10 @@ def train_form() -> None:
         st.markdown(f"**Retrain the {text.category_label(category).lower()} model**")
         left, right = st.columns(2)
         # A starting forecast has no network to continue (a linear model of the rates).
+        from safety_models.service import forecasts
+
         continuable = active_id is not None and \
-            ui.forecasts(category, active_id).forecaster != "linear"
+            forecasts.known_forecaster(active_id) != "linear"
         bases = [b for b in BASE_CHOICES if b != "active" or continuable]
         base = left.selectbox(
             "Start from", bases, format_func=BASE_CHOICES.get, key="train_base",
@@ -109,7 +115,7 @@ def train_form() -> None:
                 category=category, base=active_id if base == "active" else base,
                 freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
                 optimizer=optimizer, history_days=int(history_days) or None)
-            job_id = jobs.start_job(store, "train", config.to_dict())
+            job_id = actions.start_training(store, auth.actor(), config.to_dict())
             st.toast(f"Training started (job {job_id}).")
             st.rerun()
 
@@ -149,9 +155,10 @@ else:
             (st.success if suggest else st.caption)(
                 ("Suggested: " if suggest else "Not suggested: ") + reason)
             if st.button("Promote", key="promote_button", type="primary" if suggest
-                         else "secondary", icon=":material/upgrade:"):
+                         else "secondary", icon=":material/upgrade:",
+                         disabled=not auth.allowed("promote"), help=ADMIN_ONLY):
                 with ui.shown_errors("promoting the model"):
-                    registry.promote(store, candidate)
+                    actions.promote(store, auth.actor(), candidate)
                     ui.models.clear()
                     ui.prediction.clear()
                     with st.spinner("Preparing its maps…"):
@@ -162,9 +169,9 @@ else:
         st.markdown("**Roll back**")
         st.caption("Go back to the version that was in use before the current one.")
         if st.button("Roll back", key="rollback_button", icon=":material/undo:",
-                     disabled=active_id is None):
+                     disabled=active_id is None or not auth.allowed("rollback"), help=ADMIN_ONLY):
             with ui.shown_errors("rolling back"):
-                previous = registry.rollback(store, category)
+                previous = actions.rollback(store, auth.actor(), category)
                 ui.models.clear()
                 with st.spinner("Preparing its maps…"):
                     ui.forecasts(category, previous)

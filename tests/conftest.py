@@ -210,6 +210,47 @@ def tiny_home_with_models(tmp_path_factory) -> Path:
     return home
 
 
+PG_URL_ENV = "SAFETY_MODELS_TEST_PG_URL"   # a PostgreSQL database the tests may use
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, monkeypatch):
+    """Run the test once on each database: SAFETY_MODELS_DB_URL unset (the home's SQLite
+    file), then set to a fresh PostgreSQL schema (created for this test in the database
+    that SAFETY_MODELS_TEST_PG_URL names, dropped after it; scripts/with_postgres.sh starts
+    a throwaway server and sets it). Yields the URL, None for SQLite; the PostgreSQL run is
+    skipped when SAFETY_MODELS_TEST_PG_URL is unset."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+        yield None
+        return
+    base = os.environ.get(PG_URL_ENV)
+    if not base:
+        pytest.skip(f"no PostgreSQL: set {PG_URL_ENV} (scripts/with_postgres.sh does)")
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    # Every connection of the test (its child processes' too) works inside the schema.
+    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    monkeypatch.setenv("SAFETY_MODELS_DB_URL", url.render_as_string(hide_password=False))
+    yield url.render_as_string(hide_password=False)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    except sa.exc.DBAPIError as err:   # a connection still open: the server is throwaway
+        import warnings
+
+        warnings.warn(f"schema {schema} left behind: {err}")
+    admin.dispose()
+
+
+
 # ---------------------------------------------------------------------------------------------
 # Fixtures for one test: a fresh home, a store on it, a store with crime data, one torch thread
 
@@ -237,8 +278,9 @@ def home(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture()
-def store(home):
-    """A Store on the fresh home (no data), closed after the test."""
+def store(home, db_url):
+    """A Store on the fresh home (no data), closed after the test; once on SQLite and once
+    on PostgreSQL (db_url)."""
     from safety_models.data.store import Store
 
     s = Store()

@@ -40,8 +40,11 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 # Inside the service layer, each module imports only those before it: forecasts precompute
 # what workflow steps make, jobs run workflow steps, operations orchestrate them all; a
-# workflow step never starts or reads a job.
-SERVICE_ORDER = ("service.workflows", "service.forecasts", "service.jobs", "service.operations")
+# workflow step never starts or reads a job. Roles, accounts and the audit trail come first
+# (a job writes its end to the trail); actions, which check the role and audit every change,
+# wrap everything before them.
+SERVICE_ORDER = ("service.access", "service.accounts", "service.audit", "service.workflows",
+                 "service.forecasts", "service.jobs", "service.operations", "service.actions")
 # What the pages may use besides the service and presentation layers and the foundation.
 # Each entry is a shortcut past the service layer, to be replaced by a service call.
 PAGES_SHORTCUTS = frozenset({"data.store", "data.ingest", "grid", "modeling.registry",

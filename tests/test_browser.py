@@ -15,6 +15,8 @@ an operator sees:
 
 Screenshots are kept (folder printed; `screenshots/` in the repo, git-ignored). Servers and
 the job processes they start are always stopped. Skips cleanly without chromium or Playwright.
+Each address opened anew is a new session: it shows the sign-in form first (the server runs
+with SAFETY_MODELS_ADMIN_PASSWORD set) and lands on the page the address named.
 """
 
 from __future__ import annotations
@@ -50,10 +52,13 @@ CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no
 PAGES = {  # url path -> title shown on the page ("" is the default page, the Overview)
     "": "Overview", "map": "Risk map", "data": "Data",
     "models": "Models and training", "evaluation": "Evaluation",
-    "method": "Method and limitations",
+    "method": "Method and limitations", "admin": "Accounts and audit",
 }
 # Every page's own address: the default page has one too (app.py's hidden alias).
 ADDRESSES = {**PAGES, "overview": "Overview"}
+# The first start's admin password (the server is started with it; an existing home's own
+# admin password when benchmarks/bench_pages.py --home runs with it set).
+ADMIN_PASSWORD = os.environ.get("SAFETY_MODELS_ADMIN_PASSWORD") or "browser-admin-password"
 SERVER_START_TIMEOUT_S = 60
 PAGE_TIMEOUT_MS = 60_000
 # The first start: every demo category's map within this many seconds of `streamlit run`.
@@ -93,7 +98,7 @@ def start_server(home: Path, log_path: Path, script: Path = APP,
     The repository's .streamlit/config.toml applies (the server runs in the repository)."""
     port = free_port()
     environ = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1",
-               **(env or {})}
+               "SAFETY_MODELS_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})}
     environ.pop("SAFETY_MODELS_DB_URL", None)
     log = open(log_path, "wb")
     process = subprocess.Popen(
@@ -210,10 +215,26 @@ def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
                            timeout=timeout_ms, state="attached")
 
 
-def open_page(page, url: str, path: str, titles: dict | None = None) -> float:
-    """Go to a page, wait until its title shows and the run is done; seconds it took."""
+def sign_in(page, name: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    """Fill in the sign-in form (the only thing a new session shows) and send it."""
+    page.locator(".st-key-login_name input").fill(name)
+    page.locator(".st-key-login_password input").fill(password)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def open_page(page, url: str, path: str, titles: dict | None = None,
+              signed_in: bool = False) -> float:
+    """Go to a page's address (a new session), sign in, wait until the page's title shows
+    and the run is done; seconds it took, signing in included. signed_in: the address is
+    opened within the session (a click on the app's navigation), no sign-in."""
     started = time.monotonic()
-    page.goto(f"{url}/{path}")
+    if signed_in:
+        page.locator('[data-testid="stTopNavLink"]').get_by_text(
+            (titles or ADDRESSES)[path], exact=True).click()
+    else:
+        page.goto(f"{url}/{path}")
+        page.get_by_role("heading", name="Safety risk maps", exact=True).wait_for()
+        sign_in(page)
     page.get_by_role("heading", name=(titles or ADDRESSES)[path], exact=True).first.wait_for()
     wait_idle(page)
     return time.monotonic() - started
@@ -274,6 +295,25 @@ def folder_list_shown(page) -> bool:
     return nav.count() > 0 and "page" in nav.first.inner_text().lower()
 
 
+def test_sign_in_comes_before_any_page(server, browser_page):
+    page = browser_page
+    page.goto(f"{server}/models")
+    page.get_by_role("heading", name="Safety risk maps", exact=True).wait_for()
+    wait_idle(page)
+    assert page.get_by_role("heading", name="Models and training").count() == 0
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0, "no navigation yet"
+    assert page.locator('[data-testid="stTopNavLink"]').count() == 0, "no navigation yet"
+    sign_in(page, password="not the password")
+    page.get_by_text("Wrong account name or password", exact=False).wait_for()
+    screenshot(page, "sign-in")
+    sign_in(page)
+    # The deep link's page, once signed in; then signing out shows the form again.
+    page.get_by_role("heading", name="Models and training", exact=True).first.wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_text("You are signed out.").wait_for()
+
+
 def test_every_page_in_chromium(server, browser_page, tmp_path):
     page = browser_page
     failed_requests: list[str] = []
@@ -299,6 +339,16 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
             page.get_by_role("tab", name="Curves").click()
             wait_idle(page)
             page.wait_for_selector(".js-plotly-plot")
+        if path == "admin":
+            page.get_by_role("tab", name="Audit trail").click()
+            wait_idle(page)
+            # The table draws on a canvas; its cells are in the DOM for screen readers.
+            page.locator('[data-testid="stDataFrame"]').get_by_text("login", exact=True).first \
+                .wait_for(state="attached")
+            assert_no_error(page)
+            screenshot(page, "admin-audit")
+            page.get_by_role("tab", name="Accounts").click()
+            wait_idle(page)
         if path == "data":
             # Lazy tabs: each one runs when opened.
             for tab, name in (("Uploads", "data-uploads"), ("Incidents over time", "data-charts")):
@@ -387,16 +437,19 @@ def test_deep_links_work_from_a_fresh_servers_first_request(tiny_home_with_model
         # loads for Streamlit's pages/-folder list and its "Page not found" dialog.
         seen_folder_list = seen_not_found = False
         page.goto(f"{url}/map", wait_until="commit")
-        heading = page.get_by_role("heading", name="Risk map", exact=True)
+        form = page.get_by_role("heading", name="Safety risk maps", exact=True)
         deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
-        while heading.count() == 0 and time.monotonic() < deadline:
+        while form.count() == 0 and time.monotonic() < deadline:
             seen_folder_list |= folder_list_shown(page)
             seen_not_found |= page.get_by_text("Page not found").is_visible()
             page.wait_for_timeout(100)
-        heading.first.wait_for()
+        form.wait_for()
+        sign_in(page)
+        page.get_by_role("heading", name="Risk map", exact=True).first.wait_for()
         wait_idle(page)
         assert page.url.rstrip("/").endswith("/map")
         assert not page.get_by_text("Page not found").is_visible()
+        assert not seen_not_found, "Streamlit's 'Page not found' dialog was shown"
         assert not seen_folder_list, "the pages/ folder's list was shown"
         screenshot(page, "deep-link-first-request")
         # Every page by its own address, the default page's alias included; only the app's
@@ -410,7 +463,6 @@ def test_deep_links_work_from_a_fresh_servers_first_request(tiny_home_with_model
             # each link reads "<icon name>\n\n<title>"
             assert [t.split("\n")[-1].strip() for t in links] == list(PAGES.values()), links
             assert_no_error(page)
-    print(f"\nnot-found dialog flashed during the first request: {seen_not_found}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -426,10 +478,10 @@ def test_first_start_shows_every_categorys_map_within_a_minute(tmp_path, fresh_p
         open_page(page, url, "")
         assert_no_error(page)
         screenshot(page, "first-start-overview")
+        open_page(page, url, "map", signed_in=True)
         shown = {}
         for category, label in (("crime", "Crime"), ("traffic", "Traffic accidents"),
                                 ("health", "Public health")):
-            open_page(page, url, "map")
             pick(page, "map_category", label)
             # The page fills in by itself as soon as the category's first model is ready.
             left_ms = max(1_000, int((started + FIRST_MAP_LIMIT_S + 60 - time.monotonic()) * 1000))

@@ -45,10 +45,14 @@ def test_cli_and_dashboard_retrain_on_the_grid_of_a_250_m_model(crime_store, mon
 
     # The dashboard: the Models page starts a job; its process would run this config.
     configs = []
-    monkeypatch.setattr(jobs, "start_job",
-                        lambda store, kind, config: configs.append((kind, config)) or 999)
+    monkeypatch.setattr(jobs, "start_job", lambda store, kind, config, on_created=None:
+                        configs.append((kind, config)) or 999)
+    monkeypatch.setenv("SAFETY_MODELS_ADMIN_PASSWORD", "admin-password-for-tests")
     at = AppTest.from_file(APP, default_timeout=120)
     at.run()
+    at.text_input(key="login_name").set_value("admin")
+    at.text_input(key="login_password").set_value("admin-password-for-tests")
+    at.button(key="login_submit").click().run()
     at.switch_page("pages/models_page.py").run()
     at.button(key="train_start").click().run()
     assert not at.exception, [e.value for e in at.exception]

@@ -525,22 +525,25 @@ def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping
 
 
 def evaluate_category(store: Any, category: str, model_id: str | None = None,
-                      on_progress: ProgressFn | None = None,
+                      on_progress: ProgressFn | None = None, device: str = "auto",
                       last_windows: int | None = None) -> BacktestResult:
     """Backtest a category's model (the active one by default) and save it for the dashboard.
 
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
-    folder (atomic replace). last_windows: only the latest test windows (see latest_windows).
-    Raises NotReady without a model or without test windows.
+    folder (atomic replace). Raises NotReady without a model or without test windows.
+    device: where the model runs ('auto' | 'cpu' | 'cuda[:N]'; UserError for cuda without
+    a GPU). last_windows: only the latest test windows (see latest_windows).
     """
     from safety_models.modeling import registry
     from safety_models.modeling.city import model_city
+    from safety_models.modeling.devices import resolve_device
 
     if model_id is None:
         model_id = registry.active_model_id(store, category)
         if model_id is None:
             raise NotReady(f"there is no {category} model yet; train one before evaluating")
     model, checkpoint = registry.load_model(store, model_id)
+    model.to(resolve_device(device))
     city = model_city(store, category, checkpoint)
     result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress,
                       last_windows=last_windows)

@@ -223,6 +223,49 @@ def uploads_text_table(listing: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+# ---------------------------------------------------------------------------------- accounts
+
+
+def account_state(disabled: bool, locked_until: Any, now: pd.Timestamp | None = None) -> str:
+    """'disabled', 'locked until 14:05' (a sign-in lock still running) or 'active'."""
+    now = pd.Timestamp.now() if now is None else now
+    if disabled:
+        return "disabled"
+    if not is_missing(locked_until) and pd.Timestamp(locked_until) > now:
+        return f"locked until {pd.Timestamp(locked_until):%H:%M}"
+    return "active"
+
+
+def accounts_table(listing: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """accounts.list_accounts for the dashboard: name, role, state, times kept as times."""
+    return listing.assign(state=[account_state(d, u, now) for d, u in
+                                 zip(listing["disabled"], listing["locked_until"])])[
+        ["name", "role", "state", "last_login_at", "created_at", "created_by"]]
+
+
+def accounts_text_table(listing: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """accounts.list_accounts for the terminal: finished strings, ISO times."""
+    return pd.DataFrame({
+        "name": listing["name"], "role": listing["role"],
+        "state": [account_state(d, u, now) for d, u in
+                  zip(listing["disabled"], listing["locked_until"])],
+        "last sign-in": listing["last_login_at"].dt.strftime("%Y-%m-%d %H:%M").fillna("never"),
+        "created": listing["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
+        "by": listing["created_by"],
+    })
+
+
+def audit_text_table(rows: pd.DataFrame, detail_chars: int = 80) -> pd.DataFrame:
+    """audit.query's rows for the terminal, in the order given; long details cut."""
+    return pd.DataFrame({
+        "when": rows["at"].dt.strftime("%Y-%m-%d %H:%M:%S"), "who": rows["who"],
+        "via": rows["via"], "action": rows["action"], "target": rows["target"],
+        "outcome": rows["outcome"],
+        "detail": [d if len(d) <= detail_chars else d[:detail_chars - 1] + "…"
+                   for d in rows["detail"].astype(str)],
+    })
+
+
 # ---------------------------------------------------------------------------------- hotspots
 
 

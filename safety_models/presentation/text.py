@@ -319,7 +319,8 @@ def upload_result_text(summary: Mapping[str, Any]) -> str:
     """What one loaded file added, for the dashboard (markdown), from UploadSummary.to_dict()."""
     s = summary
     if s.get("already_loaded"):
-        return (f"**{s['file_name']}** was loaded before (upload #{s['upload_id']}); nothing "
+        earlier = s.get("earlier_upload_id") or s["upload_id"]
+        return (f"**{s['file_name']}** was loaded before (upload #{earlier}); nothing "
                 "was added.")
     return (f"**{s['file_name']}** → {category_label(s['category'])}: "
             f"{s['accepted']:,} incidents added, {s['duplicates']:,} duplicates skipped, "
@@ -340,8 +341,10 @@ def upload_summary_lines(summary: Mapping[str, Any]) -> str:
     s = summary
     head = f"{s['file_name']} ({s['category']})"
     if s.get("already_loaded"):
-        return (f"{head}: already loaded as upload #{s['upload_id']} "
-                f"({s['accepted']:,} incidents); nothing added")
+        earlier = s.get("earlier_upload_id") or s["upload_id"]
+        return (f"{head}: already loaded as upload #{earlier}; nothing added "
+                f"(its {s['duplicates']:,} incidents are stored, {s['rejected']:,} rows were "
+                f"rejected then: python -m safety_models uploads)")
     lines = [f"{head}: upload #{s['upload_id']}",
              f"  read {s['rows_read']:,} rows: {s['accepted']:,} accepted, "
              f"{s['rejected']:,} rejected, {s['duplicates']:,} duplicates"]

@@ -233,6 +233,18 @@ def _read(folder: Path) -> Forecasts:
         places=pd.read_parquet(folder / "places.parquet"))
 
 
+def known_forecaster(model_id: str) -> str | None:
+    """The forecaster of a model whose forecasts were saved (for any data version), read from
+    their meta.json without computing anything; None when none were saved."""
+    folder = paths.home_dir() / FORECASTS_DIR / model_id
+    for meta in sorted(folder.glob("*/meta.json")) if folder.is_dir() else []:
+        try:
+            return str(json.loads(meta.read_text(encoding="utf-8"))["forecaster"])
+        except (OSError, ValueError, KeyError):
+            continue
+    return None
+
+
 def load(store: Any, category: str, model_id: str, version: str | None = None) -> Forecasts:
     """The saved forecasts of model_id for the data now (version: data_version, when the
     caller has it), computing and saving them first when there are none (a model promoted

@@ -210,9 +210,12 @@ def recover_stale_jobs(store: Store) -> list[int]:
         stale.append(row.job_id)
     for job_id in stale:
         with store.begin() as conn:
-            conn.execute(jobs_table.update()
-                         .where(j.job_id == job_id, j.status.in_(ACTIVE_STATUSES))
-                         .values(status="failed", message=STALE_MESSAGE, finished_at=_now()))
+            ended = conn.execute(jobs_table.update()
+                                 .where(j.job_id == job_id, j.status.in_(ACTIVE_STATUSES))
+                                 .values(status="failed", message=STALE_MESSAGE,
+                                         finished_at=_now())).rowcount
+        if ended:   # this call ended it (not another session a moment before)
+            _audit_end(store, job_id)
     return stale
 
 
@@ -270,14 +273,19 @@ def _child_env(store: Store) -> dict[str, str]:
     return env
 
 
-def start_job(store: Store, kind: str, config: dict) -> int:
+def start_job(store: Store, kind: str, config: dict,
+              on_created: Callable[[int], None] | None = None) -> int:
     """Record a job and start its process in the background; returns the job id at once.
 
     The process is detached (its own session), so it outlives a Streamlit rerun; its output
     goes to log_path(job_id). Raises UserError when the category already has an active job.
+    on_created(job_id) runs once the job is recorded, before its process starts (the audit
+    trail's start row must come before the end row the process writes).
     """
     recover_stale_jobs(store)  # a dead job must not block this one
     job_id = _insert_job(store, kind, config, pid=None, status="queued", exclusive=True)
+    if on_created is not None:
+        on_created(job_id)
     log = log_path(job_id)
     try:
         with open(log, "ab") as out:
@@ -484,6 +492,7 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
     if job["cancel_requested"]:
         _update(store, job_id, status="cancelled", message=CANCELLED_MESSAGE,
                 started_at=_now(), finished_at=_now(), pid=os.getpid())
+        _audit_end(store, job_id)
         return get_job(store, job_id)
     _update(store, job_id, status="running", started_at=_now(), pid=os.getpid(),
             host=socket.gethostname())
@@ -494,6 +503,7 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         reporter.flush()
         _update(store, job_id, status="cancelled", finished_at=_now(),
                 message=CANCELLED_MESSAGE if isinstance(err, Cancelled) else "interrupted")
+        _audit_end(store, job_id)
         if reraise or not isinstance(err, Exception):
             raise
     except BaseException as err:  # noqa: BLE001 - every failure must end the row
@@ -502,6 +512,7 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         message = ("the training process was stopped (SIGTERM)" if isinstance(err, Terminated)
                    else _summary(err))
         _update(store, job_id, status="failed", finished_at=_now(), message=message)
+        _audit_end(store, job_id)
         if reraise or not isinstance(err, Exception):
             raise
     else:
@@ -510,17 +521,33 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         reporter.flush()
         _update(store, job_id, status="succeeded", finished_at=_now(), model_id=model_id,
                 message=None)
+        _audit_end(store, job_id)
     return get_job(store, job_id)
 
 
+def _audit_end(store: Store, job_id: int) -> None:
+    """The job's train.end row. A database too busy to take it is reported in the job's log:
+    the job's own row already says how it ended, and that must not turn into a failure."""
+    from safety_models.service import audit
+
+    try:
+        audit.record_job_end(store, get_job(store, job_id))
+    except sa.exc.SQLAlchemyError:
+        traceback.print_exc()
+
+
 def run_job_inline(store: Store, kind: str, config: dict,
-                   on_progress: Callable[[dict], None] | None = None) -> dict:
+                   on_progress: Callable[[dict], None] | None = None,
+                   on_created: Callable[[int], None] | None = None) -> dict:
     """Run a job in this process (the CLI), recorded in the jobs table like a background one,
     so the dashboard shows it and can cancel it. Returns the final job dict of a succeeded
     job; the exception that ended a failed or cancelled one is raised again once recorded
-    (a UserError for the CLI to print, training.Cancelled, ...)."""
+    (a UserError for the CLI to print, training.Cancelled, ...). on_created: as for
+    start_job."""
     recover_stale_jobs(store)
     job_id = _insert_job(store, kind, config, pid=os.getpid(), status="queued")
+    if on_created is not None:
+        on_created(job_id)
     return _run(store, job_id, forward=on_progress, reraise=True)
 
 

@@ -57,7 +57,10 @@ def _base_state(store: Any, train_cfg: Any, city: CityData,
     if base in ("none", "imagenet"):
         return None, None, None
     if base == "pretrained":
-        base_id, checkpoint = pretrained_base(store, on_progress=on_progress)
+        # A base pretrained on the way runs where the fine-tuning will.
+        base_id, checkpoint = pretrained_base(
+            store, on_progress=on_progress,
+            pretrain_options={"device": getattr(train_cfg, "device", "auto")})
         return checkpoint, base_id, None
     checkpoint = registry.load_checkpoint(store, base)  # NotReady for an unknown id
     if forecaster_of(checkpoint) == STARTING_FORECASTER:
@@ -196,18 +199,25 @@ def promote_if_better(store: Any, model_id: str) -> tuple[bool, str]:
     """Make model_id its category's active model when its validation scores beat the active
     one's (registry.should_promote); (promoted?, the reason for people). A category without
     an active model takes it. Versions on one grid and split are validated on the same
-    windows, so this compares like with like."""
+    windows, so this compares like with like. A promotion is written to the audit trail as
+    the system's, with the reason."""
+    from safety_models.service import audit
+    from safety_models.service.access import SYSTEM
+
     info = registry.model_info(store, model_id)
-    active = registry.active_model_id(store, info["category"])
+    category = info["category"]
+    active = registry.active_model_id(store, category)
     if active == model_id:
         return True, "it is the active model"
     if active is None:
-        registry.promote(store, model_id)
-        return True, "there was no active model"
-    better, reason = registry.should_promote(info["val_metrics"],
-                                             registry.model_info(store, active)["val_metrics"])
+        better, reason = True, "there was no active model"
+    else:
+        better, reason = registry.should_promote(
+            info["val_metrics"], registry.model_info(store, active)["val_metrics"])
     if better:
         registry.promote(store, model_id)
+        audit.record(store, SYSTEM, "model.promote", f"model {model_id}",
+                     detail=f"{category}: {reason}; in use before: {active or 'none'}")
     return better, reason
 
 
@@ -264,7 +274,7 @@ def _resolve_model_id(store: Any, category: str, model_id: str | None) -> str:
 
 
 def predict_category(store: Any, category: str, at: Any = None,
-                     model_id: str | None = None) -> pd.DataFrame:
+                     model_id: str | None = None, device: str = "auto") -> pd.DataFrame:
     """A model's risk for one window: one row per city cell, highest risk first.
 
     at: None -> the window right after the latest data; a date/time -> the window that
@@ -274,13 +284,17 @@ def predict_category(store: Any, category: str, at: Any = None,
     probability (of at least one event), expected_count, events_last_30d (recorded in the 30
     days before window_start), rank (1 = highest probability; ties by expected count, then
     cell id), risk_level (RISK_LEVELS by rank share), model_id, window_start, window_end.
+    device: where the model runs ('auto' | 'cpu' | 'cuda[:N]'; UserError for cuda without
+    a GPU).
     """
     from safety_models.modeling import training
+    from safety_models.modeling.devices import resolve_device
     from safety_models.features import FeatureConfig
 
     category = check_category(category)
     model_id = _resolve_model_id(store, category, model_id)
     model, checkpoint = registry.load_model(store, model_id)
+    model.to(resolve_device(device))
     incidents = incidents_or_raise(store, category)
     city = model_city(store, category, checkpoint, incidents)
     t = _window_index(city, at)

@@ -266,3 +266,24 @@ def test_hotspots_as_a_markdown_table():
         "| 1 | District 11 | 0XX W A \\| B ST | 13.2 % | 6 | [open ↗](https://m/1) |",
         "| 2 | District 4 | – | 9.0 % | 1 | [open ↗](https://m/2) |",
     ]
+
+
+def test_account_states_and_the_terminals_account_table():
+    now = pd.Timestamp("2026-11-30 09:00")
+    assert tables.account_state(True, None, now) == "disabled"
+    assert tables.account_state(False, pd.Timestamp("2026-11-30 09:10"), now) == "locked until 09:10"
+    assert tables.account_state(False, pd.Timestamp("2026-11-30 08:50"), now) == "active"
+    assert tables.account_state(False, pd.NaT, now) == "active"
+    listing = pd.DataFrame({
+        "name": ["admin", "ana"], "role": ["admin", "analyst"], "disabled": [False, True],
+        "created_at": pd.to_datetime(["2026-11-01 08:00", "2026-11-02 09:30"]),
+        "created_by": ["first start (random password)", "root"],
+        "last_login_at": pd.to_datetime(["2026-11-29 17:45", None]),
+        "locked_until": pd.to_datetime([None, None]),
+    })
+    shown = tables.accounts_text_table(listing, now)
+    assert shown.to_dict("records") == [
+        {"name": "admin", "role": "admin", "state": "active", "last sign-in": "2026-11-29 17:45",
+         "created": "2026-11-01 08:00", "by": "first start (random password)"},
+        {"name": "ana", "role": "analyst", "state": "disabled", "last sign-in": "never",
+         "created": "2026-11-02 09:30", "by": "root"}]

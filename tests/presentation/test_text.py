@@ -115,11 +115,14 @@ def test_upload_summary_for_the_dashboard_and_the_terminal():
         "(python -m safety_models rejected 4 --out FILE.csv)",
         "  time range 2019-03-01 08:15 to 2019-03-04",
     ]
-    again = {**SUMMARY, "already_loaded": True}
+    # Loading it again adds nothing and points to the earlier upload (#4).
+    again = {**SUMMARY, "upload_id": None, "earlier_upload_id": 4, "already_loaded": True,
+             "accepted": 0, "duplicates": 1200}
     assert text.upload_result_text(again) == \
         "**tiny.csv** was loaded before (upload #4); nothing was added."
-    assert text.upload_summary_lines(again) == \
-        "tiny.csv (crime): already loaded as upload #4 (1,200 incidents); nothing added"
+    assert text.upload_summary_lines(again) == (
+        "tiny.csv (crime): already loaded as upload #4; nothing added (its 1,200 incidents "
+        "are stored, 5 rows were rejected then: python -m safety_models uploads)")
     assert text.upload_label(SUMMARY) == "#4 tiny.csv (crime, 1,200 incidents)"
 
 

@@ -89,3 +89,9 @@ def test_model_ready_computes_the_map_and_evaluates_a_network_without_an_evaluat
     forecasts.model_ready(crime_store, "crime", starting)
     assert (forecasts._model_dir(starting)).exists()
     assert evaluated == []                     # the starting forecast's comes from its workflow
+
+
+def test_the_forecaster_is_known_from_saved_forecasts_alone(crime_store, starting):
+    assert forecasts.known_forecaster(starting) is None       # nothing saved yet
+    forecasts.refresh(crime_store, "crime", starting)
+    assert forecasts.known_forecaster(starting) == "linear"
