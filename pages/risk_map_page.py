@@ -104,6 +104,9 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
                               window_start, stamp).tail(20_000)
     if points is not None:
         layers.append(maplayers.incidents_layer_spec(maplayers.incident_records(points)))
+    selected = maplayers.selected_layer_spec(records)
+    if selected is not None:
+        layers.append(selected)
 
     heading = (f"**{category_label(category)}**, {unit} from **{when(window_start)}** to "
                f"**{when(window_end)}**")

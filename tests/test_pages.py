@@ -408,8 +408,12 @@ def test_risk_map_shows_the_history_of_a_clicked_cell(home, started_jobs):
     assert spec["layout"]["title"]["text"] == f"Cell {cell}"
     assert [trace["name"] for trace in spec["data"]] == ["incidents per day", "predicted chance"]
     # The clicked cell is outlined on the map.
-    cells = deck_spec(at)["layers"][0]["data"]
+    layers = deck_spec(at)["layers"]
+    cells = layers[0]["data"]
     assert [c["cell_id"] for c in cells if c["line"] == [0, 0, 0, 255]] == [cell]
+    outlined = next(c for c in cells if c["cell_id"] == cell)
+    assert layers[-1]["id"] == "selected-cell"
+    assert layers[-1]["data"] == [{"polygon": outlined["polygon"]}]
 
 
 def test_risk_map_says_which_forecaster_it_shows_and_since_when(home, started_jobs):

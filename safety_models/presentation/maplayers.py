@@ -70,6 +70,7 @@ CELLS_LAYER_ID = "cells"
 BOUNDARY_LAYER_ID = "districts"
 LABELS_LAYER_ID = "district-labels"
 INCIDENTS_LAYER_ID = "incidents"
+SELECTED_LAYER_ID = "selected-cell"
 
 # The map's height in the page, in pixels; the initial zoom fits the grid into it.
 MAP_HEIGHT_PX = 560
@@ -290,14 +291,31 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
 
 
 def cells_layer_spec(records: list[dict[str, Any]], extruded: bool = False) -> dict[str, Any]:
-    """A pickable PolygonLayer of the cells (flat, or extruded as 3D columns)."""
+    """A pickable PolygonLayer of the cells (flat, or extruded as 3D columns), filled only:
+    outlining thousands of cells doubled what the browser draws (and a cell's edge shows
+    where its colour changes); the selected cell is outlined by selected_layer_spec."""
     return {
         "type": "PolygonLayer", "id": CELLS_LAYER_ID, "data": records,
         "get_polygon": "polygon", "get_fill_color": "fill", "get_line_color": "line",
-        "line_width_min_pixels": 0.5, "stroked": True, "filled": True,
+        "line_width_min_pixels": 0.5, "stroked": False, "filled": True,
         "extruded": bool(extruded), "get_elevation": "elevation", "elevation_scale": 1,
         "wireframe": False, "pickable": True, "auto_highlight": True,
         "highlight_color": [30, 30, 30, 90],
+    }
+
+
+def selected_layer_spec(records: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The selected cell's outline (records whose line is SELECTED_OUTLINE_RGBA), drawn over
+    the cells; None when no cell is selected."""
+    chosen = [{"polygon": r["polygon"]} for r in records
+              if r.get("line") == list(SELECTED_OUTLINE_RGBA)]
+    if not chosen:
+        return None
+    return {
+        "type": "PolygonLayer", "id": SELECTED_LAYER_ID, "data": chosen,
+        "get_polygon": "polygon", "filled": False, "stroked": True,
+        "get_line_color": list(SELECTED_OUTLINE_RGBA), "line_width_min_pixels": 2.5,
+        "pickable": False,
     }
 
 

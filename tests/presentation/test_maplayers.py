@@ -78,6 +78,9 @@ def test_cell_records_carry_outlines_colours_and_tooltip_values(grid):
     assert records[-1]["fill"][3] == mapview.QUIET_ALPHA   # probability 0: nearly transparent
     assert records[2]["line"] == list(mapview.SELECTED_OUTLINE_RGBA)
     json.dumps(records)  # plain types only: they travel to the browser as JSON
+    outline = mapview.selected_layer_spec(records)
+    assert outline["data"] == [{"polygon": records[2]["polygon"]}] and not outline["filled"]
+    assert mapview.selected_layer_spec(mapview.cell_records(prediction_table(), grid, 0.5)) is None
 
 
 def test_deck_has_no_basemap(grid):
