@@ -13,7 +13,10 @@ Three ways to run it:
     python benchmarks/bench_evaluation.py --shared-data /work/shared/data [--categories crime,traffic,health]
         Loads the shared Chicago aggravated assaults (crime), Barcelona accidents (traffic) and
         Chicago West Nile virus traps (health) into a fresh temporary home (or --home), trains a
-        model per category (--base, --epochs) and backtests it: time and table per dataset.
+        model per category (--base, --epochs) and backtests it: time and table per dataset, the
+        shipped forecaster (blend or network), model - baseline differences with paired
+        block-bootstrap intervals, the share of each baseline's gap to the hindsight oracle the
+        model closes, and a summary across datasets; --flag-area 0.75sqmi adds flagged areas.
 
 Only this script reads the shared data folder; the library never does.
 """
@@ -165,7 +168,7 @@ def bench_home(category: str, model_id: str | None) -> float:
 
 
 def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, steps_per_epoch: int | None,
-                 home: Path) -> None:
+                 home: Path, flag_areas: list[str] = ()) -> None:
     from safety_models.evaluation import backtest as evaluation
     from safety_models.data import ingest
     from safety_models.service import workflows
@@ -187,12 +190,18 @@ def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, st
         model_id = workflows.train_category(store, cfg, on_progress=_dots())
         t_train = time.perf_counter() - t0
         timer = StepTimer()
-        result = evaluation.evaluate_category(store, category, model_id, on_progress=timer)
+        result = evaluation.evaluate_category(store, category, model_id, on_progress=timer,
+                                              flag_areas=flag_areas)
         seconds = time.perf_counter() - timer.t0
         print(f"\n[{category}] ingest {t_ingest:.1f} s, train (base {base}, freeze {cfg.freeze_up_to}, "
               f"{epochs} epochs x {steps_per_epoch or 'all'} batches of {cfg.batch_size}) {t_train:.1f} s "
               f"(the first category's includes pretraining the base)")
         row = print_result(f"shared data {', '.join(SHARED_FILES[category][:1])}", result, seconds, timer)
+        if flag_areas:
+            from safety_models.cli import area_table
+
+            with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
+                print(area_table(result.to_dict()))
         rows.append({**row, "train_s": round(t_train), "backtest_s": round(seconds)})
     print("\n== summary: PAI@5 / ROC-AUC on the test year; model - best baseline (by test PAI@5) with its paired "
           "block-bootstrap 95 % interval; share of the best baseline's gap to the oracle that the model closes")
@@ -227,15 +236,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch,
                         help="batches per epoch (0: a full pass over the training windows); default: the product's")
     parser.add_argument("--home", type=Path, help="home for --shared-data (default: a temporary folder)")
+    parser.add_argument("--flag-area", dest="flag_areas", action="append", default=[], metavar="AREA",
+                        help="also score a flagged area, e.g. 0.75sqmi or 2km2 (repeatable)")
     args = parser.parse_args(argv)
     if args.shared_data:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
         if args.home:
-            bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None, args.home)
+            bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None, args.home,
+                         args.flag_areas)
         else:
             with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
                 bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None,
-                             Path(tmp))
+                             Path(tmp), args.flag_areas)
     elif args.category:
         bench_home(args.category, args.model_id)
     else:

@@ -310,14 +310,31 @@ def _threshold_on_validation(prob_val: np.ndarray, counts_val: np.ndarray, mask:
 
 
 def _score(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray, threshold: float,
-           window_starts: pd.DatetimeIndex) -> dict[str, Any]:
-    """score_windows on the test windows + curves; per-window rows get their start time."""
+           window_starts: pd.DatetimeIndex, flag_areas: Sequence[str] = (),
+           cell_size_m: float | None = None) -> dict[str, Any]:
+    """score_windows on the test windows + curves; per-window rows get their start time;
+    plus metrics.score_areas for each flagged area (hit_rate_area, pai_area, pei_area, ...)."""
     result = dict(metrics.score_windows(prob, counts, mask, threshold=threshold))
     result["threshold_source"] = "validation windows"
     for row in result["per_window"]:
         row["start"] = window_starts[row["window"]].isoformat()
     result["curves"] = _curves(prob, counts, mask)
+    if flag_areas:
+        result.update(metrics.score_areas(prob, counts, flag_areas, float(cell_size_m), mask))
     return result
+
+
+def check_flag_areas(flag_areas: Sequence[str]) -> tuple[str, ...]:
+    """The area strings as given, after checking that metrics.parse_area reads each one;
+    UserError (for people: what was given and what is accepted) otherwise."""
+    from safety_models.errors import UserError
+
+    for text in flag_areas:
+        try:
+            metrics.parse_area(text)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    return tuple(flag_areas)
 
 
 def _curves(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
@@ -391,13 +408,15 @@ def _check_grid(checkpoint: Mapping[str, Any], city: Any) -> None:
 
 def score_baselines(city: Any, data_window: Mapping[str, Any],
                     baselines: Mapping[str, Callable] | None = None,
-                    on_progress: ProgressFn | None = None) -> dict[str, dict[str, Any]]:
+                    on_progress: ProgressFn | None = None,
+                    flag_areas: Sequence[str] = ()) -> dict[str, dict[str, Any]]:
     """{name: M} for every baseline on the test windows of data_window (see the module doc).
 
     Each baseline forecasts the validation and test windows by rolling origin; its scores are
     mapped to probabilities by a Platt fit on the validation windows (``M["probability_map"]``)
     and its yes/no threshold is chosen there too. baselines: {name: fn}; default
-    ``baselines.baselines_for(city.category)``. on_progress: {"stage": "evaluate", "fraction",
+    ``baselines.baselines_for(city.category)``. flag_areas: area strings (metrics.parse_area)
+    to score besides the shares of the city. on_progress: {"stage": "evaluate", "fraction",
     "step": name}.
     """
     if baselines is None:
@@ -422,7 +441,8 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
         to_prob = fit_probability_map(scores[:n_val][:, mask], counts_val[:, mask])
         prob = to_prob(scores)
         threshold = _threshold_on_validation(prob[:n_val], counts_val, mask)
-        results[name] = _score(prob[n_val:], counts_test, mask, threshold, starts[test_idx])
+        results[name] = _score(prob[n_val:], counts_test, mask, threshold, starts[test_idx], flag_areas,
+                               city.grid.cell_size_m)
         results[name]["probability_map"] = to_prob.to_dict()
     return results
 
@@ -430,7 +450,8 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
 def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
              on_progress: ProgressFn | None = None,
              baselines: Mapping[str, Callable] | None = None,
-             baseline_results: Mapping[str, dict[str, Any]] | None = None) -> BacktestResult:
+             baseline_results: Mapping[str, dict[str, Any]] | None = None,
+             flag_areas: Sequence[str] = ()) -> BacktestResult:
     """Score a trained model and every baseline of its category on the test windows.
 
     model, checkpoint: as ``registry.load_model`` returns them (the checkpoint's data_window
@@ -438,12 +459,16 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     model's grid. baselines: {name: fn} to compare with; default
     ``baselines.baselines_for(category)``. baseline_results: already computed by
     ``score_baselines`` for this city and data_window (the study reuses them across runs);
-    they must cover exactly this backtest's test windows.
+    they must cover exactly this backtest's test windows (and flag_areas, if any).
+    flag_areas: flagged areas such as "0.75sqmi" or "2km2" (metrics.parse_area); every
+    forecaster's result then has hit_rate_area, pai_area and pei_area keyed by them.
     See the module docstring for the protocol. on_progress receives
     {"stage": "evaluate", "fraction", "step"}. Raises NotReady without test or validation
     windows, GridMismatch when the model was trained on another grid.
     """
     _check_grid(checkpoint, city)
+    flag_areas = check_flag_areas(flag_areas)
+    cell_size_m = float(city.grid.cell_size_m)
     category = str(checkpoint.get("category") or city.category)
     starts = pd.DatetimeIndex(city.starts)
     counts = np.asarray(city.counts)
@@ -469,7 +494,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     )
     network_prob = network_probabilities(model, checkpoint, city, targets) if with_network else None
     threshold = _threshold_on_validation(prob[:n_val], counts_val, mask)
-    model_result = _score(prob[n_val:], counts_test, mask, threshold, test_starts)
+    model_result = _score(prob[n_val:], counts_test, mask, threshold, test_starts, flag_areas, cell_size_m)
     model_result["validation"] = _validation_scores(prob[:n_val], counts_val, mask)
     if blend:
         model_result["blend"] = {k: blend.get(k) for k in ("weights", "description", "reason", "selection")}
@@ -477,16 +502,18 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     if network_prob is not None:
         # the network alone, scored the same way: what the blend adds to it
         network_result = _score(network_prob[n_val:], counts_test, mask,
-                                _threshold_on_validation(network_prob[:n_val], counts_val, mask), test_starts)
+                                _threshold_on_validation(network_prob[:n_val], counts_val, mask), test_starts,
+                                flag_areas, cell_size_m)
         network_result["validation"] = _validation_scores(network_prob[:n_val], counts_val, mask)
         extra["network"] = network_result
-    extra["oracle"] = oracle_result(counts_test, mask)
+    extra["oracle"] = oracle_result(counts_test, mask, flag_areas, cell_size_m)
 
     if baseline_results is None:
         baseline_results = score_baselines(
             city, checkpoint["data_window"], baselines,
             on_progress=lambda r: _report(on_progress, model_share + (1 - model_share) * r["fraction"],
                                           step=r.get("step")),
+            flag_areas=flag_areas,
         )
     else:
         expected = [s.isoformat() for s in test_starts]
@@ -549,14 +576,16 @@ ORACLE_KEYS: tuple[str, ...] = ("hit_rate", "hit_rate_se", "pai", "pai_se", "pei
                                 "n_windows", "n_city_cells", "n_events")
 
 
-def oracle_result(counts_test: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
+def oracle_result(counts_test: np.ndarray, mask: np.ndarray, flag_areas: Sequence[str] = (),
+                  cell_size_m: float | None = None) -> dict[str, Any]:
     """The hindsight ranking: every test window ranks the cells by their events over the
     whole test period (counts_test (windows, rows, cols) summed), scored like a forecaster.
 
     No forecaster made from earlier windows can be expected to beat it (it knows where the
     test period's events fell, not when), so it bounds what a better model could add; the
     per-window perfect choice (score_windows' perfect_hit_rate, PEI's denominator) is
-    higher still. Ranking scores only (hit rate, PAI, PEI, ROC-AUC and per_window rows).
+    higher still. Ranking scores only (hit rate, PAI, PEI, ROC-AUC and per_window rows; the
+    area scores of metrics.score_areas for flag_areas).
     """
     counts_test = np.asarray(counts_test, dtype=np.float64)
     total = counts_test.sum(axis=0)                                   # (rows, cols)
@@ -564,6 +593,8 @@ def oracle_result(counts_test: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
     full = metrics.score_windows(scores, counts_test, mask, threshold=0.5)
     out = {k: full[k] for k in ORACLE_KEYS}
     out["per_window"] = full["per_window"]
+    if flag_areas:
+        out.update(metrics.score_areas(scores, counts_test, flag_areas, float(cell_size_m), mask))
     out["definition"] = "cells ranked by their events over the whole test period (hindsight)"
     return out
 
@@ -600,21 +631,26 @@ def oracle_gap(model_result: Mapping[str, Any], baseline_results: Mapping[str, M
 
 
 def evaluate_category(store: Any, category: str, model_id: str | None = None,
-                      on_progress: ProgressFn | None = None) -> BacktestResult:
+                      on_progress: ProgressFn | None = None, flag_areas: Sequence[str] = ()) -> BacktestResult:
     """Backtest a category's model (the active one by default) and save it for the dashboard.
+
+    flag_areas: areas to score besides the shares of the city (see backtest); checked
+    before anything is computed (UserError for one metrics.parse_area cannot read).
 
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
     folder (atomic replace). Raises NotReady without a model or without test windows.
     """
     from safety_models.modeling import registry
 
+    flag_areas = check_flag_areas(flag_areas)
     if model_id is None:
         model_id = registry.active_model_id(store, category)
         if model_id is None:
             raise NotReady(f"there is no {category} model yet; train one before evaluating")
     model, checkpoint = registry.load_model(store, model_id)
     city = model_city(store, category, checkpoint)
-    result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress)
+    result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress,
+                      flag_areas=flag_areas)
     save_evaluation(result)
     return result
 

@@ -481,7 +481,8 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         names = forecaster.candidate_names(train_cfg.category,
                                            include_base_rate=start_glm is not None and best[3] != 0)
         raw_val = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_val, start_glm)
-        blend = forecaster.choose_blend(raw_val, counts[t_val], mask, glm=start_glm, seed=train_cfg.seed)
+        blend = forecaster.choose_blend(raw_val, counts[t_val], mask, fcfg.window_hours, glm=start_glm,
+                                        seed=train_cfg.seed)
         val_scores = _scores(*forecaster.apply_blend(blend, raw_val, mask), counts[t_val], mask)
         check_stop()
     metrics = {"validation": {**val_scores, "best_epoch": best[3], "val_score": best[0], "network": dict(best[2])}}

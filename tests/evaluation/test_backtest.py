@@ -403,3 +403,28 @@ def test_backtest_reports_the_oracle_and_the_gap(model_seen):
     assert {"hit_rate_5", "pai_5", "auc"} <= set(d["results"]["model"]["vs_baselines"]["naive"])
     table = evaluation.summary_table(d, extra=True)
     assert list(table.index) == ["model", "naive", "historical_average", "oracle"]
+
+
+def test_flagged_areas_are_scored_for_every_forecaster_keyed_as_given(model_seen):
+    # 500 m cells, 11 city cells: "0.5km2" flags 2 cells, "0.3sqmi" (0.777 km²) flags 3
+    d = evaluation.backtest(object(), checkpoint(), tiny_city(),
+                            baselines={"naive": last_window, "historical_average": mean_so_far},
+                            flag_areas=["0.5km2", "0.3sqmi"]).to_dict()
+    results = d["results"]
+    for m in [results["model"], results["oracle"], *results["baselines"].values()]:
+        for key in ("pai_area", "hit_rate_area", "pei_area"):
+            assert set(m[key]) == {"0.5km2", "0.3sqmi"}
+        assert m["cells_flagged_area"] == {"0.5km2": 2, "0.3sqmi": 3}
+    city = tiny_city()
+    counts = city.counts[TEST_IDX]
+    expected = metrics.score_areas(np.broadcast_to(counts.sum(axis=0), counts.shape), counts, ["0.5km2"], 500.0,
+                                   city.mask)
+    assert results["oracle"]["pai_area"]["0.5km2"] == pytest.approx(expected["pai_area"]["0.5km2"])
+
+
+def test_an_unreadable_flag_area_is_a_user_error(model_seen):
+    from safety_models.errors import UserError
+
+    with pytest.raises(UserError, match="2 acres"):
+        evaluation.backtest(object(), checkpoint(), tiny_city(), baselines={"naive": last_window},
+                            flag_areas=["2 acres"])

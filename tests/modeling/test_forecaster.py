@@ -73,7 +73,7 @@ def test_a_blend_ships_when_it_beats_every_single_by_more_than_the_noise():
     a = np.zeros((n, 20)); b = np.zeros((n, 20))
     a[:, 0] = 1.0; a[::2, 2] = 1.5            # a: cell 0, but cell 2 on even windows
     b[:, 0] = 1.0; b[1::2, 3] = 1.5           # b: cell 0, but cell 3 on odd windows
-    weights, table, reason = choose_weights({"a": a, "b": b}, observed)
+    weights, table, reason = choose_weights({"a": a, "b": b}, observed, block_windows=5)
     # cell 0 tops both cells 2 (1.5 w_a) and 3 (1.5 w_b) when each weight is below 2/3
     assert set(weights) == {"a", "b"} and 1 / 3 < weights["b"] < 2 / 3
     assert sum(weights.values()) == pytest.approx(1.0)
@@ -203,7 +203,7 @@ def test_choose_blend_fits_maps_and_keeps_the_glm_only_when_used():
     observed = rng.poisson(rate, size=(n, h, w)).astype(np.float32)
     raw = {NETWORK: np.log(rate / (1 - rate))[None].repeat(n, 0).astype(np.float32) + rng.normal(0, 2, (n, h, w)).astype(np.float32),
            "historical_average": np.broadcast_to(rate, (n, h, w)).astype(np.float32)}
-    blend = choose_blend(raw, observed, mask, glm={"weight": [[0.0]], "bias": [0.0, 0.0]})
+    blend = choose_blend(raw, observed, mask, 24, glm={"weight": [[0.0]], "bias": [0.0, 0.0]})
     assert "historical_average" in blend.weights
     assert blend.base_rate_path is None                 # base_rate is not among the weights
     assert blend.prob_map[1] > 0 and blend.count_map[1] > 0
