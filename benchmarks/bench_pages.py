@@ -63,7 +63,7 @@ def prepare_demo_home(home: Path) -> None:
 
 def measure(url: str, repeat: int) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM_ARGS, PAGES, open_page
+    from test_browser import CHROMIUM_ARGS, MAP_CANVAS_SELECTOR, PAGES, open_page
 
     timings: dict[str, list[float]] = {path: [] for path in PAGES}
     with sync_playwright() as p:
@@ -76,7 +76,7 @@ def measure(url: str, repeat: int) -> dict[str, list[float]]:
                     started = time.monotonic()
                     open_page(page, url, path)
                     if path == "map":
-                        page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
+                        page.wait_for_selector(MAP_CANVAS_SELECTOR)
                     timings[path].append(time.monotonic() - started)
                 page.close()
         finally:

@@ -42,6 +42,9 @@ PAGES = {  # url path -> title shown on the page ("" is the default page, the Ov
 ADMIN_PASSWORD = os.environ.get("SAFETY_MODELS_ADMIN_PASSWORD") or "browser-admin-password"
 SERVER_START_TIMEOUT_S = 60
 PAGE_TIMEOUT_MS = 60_000
+# Streamlit's script run has finished: every widget drawn and answering.
+IDLE_SELECTOR = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+MAP_CANVAS_SELECTOR = '[data-testid="stDeckGlJsonChart"] canvas'   # deck.gl draws here
 
 if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
@@ -69,15 +72,17 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
 
 
-def start_server(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free port with SAFETY_MODELS_HOME=home; (process, url)."""
+def start_server(home: Path, log_path: Path,
+                 app: Path = REPO / "app.py") -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` (or another script, e.g. a benchmark's bare floor page) on a
+    free port with SAFETY_MODELS_HOME=home; (process, url)."""
     port = free_port()
     env = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1",
            "SAFETY_MODELS_ADMIN_PASSWORD": ADMIN_PASSWORD}
     env.pop("SAFETY_MODELS_DB_URL", None)
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+        [sys.executable, "-m", "streamlit", "run", str(app),
          "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
@@ -129,8 +134,7 @@ def browser_page():
 
 def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
     """Until the script run has finished (Streamlit's 'running' indicator is gone)."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=timeout_ms, state="attached")
+    page.wait_for_selector(IDLE_SELECTOR, timeout=timeout_ms, state="attached")
 
 
 def sign_in(page, name: str = "admin", password: str = ADMIN_PASSWORD) -> None:
@@ -221,7 +225,7 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
         timings[path] = open_page(page, server, path)
         if path == "map":
             # deck.gl draws into a <canvas>: wait for it, give WebGL a moment, check pixels.
-            page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
+            page.wait_for_selector(MAP_CANVAS_SELECTOR)
             page.wait_for_timeout(1500)
             variance = canvas_variance(page, '[data-testid="stDeckGlJsonChart"]')
             assert variance > 20, f"the map looks blank (pixel variance {variance:.1f})"
