@@ -485,7 +485,8 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
                 break
     model.load_state_dict(best[1])
     model.eval()
-    grid = grid or GridSpec("", 0.0, 0.0, float(train_cfg.cell_size_m), counts.shape[1], counts.shape[2])
+    grid = grid or GridSpec("", 0.0, 0.0, float(train_cfg.cell_size_m or DEFAULT_CELL_SIZE_M),
+                            counts.shape[1], counts.shape[2])
     # the blend is chosen on the validation windows, with every candidate fitted on the
     # training windows only (before the refit below)
     blend, val_scores = NETWORK_ONLY, dict(best[2])
