@@ -54,7 +54,7 @@ from safety_models.modeling import forecaster
 from safety_models.modeling.forecaster import BASE_RATE, NETWORK_ONLY, Blend
 from safety_models.modeling.devices import autocast, device_of, resolve_device
 from safety_models.modeling.models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
-from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_WINDOW_HOURS, check_category
+from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
 from safety_models.errors import NotReady
 
 ProgressFn = Callable[[dict], None] | None
