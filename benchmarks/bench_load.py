@@ -70,6 +70,7 @@ LOGIN_PASSWORD_SELECTOR = ".st-key-login_password input"
 UPLOAD_CATEGORY = "crime"
 RETRAIN_CATEGORY = "traffic"
 UPLOAD_ROWS = 200
+PROGRESS_EVERY_S = 60
 JOB_WAIT_S = 1800      # a retrain on a busy 2-core machine can take many minutes
 
 
@@ -81,6 +82,10 @@ class Visit:
     seconds: float
     signed_in: bool
     error: str | None
+
+
+class VisitFailed(Exception):
+    """A visit that did not become interactive; the message says at which step."""
 
 
 # ------------------------------------------------------------------------------ the browser
@@ -103,14 +108,24 @@ async def open_until_interactive(page, url: str, path: str, title: str) -> tuple
     for): (seconds until interactive, signed in on the way)."""
     from test_browser import IDLE_SELECTOR, MAP_CANVAS_SELECTOR
 
+    from playwright.async_api import Error as PlaywrightError
+
     started = time.monotonic()
-    await page.goto(f"{url}/{path}")
-    heading = page.get_by_role("heading", name=title, exact=True).first
-    signed_in = await sign_in(page, heading)
-    await heading.wait_for()
-    await page.wait_for_selector(IDLE_SELECTOR, state="attached")
-    if path == "map":
-        await page.wait_for_selector(MAP_CANVAS_SELECTOR)
+    step = "loading the address"
+    try:
+        await page.goto(f"{url}/{path}")
+        step = "the sign-in form or the title"
+        heading = page.get_by_role("heading", name=title, exact=True).first
+        signed_in = await sign_in(page, heading)
+        step = "the title"
+        await heading.wait_for()
+        step = "the end of the script run"
+        await page.wait_for_selector(IDLE_SELECTOR, state="attached")
+        if path == "map":
+            step = "the map's canvas"
+            await page.wait_for_selector(MAP_CANVAS_SELECTOR)
+    except PlaywrightError as err:
+        raise VisitFailed(f"waiting for {step}: {str(err).splitlines()[0][:100]}") from err
     return time.monotonic() - started, signed_in
 
 
@@ -140,11 +155,11 @@ async def run_session(browser, url: str, pages: list[tuple[str, str, str]],
             try:
                 seconds, signed_in = await open_until_interactive(page, url, path, title)
                 visits.append(Visit(name, seconds, signed_in, await shown_error(page)))
-            except PlaywrightError as err:
+            except (VisitFailed, PlaywrightError) as err:
                 # A timed-out or broken visit counts at the time it took to give up; the
                 # next one starts on a fresh tab.
                 visits.append(Visit(name, time.monotonic() - started, False,
-                                    str(err).splitlines()[0][:120]))
+                                    str(err).splitlines()[0][:160]))
                 with contextlib.suppress(PlaywrightError):
                     await page.close()
                 page = await context.new_page()
@@ -163,6 +178,14 @@ async def warm_up(browser, url: str, title: str, timeout_s: float) -> None:
         await context.close()
 
 
+async def report_progress(visits: list[Visit], total: int, started: float) -> None:
+    """A line a minute on stderr while the sessions run (a full run takes many minutes)."""
+    while True:
+        await asyncio.sleep(PROGRESS_EVERY_S)
+        print(f"  {len(visits)}/{total} visits after {time.monotonic() - started:.0f} s",
+              file=sys.stderr, flush=True)
+
+
 async def measure_sessions(url: str, pages: list[tuple[str, str, str]], sessions: int,
                            visits_per_page: int, timeout_s: float,
                            while_running=None) -> tuple[list[Visit], float, object]:
@@ -178,9 +201,12 @@ async def measure_sessions(url: str, pages: list[tuple[str, str, str]], sessions
             await warm_up(browser, url, pages[0][2], timeout_s)
             started = time.monotonic()
             side = asyncio.create_task(while_running()) if while_running else None
+            ticker = asyncio.create_task(
+                report_progress(visits, sessions * visits_per_page * len(pages), started))
             await asyncio.gather(*(run_session(browser, url, pages, visits_per_page, i,
                                                timeout_s, visits) for i in range(sessions)))
             elapsed = time.monotonic() - started
+            ticker.cancel()
             result = await side if side else None
         finally:
             await browser.close()
@@ -385,7 +411,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=None,
                         help="run everything (servers, chromium, CLI) on this many CPU cores")
     parser.add_argument("--page-timeout-s", type=float, default=180.0,
-                        help="a visit not interactive by then counts as failed")
+                        help="a visit with a step (loading, the title, the end of the run, "
+                             "the map's canvas) waiting longer than this counts as failed")
     args = parser.parse_args(argv)
     if not CHROMIUM.exists():
         print("needs /usr/bin/chromium", file=sys.stderr)
