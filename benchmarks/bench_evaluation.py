@@ -13,7 +13,10 @@ Three ways to run it:
     python benchmarks/bench_evaluation.py --shared-data /work/shared/data [--categories crime,traffic,health]
         Loads the shared Chicago aggravated assaults (crime), Barcelona accidents (traffic) and
         Chicago West Nile virus traps (health) into a fresh temporary home (or --home), trains a
-        model per category (--base, --epochs) and backtests it: time and table per dataset.
+        model per category (--base, --epochs) and backtests it: time and table per dataset, the
+        shipped forecaster (blend or network), model - baseline differences with paired
+        block-bootstrap intervals, the share of each baseline's gap to the hindsight oracle the
+        model closes, and a summary across datasets; --flag-area 0.75sqmi adds flagged areas.
 
 Only this script reads the shared data folder; the library never does.
 """
@@ -61,23 +64,65 @@ class StepTimer:
         return ", ".join(spans) + " (each baseline's span includes its scoring; 'model' includes the model's)"
 
 
-def print_result(label: str, result, seconds: float, timer: StepTimer | None = None) -> None:
+def print_result(label: str, result, seconds: float, timer: StepTimer | None = None) -> dict:
+    """Print the table, the paired differences and the oracle gap; return one summary row."""
+    from safety_models.evaluation.backtest import summary_table
+
     d = result.to_dict()
+    model = d["results"]["model"]
     print(f"\n== {label}: {d['category']} model {d['model_id']}")
     print(f"test {d['test_start']} .. {d['test_end']}: {d['n_windows']} windows of {d['window_hours']} h, "
           f"{d['n_test_events']:,} events, cells {d['cell_size_m']:g} m; backtest {seconds:.1f} s")
     if timer is not None:
         print(f"  time by step: {timer.describe()}")
-    table = result.table()[SHOWN]
+    if model.get("blend"):
+        print(f"  shipped forecaster: {model['blend'].get('description')} ({model['blend'].get('reason')})")
+    table = summary_table(d, extra=True)[SHOWN]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.float_format", "{:.3f}".format):
         print(table)
-    vs = d["results"]["model"].get("vs_baselines", {})
-    for name, comparison in vs.items():
-        c = comparison["pai_5"]
-        lo, hi = c["ci95"]
-        if c["mean_difference"] is not None:
-            print(f"  model - {name:<20} PAI@5 {c['mean_difference']:+.2f} (95% CI {lo:+.2f} .. {hi:+.2f}), "
-                  f"model better in {c['share_model_better']:.0%} of windows")
+    comparisons = dict(model.get("vs_baselines", {}))
+    if model.get("vs_network"):
+        comparisons["network (alone)"] = model["vs_network"]
+    for name, comparison in comparisons.items():
+        parts = []
+        for key, what in (("pai_5", "PAI@5"), ("auc", "per-window AUC")):
+            c = comparison.get(key)
+            if c and c["mean_difference"] is not None:
+                lo, hi = c["ci95"]
+                parts.append(f"{what} {c['mean_difference']:+.3f} (95% CI {lo:+.3f} .. {hi:+.3f})")
+        better = (comparison.get("pai_5") or {}).get("share_model_better")
+        tail = f", model better in {better:.0%} of windows" if better is not None else ""
+        print(f"  model - {name:<20} " + "; ".join(parts) + tail)
+    gap = model.get("oracle_gap") or {}
+    for name, shares in (gap.get("by_baseline") or {}).items():
+        print(f"  share of the gap {name} -> oracle closed: PAI@5 {_pct(shares.get('pai_5'))}, "
+              f"ROC-AUC {_pct(shares.get('roc_auc'))}")
+    return summary_row(d)
+
+
+def _pct(value) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:+.0%}"
+
+
+def summary_row(d: dict) -> dict:
+    """One line per dataset: PAI@5 / ROC-AUC of every forecaster, the model's difference to
+    the best baseline (by test PAI@5) with its interval, and the share of the oracle gap."""
+    from safety_models.evaluation.backtest import summary_table
+
+    table = summary_table(d, extra=True)
+    model = d["results"]["model"]
+    gap = model.get("oracle_gap") or {}
+    best = gap.get("best_baseline")
+    row = {"category": d["category"], "model_id": d["model_id"],
+           **{f"{name}": f"{table.loc[name, 'pai_5']:.2f} / {table.loc[name, 'roc_auc']:.3f}" for name in table.index}}
+    if best:
+        c = model["vs_baselines"][best]["pai_5"]
+        a = model["vs_baselines"][best]["auc"]
+        row.update(best_baseline=best,
+                   d_pai_5=f"{c['mean_difference']:+.2f} [{c['ci95'][0]:+.2f}, {c['ci95'][1]:+.2f}]",
+                   d_auc_window=f"{a['mean_difference']:+.3f} [{a['ci95'][0]:+.3f}, {a['ci95'][1]:+.3f}]",
+                   gap_closed_pai_5=_pct(gap.get("pai_5_share")), gap_closed_auc=_pct(gap.get("roc_auc_share")))
+    return row
 
 
 def bench_synthetic(n_test: int = 365, n_val: int = 60, n_train: int = 400, shape=(90, 60)) -> float:
@@ -123,7 +168,7 @@ def bench_home(category: str, model_id: str | None) -> float:
 
 
 def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, steps_per_epoch: int | None,
-                 home: Path) -> None:
+                 home: Path, flag_areas: list[str] = ()) -> None:
     from safety_models.evaluation import backtest as evaluation
     from safety_models.data import ingest
     from safety_models.service import workflows
@@ -133,6 +178,7 @@ def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, st
     os.environ["SAFETY_MODELS_HOME"] = str(home)
     os.environ.pop("SAFETY_MODELS_DB_URL", None)
     store = Store()
+    rows = []
     for category in categories:
         t0 = time.perf_counter()
         for rel in SHARED_FILES[category]:
@@ -144,11 +190,23 @@ def bench_shared(shared: Path, categories: list[str], base: str, epochs: int, st
         model_id = workflows.train_category(store, cfg, on_progress=_dots())
         t_train = time.perf_counter() - t0
         timer = StepTimer()
-        result = evaluation.evaluate_category(store, category, model_id, on_progress=timer)
+        result = evaluation.evaluate_category(store, category, model_id, on_progress=timer,
+                                              flag_areas=flag_areas)
         seconds = time.perf_counter() - timer.t0
         print(f"\n[{category}] ingest {t_ingest:.1f} s, train (base {base}, freeze {cfg.freeze_up_to}, "
-              f"{epochs} epochs x {steps_per_epoch or 'all'} batches of {cfg.batch_size}) {t_train:.1f} s")
-        print_result(f"shared data {', '.join(SHARED_FILES[category][:1])}", result, seconds, timer)
+              f"{epochs} epochs x {steps_per_epoch or 'all'} batches of {cfg.batch_size}) {t_train:.1f} s "
+              f"(the first category's includes pretraining the base)")
+        row = print_result(f"shared data {', '.join(SHARED_FILES[category][:1])}", result, seconds, timer)
+        if flag_areas:
+            from safety_models.cli import area_table
+
+            with pd.option_context("display.width", 200, "display.float_format", "{:.3f}".format):
+                print(area_table(result.to_dict()))
+        rows.append({**row, "train_s": round(t_train), "backtest_s": round(seconds)})
+    print("\n== summary: PAI@5 / ROC-AUC on the test year; model - best baseline (by test PAI@5) with its paired "
+          "block-bootstrap 95 % interval; share of the best baseline's gap to the oracle that the model closes")
+    with pd.option_context("display.width", 250, "display.max_columns", 30):
+        print(pd.DataFrame(rows).set_index("category").T.to_string())
 
 
 def _dots():
@@ -178,15 +236,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps-per-epoch", type=int, default=defaults.steps_per_epoch,
                         help="batches per epoch (0: a full pass over the training windows); default: the product's")
     parser.add_argument("--home", type=Path, help="home for --shared-data (default: a temporary folder)")
+    parser.add_argument("--flag-area", dest="flag_areas", action="append", default=[], metavar="AREA",
+                        help="also score a flagged area, e.g. 0.75sqmi or 2km2 (repeatable)")
     args = parser.parse_args(argv)
     if args.shared_data:
         categories = [c.strip() for c in args.categories.split(",") if c.strip()]
         if args.home:
-            bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None, args.home)
+            bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None, args.home,
+                         args.flag_areas)
         else:
             with tempfile.TemporaryDirectory(prefix="bench-eval-") as tmp:
                 bench_shared(args.shared_data, categories, args.base, args.epochs, args.steps_per_epoch or None,
-                             Path(tmp))
+                             Path(tmp), args.flag_areas)
     elif args.category:
         bench_home(args.category, args.model_id)
     else:

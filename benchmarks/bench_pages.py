@@ -76,7 +76,7 @@ def measure(url: str, titles: dict[str, str], repeat: int, signs_in: bool = True
     path in a new session (signed in when signs_in), then each other path from the app's
     navigation, then the first again. Keys: "sign-in" (or "load"), then the paths."""
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM_ARGS, open_page, wait_idle
+    from test_browser import CHROMIUM_ARGS, MAP_CANVAS_SELECTOR, open_page, wait_idle
 
     first, *others = list(titles)
     entry = "sign-in" if signs_in else "load"
@@ -103,7 +103,7 @@ def measure(url: str, titles: dict[str, str], repeat: int, signs_in: bool = True
                     started = time.monotonic()
                     open_page(page, url, path, titles, signed_in=True)
                     if path == map_path:
-                        page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
+                        page.wait_for_selector(MAP_CANVAS_SELECTOR)
                     timings[path].append(time.monotonic() - started)
                 page.close()
         finally:
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         (bare / "bare.py").write_text(BARE_PAGE)
         (bare / "other.py").write_text(BARE_PAGE.replace("Bare", "Other"))
         (bare / "app.py").write_text(BARE_APP)
-        process, url = start_server(home, tmp / "bare.log", script=bare / "app.py")
+        process, url = start_server(home, tmp / "bare.log", app=bare / "app.py")
         try:
             floor = measure(url, BARE_TITLES, repeat, signs_in=False, map_path=None)
         finally:

@@ -192,7 +192,8 @@ def cell_records(prediction: pd.DataFrame, grid: Any, scale_max: float, colour_b
                          on_streets)
 
 
-def forecaster_status(category: str, model_id: str, forecaster: str, activated_at: Any) -> None:
+def forecaster_status(category: str, model_id: str, forecaster: str, activated_at: Any,
+                      blend: dict | None = None) -> None:
     """Which forecaster the page shows and since when. While a job trains the category's
     models it refreshes by itself and reloads the page once another model takes over."""
     from safety_models.service import jobs
@@ -205,7 +206,8 @@ def forecaster_status(category: str, model_id: str, forecaster: str, activated_a
         job = jobs.active_job(store, category)
         # The first models' job promotes the network only where it beats the starting forecast.
         training = job if job is not None and job["kind"] == "bootstrap" else None
-        st.caption(text.forecaster_line(forecaster, model_id, activated_at, training))
+        st.caption(text.forecaster_line(forecaster, model_id, activated_at, training,
+                                        blend=blend))
 
     if jobs.active_job(get_store(), category) is None:
         line()

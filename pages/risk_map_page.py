@@ -38,7 +38,8 @@ with ui.shown_errors("reading the forecasts"):
     bundle = ui.forecasts(category, model_id)
 if bundle is None:
     st.stop()
-ui.forecaster_status(category, model_id, bundle.forecaster, info.get("activated_at"))
+ui.forecaster_status(category, model_id, bundle.forecaster, info.get("activated_at"),
+                     bundle.blend)
 
 span = ui.time_range(url, category, stamp)
 controls = st.columns([1.9, 1.3, 1.3, 0.9, 1.1], vertical_alignment="bottom")

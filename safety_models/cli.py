@@ -235,7 +235,10 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--category", required=True, choices=CATEGORIES)
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
     _device_option(p)
-    _json_flag(p, "the full result as one JSON object")
+    p.add_argument("--flag-area", dest="flag_areas", action="append", default=[], type=_area_argument,
+                   metavar="AREA", help="also score a flagged area, e.g. 0.75sqmi or 2km2 (whole cells "
+                   "until the area is used, at least one); repeatable")
+    _json_flag(p, "the full result as one JSON object (areas under pai_area, hit_rate_area, pei_area)")
     p.set_defaults(run=cmd_evaluate)
 
     p = commands.add_parser("study", help="fine-tuning study: freezing depth, lr, history",
@@ -256,6 +259,17 @@ _MAPPING_HELP = {
     "y": "projected y (see --crs)", "subtype": "the incident type", "source_id": "the record id",
     "outcome": "a test result (negative rows are skipped)",
 }
+
+
+def _area_argument(text: str) -> str:
+    """argparse type of --flag-area: the text as given, once metrics.parse_area reads it."""
+    from safety_models.evaluation.metrics import parse_area
+
+    try:
+        parse_area(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    return text
 
 
 def _json_flag(p: argparse.ArgumentParser, what: str) -> None:
@@ -658,7 +672,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         with _store() as store:
             result = actions.evaluate(store, _actor(), args.category, model_id=args.model,
-                                      on_progress=bar, device=args.device)
+                                      on_progress=bar, device=args.device,
+                                      flag_areas=args.flag_areas)
     finally:
         if bar is not None:
             bar.close()
@@ -669,7 +684,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"{d['category']} model {d['model_id']}: test {d['test_start']} to {d['test_end']}, "
           f"{d['n_windows']} windows of {d['window_hours']} h, {d['n_test_events']:,} events")
     print(evaluation.summary_table(d).to_string())
+    if args.flag_areas:
+        print(area_table(d).to_string())
     return 0
+
+
+def area_table(evaluation_dict: dict) -> pd.DataFrame:
+    """Hit rate, PAI and PEI of every forecaster for each flagged area, one row per pair."""
+    results = evaluation_dict["results"]
+    forecasters = {"model": results["model"], **results.get("baselines", {})}
+    if "oracle" in results:
+        forecasters["oracle"] = results["oracle"]
+    rows = []
+    for name, m in forecasters.items():
+        for area, hit in (m.get("hit_rate_area") or {}).items():
+            rows.append({"forecaster": name, "area": area, "cells": m["cells_flagged_area"][area],
+                         "km2": round(m["area_km2"][area], 3), "hit_rate": hit,
+                         "pai": m["pai_area"][area], "pei": m["pei_area"][area]})
+    return pd.DataFrame(rows).set_index(["area", "forecaster"]).sort_index(level=0, sort_remaining=False)
 
 
 def cmd_study(args: argparse.Namespace) -> int:

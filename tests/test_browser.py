@@ -61,6 +61,9 @@ ADDRESSES = {**PAGES, "overview": "Overview"}
 ADMIN_PASSWORD = os.environ.get("SAFETY_MODELS_ADMIN_PASSWORD") or "browser-admin-password"
 SERVER_START_TIMEOUT_S = 60
 PAGE_TIMEOUT_MS = 60_000
+# Streamlit's script run has finished: every widget drawn and answering.
+IDLE_SELECTOR = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+MAP_CANVAS_SELECTOR = '[data-testid="stDeckGlJsonChart"] canvas'   # deck.gl draws here
 # The first start: every demo category's map within this many seconds of `streamlit run`.
 # A shared, overloaded test machine may set SAFETY_MODELS_FIRST_MAP_LIMIT_S higher.
 FIRST_MAP_LIMIT_S = float(os.environ.get("SAFETY_MODELS_FIRST_MAP_LIMIT_S", "60"))
@@ -92,17 +95,18 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
 
 
-def start_server(home: Path, log_path: Path, script: Path = APP,
+def start_server(home: Path, log_path: Path, app: Path = APP,
                  env: dict | None = None) -> tuple[subprocess.Popen, str]:
-    """`streamlit run script` on a free port with SAFETY_MODELS_HOME=home; (process, url).
-    The repository's .streamlit/config.toml applies (the server runs in the repository)."""
+    """`streamlit run app.py` (or another script, e.g. a benchmark's bare floor page) on a
+    free port with SAFETY_MODELS_HOME=home and env's settings; (process, url). The
+    repository's .streamlit/config.toml applies (the server runs in the repository)."""
     port = free_port()
     environ = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1",
                "SAFETY_MODELS_ADMIN_PASSWORD": ADMIN_PASSWORD, **(env or {})}
     environ.pop("SAFETY_MODELS_DB_URL", None)
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(script),
+        [sys.executable, "-m", "streamlit", "run", str(app),
          "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
@@ -211,8 +215,7 @@ def fresh_page(browser):
 
 def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
     """Until the script run has finished (Streamlit's 'running' indicator is gone)."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=timeout_ms, state="attached")
+    page.wait_for_selector(IDLE_SELECTOR, timeout=timeout_ms, state="attached")
 
 
 def sign_in(page, name: str = "admin", password: str = ADMIN_PASSWORD) -> None:
@@ -276,7 +279,7 @@ def canvas_variance(page, selector: str) -> float:
 
 def map_drawn(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
     """deck.gl draws into a <canvas>: wait for it, give WebGL a moment, check pixels."""
-    page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas', timeout=timeout_ms)
+    page.wait_for_selector(MAP_CANVAS_SELECTOR, timeout=timeout_ms)
     page.wait_for_timeout(1500)
     variance = canvas_variance(page, '[data-testid="stDeckGlJsonChart"]')
     assert variance > 20, f"the map looks blank (pixel variance {variance:.1f})"

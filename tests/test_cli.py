@@ -189,6 +189,20 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
         assert name in result["results"]["model"]
     assert set(result["results"]["model"]["pai"]) == {"1", "5", "10", "20"}
 
+    # flagged areas (1 km cells here): keyed by the strings given, for model and baselines
+    assert cli.main(["evaluate", "--category", "crime", "--json", "--flag-area", "0.75sqmi",
+                     "--flag-area", "2km2"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    for m in [result["results"]["model"], *result["results"]["baselines"].values()]:
+        for key in ("pai_area", "hit_rate_area", "pei_area"):
+            assert set(m[key]) == {"0.75sqmi", "2km2"}
+        assert m["cells_flagged_area"] == {"0.75sqmi": 1, "2km2": 2}
+    assert cli.main(["evaluate", "--category", "crime", "--flag-area", "2km2"]) == 0
+    assert "2km2" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["evaluate", "--category", "crime", "--flag-area", "2 acres"])
+    assert exit_info.value.code == 2 and "2 acres" in capsys.readouterr().err
+
     assert cli.main(["predict", "--category", "crime", "--out", str(tmp_path / "x.txt")]) == 2
     assert ".csv or .geojson" in capsys.readouterr().err
 

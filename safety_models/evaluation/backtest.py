@@ -122,14 +122,18 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 )
 
 
-def summary_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
+def summary_table(evaluation: Mapping[str, Any], extra: bool = False) -> pd.DataFrame:
     """Headline metrics of a saved evaluation (``BacktestResult.to_dict()``) as a table.
 
-    Index: "model", then the baselines' names. Columns: SUMMARY_COLUMNS; "<metric>_<pct>"
-    reads ``M[metric][pct]`` (e.g. pai_5 = PAI in the top 5 % of the area). Missing -> NaN.
+    Index: "model", then the baselines' names; with extra, also "network" (the network alone,
+    when the model is a blend) and "oracle" (the hindsight ranking) where the evaluation has
+    them. Columns: SUMMARY_COLUMNS; "<metric>_<pct>" reads ``M[metric][pct]`` (e.g. pai_5 =
+    PAI in the top 5 % of the area). Missing -> NaN.
     """
     results = evaluation["results"]
     forecasters = {"model": results["model"], **results.get("baselines", {})}
+    if extra:
+        forecasters.update({k: results[k] for k in ("network", "oracle") if k in results})
     rows = {name: {col: _headline(m, col) for col in SUMMARY_COLUMNS} for name, m in forecasters.items()}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("forecaster")
 
@@ -191,13 +195,26 @@ def model_probabilities(model: Any, checkpoint: Mapping[str, Any], city: Any, t_
                         on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     """(windows, rows, cols) float64 probability of >= 1 event, window t forecast from counts[:t].
 
-    The probability is what the risk map ranks cells by, so hot-spot metrics score what
-    operators see. ``training.predict_windows`` builds each window's inputs from running
-    sums that stop before it (features.SampleBuilder); one builder serves every batch, and
-    batches bound the memory. on_batch(n_done) after each batch.
+    The model version's own forecaster (``forecaster.forecast_windows``: its
+    validation-chosen blend of the network, base-rate path and baselines, or the network
+    alone), so the backtest scores what ``predict`` and the risk map serve; the probability
+    is what the risk map ranks cells by. Inputs are built from running sums that stop before
+    each window (features.SampleBuilder); one builder serves every batch, and batches bound
+    the memory. on_batch(n_done) after each batch.
     """
+    return _forecast_probabilities(model, checkpoint, city, t_indices, on_batch)
+
+
+def network_probabilities(model: Any, checkpoint: Mapping[str, Any], city: Any, t_indices: Sequence[int],
+                          on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    """model_probabilities of the network alone (without the version's blend)."""
+    return _forecast_probabilities(model, {**checkpoint, "blend": None}, city, t_indices, on_batch)
+
+
+def _forecast_probabilities(model: Any, checkpoint: Mapping[str, Any], city: Any, t_indices: Sequence[int],
+                            on_batch: Callable[[int], None] | None = None) -> np.ndarray:
     from safety_models import features
-    from safety_models.modeling import training
+    from safety_models.modeling import forecaster
 
     feature_cfg = checkpoint["feature_config"]
     if isinstance(feature_cfg, Mapping):
@@ -208,9 +225,8 @@ def model_probabilities(model: Any, checkpoint: Mapping[str, Any], city: Any, t_
     out = np.empty((len(t_indices), *city.counts.shape[1:]), dtype=np.float64)  # (windows, rows, cols)
     for lo in range(0, len(t_indices), PREDICT_BATCH_WINDOWS):
         batch = t_indices[lo:lo + PREDICT_BATCH_WINDOWS]
-        prob, _expected = training.predict_windows(model, city.counts, city.starts, batch, feature_cfg, mask,
-                                                   builder=builder)
-        out[lo:lo + len(batch)] = prob
+        out[lo:lo + len(batch)] = forecaster.forecast_windows(model, checkpoint, city.counts, city.starts,
+                                                              city.grid, mask, batch, builder=builder).prob
         if on_batch is not None:
             on_batch(lo + len(batch))
     return out
@@ -305,14 +321,31 @@ def _threshold_on_validation(prob_val: np.ndarray, counts_val: np.ndarray, mask:
 
 
 def _score(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray, threshold: float,
-           window_starts: pd.DatetimeIndex) -> dict[str, Any]:
-    """score_windows on the test windows + curves; per-window rows get their start time."""
+           window_starts: pd.DatetimeIndex, flag_areas: Sequence[str] = (),
+           cell_size_m: float | None = None) -> dict[str, Any]:
+    """score_windows on the test windows + curves; per-window rows get their start time;
+    plus metrics.score_areas for each flagged area (hit_rate_area, pai_area, pei_area, ...)."""
     result = dict(metrics.score_windows(prob, counts, mask, threshold=threshold))
     result["threshold_source"] = "validation windows"
     for row in result["per_window"]:
         row["start"] = window_starts[row["window"]].isoformat()
     result["curves"] = _curves(prob, counts, mask)
+    if flag_areas:
+        result.update(metrics.score_areas(prob, counts, flag_areas, float(cell_size_m), mask))
     return result
+
+
+def check_flag_areas(flag_areas: Sequence[str]) -> tuple[str, ...]:
+    """The area strings as given, after checking that metrics.parse_area reads each one;
+    UserError (for people: what was given and what is accepted) otherwise."""
+    from safety_models.errors import UserError
+
+    for text in flag_areas:
+        try:
+            metrics.parse_area(text)
+        except ValueError as err:
+            raise UserError(str(err)) from None
+    return tuple(flag_areas)
 
 
 def _curves(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray) -> dict[str, Any]:
@@ -387,13 +420,15 @@ def _check_grid(checkpoint: Mapping[str, Any], city: Any) -> None:
 def score_baselines(city: Any, data_window: Mapping[str, Any],
                     baselines: Mapping[str, Callable] | None = None,
                     on_progress: ProgressFn | None = None,
+                    flag_areas: Sequence[str] = (),
                     last_windows: int | None = None) -> dict[str, dict[str, Any]]:
     """{name: M} for every baseline on the test windows of data_window (see the module doc).
 
     Each baseline forecasts the validation and test windows by rolling origin; its scores are
     mapped to probabilities by a Platt fit on the validation windows (``M["probability_map"]``)
     and its yes/no threshold is chosen there too. baselines: {name: fn}; default
-    ``baselines.baselines_for(city.category)``. on_progress: {"stage": "evaluate", "fraction",
+    ``baselines.baselines_for(city.category)``. flag_areas: area strings (metrics.parse_area)
+    to score besides the shares of the city. on_progress: {"stage": "evaluate", "fraction",
     "step": name}. last_windows: see latest_windows.
     """
     if baselines is None:
@@ -418,7 +453,8 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
         to_prob = fit_probability_map(scores[:n_val][:, mask], counts_val[:, mask])
         prob = to_prob(scores)
         threshold = _threshold_on_validation(prob[:n_val], counts_val, mask)
-        results[name] = _score(prob[n_val:], counts_test, mask, threshold, starts[test_idx])
+        results[name] = _score(prob[n_val:], counts_test, mask, threshold, starts[test_idx], flag_areas,
+                               city.grid.cell_size_m)
         results[name]["probability_map"] = to_prob.to_dict()
     return results
 
@@ -427,6 +463,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
              on_progress: ProgressFn | None = None,
              baselines: Mapping[str, Callable] | None = None,
              baseline_results: Mapping[str, dict[str, Any]] | None = None,
+             flag_areas: Sequence[str] = (),
              last_windows: int | None = None) -> BacktestResult:
     """Score a trained model and every baseline of its category on the test windows.
 
@@ -435,13 +472,17 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     model's grid. baselines: {name: fn} to compare with; default
     ``baselines.baselines_for(category)``. baseline_results: already computed by
     ``score_baselines`` for this city and data_window (the study reuses them across runs);
-    they must cover exactly this backtest's test windows.
+    they must cover exactly this backtest's test windows (and flag_areas, if any).
+    flag_areas: flagged areas such as "0.75sqmi" or "2km2" (metrics.parse_area); every
+    forecaster's result then has hit_rate_area, pai_area and pei_area keyed by them.
     See the module docstring for the protocol. on_progress receives
     {"stage": "evaluate", "fraction", "step"}. last_windows: score only the latest test windows
     (see latest_windows; a quick first evaluation). Raises NotReady without test or validation
     windows, GridMismatch when the model was trained on another grid.
     """
     _check_grid(checkpoint, city)
+    flag_areas = check_flag_areas(flag_areas)
+    cell_size_m = float(city.grid.cell_size_m)
     category = str(checkpoint.get("category") or city.category)
     starts = pd.DatetimeIndex(city.starts)
     counts = np.asarray(city.counts)
@@ -460,20 +501,34 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     model_share = 1.0 / (1 + (0 if baseline_results is not None else len(baselines)))
 
     _report(on_progress, 0.0, step="model")
+    blend = checkpoint.get("blend")
+    with_network = bool(blend) and set(blend.get("weights") or {}) != {"network"}
     prob = model_probabilities(
         model, checkpoint, city, targets,
         on_batch=lambda done: _report(on_progress, model_share * done / len(targets), step="model"),
     )
+    network_prob = network_probabilities(model, checkpoint, city, targets) if with_network else None
     threshold = _threshold_on_validation(prob[:n_val], counts_val, mask)
-    model_result = _score(prob[n_val:], counts_test, mask, threshold, test_starts)
+    model_result = _score(prob[n_val:], counts_test, mask, threshold, test_starts, flag_areas, cell_size_m)
     model_result["validation"] = _validation_scores(prob[:n_val], counts_val, mask)
+    if blend:
+        model_result["blend"] = {k: blend.get(k) for k in ("weights", "description", "reason", "selection")}
+    extra: dict[str, Any] = {}
+    if network_prob is not None:
+        # the network alone, scored the same way: what the blend adds to it
+        network_result = _score(network_prob[n_val:], counts_test, mask,
+                                _threshold_on_validation(network_prob[:n_val], counts_val, mask), test_starts,
+                                flag_areas, cell_size_m)
+        network_result["validation"] = _validation_scores(network_prob[:n_val], counts_val, mask)
+        extra["network"] = network_result
+    extra["oracle"] = oracle_result(counts_test, mask, flag_areas, cell_size_m)
 
     if baseline_results is None:
         baseline_results = score_baselines(
             city, checkpoint["data_window"], baselines,
             on_progress=lambda r: _report(on_progress, model_share + (1 - model_share) * r["fraction"],
                                           step=r.get("step")),
-            last_windows=last_windows,
+            flag_areas=flag_areas, last_windows=last_windows,
         )
     else:
         expected = [s.isoformat() for s in test_starts]
@@ -485,6 +540,13 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
         name: compare_per_window(model_result, result, int(city.window_hours))
         for name, result in baseline_results.items()
     }
+    if "network" in extra:
+        extra["network"]["vs_baselines"] = {
+            name: compare_per_window(extra["network"], result, int(city.window_hours))
+            for name, result in baseline_results.items()
+        }
+        model_result["vs_network"] = compare_per_window(model_result, extra["network"], int(city.window_hours))
+    model_result["oracle_gap"] = oracle_gap(model_result, baseline_results, extra["oracle"])
     _report(on_progress, 1.0, step="done")
 
     step = pd.Timedelta(hours=int(city.window_hours))
@@ -497,7 +559,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
         cell_size_m=float(city.grid.cell_size_m),
         n_windows=len(test_idx),
         n_test_events=int(round(float(counts_test[:, mask].sum()))),
-        results={"model": model_result, "baselines": baseline_results},
+        results={"model": model_result, "baselines": baseline_results, **extra},
     )
 
 
@@ -509,15 +571,74 @@ def _validation_scores(prob_val: np.ndarray, counts_val: np.ndarray, mask: np.nd
 
 def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping[str, Any],
                        window_hours: int) -> dict[str, Any]:
-    """Paired model - baseline differences of hit rate and PAI at 5 % of the area, per window.
+    """Paired model - baseline differences of hit rate and PAI at 5 % of the area and of the
+    per-window ROC-AUC ("auc": the mean of each window's AUC, not the pooled roc_auc).
 
     Both results must come from score_windows on the same windows. See paired_difference.
     """
     return {
         key: paired_difference(_per_window_values(model_result, key),
                                _per_window_values(baseline_result, key), window_hours)
-        for key in ("hit_rate_5", "pai_5")
+        for key in ("hit_rate_5", "pai_5", "auc")
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# The oracle: how far from the best a static map could do
+
+
+ORACLE_KEYS: tuple[str, ...] = ("hit_rate", "hit_rate_se", "pai", "pai_se", "pei", "pei_se", "roc_auc",
+                                "n_windows", "n_city_cells", "n_events")
+
+
+def oracle_result(counts_test: np.ndarray, mask: np.ndarray, flag_areas: Sequence[str] = (),
+                  cell_size_m: float | None = None) -> dict[str, Any]:
+    """The hindsight ranking: every test window ranks the cells by their events over the
+    whole test period (counts_test (windows, rows, cols) summed), scored like a forecaster.
+
+    No forecaster made from earlier windows can be expected to beat it (it knows where the
+    test period's events fell, not when), so it bounds what a better model could add; the
+    per-window perfect choice (score_windows' perfect_hit_rate, PEI's denominator) is
+    higher still. Ranking scores only (hit rate, PAI, PEI, ROC-AUC and per_window rows; the
+    area scores of metrics.score_areas for flag_areas).
+    """
+    counts_test = np.asarray(counts_test, dtype=np.float64)
+    total = counts_test.sum(axis=0)                                   # (rows, cols)
+    scores = np.broadcast_to(total / max(1.0, float(total.max())), counts_test.shape)
+    full = metrics.score_windows(scores, counts_test, mask, threshold=0.5)
+    out = {k: full[k] for k in ORACLE_KEYS}
+    out["per_window"] = full["per_window"]
+    if flag_areas:
+        out.update(metrics.score_areas(scores, counts_test, flag_areas, float(cell_size_m), mask))
+    out["definition"] = "cells ranked by their events over the whole test period (hindsight)"
+    return out
+
+
+def oracle_gap(model_result: Mapping[str, Any], baseline_results: Mapping[str, Mapping[str, Any]],
+               oracle: Mapping[str, Any]) -> dict[str, Any]:
+    """The share of the gap between each baseline and the oracle that the model closes:
+    (model - baseline) / (oracle - baseline), for PAI at 5 % and ROC-AUC. 1 = as good as the
+    hindsight map, 0 = no better than the baseline, < 0 = worse. NaN when the oracle is not
+    above the baseline. "best_baseline": the baseline with the highest test PAI at 5 % (ROC-AUC
+    breaks ties; chosen on test, which flatters the baselines, not the model)."""
+    def value(m: Mapping[str, Any], key: str) -> float:
+        v = (m.get("pai") or {}).get("5") if key == "pai_5" else m.get(key)
+        return float("nan") if v is None else float(v)
+
+    def share(key: str, baseline: Mapping[str, Any]) -> float:
+        gap = value(oracle, key) - value(baseline, key)
+        return (value(model_result, key) - value(baseline, key)) / gap if gap > 0 else float("nan")
+
+    out: dict[str, Any] = {"by_baseline": {name: {key: share(key, b) for key in ("pai_5", "roc_auc")}
+                                           for name, b in baseline_results.items()}}
+    if baseline_results:
+        def rank(item: tuple[str, Mapping[str, Any]]) -> tuple[float, float]:
+            return tuple(-math.inf if math.isnan(value(item[1], k)) else value(item[1], k)
+                         for k in ("pai_5", "roc_auc"))
+
+        best = max(baseline_results.items(), key=rank)[0]
+        out.update(best_baseline=best, **{f"{key}_share": out["by_baseline"][best][key] for key in ("pai_5", "roc_auc")})
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,8 +647,12 @@ def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping
 
 def evaluate_category(store: Any, category: str, model_id: str | None = None,
                       on_progress: ProgressFn | None = None, device: str = "auto",
+                      flag_areas: Sequence[str] = (),
                       last_windows: int | None = None) -> BacktestResult:
     """Backtest a category's model (the active one by default) and save it for the dashboard.
+
+    flag_areas: areas to score besides the shares of the city (see backtest); checked
+    before anything is computed (UserError for one metrics.parse_area cannot read).
 
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
     folder (atomic replace). Raises NotReady without a model or without test windows.
@@ -538,6 +663,7 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     from safety_models.modeling.city import model_city
     from safety_models.modeling.devices import resolve_device
 
+    flag_areas = check_flag_areas(flag_areas)
     if model_id is None:
         model_id = registry.active_model_id(store, category)
         if model_id is None:
@@ -546,7 +672,7 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     model.to(resolve_device(device))
     city = model_city(store, category, checkpoint)
     result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress,
-                      last_windows=last_windows)
+                      flag_areas=flag_areas, last_windows=last_windows)
     save_evaluation(result)
     return result
 

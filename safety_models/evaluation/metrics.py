@@ -21,6 +21,7 @@ Undefined values (no events, one class only) are NaN, never a sentinel.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -216,6 +217,126 @@ def hit_rate_curve(
             }
         )
     return pd.DataFrame(rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# A flagged area in km² or square miles (what a patrol plan is given), instead of a share
+
+# 1 mile = 1.609344 km exactly, so 1 square mile = 2.589988110336 km².
+KM2_PER_SQUARE_MILE = 1.609344**2
+# Unit spellings (lower case, spaces removed) -> km² per unit.
+AREA_UNITS_KM2: dict[str, float] = {
+    "km2": 1.0, "km²": 1.0, "sqkm": 1.0, "squarekm": 1.0, "squarekilometres": 1.0, "squarekilometers": 1.0,
+    "mi2": KM2_PER_SQUARE_MILE, "mi²": KM2_PER_SQUARE_MILE, "sqmi": KM2_PER_SQUARE_MILE,
+    "squaremiles": KM2_PER_SQUARE_MILE, "squaremile": KM2_PER_SQUARE_MILE,
+    "m2": 1e-6, "m²": 1e-6, "ha": 0.01,
+}
+_AREA_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(\S.*?)\s*$", re.IGNORECASE)
+
+
+def parse_area(text: str) -> float:
+    """An area written as a number and a unit -> km².
+
+    "2km2" -> 2.0; "0.75sqmi" -> 0.75 x 2.589988110336 = 1.942491082752; "0.75 sq mi",
+    "1.5 km²", "50ha", "250000m2" work too (case and spaces do not matter). Units: km2 / km² /
+    sq km, mi2 / mi² / sq mi, m2 / m², ha. Raises ValueError, naming the text and the
+    accepted forms, for anything else or an area that is not positive.
+    """
+    match = _AREA_PATTERN.match(str(text))
+    unit = match.group(2).lower().replace(" ", "") if match else None
+    if match is None or unit not in AREA_UNITS_KM2:
+        raise ValueError(f"area {text!r} not understood: give a number and a unit, e.g. 2km2, 0.75sqmi, "
+                         f"1.5 km², 50ha (units: km2, sqmi, mi2, m2, ha)")
+    area_km2 = float(match.group(1)) * AREA_UNITS_KM2[unit]
+    if not area_km2 > 0:
+        raise ValueError(f"area {text!r} must be positive")
+    return area_km2
+
+
+def n_flagged_for_area(area_km2: float, cell_size_m: float, n_city_cells: int) -> int:
+    """How many cells an area flags, as an analyst fills it: whole cells until the area is
+    used, floor(area / cell area), at least 1 and at most every city cell (0 for no cells).
+
+    The ratio is rounded to 9 decimals first, so 0.75 km² of 500 m cells (0.25 km²) is 3 cells.
+    """
+    if not area_km2 > 0 or not cell_size_m > 0:
+        raise ValueError(f"area ({area_km2!r} km²) and cell size ({cell_size_m!r} m) must be positive")
+    if n_city_cells <= 0:
+        return 0
+    cell_km2 = (cell_size_m / 1000.0) ** 2
+    return int(min(n_city_cells, max(1, math.floor(round(area_km2 / cell_km2, 9)))))
+
+
+def _rates_at_k(score_2d: np.ndarray, count_2d: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(hit rate, perfect hit rate) per window of the top k cells; NaN without events or k = 0."""
+    if k == 0:
+        nan = np.full(count_2d.shape[0], np.nan)
+        return nan, nan
+    total = count_2d.sum(axis=1)
+    return (_share(_captured_counts(score_2d, count_2d)[:, k - 1], total),
+            _share(_best_captured_counts(count_2d)[:, k - 1], total))
+
+
+def hit_rate_area(scores: Any, counts: Any, area_km2: float, cell_size_m: float,
+                  mask: Any | None = None) -> float | np.ndarray:
+    """Share of a window's events in the top n_flagged_for_area cells by score (ties by cell
+    index, as hit_rate). NaN for a window without events."""
+    score_2d, count_2d, one_window = _prepare(scores, counts, mask)
+    k = n_flagged_for_area(area_km2, cell_size_m, count_2d.shape[1])
+    return _per_window(_rates_at_k(score_2d, count_2d, k)[0], one_window)
+
+
+def pai_area(scores: Any, counts: Any, area_km2: float, cell_size_m: float,
+             mask: Any | None = None) -> float | np.ndarray:
+    """hit_rate_area / (k / n_city_cells), k the cells flagged: PAI with the share of city cells
+    the area actually flags (as pai divides by k / n). NaN for a window without events."""
+    score_2d, count_2d, one_window = _prepare(scores, counts, mask)
+    n_city = count_2d.shape[1]
+    k = n_flagged_for_area(area_km2, cell_size_m, n_city)
+    rates = _rates_at_k(score_2d, count_2d, k)[0]
+    return _per_window(rates / (k / n_city) if k else rates, one_window)
+
+
+def pei_area(scores: Any, counts: Any, area_km2: float, cell_size_m: float,
+             mask: Any | None = None) -> float | np.ndarray:
+    """hit_rate_area / the best hit rate of as many cells chosen in hindsight, in [0, 1].
+    NaN for a window without events."""
+    score_2d, count_2d, one_window = _prepare(scores, counts, mask)
+    k = n_flagged_for_area(area_km2, cell_size_m, count_2d.shape[1])
+    rates, best = _rates_at_k(score_2d, count_2d, k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _per_window(rates / best, one_window)
+
+
+def score_areas(scores: Any, counts: Any, areas: Sequence[str], cell_size_m: float,
+                mask: Any | None = None) -> dict[str, Any]:
+    """Hit rate, PAI and PEI for flagged areas, keyed by the area strings given (parse_area).
+
+    Keys: hit_rate_area, pai_area, pei_area ({area: mean over windows with events}), their
+    _se twins, cells_flagged_area ({area: k}) and area_km2 ({area: km²}). NaN -> None.
+    Raises ValueError for an area string parse_area does not understand.
+    """
+    score_2d, count_2d, _ = _prepare(scores, counts, mask)
+    n_city = count_2d.shape[1]
+    order = _rank_by_score(score_2d)
+    captured = _captured_counts(score_2d, count_2d, order)
+    best = _best_captured_counts(count_2d)
+    total = count_2d.sum(axis=1)
+    report: dict[str, Any] = {name: {} for name in ("hit_rate_area", "pai_area", "pei_area", "hit_rate_area_se",
+                                                    "pai_area_se", "pei_area_se", "cells_flagged_area", "area_km2")}
+    for text in areas:
+        area_km2 = parse_area(text)
+        k = n_flagged_for_area(area_km2, cell_size_m, n_city)
+        rates = _share(captured[:, k - 1], total) if k else np.full(len(total), np.nan)
+        perfect = _share(best[:, k - 1], total) if k else np.full(len(total), np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            values = {"hit_rate_area": rates, "pai_area": rates / (k / n_city) if k else rates,
+                      "pei_area": rates / perfect}
+        for name, v in values.items():
+            report[name][text], report[f"{name}_se"][text] = mean_and_se(v)
+        report["cells_flagged_area"][text] = int(k)
+        report["area_km2"][text] = area_km2
+    return to_jsonable(report)
 
 
 def _event_cells_by_rank(scores_2d: np.ndarray, counts_2d: np.ndarray, order: np.ndarray | None) -> np.ndarray:

@@ -119,7 +119,10 @@ def history_runs(best: Iterable[StudyRun], window_hours: int) -> list[StudyRun]:
 def _train_config(category: str, run: StudyRun, window_hours: int, overrides: Mapping[str, Any]):
     from safety_models.modeling.training import TrainConfig
 
+    # the network alone: the study compares ways of fine-tuning it, which a blend with the
+    # baselines would blur (the shipped models blend; see modeling/forecaster.py)
     return TrainConfig(**{
+        "blend": False,
         **dict(overrides), "category": category, "base": run.base, "freeze_up_to": run.freeze_up_to,
         "optimizer": run.optimizer, "lr": run.lr, "epochs": run.epochs, "history_days": run.history_days,
         "window_hours": window_hours,

@@ -19,10 +19,16 @@ Steps of fit (base 'pretrained' | 'imagenet' | 'none'):
    probability, from evaluation.metrics.ranking_scores: the definition the Evaluation page
    uses too); the best epoch's weights are kept, where the starting point (step 2's linear
    forecast under the zero head) counts as epoch 0;
-5. refit the base-rate GLM on train + validation windows under the trained network (the most
-   recent history matters most for seasonal or drifting data); validation metrics are from
-   before this refit, test metrics after.
-Continuing a model version (base = <model id>) keeps its head and base-rate path (skips 1-2).
+5. choose what the version ships on the validation windows (forecaster.choose_blend): the
+   network, its starting GLM alone, a baseline alone, or a blend of them, whichever catches
+   the most validation events in 5 % of the area (a blend only when it beats every simpler
+   choice by more than one standard error); TrainConfig.blend=False ships the network alone;
+6. refit the base-rate GLM on train + validation windows under the trained network (the most
+   recent history matters most for seasonal or drifting data), and the standalone GLM too
+   when the blend uses it; validation metrics (of the shipped forecaster, with the network
+   alone's under "network") are from before this refit, test metrics after.
+Continuing a model version (base = <model id>) keeps its head and base-rate path (skips 1-2;
+the blend then has no separate GLM candidate).
 
 Pretraining (`pretrain`) trains every stage on simulated cities (synthetic.py) plus the
 store's own count tensors minus their last 455 days, for at most ~150 s.
@@ -43,9 +49,12 @@ import torch.nn.functional as F
 
 from safety_models.evaluation.metrics import SELECTION_COVERAGE, mean_and_se, pai, ranking_scores
 from safety_models.features import FeatureConfig, SampleBuilder, channel_names, n_channels
+from safety_models.grid import GridSpec
+from safety_models.modeling import forecaster
+from safety_models.modeling.forecaster import BASE_RATE, NETWORK_ONLY, Blend
 from safety_models.modeling.devices import autocast, device_of, resolve_device
 from safety_models.modeling.models import (LINEAR, STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
-from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_WINDOW_HOURS, check_category
+from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
 from safety_models.errors import NotReady
 
 ProgressFn = Callable[[dict], None] | None
@@ -77,6 +86,7 @@ class TrainConfig:
     imagenet_weights: str | None = None
     cache_frozen: bool = True         # compute frozen-stage outputs once per sample
     refit_base_path: bool = True      # after early stopping, refit the base-rate GLM on train+val
+    blend: bool = True                # ship the validation-chosen blend (forecaster.py), not the network alone
     seed: int = 0
     device: str = "auto"              # 'auto' (a CUDA GPU when there is one) | 'cpu' | 'cuda[:N]'
 
@@ -102,6 +112,7 @@ class TrainResult:
     data_window: dict                 # start, end, train_end, val_end (ISO strings)
     train_seconds: float
     frozen: list[str] = field(default_factory=list)
+    blend: Blend = NETWORK_ONLY       # what the version ships (forecaster.py)
 
     def checkpoint(self) -> dict:
         """Plain-types dict (torch.load(weights_only=True) works); the caller adds model_id,
@@ -116,6 +127,7 @@ class TrainResult:
                 "data_window": dict(self.data_window),
                 "metrics": copy.deepcopy(self.metrics),
                 "history": copy.deepcopy(self.history),
+                "blend": self.blend.to_dict(),
                 "train_seconds": float(self.train_seconds)}
 
 
@@ -388,7 +400,7 @@ def build_model(train_cfg: TrainConfig, fcfg: FeatureConfig, base_state: dict | 
 
 def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainConfig,
         base_state: dict | None = None, on_progress: ProgressFn = None,
-        should_stop: Callable[[], bool] | None = None) -> TrainResult:
+        should_stop: Callable[[], bool] | None = None, grid: GridSpec | None = None) -> TrainResult:
     """Fine-tune (or train from scratch) on one city's counts (T, H, W); see the module doc.
 
     base_state: a checkpoint dict (pretrained base or another model version); None with
@@ -396,7 +408,9 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     base 'none' trains everything (freeze_up_to is ignored: random layers are not worth keeping).
     Runs on train_cfg.device (UserError for cuda without a GPU); the result's model is on
     the CPU, so its checkpoint loads anywhere.
-    Raises Cancelled when should_stop() returns True (checked after every batch).
+    grid: the city's grid (the baselines of the blend need its cell size); None builds one of
+    train_cfg.cell_size_m. Raises Cancelled when should_stop() returns True (checked after
+    every batch).
     """
     t_start = time.perf_counter()
     device = resolve_device(train_cfg.device)
@@ -421,6 +435,8 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         report_fn({"stage": "base_rate", "fraction": 0.0})
         new_head(model)
         fit_base_path(model, builder, t_train, seed=train_cfg.seed)
+    # the starting forecast alone (a blend candidate): the GLM just fitted under a zero head
+    start_glm = forecaster.glm_state(model.base_path) if not continuing and model.base_path is not None else None
     stage = "none" if train_cfg.base == "none" else train_cfg.freeze_up_to
     # a new adapter (ImageNet or scratch) must learn; a pretrained one is frozen with the stem
     frozen = freeze_up_to(model, stage, include_adapter=base_state is not None)
@@ -486,16 +502,41 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
                 break
     model.load_state_dict(best[1])
     model.eval()
-    metrics = {"validation": {**best[2], "best_epoch": best[3], "val_score": best[0]}}
+    grid = grid or GridSpec("", 0.0, 0.0, float(train_cfg.cell_size_m or DEFAULT_CELL_SIZE_M),
+                            counts.shape[1], counts.shape[2])
+    # the blend is chosen on the validation windows, with every candidate fitted on the
+    # training windows only (before the refit below)
+    blend, val_scores = NETWORK_ONLY, dict(best[2])
+    if train_cfg.blend and len(t_val) and counts[t_val][:, mask].sum() > 0:
+        report({"stage": "blend", "fraction": 1.0})
+        # when early stopping kept the starting point, the network IS the base-rate GLM
+        names = forecaster.candidate_names(train_cfg.category,
+                                           include_base_rate=start_glm is not None and best[3] != 0)
+        raw_val = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_val, start_glm)
+        blend = forecaster.choose_blend(raw_val, counts[t_val], mask, fcfg.window_hours, glm=start_glm,
+                                        seed=train_cfg.seed)
+        val_scores = _scores(*forecaster.apply_blend(blend, raw_val, mask), counts[t_val], mask)
+        check_stop()
+    metrics = {"validation": {**val_scores, "best_epoch": best[3], "val_score": best[0], "network": dict(best[2])}}
     if train_cfg.refit_base_path and len(t_val):
         # the latest history is the most informative: the linear base-rate path (a few dozen
         # weights, no choice made on validation) is refitted on train + validation windows,
-        # under the trained network as an offset. Validation metrics above are from before.
+        # under the trained network as an offset, and so is the standalone GLM when the blend
+        # uses it. Validation metrics above are from before.
         report({"stage": "base_rate", "fraction": 1.0})
-        fit_base_path(model, builder, np.concatenate([t_train, t_val]), seed=train_cfg.seed)
+        t_fit = np.concatenate([t_train, t_val])
+        fit_base_path(model, builder, t_fit, seed=train_cfg.seed)
         model.eval()
+        if BASE_RATE in blend.weights:
+            blend = forecaster.with_glm(blend, refit_glm(model, builder, t_fit, seed=train_cfg.seed))
     if len(t_test):
-        metrics["test"] = _evaluate(model, builder, t_test, counts, mask)
+        names = sorted(set(blend.weights) | {forecaster.NETWORK})
+        raw_test = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_test,
+                                         blend.base_rate_path, {c.name: c.params for c in blend.candidates})
+        network_test = _scores(*forecaster.apply_blend(NETWORK_ONLY, raw_test, mask), counts[t_test], mask)
+        metrics["test"] = (network_test if blend.network_only else
+                           {**_scores(*forecaster.apply_blend(blend, raw_test, mask), counts[t_test], mask),
+                            "network": network_test})
     model.cpu()
     times = pd.DatetimeIndex(builder.times)
     iso = lambda i: pd.Timestamp(times[min(i, len(times) - 1)]).isoformat()
@@ -503,7 +544,18 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     report({"stage": "done", "fraction": 1.0, "elapsed_s": time.perf_counter() - t_start})
     return TrainResult(model=model, feature_config=fcfg, train_config=train_cfg, history=history,
                        metrics=metrics, data_window=data_window,
-                       train_seconds=time.perf_counter() - t_start, frozen=frozen)
+                       train_seconds=time.perf_counter() - t_start, frozen=frozen, blend=blend)
+
+
+def refit_glm(model: RiskNet, builder: SampleBuilder, t_fit: np.ndarray, seed: int = 0) -> dict | None:
+    """The standalone base-rate GLM fitted afresh on windows t_fit (forecaster.glm_state form);
+    None when the model has no base-rate path."""
+    if model.base_path is None:
+        return None
+    alone = copy.deepcopy(model)
+    new_head(alone)              # a zero head: fit_base_path fits the GLM by itself
+    fit_base_path(alone, builder, t_fit, seed=seed)
+    return forecaster.glm_state(alone.base_path)
 
 
 # -- the starting forecast as a model of its own -------------------------------------------------
@@ -678,7 +730,12 @@ def _evaluate(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, cou
     if len(t_indices) == 0:
         return {}
     prob, expected = predict_windows(model, counts, None, t_indices, builder.cfg, mask, builder=builder)
-    observed = counts[t_indices]                                          # (N, H, W)
+    return _scores(prob, expected, counts[t_indices], mask)
+
+
+def _scores(prob: np.ndarray, expected: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> dict:
+    """ranking_scores of prob (N, H, W) against observed (N, H, W) events, plus pai_5_expected
+    (cells ranked by the expected count) and events (in city cells)."""
     pai_expected, _ = mean_and_se(pai(expected, observed, SELECTION_COVERAGE, mask))
     return {**ranking_scores(prob, observed, mask), "pai_5_expected": pai_expected,
             "events": float(observed[:, mask].sum())}

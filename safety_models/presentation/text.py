@@ -151,13 +151,30 @@ def since(ts: Any, now: Any = None) -> str:
     return when(t)
 
 
+def blend_text(weights: Mapping[str, float] | None) -> str:
+    """A version's validation-chosen mix in words: 'the network 60 % + kernel density (KDE)
+    40 %', 'its linear base-rate part alone'; '' for none (the network alone)."""
+    if not weights:
+        return ""
+    names = {"network": "the network", "base_rate": "its linear base-rate part"}
+    if len(weights) == 1:
+        return f"{names.get(next(iter(weights)), baseline_label(next(iter(weights))))} alone"
+    return " + ".join(f"{names.get(name, baseline_label(name))} {100 * float(w):.0f} %"
+                      for name, w in sorted(weights.items(), key=lambda kv: -kv[1]))
+
+
 def forecaster_line(forecaster: str | None, model_id: str, activated_at: Any,
-                    training: Mapping[str, Any] | None = None, now: Any = None) -> str:
+                    training: Mapping[str, Any] | None = None, now: Any = None,
+                    blend: Mapping[str, float] | None = None) -> str:
     """Which forecaster the map shows and since when (markdown), and, while a job trains the
-    category's network (training: that job), that it is coming and on what condition."""
+    category's network (training: that job), that it is coming and on what condition. blend:
+    the version's validation-chosen mix (Forecasts.blend), said when it is not the network
+    alone."""
     key = forecaster if forecaster in FORECASTER_LABELS else "network"
-    line = (f"Forecast by **{forecaster_label(key)}** ({FORECASTER_HELP[key]}; model "
-            f"`{model_id}`), in use since **{since(activated_at, now)}**.")
+    mix = blend_text(blend)
+    line = (f"Forecast by **{forecaster_label(key)}** ({FORECASTER_HELP[key]}"
+            + (f"; as chosen on the validation windows: {mix}" if mix else "")
+            + f"; model `{model_id}`), in use since **{since(activated_at, now)}**.")
     if training is not None:
         line += (f" The fine-tuned network is being trained ({100 * job_fraction(training):.0f} "
                  "% of the job); it takes over only if it scores better on the validation "

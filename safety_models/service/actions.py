@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
@@ -249,15 +249,16 @@ def rollback(store: Store, actor: Actor, category: str) -> str:
 
 
 def evaluate(store: Store, actor: Actor, category: str, model_id: str | None = None,
-             on_progress: ProgressFn | None = None, device: str = "auto"):
-    """The backtest of a model (analyst); returns evaluation's BacktestResult. device: as
-    backtest.evaluate_category takes it."""
+             on_progress: ProgressFn | None = None, device: str = "auto",
+             flag_areas: Sequence[str] = ()):
+    """The backtest of a model (analyst); returns evaluation's BacktestResult. device and
+    flag_areas: as backtest.evaluate_category takes them."""
     from safety_models.evaluation import backtest
 
     with _audited(store, actor, "evaluate", "evaluate", f"model {model_id or '(active)'}",
                   "evaluating models") as entry:
         result = backtest.evaluate_category(store, category, model_id, on_progress=on_progress,
-                                            device=device)
+                                            device=device, flag_areas=flag_areas)
         entry.target = f"model {getattr(result, 'model_id', model_id)}"
         entry.detail = category
     return result

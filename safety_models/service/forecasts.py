@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import shutil
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,8 @@ class Forecasts:
     incident; past_events (K, cells) int32 incidents that happened in the window;
     past_recent (K, cells) int32 incidents in the RECENT_DAYS before the window.
     places: DataFrame cell_id, place (only cells that have one).
+    blend: the version's validation-chosen mix ({candidate: weight}: "network", "base_rate",
+    a baseline's name), {} when it ships its network (or starting forecast) alone.
     """
 
     category: str
@@ -77,6 +79,7 @@ class Forecasts:
     past_events: np.ndarray
     past_recent: np.ndarray
     places: pd.DataFrame
+    blend: dict = field(default_factory=dict)
 
     @property
     def n_past(self) -> int:
@@ -159,6 +162,7 @@ def refresh(store: Any, category: str, model_id: str | None = None) -> Forecasts
     they are now and save them; returns them. NotReady without a model or incidents."""
     from safety_models.evaluation.backtest import model_probabilities
     from safety_models.modeling.city import model_city
+    from safety_models.modeling.forecaster import blend_of
 
     category = check_category(category)
     model_id = model_id or registry.active_model_id(store, category)
@@ -185,7 +189,8 @@ def refresh(store: Any, category: str, model_id: str | None = None) -> Forecasts
         past_probability=probability[:, rows, cols].astype(np.float32),
         past_events=city.counts[t_indices][:, rows, cols].astype(np.int32),
         past_recent=np.rint(recent[:, rows, cols]).astype(np.int32),
-        places=places_per_cell(store.incident_places(category), city.grid, cell_ids))
+        places=places_per_cell(store.incident_places(category), city.grid, cell_ids),
+        blend={} if blend_of(checkpoint).network_only else dict(blend_of(checkpoint).weights))
     _save(forecasts)
     return forecasts
 
@@ -203,7 +208,8 @@ def _save(forecasts: Forecasts) -> None:
                  recent=forecasts.past_recent)
         meta = {"category": forecasts.category, "model_id": forecasts.model_id,
                 "data_version": forecasts.data_version, "forecaster": forecasts.forecaster,
-                "window_hours": forecasts.window_hours, "computed_at": forecasts.computed_at}
+                "window_hours": forecasts.window_hours, "computed_at": forecasts.computed_at,
+                "blend": forecasts.blend}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         target = folder / forecasts.data_version
         if target.exists():
@@ -230,7 +236,7 @@ def _read(folder: Path) -> Forecasts:
         past_starts=pd.DatetimeIndex(arrays["starts"].astype("datetime64[ns]")),
         cell_ids=arrays["cell_ids"], past_probability=arrays["probability"],
         past_events=arrays["events"], past_recent=arrays["recent"],
-        places=pd.read_parquet(folder / "places.parquet"))
+        places=pd.read_parquet(folder / "places.parquet"), blend=dict(meta.get("blend") or {}))
 
 
 def known_forecaster(model_id: str) -> str | None:

@@ -116,7 +116,7 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
     base_checkpoint, base_model_id, parent = _base_state(store, train_cfg, city, on_progress)
     result = training.fit(city.counts, city.starts, city.mask, train_cfg,
                           base_state=base_checkpoint, on_progress=on_progress,
-                          should_stop=should_stop)
+                          should_stop=should_stop, grid=city.grid)
     checkpoint = dict(result.checkpoint())
     checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=parent)
     model_id = registry.save_model(store, checkpoint, category, base_model_id=base_model_id)
@@ -287,9 +287,8 @@ def predict_category(store: Any, category: str, at: Any = None,
     device: where the model runs ('auto' | 'cpu' | 'cuda[:N]'; UserError for cuda without
     a GPU).
     """
-    from safety_models.modeling import training
+    from safety_models.modeling import forecaster
     from safety_models.modeling.devices import resolve_device
-    from safety_models.features import FeatureConfig
 
     category = check_category(category)
     model_id = _resolve_model_id(store, category, model_id)
@@ -298,9 +297,10 @@ def predict_category(store: Any, category: str, at: Any = None,
     incidents = incidents_or_raise(store, category)
     city = model_city(store, category, checkpoint, incidents)
     t = _window_index(city, at)
-    feature_cfg = FeatureConfig.from_dict(checkpoint["feature_config"])
-    prob, expected = training.predict_window(model, city.counts, city.starts, t, feature_cfg,
-                                             city.mask)  # (rows, cols) each
+    # the version's own forecaster: its validation-chosen blend, or the network alone
+    forecast = forecaster.forecast_windows(model, checkpoint, city.counts, city.starts, city.grid,
+                                           city.mask, [t])
+    prob, expected = forecast.prob[0], forecast.expected[0]              # (rows, cols) each
     step = pd.Timedelta(hours=city.window_hours)
     window_start = city.starts[0] + t * step
     spec = city.grid
@@ -358,14 +358,12 @@ def cell_history(store: Any, category: str, cell_id: int,
     step = pd.Timedelta(hours=city.window_hours)
     probability = np.full(city.n_windows, np.nan)
     if model is not None:
-        from safety_models.modeling import training
-        from safety_models.features import FeatureConfig
+        from safety_models.modeling import forecaster
 
-        feature_cfg = FeatureConfig.from_dict(checkpoint["feature_config"])
         t_indices = np.arange(max(1, city.n_windows - HISTORY_PREDICTED_WINDOWS), city.n_windows)
         if len(t_indices):
-            prob, _ = training.predict_windows(model, city.counts, city.starts, t_indices,
-                                               feature_cfg, city.mask)  # (N, rows, cols)
+            prob = forecaster.forecast_windows(model, checkpoint, city.counts, city.starts, city.grid,
+                                               city.mask, t_indices).prob  # (N, rows, cols)
             probability[t_indices] = np.asarray(prob)[:, row, col]
     return pd.DataFrame({
         "window_start": city.starts,

@@ -216,7 +216,8 @@ def test_json_matches_the_cli_contract(model_seen, tmp_path, monkeypatch):
     d = result.to_dict()
     assert list(d) == ["category", "model_id", "test_start", "test_end", "window_hours", "cell_size_m",
                        "n_windows", "n_test_events", "results"]
-    assert set(d["results"]) == {"model", "baselines"}
+    # a checkpoint without a blend is the network alone: no separate "network" entry
+    assert set(d["results"]) == {"model", "baselines", "oracle"}
     assert set(d["results"]["baselines"]) == {"naive", "historical_average"}
     for m in [d["results"]["model"], *d["results"]["baselines"].values()]:
         for key in REQUIRED_M_KEYS:
@@ -375,3 +376,66 @@ def test_a_quick_first_evaluation_scores_only_the_latest_windows(model_seen):
     assert model_seen == VAL_IDX[-2:] + TEST_IDX[-2:]
     assert result.n_windows == 2 and result.test_start == "2024-01-29T00:00:00"
     assert evaluation.latest_windows(np.arange(5), np.arange(5, 9), None)[1].tolist() == [5, 6, 7, 8]
+
+
+def test_the_oracle_ranks_by_the_test_periods_own_counts():
+    # 20 cells (5 % flags one). Window 0: 2 events in cell 0, 1 in cell 2; window 1: 3 in
+    # cell 2, 1 in cell 3. Over the period cell 2 has most (4): the oracle flags it in both
+    # windows, catching 1 of 3 and 3 of 4 events.
+    counts = np.zeros((2, 4, 5))
+    counts[0, 0, 0], counts[0, 0, 2] = 2, 1
+    counts[1, 0, 2], counts[1, 0, 3] = 3, 1
+    oracle = evaluation.oracle_result(counts, np.ones((4, 5), bool))
+    assert oracle["hit_rate"]["5"] == pytest.approx((1 / 3 + 3 / 4) / 2)
+    assert oracle["pai"]["5"] == pytest.approx((1 / 3 + 3 / 4) / 2 * 20)
+    assert [w["hit_rate_5"] for w in oracle["per_window"]] == pytest.approx([1 / 3, 3 / 4])
+
+
+def test_oracle_gap_is_the_share_of_the_way_from_baseline_to_oracle():
+    model = {"pai": {"5": 6.0}, "roc_auc": 0.85}
+    baselines = {"a": {"pai": {"5": 4.0}, "roc_auc": 0.80}, "b": {"pai": {"5": 5.0}, "roc_auc": 0.70}}
+    oracle = {"pai": {"5": 8.0}, "roc_auc": 0.90}
+    gap = evaluation.oracle_gap(model, baselines, oracle)
+    assert gap["by_baseline"]["a"] == pytest.approx({"pai_5": 0.5, "roc_auc": 0.5})
+    assert gap["by_baseline"]["b"]["pai_5"] == pytest.approx(1 / 3)
+    assert gap["best_baseline"] == "b" and gap["pai_5_share"] == pytest.approx(1 / 3)
+    assert gap["roc_auc_share"] == pytest.approx(0.75)
+    # a baseline at or above the oracle leaves no gap to close
+    assert np.isnan(evaluation.oracle_gap(model, {"c": {"pai": {"5": 8.0}}}, oracle)["by_baseline"]["c"]["pai_5"])
+
+
+def test_backtest_reports_the_oracle_and_the_gap(model_seen):
+    d = evaluation.backtest(object(), checkpoint(), tiny_city(),
+                            baselines={"naive": last_window, "historical_average": mean_so_far}).to_dict()
+    oracle = d["results"]["oracle"]
+    assert oracle["pai"]["5"] >= max(m["pai"]["5"] for m in d["results"]["baselines"].values())
+    gap = d["results"]["model"]["oracle_gap"]
+    assert set(gap["by_baseline"]) == {"naive", "historical_average"} and gap["best_baseline"] in gap["by_baseline"]
+    assert {"hit_rate_5", "pai_5", "auc"} <= set(d["results"]["model"]["vs_baselines"]["naive"])
+    table = evaluation.summary_table(d, extra=True)
+    assert list(table.index) == ["model", "naive", "historical_average", "oracle"]
+
+
+def test_flagged_areas_are_scored_for_every_forecaster_keyed_as_given(model_seen):
+    # 500 m cells, 11 city cells: "0.5km2" flags 2 cells, "0.3sqmi" (0.777 km²) flags 3
+    d = evaluation.backtest(object(), checkpoint(), tiny_city(),
+                            baselines={"naive": last_window, "historical_average": mean_so_far},
+                            flag_areas=["0.5km2", "0.3sqmi"]).to_dict()
+    results = d["results"]
+    for m in [results["model"], results["oracle"], *results["baselines"].values()]:
+        for key in ("pai_area", "hit_rate_area", "pei_area"):
+            assert set(m[key]) == {"0.5km2", "0.3sqmi"}
+        assert m["cells_flagged_area"] == {"0.5km2": 2, "0.3sqmi": 3}
+    city = tiny_city()
+    counts = city.counts[TEST_IDX]
+    expected = metrics.score_areas(np.broadcast_to(counts.sum(axis=0), counts.shape), counts, ["0.5km2"], 500.0,
+                                   city.mask)
+    assert results["oracle"]["pai_area"]["0.5km2"] == pytest.approx(expected["pai_area"]["0.5km2"])
+
+
+def test_an_unreadable_flag_area_is_a_user_error(model_seen):
+    from safety_models.errors import UserError
+
+    with pytest.raises(UserError, match="2 acres"):
+        evaluation.backtest(object(), checkpoint(), tiny_city(), baselines={"naive": last_window},
+                            flag_areas=["2 acres"])

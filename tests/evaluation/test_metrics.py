@@ -276,3 +276,68 @@ def test_metrics_import_nothing_of_modeling():
             "print([m for m in sys.modules if m.startswith('safety_models.modeling') or m == 'torch'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------------
+# Flagged areas in km² / square miles
+
+
+@pytest.mark.parametrize("text, km2", [
+    ("2km2", 2.0), ("2 km2", 2.0), ("1.5 km²", 1.5), ("3 sq km", 3.0), ("2KM2", 2.0),
+    ("0.75sqmi", 0.75 * 2.589988110336), ("0.75 sq mi", 0.75 * 2.589988110336), ("1mi2", 2.589988110336),
+    ("50ha", 0.5), ("250000m2", 0.25), (".5 mi²", 0.5 * 2.589988110336),
+])
+def test_parse_area_reads_number_and_unit(text, km2):
+    assert metrics.parse_area(text) == pytest.approx(km2, rel=1e-12)
+
+
+@pytest.mark.parametrize("text", ["", "2", "km2", "2 acres", "-1km2", "two km2", "0km2"])
+def test_parse_area_refuses_what_it_cannot_read(text):
+    with pytest.raises(ValueError, match="area"):
+        metrics.parse_area(text)
+
+
+def test_cells_for_an_area_fill_whole_cells_at_least_one():
+    # 500 m cells are 0.25 km²: 0.75 km² is exactly 3 cells (not 2 by float error);
+    # 0.75 sq mi = 1.942... km² = 7.77 cells -> 7; a tiny area still flags one; a huge one all.
+    assert metrics.n_flagged_for_area(0.75, 500.0, 100) == 3
+    assert metrics.n_flagged_for_area(metrics.parse_area("0.75sqmi"), 500.0, 100) == 7
+    assert metrics.n_flagged_for_area(0.01, 500.0, 100) == 1
+    assert metrics.n_flagged_for_area(1000.0, 500.0, 20) == 20
+    assert metrics.n_flagged_for_area(2.0, 1000.0, 100) == 2
+    assert metrics.n_flagged_for_area(2.0, 1000.0, 0) == 0
+
+
+def test_area_metrics_by_hand():
+    # 10 city cells of 500 m ranked 0..9 by score; 6 events: 2 in cell 1, 1 in cell 2, 3 in cell 5.
+    # 0.75 km² = 3 cells (0, 1, 2): 3 of 6 events -> hit rate 0.5, PAI 0.5 / (3/10) = 5/3; the
+    # best 3 cells (5, 1, 2) hold all 6 -> PEI 0.5. 0.75 sq mi = 7 cells (0..6): all 6 events,
+    # PAI 1 / (7/10) = 10/7, PEI 1.
+    scores = np.arange(10, 0, -1, dtype=float)
+    counts = np.array([0, 2, 1, 0, 0, 3, 0, 0, 0, 0], dtype=float)
+    assert metrics.hit_rate_area(scores, counts, 0.75, 500.0) == pytest.approx(0.5)
+    assert metrics.pai_area(scores, counts, 0.75, 500.0) == pytest.approx(5 / 3)
+    assert metrics.pei_area(scores, counts, 0.75, 500.0) == pytest.approx(0.5)
+    sqmi = metrics.parse_area("0.75sqmi")
+    assert metrics.pai_area(scores, counts, sqmi, 500.0) == pytest.approx(10 / 7)
+    assert metrics.pei_area(scores, counts, sqmi, 500.0) == pytest.approx(1.0)
+    # two windows, the second without events: NaN there, and score_areas averages the rest
+    both = metrics.hit_rate_area(np.stack([scores, scores]), np.stack([counts, 0 * counts]), 0.75, 500.0)
+    assert both[0] == pytest.approx(0.5) and np.isnan(both[1])
+    report = metrics.score_areas(np.stack([scores, scores]), np.stack([counts, 0 * counts]),
+                                 ["0.75km2", "0.75sqmi"], 500.0)
+    assert report["hit_rate_area"] == pytest.approx({"0.75km2": 0.5, "0.75sqmi": 1.0})
+    assert report["pai_area"] == pytest.approx({"0.75km2": 5 / 3, "0.75sqmi": 10 / 7})
+    assert report["pei_area"] == pytest.approx({"0.75km2": 0.5, "0.75sqmi": 1.0})
+    assert report["cells_flagged_area"] == {"0.75km2": 3, "0.75sqmi": 7}
+    assert report["area_km2"]["0.75sqmi"] == pytest.approx(1.942491082752)
+
+
+def test_area_metrics_count_city_cells_only():
+    # a 2 x 3 grid whose last column is outside the city: 4 city cells of 1 km; 2 km² = 2 cells
+    scores = np.array([[[5.0, 4.0, 9.0], [3.0, 2.0, 9.0]]])      # (1 window, 2 rows, 3 cols)
+    counts = np.array([[[1.0, 0.0, 7.0], [1.0, 2.0, 0.0]]])
+    mask = np.array([[True, True, False], [True, True, False]])
+    # city cells by score: (0,0)=5, (0,1)=4, (1,0)=3, (1,1)=2; top 2 hold 1 of 4 city events
+    assert metrics.hit_rate_area(scores, counts, 2.0, 1000.0, mask) == pytest.approx([0.25])
+    assert metrics.pai_area(scores, counts, 2.0, 1000.0, mask) == pytest.approx([0.25 / (2 / 4)])

@@ -223,3 +223,12 @@ def test_bootstrap_progress_names_its_step():
                         "fraction": 0.1}}
     assert text.job_progress_text(job).startswith("starting forecast · fitting the long-run "
                                                   "rates · Crime")
+
+
+def test_a_versions_validation_chosen_mix_in_words():
+    assert text.blend_text({}) == ""
+    assert text.blend_text({"base_rate": 1.0}) == "its linear base-rate part alone"
+    assert text.blend_text({"kde": 0.4, "network": 0.6}) == (
+        "the network 60 % + kernel density (KDE) 40 %")
+    line = text.forecaster_line("network", "m", None, blend={"network": 0.7, "kde": 0.3})
+    assert "as chosen on the validation windows: the network 70 % + kernel density (KDE) 30 %" in line
