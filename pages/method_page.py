@@ -36,6 +36,12 @@ seeing only what was known at the time, and compared with the simple methods ana
 use: last window's incidents, the long-run average, a kernel density map and a prospective
 hotspot map. The **Evaluation** page shows that comparison. A new model replaces the one in use
 only when someone promotes it on the **Models and training** page.
+
+**The first maps.** A new city (or a new kind of incident) gets that simple statistical
+forecast first, on its own, within a minute: the *starting forecast*, tested at once on the
+latest weeks. The network is trained behind it and takes over automatically only where it
+scores better on the same recent weeks; the risk map always says which one it shows and since
+when.
 """)
 
 st.markdown("### What the models in use saw")
