@@ -18,7 +18,7 @@ import pandas as pd
 
 from safety_models import paths
 from safety_models.errors import UserError
-from safety_models.schema import CATEGORIES
+from safety_models.schema import CATEGORIES, HORIZONS
 from safety_models.files import to_jsonable
 
 EXIT_USER_ERROR = 2
@@ -135,6 +135,10 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--imagenet-weights", metavar="FILE", default=None,
                    help="torchvision ImageNet weights file for --base imagenet")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--horizon", choices=HORIZONS, default=None,
+                   help="train for the risk over the next 7, 14, 30 or 90 days (events summed over "
+                        "them) instead of the next window; it serves predict/evaluate --horizon and "
+                        "never replaces the active model")
     _json_flag(p, "the new model's id, status and scores as JSON")
     p.set_defaults(run=cmd_train)
 
@@ -166,6 +170,9 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--at", default=None, metavar="DATE",
                    help="a date/time inside the window to predict (default: the next window)")
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
+    p.add_argument("--horizon", choices=HORIZONS, default=None,
+                   help="the chance of at least one event, and the expected events, over the next "
+                        "7/14/30/90 days from the window (the category's model for that horizon)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv|FILE.geojson")
     p.set_defaults(run=cmd_predict)
 
@@ -175,6 +182,8 @@ def _add_model_commands(commands) -> None:
                             "baselines on the same windows and cells.")
     p.add_argument("--category", required=True, choices=CATEGORIES)
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
+    p.add_argument("--horizon", choices=HORIZONS, default=None,
+                   help="backtest the category's model for this horizon (forecasts of the next N days)")
     p.add_argument("--flag-area", dest="flag_areas", action="append", default=[], type=_area_argument,
                    metavar="AREA", help="also score a flagged area, e.g. 0.75sqmi or 2km2 (whole cells "
                    "until the area is used, at least one); repeatable")
@@ -434,7 +443,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from safety_models.modeling import registry
     from safety_models.modeling.training import TrainConfig
 
+    from safety_models.schema import horizon_days
+
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
+    if args.horizon:
+        options["horizon_days"] = horizon_days(args.horizon)
     cfg = TrainConfig(category=args.category, **options)
     with _store() as store:
         job = _run_job(store, "train", cfg.to_dict())
@@ -552,7 +565,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if suffix not in (".csv", ".geojson", ".json"):
         raise UserError(f"{args.out}: give a .csv or .geojson file name")
     with _store() as store:
-        df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model)
+        df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model,
+                                        horizon=args.horizon)
         if suffix == ".csv":
             data = export.prediction_to_csv(df)
         else:
@@ -581,7 +595,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     try:
         with _store() as store:
             result = evaluation.evaluate_category(store, args.category, model_id=args.model,
-                                                  on_progress=bar, flag_areas=args.flag_areas)
+                                                  on_progress=bar, flag_areas=args.flag_areas,
+                                                  horizon=args.horizon)
     finally:
         if bar is not None:
             bar.close()
@@ -589,8 +604,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(to_jsonable(result.to_dict())))
         return 0
     d = result.to_dict()
+    span = (f", each forecasting the next {d['horizon_windows']} windows" if d.get("horizon_windows", 1) > 1
+            else "")
     print(f"{d['category']} model {d['model_id']}: test {d['test_start']} to {d['test_end']}, "
-          f"{d['n_windows']} windows of {d['window_hours']} h, {d['n_test_events']:,} events")
+          f"{d['n_windows']} windows of {d['window_hours']} h{span}, {d['n_test_events']:,} events")
     print(evaluation.summary_table(d).to_string())
     if args.flag_areas:
         print(area_table(d).to_string())

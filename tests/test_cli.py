@@ -202,3 +202,12 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
 
     assert cli.main(["predict", "--category", "crime", "--out", str(tmp_path / "x.txt")]) == 2
     assert ".csv or .geojson" in capsys.readouterr().err
+
+
+def test_horizon_options_parse():
+    parser = cli.build_parser()
+    assert parser.parse_args(["predict", "--category", "crime", "--horizon", "30d", "--out", "x.csv"]).horizon == "30d"
+    assert parser.parse_args(["evaluate", "--category", "crime", "--horizon", "7d"]).horizon == "7d"
+    assert parser.parse_args(["train", "--category", "crime", "--horizon", "90d"]).horizon == "90d"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "--category", "crime", "--horizon", "5d", "--out", "x.csv"])

@@ -160,6 +160,12 @@ def blend_of(checkpoint: Mapping[str, Any]) -> Blend:
     return NETWORK_ONLY if not saved else Blend.from_dict(saved)
 
 
+def horizon_windows_of(checkpoint: Mapping[str, Any]) -> int:
+    """Windows a checkpoint's forecast covers (training.TrainResult.checkpoint's "horizon"):
+    a forecast from window t is about windows t .. t + n - 1; 1 for checkpoints without one."""
+    return max(1, int((checkpoint.get("horizon") or {}).get("windows") or 1))
+
+
 def baseline_parameters(name: str) -> dict:
     """The keyword parameters (with their defaults) of a baseline of baselines.BASELINES."""
     sig = inspect.signature(baselines_mod.BASELINES[name])

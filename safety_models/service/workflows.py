@@ -3,7 +3,8 @@
     prepare_city      store -> CityData: the category's grid, count tensor and city mask
     ensure_pretrained the product's own base model (synthetic cities + every stored category)
     train_category    CityData + TrainConfig -> a new model version in the registry
-    predict_category  a model's risk for one window, one row per city cell, ranked
+    predict_category  a model's risk for one window (or the next 7/14/30/90 days), one row per city cell, ranked
+    available_horizons the horizons a category has a model for
     cell_history      events per window for one cell (the map's click-through)
     bootstrap         pretrain, then a first model for every category that has data
     first_start       on an empty home: demo data and one background bootstrap job
@@ -29,7 +30,8 @@ from safety_models import grid as gridlib
 from safety_models.modeling import registry
 from safety_models.errors import NotReady, UserError
 from safety_models.grid import GridSpec
-from safety_models.schema import (CATEGORIES, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category)
+from safety_models.schema import (CATEGORIES, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category,
+                                  horizon_days)
 
 ProgressFn = Callable[[dict], None]
 StopFn = Callable[[], bool]
@@ -47,6 +49,8 @@ STALE_AFTER_WINDOWS = 14         # attention: the model has not seen this many n
 
 def _grid_meta_key(category: str) -> str:
     return f"grid:{category}"
+
+
 
 
 @dataclass(frozen=True, eq=False)
@@ -274,11 +278,17 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
     train_cfg.base: 'pretrained' (pretraining first if needed), 'imagenet' (WeightsMissing
     when the weights file is absent), 'none' (from scratch) or a model id to continue from
     (same grid required: GridMismatch otherwise). The first model of a category becomes
-    active; later ones are candidates. Nothing is saved when fit raises (Cancelled included).
+    active; later ones are candidates. A model for a horizon (train_cfg.horizon_days, one of
+    schema.HORIZONS) never becomes the active model: it becomes the category's model for that
+    horizon (the newest one trained; see horizon_model_id). Nothing is saved when fit raises
+    (Cancelled included).
     """
     from safety_models.modeling import training
 
     category = check_category(train_cfg.category)
+    horizon = getattr(train_cfg, "horizon_days", None)
+    if horizon:
+        horizon_days(f"{int(horizon)}d")            # one of HORIZONS, else ValueError
     base = str(train_cfg.base)
     continuing = base not in ("pretrained", "imagenet", "none")
     grid = None
@@ -297,7 +307,10 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
                           should_stop=should_stop, grid=city.grid)
     checkpoint = dict(result.checkpoint())
     checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=parent)
-    model_id = registry.save_model(store, checkpoint, category, base_model_id=base_model_id)
+    model_id = registry.save_model(store, checkpoint, category, base_model_id=base_model_id,
+                                   activate="never" if horizon else "if-first")
+    if horizon:
+        registry.set_horizon_model(store, category, int(horizon), model_id)
     if registry.active_model_id(store, category) == model_id or \
             store.get_meta(_grid_meta_key(category)) is None:
         store.set_meta(_grid_meta_key(category), json.dumps(city.grid.to_dict()))
@@ -356,13 +369,28 @@ def _resolve_model_id(store: Any, category: str, model_id: str | None) -> str:
     return model_id
 
 
+def available_horizons(store: Any, category: str) -> list[str]:
+    """The horizons ("7d", "14d", "30d", "90d") the category has a model for, shortest first;
+    for the dashboard's horizon choice (the next window, the active model's, is not listed)."""
+    return registry.available_horizons(store, category)
+
+
+def horizon_model_id(store: Any, category: str, horizon: str) -> str:
+    """The category's model for a horizon (registry.horizon_model_id): NotReady when none."""
+    return registry.horizon_model_id(store, category, horizon)
+
+
 def predict_category(store: Any, category: str, at: Any = None,
-                     model_id: str | None = None) -> pd.DataFrame:
-    """A model's risk for one window: one row per city cell, highest risk first.
+                     model_id: str | None = None, horizon: str | None = None) -> pd.DataFrame:
+    """A model's risk for one window (or horizon): one row per city cell, highest risk first.
 
     at: None -> the window right after the latest data; a date/time -> the window that
         contains it (from the second window of the data to the one after it; else NotReady).
+        The forecast uses only the windows before that one.
     model_id: None -> the category's active model (NotReady when there is none).
+    horizon: "7d", "14d", "30d" or "90d" -> the category's model for that horizon (unless
+        model_id is given): probability of at least one event and expected events over the
+        horizon's days from the window's start; window_end is the horizon's end.
     Columns: cell_id (row * n_cols + col), row, col, lat, lon (cell centre, degrees),
     probability (of at least one event), expected_count, events_last_30d (recorded in the 30
     days before window_start), rank (1 = highest probability; ties by expected count, then
@@ -370,7 +398,11 @@ def predict_category(store: Any, category: str, at: Any = None,
     """
     from safety_models.modeling import forecaster
 
+    from safety_models.modeling.forecaster import horizon_windows_of
+
     category = check_category(category)
+    if model_id is None and horizon is not None:
+        model_id = horizon_model_id(store, category, horizon)
     model_id = _resolve_model_id(store, category, model_id)
     model, checkpoint = registry.load_model(store, model_id)
     incidents = _incidents_or_raise(store, category)
@@ -408,7 +440,8 @@ def predict_category(store: Any, category: str, at: Any = None,
     df["risk_level"] = pd.array(risk_level(df["rank"].to_numpy(), len(df)), dtype="str")
     df["model_id"] = model_id
     df["window_start"] = pd.Series(window_start, index=df.index, dtype="datetime64[ns]")
-    df["window_end"] = pd.Series(window_start + step, index=df.index, dtype="datetime64[ns]")
+    df["window_end"] = pd.Series(window_start + horizon_windows_of(checkpoint) * step, index=df.index,
+                                 dtype="datetime64[ns]")
     return df
 
 
@@ -577,7 +610,9 @@ def attention_items(store: Any) -> list[dict]:
                                          f"{int(newer)} newer windows have been loaded since. "
                                          "Retrain it to use them."})
         models = registry.list_models(store, category)
-        candidates = models[(models["status"] == "candidate")
+        # a horizon model is no candidate for the next-window map
+        next_window = models["val_metrics"].map(lambda m: registry.horizon_days_of(m) is None)
+        candidates = models[(models["status"] == "candidate") & next_window
                             & (models["created_at"] > pd.Timestamp(info["created_at"]))]
         for _, candidate in candidates.iterrows():
             better, reason = registry.should_promote(candidate["val_metrics"], info["val_metrics"])
