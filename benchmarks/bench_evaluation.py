@@ -131,7 +131,7 @@ def bench_synthetic(n_test: int = 365, n_val: int = 60, n_train: int = 400, shap
     from safety_models import features
     from safety_models.modeling import models
     from safety_models.grid import GridSpec
-    from safety_models.service.workflows import CityData
+    from safety_models.modeling.city import CityData
 
     rng = np.random.default_rng(0)
     n_windows = n_train + n_val + n_test

@@ -10,6 +10,10 @@ page is measured cold (first visit: predictions computed, caches empty) and warm
 visit, cached). Without a --home, the demo data is loaded into a temporary home and a
 short model (ten steps) is trained from scratch per category first (a few minutes on a laptop CPU,
 not counted). Needs /usr/bin/chromium and Playwright's Python package.
+
+Each visit opens the page's address in a new session, so it signs in first (included in the
+time, as for a person following a link). With --home, set SAFETY_MODELS_ADMIN_PASSWORD to
+that home's admin password.
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ def prepare_demo_home(home: Path) -> None:
 
 def measure(url: str, repeat: int) -> dict[str, list[float]]:
     from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM_ARGS, PAGES, open_page
+    from test_browser import CHROMIUM_ARGS, MAP_CANVAS_SELECTOR, PAGES, open_page
 
     timings: dict[str, list[float]] = {path: [] for path in PAGES}
     with sync_playwright() as p:
@@ -72,7 +76,7 @@ def measure(url: str, repeat: int) -> dict[str, list[float]]:
                     started = time.monotonic()
                     open_page(page, url, path)
                     if path == "map":
-                        page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
+                        page.wait_for_selector(MAP_CANVAS_SELECTOR)
                     timings[path].append(time.monotonic() - started)
                 page.close()
         finally:

@@ -5,14 +5,16 @@ over time."""
 import hashlib
 import json
 
-import pandas as pd
-import plotly.express as px
 import streamlit as st
 
-from pages import _common as ui
+from pages import _auth as auth
+from pages import _ui as ui
 from safety_models.data import ingest
 from safety_models import paths
-from safety_models.errors import MappingError, UserError
+from safety_models.errors import UserError
+from safety_models.presentation import charts, export, tables, text
+from safety_models.presentation.text import category_label
+from safety_models.service import actions
 from safety_models.schema import CATEGORIES
 
 st.title("Data")
@@ -35,21 +37,11 @@ NONE_MEANS_NONE = {"subtype", "source_id", "outcome"}
 NOT_USED = "— not used —"
 
 
-@st.cache_data(show_spinner=False, max_entries=16)
-def read_preview(file_id: str, file_name: str, _data: bytes):
-    """(table of strings, detected mapping or None, detection error or None) for one file."""
-    table = ingest.read_table(_data, file_name)
-    try:
-        return table, ingest.detect_mapping(table), None
-    except MappingError as err:
-        return table, None, str(err)
-
-
 def mapping_editor(file):
     """The file's first rows and its detected columns in editable selectboxes; returns the
     ColumnMapping to load it with (the user's corrections win over detection)."""
     fid = hashlib.sha1(f"{file.file_id}:{file.name}".encode()).hexdigest()[:8]
-    table, detected, problem = read_preview(file.file_id, file.name, file.getvalue())
+    table, detected, problem = ui.file_preview(file.file_id, file.name, file.getvalue())
     st.markdown(f"**{file.name}** · {len(table):,} rows · {len(table.columns)} columns")
     st.dataframe(table.head(8), hide_index=True, width="stretch", height=245)
     if problem:
@@ -97,21 +89,16 @@ def show_result(result: dict) -> None:
         return
     s = result["summary"]
     if s.get("already_loaded"):
-        st.info(f"**{s['file_name']}** was loaded before (upload #{s['upload_id']}); nothing "
-                "was added.", icon=":material/content_copy:")
+        st.info(text.upload_result_text(s), icon=":material/content_copy:")
         return
-    message = (f"**{s['file_name']}** → {ui.category_label(s['category'])}: "
-               f"{s['accepted']:,} incidents added, {s['duplicates']:,} duplicates skipped, "
-               f"{s['rejected']:,} rows rejected (of {s['rows_read']:,} read). "
-               f"Incidents from {ui.when(s['time_min'])} to {ui.when(s['time_max'])}.")
-    (st.warning if s["rejected"] else st.success)(message, icon=":material/task_alt:")
+    (st.warning if s["rejected"] else st.success)(text.upload_result_text(s),
+                                                   icon=":material/task_alt:")
     if s["rejected"]:
-        reasons = ", ".join(f"{reason}: {n:,}" for reason, n in s["rejected_reasons"].items())
-        st.caption(f"Rejected rows by reason – {reasons}")
+        st.caption(f"Rejected rows by reason – {text.rejected_reasons_text(s)}")
         rejected = store.rejected_rows(s["upload_id"])
         st.download_button(
             f"Download the {s['rejected']:,} rejected rows (CSV with reasons)",
-            data=rejected.to_csv(index=False).encode("utf-8"),
+            data=export.csv_bytes(rejected),
             file_name=f"rejected-upload-{s['upload_id']}.csv", mime="text/csv",
             key=f"download_rejected_result_{s['upload_id']}", icon=":material/download:")
 
@@ -124,7 +111,7 @@ load_tab, uploads_tab, outlines_tab, charts_tab = st.tabs(
 # ---------------------------------------------------------------------------- load files
 with load_tab:
     if load_tab.open:
-        category = st.selectbox("These files hold", CATEGORIES, format_func=ui.category_label,
+        category = st.selectbox("These files hold", CATEGORIES, format_func=category_label,
                                 key="upload_category")
         files = st.file_uploader(
             "Incident files (CSV or similar exports; one or more)", accept_multiple_files=True,
@@ -139,15 +126,15 @@ with load_tab:
                     mappings.append((file, mapping_editor(file)))
         if files:
             if st.button(f"Load {len(mappings)} file{'s' if len(mappings) != 1 else ''} as "
-                         f"{ui.category_label(category).lower()}", type="primary",
+                         f"{category_label(category).lower()}", type="primary",
                          key="upload_load", disabled=not mappings, icon=":material/upload:"):
                 results = []
                 progress = st.progress(0.0, text="Loading…")
                 for i, (file, mapping) in enumerate(mappings):
                     progress.progress(i / len(mappings), text=f"Loading {file.name}…")
                     try:
-                        summary = ingest.ingest_bytes(store, file.getvalue(), file.name, category,
-                                                      overrides=mapping)
+                        summary = actions.ingest(store, auth.actor(), file.getvalue(),
+                                                 file.name, category, overrides=mapping)
                         results.append({"file_name": file.name, "summary": summary.to_dict()})
                     except UserError as err:
                         results.append({"file_name": file.name, "error": str(err)})
@@ -169,23 +156,11 @@ with uploads_tab:
         if listing.empty:
             st.info("Nothing loaded yet.", icon=":material/inbox:")
         else:
-            shown = listing.assign(
-                category=listing["category"].map(ui.category_label),
-                period=[f"{ui.when(a)} – {ui.when(b)}"
-                        for a, b in zip(listing["time_min"], listing["time_max"])],
-            )[["upload_id", "file_name", "category", "uploaded_at", "rows_read", "accepted",
-               "rejected", "duplicates", "period", "is_demo"]]
-            st.dataframe(
-                shown, hide_index=True, width="stretch", key="uploads_table",
-                column_config={
-                    "upload_id": st.column_config.NumberColumn("#", format="%d"),
-                    "file_name": "file", "uploaded_at": st.column_config.DatetimeColumn(
-                        "loaded", format="D MMM YYYY, HH:mm"),
-                    "rows_read": "rows", "accepted": "added", "is_demo": "demo"})
-            labels = {int(r.upload_id): f"#{r.upload_id} {r.file_name} "
-                                        f"({ui.category_label(r.category).lower()}, "
-                                        f"{r.accepted:,} incidents)"
-                      for r in listing.itertuples()}
+            st.dataframe(tables.uploads_table(listing), hide_index=True, width="stretch",
+                         key="uploads_table",
+                         column_config=ui.column_config(tables.UPLOAD_COLUMNS))
+            labels = {int(r["upload_id"]): text.upload_label(r)
+                      for r in listing.to_dict("records")}
             chosen = st.selectbox("Upload", list(labels), format_func=labels.get,
                                   key="remove_upload_id")
             left, right, _ = st.columns([1.2, 1, 2])
@@ -194,21 +169,24 @@ with uploads_tab:
                 if row["rejected"]:
                     st.download_button(
                         f"Rejected rows ({row['rejected']:,})",
-                        data=store.rejected_rows(chosen).to_csv(index=False).encode("utf-8"),
+                        data=export.csv_bytes(store.rejected_rows(chosen)),
                         file_name=f"rejected-upload-{chosen}.csv", mime="text/csv",
                         key="download_rejected", icon=":material/download:")
                 else:
                     st.caption("No rejected rows in this upload.")
-            with right.popover("Remove…", icon=":material/delete:"):
+            with right.popover("Remove…", icon=":material/delete:",
+                               disabled=not auth.allowed("remove_upload"),
+                               help=None if auth.allowed("remove_upload")
+                               else "Only an administrator removes uploads."):
                 st.markdown(f"Remove **{labels[chosen]}** and its incidents? Models already "
                             "trained keep what they learnt; retrain to forget it.")
                 if st.button("Yes, remove it", type="primary", key="remove_upload_confirm"):
                     with ui.shown_errors("removing the upload"):
-                        removed = store.remove_upload(chosen)
+                        removed = actions.remove_upload(store, auth.actor(), chosen)
                         ui.clear_data_caches()
                         st.toast(f"Removed upload #{chosen} ({removed:,} incidents).")
                         st.rerun()
-            if listing["is_demo"].any():
+            if listing["is_demo"].any() and auth.allowed("remove_demo"):
                 st.divider()
                 st.markdown("**Demo data** – the built-in example city. Remove it before loading "
                             "your own city's files (one home holds one city per category).")
@@ -217,7 +195,7 @@ with uploads_tab:
                     if st.button("Yes, remove the demo data", type="primary",
                                  key="remove_demo_confirm"):
                         with ui.shown_errors("removing the demo data"):
-                            removed = store.remove_demo()
+                            removed = actions.remove_demo(store, auth.actor())
                             ui.clear_data_caches()
                             st.toast(f"Removed the demo data ({removed:,} incidents).")
                             st.rerun()
@@ -233,18 +211,20 @@ with outlines_tab:
                    + (f"{len(current.get('features', []))} shapes." if current else "none."))
         scope = st.selectbox("Use for", ["*", *CATEGORIES], key="boundary_scope",
                              format_func=lambda c: "every category" if c == "*"
-                             else ui.category_label(c))
+                             else category_label(c))
         outline_file = st.file_uploader("GeoJSON file", type=["geojson", "json"],
                                         key="boundary_file")
-        if st.button("Save outlines", key="boundary_save", disabled=outline_file is None,
-                     icon=":material/save:"):
+        if st.button("Save outlines", key="boundary_save", icon=":material/save:",
+                     disabled=outline_file is None or not auth.allowed("boundary"),
+                     help=None if auth.allowed("boundary")
+                     else "Only an administrator changes the outlines."):
             try:
                 geojson = json.loads(outline_file.getvalue().decode("utf-8-sig"))
             except (UnicodeDecodeError, json.JSONDecodeError) as err:
                 st.error(f"{outline_file.name} is not a GeoJSON file: {err}")
             else:
                 with ui.shown_errors("saving the outlines"):
-                    store.set_boundary(scope, geojson)
+                    actions.set_boundary(store, auth.actor(), scope, geojson, outline_file.name)
                     ui.boundary.clear()
                     st.success(f"Saved the outlines of {outline_file.name}.")
 
@@ -255,28 +235,19 @@ with charts_tab:
         period = st.segmented_control("Per", ["D", "W", "M"], default="W", required=True,
                                       format_func={"D": "day", "W": "week", "M": "month"}.get,
                                       key="chart_period")
-        frames = []
-        for cat in CATEGORIES:
-            series = ui.per_period(url, cat, period, False, stamp)
-            if not series.empty:
-                frames.append(series.assign(category=ui.category_label(cat)))
-        if not frames:
+        per_category = tables.incidents_by_category(
+            {cat: ui.per_period(url, cat, period, False, stamp) for cat in CATEGORIES})
+        if per_category.empty:
             st.info("No incidents stored yet.")
         else:
-            figure = px.line(pd.concat(frames), x="period", y="incidents", color="category",
-                             title="Incidents by category")
-            figure.update_layout(height=340, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                                 legend={"orientation": "h", "y": -0.2}, xaxis_title=None)
-            st.plotly_chart(figure, width="stretch", key="chart_categories")
-            chart_category = st.selectbox("Subtypes of", CATEGORIES, format_func=ui.category_label,
+            st.plotly_chart(charts.incidents_by_category_figure(per_category), width="stretch",
+                            key="chart_categories")
+            chart_category = st.selectbox("Subtypes of", CATEGORIES, format_func=category_label,
                                           key="chart_category")
             by_subtype = ui.per_period(url, chart_category, period, True, stamp)
             if by_subtype.empty:
                 st.caption("No incidents of this category.")
             else:
-                figure = px.bar(by_subtype, x="period", y="incidents", color="subtype",
-                                title=f"{ui.category_label(chart_category)} by type")
-                figure.update_layout(height=360, margin={"l": 10, "r": 10, "t": 40, "b": 10},
-                                     legend={"orientation": "h", "y": -0.25}, xaxis_title=None,
-                                     bargap=0.05)
-                st.plotly_chart(figure, width="stretch", key="chart_subtypes")
+                st.plotly_chart(
+                    charts.incidents_by_subtype_figure(by_subtype, category_label(chart_category)),
+                    width="stretch", key="chart_subtypes")

@@ -3,8 +3,9 @@ acting on a risk map, in plain words."""
 
 import streamlit as st
 
-from pages import _common as ui
+from pages import _ui as ui
 from safety_models import paths
+from safety_models.presentation.text import category_label
 from safety_models.schema import CATEGORIES
 
 st.title("Method and limitations")
@@ -41,7 +42,7 @@ st.markdown("### What the models in use saw")
 for category in CATEGORIES:
     model_id = ui.active_model_id(category)
     with st.container(border=True):
-        st.markdown(f"**{ui.CATEGORY_ICONS[category]} {ui.category_label(category)}**")
+        st.markdown(f"**{ui.CATEGORY_ICONS[category]} {category_label(category)}**")
         if model_id is None:
             st.caption("No model in use yet.")
             continue

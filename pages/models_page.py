@@ -5,11 +5,13 @@ import dataclasses
 
 import streamlit as st
 
-from pages import _common as ui
-from safety_models.service import jobs, workflows
+from pages import _auth as auth
+from pages import _ui as ui
+from safety_models.service import actions, jobs
 from safety_models import paths
 from safety_models.modeling import registry
 from safety_models.modeling.training import TrainConfig
+from safety_models.presentation import charts, tables, text
 
 st.title("Models and training")
 
@@ -32,6 +34,7 @@ FREEZE_CHOICES = {
     "layer3": "up to layer 3",
     "layer4": "up to layer 4 (only the head learns)",
 }
+ADMIN_ONLY = None if auth.allowed("promote") else "Only an administrator changes the model in use."
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING}
 
@@ -41,19 +44,21 @@ def job_progress(job_id: int) -> None:
     """Live progress of one job, read from the jobs table (so it survives a reload and shows
     in every session); when the job ends, the whole page reruns to show the result."""
     job = jobs.get_job(store, job_id)
-    if job["status"] not in ui.JOB_ACTIVE_STATUSES:
+    if job["status"] not in jobs.ACTIVE_STATUSES:
         ui.models.clear()
         st.rerun(scope="app")
     with st.container(border=True):
         top, button = st.columns([5, 1], vertical_alignment="center")
-        top.markdown(f"**{ui.job_title(job)}** · job {job_id} · {job['status']}")
-        if button.button("Cancel", key="train_cancel", icon=":material/stop_circle:"):
-            jobs.cancel_job(store, job_id)
-            st.toast("Cancelling… the job stops after the current step.")
-        st.progress(ui.job_fraction(job), text=ui.job_progress_text(job))
-        history = ui.loss_history(job)
+        top.markdown(f"**{text.job_title(job)}** · job {job_id} · {job['status']}")
+        if button.button("Cancel", key="train_cancel", icon=":material/stop_circle:",
+                         disabled=not auth.allowed("cancel")):
+            with ui.shown_errors("cancelling the job"):
+                actions.cancel_job(store, auth.actor(), job_id)
+                st.toast("Cancelling… the job stops after the current step.")
+        st.progress(text.job_fraction(job), text=text.job_progress_text(job))
+        history = tables.loss_history(job)
         if not history.empty:
-            st.plotly_chart(ui.loss_figure(history), width="stretch", key="train_loss_curve")
+            st.plotly_chart(charts.loss_figure(history), width="stretch", key="train_loss_curve")
         elif job.get("message"):
             st.caption(job["message"])
 
@@ -61,7 +66,7 @@ def job_progress(job_id: int) -> None:
 def train_form() -> None:
     """The choices that matter for a retrain, with defaults and one line on each."""
     with st.form("train_form", border=True):
-        st.markdown(f"**Retrain the {ui.category_label(category).lower()} model**")
+        st.markdown(f"**Retrain the {text.category_label(category).lower()} model**")
         left, right = st.columns(2)
         bases = [b for b in BASE_CHOICES if b != "active" or active_id]
         base = left.selectbox(
@@ -100,14 +105,12 @@ def train_form() -> None:
                                           icon=":material/play_arrow:")
     if submitted:
         with ui.shown_errors("starting the training job"):
-            # Keep the category's grid, so the new version compares cell for cell.
-            grid = workflows.category_grid(store, category)
-            keep = {} if grid is None else {"cell_size_m": grid.cell_size_m}
+            # No cell size: the training workflow keeps the category's grid.
             config = TrainConfig(
                 category=category, base=active_id if base == "active" else base,
                 freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
-                optimizer=optimizer, history_days=int(history_days) or None, **keep)
-            job_id = jobs.start_job(store, "train", config.to_dict())
+                optimizer=optimizer, history_days=int(history_days) or None)
+            job_id = actions.start_training(store, auth.actor(), config.to_dict())
             st.toast(f"Training started (job {job_id}).")
             st.rerun()
 
@@ -129,8 +132,8 @@ versions = ui.list_models(category)
 if versions.empty:
     st.info("No model of this category yet.", icon=":material/hourglass_top:")
 else:
-    st.dataframe(ui.versions_table(versions), hide_index=True, width="stretch",
-                 key="models_table", column_config=ui.VERSION_COLUMNS)
+    st.dataframe(tables.versions_table(versions), hide_index=True, width="stretch",
+                 key="models_table", column_config=ui.column_config(tables.VERSION_COLUMNS))
     others = versions.loc[versions["status"] != "active", "model_id"].astype(str).tolist()
     left, right = st.columns(2)
     with left, st.container(border=True):
@@ -147,9 +150,10 @@ else:
             (st.success if suggest else st.caption)(
                 ("Suggested: " if suggest else "Not suggested: ") + reason)
             if st.button("Promote", key="promote_button", type="primary" if suggest
-                         else "secondary", icon=":material/upgrade:"):
+                         else "secondary", icon=":material/upgrade:",
+                         disabled=not auth.allowed("promote"), help=ADMIN_ONLY):
                 with ui.shown_errors("promoting the model"):
-                    registry.promote(store, candidate)
+                    actions.promote(store, auth.actor(), candidate)
                     ui.models.clear()
                     ui.prediction.clear()
                     st.toast(f"{candidate} is now the {category} model in use.")
@@ -158,9 +162,9 @@ else:
         st.markdown("**Roll back**")
         st.caption("Go back to the version that was in use before the current one.")
         if st.button("Roll back", key="rollback_button", icon=":material/undo:",
-                     disabled=active_id is None):
+                     disabled=active_id is None or not auth.allowed("rollback"), help=ADMIN_ONLY):
             with ui.shown_errors("rolling back"):
-                previous = registry.rollback(store, category)
+                previous = actions.rollback(store, auth.actor(), category)
                 ui.models.clear()
                 st.toast(f"{previous} is the {category} model in use again.")
                 st.rerun()
@@ -169,7 +173,7 @@ else:
 def recent_jobs() -> None:
     st.subheader("Recent jobs")
     with ui.shown_errors("listing the jobs"):
-        recent = ui.jobs_table(jobs.list_jobs(store, limit=50), category)
+        recent = tables.jobs_table(jobs.list_jobs(store, limit=50), category)
         if recent.empty:
             st.caption("No training job yet.")
         else:

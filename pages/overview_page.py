@@ -4,9 +4,10 @@ the next window's hotspots are, and what needs attention (no model, stale model,
 import pandas as pd
 import streamlit as st
 
-from pages import _common as ui
-from safety_models.presentation import maplayers as mapview
+from pages import _ui as ui
 from safety_models import paths
+from safety_models.presentation import tables, text
+from safety_models.presentation.text import category_label, when
 from safety_models.schema import CATEGORIES
 
 st.title("Overview")
@@ -23,12 +24,12 @@ uploads = ui.uploads(url, stamp)
 @st.fragment(run_every=2)
 def jobs_and_attention() -> None:
     """Refreshes by itself: running jobs with their progress, and what needs attention."""
-    from safety_models.service import jobs, workflows
+    from safety_models.service import jobs, operations
 
     with ui.shown_errors("reading the state of jobs and models"):
-        items = workflows.attention_items(store)
+        items = operations.attention_items(store)
         running = [j for j in jobs.list_jobs(store, limit=20)
-                   if j["status"] in ui.JOB_ACTIVE_STATUSES]
+                   if j["status"] in jobs.ACTIVE_STATUSES]
         if not items and not running:
             st.success("Nothing needs attention: every category has an up-to-date model.",
                        icon=":material/check_circle:")
@@ -36,8 +37,8 @@ def jobs_and_attention() -> None:
         st.subheader("Needs attention")
         for job in running:
             with st.container(border=True):
-                st.markdown(f"**{ui.job_title(job)}** (job {job['job_id']})")
-                st.progress(ui.job_fraction(job), text=ui.job_progress_text(job))
+                st.markdown(f"**{text.job_title(job)}** (job {job['job_id']})")
+                st.progress(text.job_fraction(job), text=text.job_progress_text(job))
         for item in items:
             level = item.get("level", "warning")
             show = {"error": st.error, "info": st.info}.get(level, st.warning)
@@ -51,7 +52,7 @@ st.subheader("Categories")
 columns = st.columns(len(CATEGORIES), gap="medium")
 for column, category in zip(columns, CATEGORIES):
     with column, st.container(border=True):
-        st.markdown(f"#### {ui.CATEGORY_ICONS[category]} {ui.category_label(category)}")
+        st.markdown(f"#### {ui.CATEGORY_ICONS[category]} {category_label(category)}")
         with ui.shown_errors(f"summarising {category}"):
             n = counts.get(category, 0)
             span = ui.time_range(url, category, stamp)
@@ -61,8 +62,8 @@ for column, category in zip(columns, CATEGORIES):
                 continue
             mine = uploads[uploads["category"] == category]
             last_upload = mine["uploaded_at"].max() if len(mine) else None
-            st.caption(f"From {ui.when(span[0].normalize())} to {ui.when(span[1].normalize())}"
-                       f" · last upload {ui.when(last_upload)}")
+            st.caption(f"From {when(span[0].normalize())} to {when(span[1].normalize())}"
+                       f" · last upload {when(last_upload)}")
 
             model_id = ui.active_model_id(category)
             if model_id is None:
@@ -71,26 +72,21 @@ for column, category in zip(columns, CATEGORIES):
                 continue
             st.markdown(f"Active model `{model_id}`")
             evaluation = ui.load_evaluation(model_id)
-            headline = mapview.headline_scores(evaluation)
+            headline = tables.headline_scores(evaluation)
             if headline is None:
                 st.caption("Not evaluated yet (see the **Evaluation** page).")
             else:
-                st.markdown(ui.headline_markdown(headline))
-                st.caption(f"Scored on {ui.when(evaluation['test_start'])} – "
-                           f"{ui.when(evaluation['test_end'])} (after its training data), "
-                           f"against the best of "
-                           f"{len(evaluation['results'].get('baselines', {}))} baselines; "
-                           "PAI @ 5 %: incidents caught in the top 5 % of the area ÷ 5 %.")
+                st.markdown(tables.headline_markdown(headline))
+                st.caption(text.headline_caption(evaluation))
             prediction = ui.prediction(url, category, model_id, None, stamp)
             if prediction.empty:
                 continue
             start = pd.Timestamp(prediction["window_start"].iloc[0])
             end = pd.Timestamp(prediction["window_end"].iloc[0])
-            st.markdown(f"**Top 5 hotspots**, {ui.when(start)} – {ui.when(end)}")
-            top = mapview.top_hotspots(prediction, 5, ui.boundary(url, category))
-            where = "district" if top["district"].astype(bool).any() else "cell"
-            st.dataframe(top[["rank", where, "chance", "last 30 days"]], hide_index=True,
-                         width="stretch", column_config=ui.HOTSPOT_COLUMNS)
+            st.markdown(f"**Top 5 hotspots**, {when(start)} – {when(end)}")
+            top = tables.top_hotspots(prediction, 5, ui.boundary(url, category))
+            st.dataframe(tables.hotspots_shown(top), hide_index=True, width="stretch",
+                         column_config=ui.column_config(tables.HOTSPOT_COLUMNS))
             if st.button("Open the risk map", key=f"open_map_{category}", icon=":material/map:",
                          on_click=ui.remember_category, args=("map_category", category)):
                 st.switch_page("pages/risk_map_page.py")

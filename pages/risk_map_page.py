@@ -7,14 +7,14 @@ import json
 import pandas as pd
 import streamlit as st
 
-from pages import _common as ui
-from safety_models.presentation import export, maplayers as mapview
+from pages import _ui as ui
 from safety_models import paths
 from safety_models.grid import GridSpec
+from safety_models.presentation import charts, export, maplayers, tables
+from safety_models.presentation.text import category_label, when, window_label
 
 st.title("Risk map")
 
-store = ui.get_store()
 url = paths.db_url()
 stamp = ui.data_stamp()
 
@@ -28,7 +28,7 @@ info = ui.model_info(url, model_id)
 grid = GridSpec.from_dict(info["grid"])
 window_hours = int(info.get("window_hours") or 24)
 span = ui.time_range(url, category, stamp)
-unit = ui.window_label(window_hours)
+unit = window_label(window_hours)
 
 controls = st.columns([1.3, 1.2, 1.3, 0.9, 1.1], vertical_alignment="bottom")
 with controls[0]:
@@ -75,33 +75,33 @@ if prediction.empty:
 
 window_start = pd.Timestamp(prediction["window_start"].iloc[0])
 window_end = pd.Timestamp(prediction["window_end"].iloc[0])
-selected_cell = ui.selected_cell(st.session_state.get(f"risk_map_{category}"))
+selected_cell = maplayers.selected_cell_id(st.session_state.get(f"risk_map_{category}"))
 
 districts = ui.boundary(url, category)
-records = mapview.cell_records(prediction, grid, scale_max, colour_by=colour_by,
+records = maplayers.cell_records(prediction, grid, scale_max, colour_by=colour_by,
                                selected_cell=selected_cell)
 # Cells first, the outlines and names over them, incidents on top.
-layers = [mapview.cells_layer_spec(records, extruded=show_3d)]
+layers = [maplayers.cells_layer_spec(records, extruded=show_3d)]
 if districts:
-    layers.append(mapview.boundary_layer_spec(districts))
-    layers.append(mapview.labels_layer_spec(mapview.district_label_records(districts)))
+    layers.append(maplayers.boundary_layer_spec(districts))
+    layers.append(maplayers.labels_layer_spec(maplayers.district_label_records(districts)))
 if show_incidents:
     recent = ui.incidents(url, category, window_start - pd.Timedelta(days=30), window_start,
                           stamp)
-    layers.append(mapview.incidents_layer_spec(mapview.incident_records(recent.tail(20_000))))
-view = mapview.view_state(grid, pitch_deg=mapview.PITCH_3D_DEG if show_3d else 0.0)
+    layers.append(maplayers.incidents_layer_spec(maplayers.incident_records(recent.tail(20_000))))
+view = maplayers.view_state(grid, pitch_deg=maplayers.PITCH_3D_DEG if show_3d else 0.0)
 
-st.markdown(f"**{ui.category_label(category)}**, {unit} from **{ui.when(window_start)}** to "
-            f"**{ui.when(window_end)}** · model `{model_id}`")
+st.markdown(f"**{category_label(category)}**, {unit} from **{when(window_start)}** to "
+            f"**{when(window_end)}** · model `{model_id}`")
 map_column, side_column = st.columns([2.5, 1.1], gap="medium")
 with map_column:
     event = st.pydeck_chart(
-        mapview.build_deck(layers, view), key=f"risk_map_{category}", on_select="rerun",
-        selection_mode="single-object", height=mapview.MAP_HEIGHT_PX,
-        alt=f"Risk map of {ui.category_label(category).lower()} by grid cell")
-    legend = (mapview.probability_legend(scale_max) if colour_by == "probability"
-              else mapview.risk_level_legend(prediction["risk_level"]))
-    st.html(ui.legend_html(
+        maplayers.build_deck(layers, view), key=f"risk_map_{category}", on_select="rerun",
+        selection_mode="single-object", height=maplayers.MAP_HEIGHT_PX,
+        alt=f"Risk map of {category_label(category).lower()} by grid cell")
+    legend = (maplayers.probability_legend(scale_max) if colour_by == "probability"
+              else maplayers.risk_level_legend(prediction["risk_level"]))
+    st.html(maplayers.legend_html(
         "Chance of at least one incident" if colour_by == "probability" else "Risk level",
         legend, outlines=bool(districts), incidents=show_incidents))
     if not districts:
@@ -109,13 +109,10 @@ with map_column:
 
 with side_column:
     st.markdown("**Top hotspots**")
-    hotspots = mapview.top_hotspots(prediction, 10, districts)
-    where = "district" if hotspots["district"].astype(bool).any() else "cell"
-    st.dataframe(
-        hotspots[["rank", where, "chance", "last 30 days"]] if where == "district"
-        else hotspots[["rank", "cell", "risk level", "chance", "last 30 days"]],
-        hide_index=True, width="stretch", key="map_hotspots", height=388,
-        column_config=ui.HOTSPOT_COLUMNS)
+    hotspots = tables.top_hotspots(prediction, 10, districts)
+    st.dataframe(tables.hotspots_shown(hotspots, with_risk_level=True), hide_index=True,
+                 width="stretch", key="map_hotspots", height=388,
+                 column_config=ui.column_config(tables.HOTSPOT_COLUMNS))
     file_stem = f"{category}-risk-{window_start:%Y-%m-%d}"
     st.download_button("Download CSV", data=export.prediction_to_csv(prediction),
                        file_name=f"{file_stem}.csv", mime="text/csv", key="map_download_csv",
@@ -125,7 +122,7 @@ with side_column:
                        file_name=f"{file_stem}.geojson", mime="application/geo+json",
                        key="map_download_geojson", icon=":material/download:", width="stretch")
 
-clicked = ui.selected_cell(event)
+clicked = maplayers.selected_cell_id(event)
 st.subheader("Cell history")
 if clicked is None:
     st.caption("Click a cell on the map to see its recorded incidents and predicted chance "
@@ -133,5 +130,5 @@ if clicked is None:
 else:
     with ui.shown_errors(f"reading the history of cell {clicked}"):
         history = ui.cell_history(url, category, clicked, stamp)
-        st.plotly_chart(ui.history_figure(history, clicked, unit), key="map_history",
+        st.plotly_chart(charts.history_figure(history, clicked, unit), key="map_history",
                         width="stretch")

@@ -5,6 +5,10 @@ One function per subcommand, `cmd_<name>(args) -> int` (the exit status), regist
 then add a block in build_parser. A UserError anywhere becomes its message on stderr and
 exit status 2, without a traceback; --json output goes to stdout, everything else for
 people (progress, notes) to stderr when --json is on.
+
+Every change goes through service/actions.py as `access.cli_actor()`: an administrator named
+after the OS user (whoever has a shell on the server administers it), so each one is checked
+and written to the audit trail like the dashboard's.
 """
 
 from __future__ import annotations
@@ -18,8 +22,10 @@ import pandas as pd
 
 from safety_models import paths
 from safety_models.errors import UserError
-from safety_models.schema import CATEGORIES, HORIZONS
 from safety_models.files import to_jsonable
+from safety_models.presentation.text import (progress_bar_line, read_progress,
+                                             upload_summary_lines, when_iso)
+from safety_models.schema import CATEGORIES, DEFAULT_CELL_SIZE_M, HORIZONS
 
 EXIT_USER_ERROR = 2
 
@@ -42,6 +48,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        # A damaged database or an unwritable home found after the store opened: a paragraph
+        # that says what to do, not a traceback. Anything else is a bug: let it show.
+        explained = _storage_error(err)
+        if explained is None:
+            raise
+        print(f"error: {explained}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _storage_error(err: Exception) -> UserError | None:
+    if "sqlalchemy" not in sys.modules and not isinstance(err, OSError):
+        return None
+    from safety_models.data.store import explain_storage_error
+
+    return explain_storage_error(err)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"the column holding {_MAPPING_HELP[field]}")
     p.add_argument("--crs", metavar="EPSG:NNNN",
                    help="coordinate system of --x-column/--y-column, e.g. EPSG:25831")
+    p.add_argument("--earliest", metavar="DATE", default=None,
+                   help="reject incidents before this date as implausible (default 1970-01-01; "
+                        "incidents after the upload time are always rejected)")
     _json_flag(p, "one JSON object per file (one per line for several files)")
     p.set_defaults(run=cmd_ingest)
 
@@ -82,11 +107,38 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(p, "incidents, uploads, home and time_range as JSON")
     p.set_defaults(run=cmd_status)
 
+    p = commands.add_parser("backup", help="write a backup of the home to one archive",
+                            description="A consistent snapshot of the database (safe while the "
+                            "dashboard and jobs run) plus the kept uploads, models, evaluations "
+                            "and studies, in one tar archive (.tar.gz: compressed).")
+    p.add_argument("archive", type=Path, metavar="FILE")
+    _json_flag(p, "what the backup holds as JSON")
+    p.set_defaults(run=cmd_backup)
+
+    p = commands.add_parser("restore", help="put back a backup made by 'backup'",
+                            description="Replace the database and the kept files by those of a "
+                            "backup; what they held is moved to HOME/replaced-<time>/. Stop the "
+                            "dashboard and jobs first.")
+    p.add_argument("archive", type=Path, metavar="FILE")
+    _json_flag(p, "what was restored as JSON")
+    p.set_defaults(run=cmd_restore)
+
+    p = commands.add_parser("check", help="check the database, model files and kept uploads",
+                            description="Read-only: the database's integrity and tables, that "
+                            "every registered model checkpoint exists and loads, that every "
+                            "kept upload file exists. Exit status 2 when something is wrong.")
+    p.add_argument("--skip-model-loading", action="store_true",
+                   help="only check that checkpoint files exist (faster)")
+    _json_flag(p, "the findings as JSON")
+    p.set_defaults(run=cmd_check)
+
     p = commands.add_parser("demo", help="load the built-in demo data (Chicago, Barcelona)")
     p.add_argument("--remove", action="store_true", help="remove the demo data instead")
     _json_flag(p, "one JSON object per demo file (one per line)")
     p.set_defaults(run=cmd_demo)
     _add_model_commands(commands)
+
+    _add_account_commands(commands)
 
     p = commands.add_parser("run-job", help="run a queued background job (the dashboard starts "
                             "this; not for everyday use)")
@@ -107,6 +159,7 @@ def _add_model_commands(commands) -> None:
                             description="Pretrain the ResNet base on simulated cities plus every "
                             "category stored here; 'train --base pretrained' fine-tunes from it.")
     p.add_argument("--force", action="store_true", help="pretrain again even if a base exists")
+    _device_option(p)
     p.set_defaults(run=cmd_pretrain)
 
     p = commands.add_parser("train", help="fine-tune a risk model for a category",
@@ -127,7 +180,11 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--window-hours", type=int, default=None,
                    help="window length to predict (default 24 for crime/traffic, 168 for health)")
-    p.add_argument("--cell-size-m", type=float, default=None, help="grid cell size in metres")
+    p.add_argument("--cell-size-m", type=float, default=None,
+                   help="grid cell size in metres (default: keep the category's grid, as the "
+                        f"dashboard does; {DEFAULT_CELL_SIZE_M:g} m for its first model). "
+                        "Another size makes a new "
+                        "grid, whose maps do not compare cell for cell with the others")
     p.add_argument("--history-days", type=int, default=None,
                    help="train on at most this many days before the validation period")
     p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None,
@@ -139,6 +196,7 @@ def _add_model_commands(commands) -> None:
                    help="train for the risk over the next 7, 14, 30 or 90 days (events summed over "
                         "them) instead of the next window; it serves predict/evaluate --horizon and "
                         "never replaces the active model")
+    _device_option(p)
     _json_flag(p, "the new model's id, status and scores as JSON")
     p.set_defaults(run=cmd_train)
 
@@ -174,6 +232,7 @@ def _add_model_commands(commands) -> None:
                    help="the chance of at least one event, and the expected events, over the next "
                         "7/14/30/90 days from the window (the category's model for that horizon)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv|FILE.geojson")
+    _device_option(p)
     p.set_defaults(run=cmd_predict)
 
     p = commands.add_parser("evaluate", help="backtest a model against the baselines",
@@ -184,6 +243,7 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
     p.add_argument("--horizon", choices=HORIZONS, default=None,
                    help="backtest the category's model for this horizon (forecasts of the next N days)")
+    _device_option(p)
     p.add_argument("--flag-area", dest="flag_areas", action="append", default=[], type=_area_argument,
                    metavar="AREA", help="also score a flagged area, e.g. 0.75sqmi or 2km2 (whole cells "
                    "until the area is used, at least one); repeatable")
@@ -225,9 +285,23 @@ def _json_flag(p: argparse.ArgumentParser, what: str) -> None:
     p.add_argument("--json", action="store_true", help=f"print {what}")
 
 
+def _device_option(p: argparse.ArgumentParser) -> None:
+    # Spelt out like FREEZE_CHOICES so that `--help` need not import torch (devices.py
+    # holds the same choices; tests/modeling/test_devices.py checks that they agree).
+    p.add_argument("--device", choices=DEVICE_CHOICES, default="auto",
+                   help="where the network runs: auto (a CUDA GPU when torch sees one, "
+                        "else the CPU; the default), cpu, or cuda (an error without a GPU); "
+                        "on a GPU, mixed precision (bf16) where it is safe")
+
+
 def _store():
     from safety_models.data.store import Store
     return Store()
+
+
+def _actor():
+    from safety_models.service.access import cli_actor
+    return cli_actor()
 
 
 # ------------------------------------------------------------------------- commands
@@ -235,50 +309,33 @@ def _store():
 def cmd_ingest(args: argparse.Namespace) -> int:
     """Each file is loaded on its own; a file that cannot be used is reported and skipped,
     and the exit status is 2 if any was."""
-    from safety_models.data import ingest
     from safety_models.data.columns import ColumnMapping
+    from safety_models.service import actions
 
     fields = {field: getattr(args, f"column_{field}") for field in MAPPING_OPTIONS.values()}
     if args.crs:
         fields["crs"] = args.crs
     fields = {k: v for k, v in fields.items() if v is not None}
     overrides = ColumnMapping(**fields) if fields else None
+    earliest = _date_option(args.earliest, "--earliest") if args.earliest else None
     failed = 0
     with _store() as store:
         for path in args.files:
             try:
-                summary = ingest.ingest_path(store, path, args.category, overrides)
+                summary = actions.ingest_path(store, _actor(), path, args.category, overrides,
+                                              earliest=earliest)
             except UserError as err:
                 failed += 1
                 print(f"error: {err}", file=sys.stderr)
                 continue
-            if args.json:
-                print(json.dumps(summary.to_dict()), flush=True)
-            else:
-                print(format_summary(summary), flush=True)
+            summary = summary.to_dict()
+            print(json.dumps(summary) if args.json else upload_summary_lines(summary), flush=True)
     return EXIT_USER_ERROR if failed else 0
 
 
-def format_summary(summary) -> str:
-    """A few lines for people about one UploadSummary."""
-    s = summary
-    head = f"{s.file_name} ({s.category})"
-    if s.already_loaded:
-        return (f"{head}: already loaded as upload #{s.upload_id} "
-                f"({s.accepted:,} incidents); nothing added")
-    lines = [f"{head}: upload #{s.upload_id}",
-             f"  read {s.rows_read:,} rows: {s.accepted:,} accepted, {s.rejected:,} rejected, "
-             f"{s.duplicates:,} duplicates"]
-    if s.rejected:
-        top = sorted(s.rejected_reasons.items(), key=lambda kv: -kv[1])[:3]
-        lines.append("  rejected: " + ", ".join(f"{reason} {n:,}" for reason, n in top)
-                     + f" (python -m safety_models rejected {s.upload_id} --out FILE.csv)")
-    if s.time_min:
-        lines.append(f"  time range {_show_time(s.time_min)} to {_show_time(s.time_max)}")
-    return "\n".join(lines)
-
-
 def cmd_uploads(args: argparse.Namespace) -> int:
+    from safety_models.presentation.tables import uploads_text_table
+
     with _store() as store:
         df = store.list_uploads()
     if args.json:
@@ -290,37 +347,31 @@ def cmd_uploads(args: argparse.Namespace) -> int:
         print("no uploads yet: python -m safety_models ingest FILE --category C "
               "(or python -m safety_models demo)")
         return 0
-    table = pd.DataFrame({
-        "id": df["upload_id"], "category": df["category"], "file": df["file_name"],
-        "accepted": df["accepted"].map("{:,}".format),
-        "rejected": df["rejected"].map("{:,}".format),
-        "duplicates": df["duplicates"].map("{:,}".format),
-        "from": df["time_min"].dt.strftime("%Y-%m-%d").fillna("-"),
-        "to": df["time_max"].dt.strftime("%Y-%m-%d").fillna("-"),
-        "uploaded": df["uploaded_at"].dt.strftime("%Y-%m-%d %H:%M"),
-        "demo": df["is_demo"].map({True: "yes", False: ""}),
-    })
-    print(table.to_string(index=False))
+    print(uploads_text_table(df).to_string(index=False))
     return 0
 
 
 def cmd_remove_upload(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
     with _store() as store:
         upload = store.upload(args.upload_id)
-        removed = store.remove_upload(args.upload_id)
+        removed = actions.remove_upload(store, _actor(), args.upload_id)
     print(f"removed upload #{upload.upload_id} ({upload.file_name}, {upload.category}): "
           f"{removed:,} incidents")
     return 0
 
 
 def cmd_rejected(args: argparse.Namespace) -> int:
+    from safety_models.presentation import export
+
     with _store() as store:
         df = store.rejected_rows(args.upload_id)
     if args.out is None:
-        df.to_csv(sys.stdout, index=False)
+        sys.stdout.write(export.csv_text(df))
         return 0
     try:
-        df.to_csv(args.out, index=False)
+        args.out.write_bytes(export.csv_bytes(df))
     except OSError as err:
         raise UserError(f"{args.out}: cannot be written ({err.strerror or err})") from err
     print(f"wrote {len(df):,} rejected rows of upload #{args.upload_id} to {args.out}",
@@ -348,17 +399,70 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"uploads: {n_uploads}")
     for c in CATEGORIES:
         r = ranges[c]
-        span = "" if r is None else f", {_show_time(r[0])} to {_show_time(r[1])}"
+        span = "" if r is None else f", {when_iso(r[0])} to {when_iso(r[1])}"
         print(f"{c}: {counts[c]:,} incidents{span}")
     return 0
 
 
+def _date_option(text: str, flag: str) -> pd.Timestamp:
+    try:
+        value = pd.Timestamp(text)
+    except (ValueError, TypeError) as err:
+        raise UserError(f"{flag} {text!r} is not a date; expected e.g. 1990-01-01") from err
+    if pd.isna(value):
+        raise UserError(f"{flag} {text!r} is not a date; expected e.g. 1990-01-01")
+    return value
+
+
+def cmd_backup(args: argparse.Namespace) -> int:
+    from safety_models.service import backup
+
+    report = backup.backup_home(args.archive)
+    if args.json:
+        print(json.dumps(to_jsonable(report.to_dict())))
+        return 0
+    print(f"backed up {paths.home_dir()} to {report.archive} ({report.bytes / 1e6:,.1f} MB): "
+          f"the {report.database} database ({report.uploads:,} uploads, {report.incidents:,} "
+          f"incidents, {report.models:,} models) and {report.files:,} files")
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
+    report = actions.restore_home(_actor(), args.archive)
+    if args.json:
+        print(json.dumps(to_jsonable(report.to_dict())))
+        return 0
+    print(f"restored the backup of {report.created_at} from {report.archive}: "
+          f"{report.uploads:,} uploads, {report.models:,} models, {report.files:,} files")
+    if report.replaced is not None:
+        print(f"what it replaced was moved to {report.replaced} (delete it when all is well)")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from safety_models.service import backup
+
+    report = backup.check_home(load_models=not args.skip_model_loading)
+    if args.json:
+        print(json.dumps(report.to_dict()))
+    else:
+        for line in report.checked:
+            print(f"ok: {line}")
+        for problem in report.problems:
+            print(f"problem: {problem}")
+        if report.ok:
+            print("no problems found")
+    return 0 if report.ok else EXIT_USER_ERROR
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
-    from safety_models.data import demo
+    from safety_models.service import actions
 
     with _store() as store:
         if args.remove:
-            removed = store.remove_demo()
+            removed = actions.remove_demo(store, _actor())
             print(f"removed the demo data: {removed:,} incidents")
             return 0
 
@@ -367,9 +471,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
                 print(f"[{stats['fraction']:4.0%}] loading {stats['file_name']} "
                       f"({stats['category']})", file=sys.stderr, flush=True)
 
-        summaries = demo.load_demo(store, on_progress=progress)
+        summaries = actions.load_demo(store, _actor(), on_progress=progress)
     for summary in summaries:
-        print(json.dumps(summary.to_dict()) if args.json else format_summary(summary))
+        summary = summary.to_dict()
+        print(json.dumps(summary) if args.json else upload_summary_lines(summary))
     return 0
 
 
@@ -378,12 +483,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # models.STAGES with 'none' in front, spelt out so that `--help` and `ingest` need not import
 # torch; tests/test_cli.py checks that the two agree.
 FREEZE_CHOICES = ("none", "stem", "layer1", "layer2", "layer3", "layer4")
+DEVICE_CHOICES = ("auto", "cpu", "cuda")     # modeling.devices.DEVICE_CHOICES
 TRAIN_OPTIONS = ("base", "freeze_up_to", "optimizer", "lr", "epochs", "window_hours",
-                 "cell_size_m", "history_days", "backbone", "imagenet_weights", "seed")
+                 "cell_size_m", "history_days", "backbone", "imagenet_weights", "seed",
+                 "device")
 
 
 class ProgressBar:
-    """on_progress for the terminal: one line on stderr, redrawn at most every 0.2 s."""
+    """on_progress for the terminal: one line on stderr (text.progress_bar_line), redrawn at
+    most every 0.2 s, and on a new line when the stage changes."""
 
     def __init__(self, stream=sys.stderr):
         self.stream = stream
@@ -394,26 +502,14 @@ class ProgressBar:
         import time
 
         now = time.monotonic()
-        fraction = float(stats.get("fraction") or 0.0)
-        stage = stats.get("stage", "")
-        if stage == self.last_stage and now - self.last_draw < 0.2 and fraction < 1.0:
+        progress = read_progress(stats)
+        if (progress.stage == self.last_stage and now - self.last_draw < 0.2
+                and progress.fraction < 1.0):
             return
-        if self.last_stage is not None and stage != self.last_stage:
+        if self.last_stage is not None and progress.stage != self.last_stage:
             self.stream.write("\n")
-        self.last_stage, self.last_draw = stage, now
-        width = 24
-        filled = int(round(width * min(max(fraction, 0.0), 1.0)))
-        parts = [f"{stage:<10}", "[" + "#" * filled + "." * (width - filled) + "]",
-                 f"{fraction:4.0%}"]
-        if stats.get("epoch") is not None and stats.get("epochs"):
-            parts.append(f"epoch {stats['epoch']}/{stats['epochs']}")
-        if stats.get("loss") is not None:
-            parts.append(f"loss {stats['loss']:.4f}")
-        if stats.get("val_score") is not None:
-            parts.append(f"val {stats['val_score']:.3f}")
-        if stats.get("eta_s") is not None:
-            parts.append(f"eta {stats['eta_s']:.0f}s")
-        self.stream.write("\r" + "  ".join(parts) + " " * 4)
+        self.last_stage, self.last_draw = progress.stage, now
+        self.stream.write("\r" + progress_bar_line(stats) + " " * 4)
         self.stream.flush()
 
     def close(self) -> None:
@@ -423,18 +519,27 @@ class ProgressBar:
 
 
 def _run_job(store, kind: str, config: dict) -> dict:
-    from safety_models.service import jobs
+    from safety_models.service import actions
 
     bar = ProgressBar()
     try:
-        return jobs.run_job_inline(store, kind, config, on_progress=bar)
+        return actions.run_training(store, _actor(), kind, config, on_progress=bar)
     finally:
         bar.close()
 
 
+def _check_device(name: str) -> None:
+    """Refuse --device cuda without a GPU before any work starts (a UserError)."""
+    from safety_models.modeling.devices import resolve_device
+
+    resolve_device(name)
+
+
 def cmd_pretrain(args: argparse.Namespace) -> int:
+    _check_device(args.device)
     with _store() as store:
-        job = _run_job(store, "pretrain", {"force": bool(args.force)})
+        job = _run_job(store, "pretrain", {"force": bool(args.force),
+                                           "pretrain": {"device": args.device}})
     print(f"base model: {job['model_id']}")
     return 0
 
@@ -449,6 +554,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.horizon:
         options["horizon_days"] = horizon_days(args.horizon)
     cfg = TrainConfig(category=args.category, **options)
+    _check_device(cfg.device)
     with _store() as store:
         job = _run_job(store, "train", cfg.to_dict())
         info = registry.model_info(store, job["model_id"])
@@ -495,16 +601,17 @@ def cmd_jobs(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from safety_models.service import jobs
+    from safety_models.service import actions
 
     with _store() as store:
-        jobs.cancel_job(store, args.job_id)
+        actions.cancel_job(store, _actor(), args.job_id)
     print(f"asked job #{args.job_id} to stop")
     return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
     from safety_models.modeling import registry
+    from safety_models.presentation.tables import models_text_table
 
     with _store() as store:
         df = registry.list_models(store, args.category)
@@ -514,44 +621,24 @@ def cmd_models(args: argparse.Namespace) -> int:
     if df.empty:
         print("no models yet: python -m safety_models train --category C")
         return 0
-    print(models_table(df).to_string(index=False))
+    print(models_text_table(df).to_string(index=False))
     return 0
 
 
-def models_table(df: pd.DataFrame) -> pd.DataFrame:
-    """The registry's listing for people: one line per version, headline scores only."""
-    def score(metrics, key):
-        value = (metrics or {}).get(key)
-        return "-" if value is None else f"{value:.3f}"
-
-    return pd.DataFrame({
-        "model_id": df["model_id"],
-        "category": df["category"].replace({"*": "(base)"}),
-        "status": df["status"],
-        "created": df["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
-        "base": df["base_model_id"].fillna("-"),
-        "train_s": df["train_seconds"].map(lambda v: "-" if pd.isna(v) else f"{v:.0f}"),
-        "val_auc": df["val_metrics"].map(lambda m: score(m, "roc_auc")),
-        "val_pai_5": df["val_metrics"].map(lambda m: score(m, "pai_5")),
-        "test_auc": df["test_metrics"].map(lambda m: score(m, "roc_auc")),
-        "test_pai_5": df["test_metrics"].map(lambda m: score(m, "pai_5")),
-    })
-
-
 def cmd_promote(args: argparse.Namespace) -> int:
-    from safety_models.modeling import registry
+    from safety_models.service import actions
 
     with _store() as store:
-        registry.promote(store, args.model_id)
+        actions.promote(store, _actor(), args.model_id)
     print(f"{args.model_id} is now active")
     return 0
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    from safety_models.modeling import registry
+    from safety_models.service import actions
 
     with _store() as store:
-        model_id = registry.rollback(store, args.category)
+        model_id = actions.rollback(store, _actor(), args.category)
     print(f"{model_id} is active again for {args.category}")
     return 0
 
@@ -564,9 +651,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     suffix = args.out.suffix.lower()
     if suffix not in (".csv", ".geojson", ".json"):
         raise UserError(f"{args.out}: give a .csv or .geojson file name")
+    _check_device(args.device)
     with _store() as store:
         df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model,
-                                        horizon=args.horizon)
+                                        device=args.device, horizon=args.horizon)
         if suffix == ".csv":
             data = export.prediction_to_csv(df)
         else:
@@ -580,8 +668,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     except OSError as err:
         raise UserError(f"{args.out}: cannot be written ({err.strerror or err})") from err
     top = df.head(3)
-    print(f"wrote {len(df):,} cells for the window {_show_time(df['window_start'].iloc[0])} to "
-          f"{_show_time(df['window_end'].iloc[0])} to {args.out} (model {df['model_id'].iloc[0]})")
+    print(f"wrote {len(df):,} cells for the window {when_iso(df['window_start'].iloc[0])} to "
+          f"{when_iso(df['window_end'].iloc[0])} to {args.out} (model {df['model_id'].iloc[0]})")
     for _, row in top.iterrows():
         print(f"  rank {row['rank']}: cell {row['cell_id']} at {row['lat']:.4f}, {row['lon']:.4f}"
               f"  p={row['probability']:.3f}  expected {row['expected_count']:.2f}")
@@ -590,13 +678,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from safety_models.evaluation import backtest as evaluation
+    from safety_models.service import actions
 
+    _check_device(args.device)
     bar = None if args.json else ProgressBar()
     try:
         with _store() as store:
-            result = evaluation.evaluate_category(store, args.category, model_id=args.model,
-                                                  on_progress=bar, flag_areas=args.flag_areas,
-                                                  horizon=args.horizon)
+            result = actions.evaluate(store, _actor(), args.category, model_id=args.model,
+                                      on_progress=bar, device=args.device,
+                                      flag_areas=args.flag_areas, horizon=args.horizon)
     finally:
         if bar is not None:
             bar.close()
@@ -631,11 +721,13 @@ def area_table(evaluation_dict: dict) -> pd.DataFrame:
 
 def cmd_study(args: argparse.Namespace) -> int:
     from safety_models.evaluation import study
+    from safety_models.service import actions
 
     bar = ProgressBar()
     try:
         with _store() as store:
-            table = study.run_study(store, args.category, on_progress=bar, quick=args.quick)
+            table = actions.run_study(store, _actor(), args.category, quick=args.quick,
+                                      on_progress=bar)
     finally:
         bar.close()
     if args.json:
@@ -646,7 +738,168 @@ def cmd_study(args: argparse.Namespace) -> int:
         print("- " + line)
     return 0
 
-def _show_time(value) -> str:
-    """ISO time for people: drop a midnight clock (date-only data) and seconds."""
-    t = pd.Timestamp(value)
-    return t.strftime("%Y-%m-%d") if t == t.normalize() else t.strftime("%Y-%m-%d %H:%M")
+
+# ------------------------------------------------------------------------- accounts, audit
+
+
+def _add_account_commands(commands) -> None:
+    """users (add, list, set-role, disable, enable, reset-password) and audit."""
+    from safety_models.service.access import ROLES
+
+    p = commands.add_parser("users", help="dashboard accounts and their roles",
+                            description="Accounts for the dashboard. Roles: viewer (maps, "
+                            "scores, predictions), analyst (+ loading files, retraining), admin "
+                            "(+ promote/rollback, removing data, outlines, accounts, audit). "
+                            "The command line itself acts as an administrator.")
+    users = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    q = users.add_parser("add", help="create an account (asks for its password)")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("--role", required=True, choices=ROLES)
+    _password_stdin_flag(q)
+    q.set_defaults(run=cmd_users_add)
+    q = users.add_parser("list", help="every account, its role and state")
+    _json_flag(q, "a JSON array of accounts")
+    q.set_defaults(run=cmd_users_list)
+    q = users.add_parser("set-role", help="change an account's role")
+    q.add_argument("name", metavar="NAME")
+    q.add_argument("role", choices=ROLES)
+    q.set_defaults(run=cmd_users_set_role)
+    q = users.add_parser("disable", help="stop an account from signing in")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(run=cmd_users_disable, disabled=True)
+    q = users.add_parser("enable", help="let a disabled or locked account sign in again")
+    q.add_argument("name", metavar="NAME")
+    q.set_defaults(run=cmd_users_disable, disabled=False)
+    q = users.add_parser("reset-password", help="give an account a new password (also "
+                         "lifts a sign-in lock)")
+    q.add_argument("name", metavar="NAME")
+    _password_stdin_flag(q)
+    q.set_defaults(run=cmd_users_reset_password)
+
+    p = commands.add_parser("audit", help="the audit trail: who changed what, and sign-ins",
+                            description="Print the audit trail, oldest first: every sign-in, "
+                            "sign-out and change, from the dashboard and this command line.")
+    p.add_argument("--since", metavar="DATE", help="from this date or time on (e.g. 2026-11-01)")
+    p.add_argument("--until", metavar="DATE", help="before this date or time")
+    p.add_argument("--who", metavar="NAME", help="only this account (or OS user)")
+    p.add_argument("--action", metavar="ACTION", action="append",
+                   help="only this action (login, upload, model.promote, ...); repeatable")
+    output = p.add_mutually_exclusive_group()
+    _json_flag(output, "a JSON array of rows")
+    output.add_argument("--csv", action="store_true", help="print CSV (for a spreadsheet)")
+    p.set_defaults(run=cmd_audit)
+
+
+def _password_stdin_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--password-stdin", action="store_true",
+                   help="read the password from the first line of standard input instead of "
+                        "asking (for scripts)")
+
+
+def read_password(from_stdin: bool, stdin=None) -> str:
+    """The first line of stdin (--password-stdin), or asked twice on the terminal."""
+    import getpass
+
+    stdin = stdin or sys.stdin
+    if from_stdin:
+        line = stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        return password[:-1] if password.endswith("\r") else password
+    if not stdin.isatty():
+        raise UserError("there is no terminal to ask for the password: give it on standard "
+                        "input with --password-stdin")
+    first = getpass.getpass("Password: ")
+    if getpass.getpass("Again: ") != first:
+        raise UserError("the two passwords differ; nothing was changed")
+    return first
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from safety_models.service import accounts, actions
+
+    password = read_password(args.password_stdin)
+    accounts.check_password(password)
+    with _store() as store:
+        account = actions.add_account(store, _actor(), args.name, args.role, password)
+    print(f"account {account['name']} ({account['role']}) created")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from safety_models.presentation import tables
+    from safety_models.service import actions
+
+    with _store() as store:
+        df = actions.list_accounts(store, _actor())
+    if args.json:
+        print(json.dumps(to_jsonable(df.to_dict("records"))))
+        return 0
+    if df.empty:
+        print("no accounts yet: the dashboard makes 'admin' on its first start, or "
+              "python -m safety_models users add NAME --role admin")
+        return 0
+    print(tables.accounts_text_table(df).to_string(index=False))
+    return 0
+
+
+def cmd_users_set_role(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
+    with _store() as store:
+        account = actions.set_role(store, _actor(), args.name, args.role)
+    print(f"{account['name']} is now {account['role']}")
+    return 0
+
+
+def cmd_users_disable(args: argparse.Namespace) -> int:
+    from safety_models.service import actions
+
+    with _store() as store:
+        account = actions.set_disabled(store, _actor(), args.name, args.disabled)
+    print(f"{account['name']} is {'disabled' if account['disabled'] else 'enabled'}")
+    return 0
+
+
+def cmd_users_reset_password(args: argparse.Namespace) -> int:
+    from safety_models.service import accounts, actions
+
+    password = read_password(args.password_stdin)
+    accounts.check_password(password)
+    with _store() as store:
+        account = actions.reset_password(store, _actor(), args.name, password)
+    print(f"new password set for {account['name']}")
+    return 0
+
+
+def _when(text: str | None, flag: str):
+    import pandas as pd
+
+    if text is None:
+        return None
+    try:
+        return pd.Timestamp(text)
+    except ValueError:
+        raise UserError(f"{flag} {text!r}: give a date like 2026-11-01 or "
+                        "2026-11-01T08:00") from None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from safety_models.presentation import export, tables
+    from safety_models.service import actions
+
+    since, until = _when(args.since, "--since"), _when(args.until, "--until")
+    with _store() as store:
+        df = actions.audit_trail(store, _actor(), since=since, until=until, who=args.who,
+                                 actions=args.action)
+    df = df.iloc[::-1].reset_index(drop=True)     # oldest first, like a log
+    if args.json:
+        print(json.dumps(to_jsonable(df.to_dict("records"))))
+        return 0
+    if args.csv:
+        sys.stdout.write(export.csv_text(df))
+        return 0
+    if df.empty:
+        print("no audit rows" + (" in that period" if since or until else " yet"))
+        return 0
+    print(tables.audit_text_table(df).to_string(index=False))
+    return 0

@@ -37,3 +37,20 @@ class WeightsMissing(UserError):
 
 class NotReady(UserError):
     """Something needed first is missing: no data for a category, no model yet."""
+
+
+class DatabaseDamaged(UserError):
+    """The database file is not a database any more (overwritten, truncated, corrupted)."""
+
+
+class HomeNotWritable(UserError):
+    """The home folder (or a file in it) cannot be written by this user."""
+
+
+class PermissionDenied(UserError):
+    """An action the signed-in account's role does not allow (see service/access.py)."""
+
+
+class SignInRefused(UserError):
+    """A sign-in that did not succeed: wrong name or password, a disabled or locked account,
+    or a city sign-in whose claims give no role."""

@@ -8,10 +8,14 @@ replaces in place (checkpoints, evaluations, kept uploads) goes through ``write_
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
+import re
+import socket
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from pathlib import Path
@@ -87,11 +91,13 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None], *, replace: boo
     With replace=True it is renamed onto path (os.replace, atomic on one file system) and the
     folder fsync'd, and path is returned. With replace=False the temporary file's path is
     returned and the caller renames it when its own transaction commits (a model checkpoint
-    becomes visible only with its database row). A failure removes the temporary file.
-    Temporary names start with "." and end in ".tmp" (paths.clean_temporary_files).
+    becomes visible only with its database row). A failure removes the temporary file; one
+    left by a killed process is removed by clean_temporary_files (its name is
+    ".<name>.<host>-<pid>.<random>.tmp", which tells whether its writer is still running).
     """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.{_writer_tag()}.", suffix=".tmp",
+                                    dir=path.parent)
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -107,6 +113,72 @@ def write_atomic(path: Path, write: Callable[[IO[bytes]], None], *, replace: boo
         raise
     fsync_dir(path.parent)
     return path
+
+
+def _host_tag() -> str:
+    return hashlib.sha1(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def _writer_tag() -> str:
+    return f"{_host_tag()}-{os.getpid()}"
+
+
+# write_atomic's names, and the ".tmp-<uuid>" of kept uploads written before it was used.
+_TEMPORARY = re.compile(r"^\..+\.tmp$|^\.tmp-[0-9a-f]{32}$")
+_WRITER = re.compile(r"\.([0-9a-f]{8})-(\d+)\.[^.]+\.tmp$")
+# A temporary file of another machine (a home on a shared disk) is left alone this long ...
+FOREIGN_TEMPORARY_MAX_AGE_S = 24 * 3600.0
+# ... and one whose name does not say who writes it, this long.
+UNNAMED_TEMPORARY_MAX_AGE_S = 3600.0
+
+
+def clean_temporary_files(folder: Path) -> list[Path]:
+    """Remove write_atomic's temporary files that no running writer will finish; returns them.
+
+    A temporary file ("." + name + ".tmp") is removed when the process that wrote it (named
+    in the file name) is no longer running on this machine; one from another machine when
+    older than FOREIGN_TEMPORARY_MAX_AGE_S, one without a writer in its name when older than
+    UNNAMED_TEMPORARY_MAX_AGE_S. So a load killed halfway leaves no 16 MB file behind, and a
+    concurrent process's file in progress is never taken from under it. Missing folders and
+    files that vanish meanwhile are fine.
+    """
+    folder = Path(folder)
+    try:
+        names = [entry.name for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False)]
+    except OSError:
+        return []
+    removed = []
+    host, now = _host_tag(), time.time()
+    for name in names:
+        if not _TEMPORARY.match(name):
+            continue
+        path = folder / name
+        writer = _WRITER.search(name)
+        try:
+            if writer and writer.group(1) == host:
+                if _process_running(int(writer.group(2))):
+                    continue
+            else:
+                max_age = FOREIGN_TEMPORARY_MAX_AGE_S if writer else UNNAMED_TEMPORARY_MAX_AGE_S
+                if now - path.stat().st_mtime < max_age:
+                    continue
+            path.unlink()
+            removed.append(path)
+        except OSError:
+            continue
+    return removed
+
+
+def _process_running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True      # exists, owned by another user (or cannot tell: keep the file)
+    return True
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:

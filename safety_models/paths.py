@@ -9,22 +9,43 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from safety_models.errors import HomeNotWritable
+
 HOME_ENV = "SAFETY_MODELS_HOME"
 DB_URL_ENV = "SAFETY_MODELS_DB_URL"
 
 
-def home_dir() -> Path:
-    """The home folder (created if missing); default ./data in the working directory."""
+def home_dir(create: bool = True) -> Path:
+    """The home folder (created if missing, unless create=False); default ./data in the
+    working directory. HomeNotWritable when it cannot be created."""
     home = Path(os.environ.get(HOME_ENV) or "data").resolve()
-    home.mkdir(parents=True, exist_ok=True)
+    if create:
+        _make_dir(home)
     return home
 
 
 def sub_dir(name: str) -> Path:
     """A folder under home (uploads, models, jobs, boundaries, studies), created if missing."""
     path = home_dir() / name
-    path.mkdir(parents=True, exist_ok=True)
+    _make_dir(path)
     return path
+
+
+def _make_dir(path: Path) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise HomeNotWritable(not_writable_message(path, err)) from err
+
+
+def not_writable_message(path: Path, err: BaseException | str) -> str:
+    """One paragraph for a home (or a folder or file in it) that cannot be written."""
+    why = getattr(err, "strerror", None) or str(err)
+    return (f"cannot write to {path} ({why}). The home folder "
+            f"({os.environ.get(HOME_ENV) or './data'}) holds the database, kept uploads and "
+            f"models, so this user must be able to write to it: give it write access (chown or "
+            f"chmod the folder), free some disk space if it is full, or set {HOME_ENV} to a "
+            "writable folder.")
 
 
 def db_url() -> str:

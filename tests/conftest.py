@@ -6,6 +6,11 @@ SAFETY_MODELS_HOME (session-scoped: built once), and `tiny_home_with_models` add
 model per category (1 epoch, 1 km cells) trained in this process, so page tests and browser
 tests see a complete installation in seconds. `use_home(path)` points the environment at a
 home for one test.
+
+Fixtures for one test: `home` (a fresh empty home), `store` (a Store on it), `crime_store`
+(with 300 crime incidents), `one_thread` (one torch thread, seed 0). Helpers for tests that
+need a saved model without training one: `tiny_net`, `fake_checkpoint`. Test modules share
+fixtures and helpers through this file only (they do not import each other).
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from safety_models.grid import GridSpec
 from safety_models.schema import CATEGORIES
 
 CITY_CENTRE = (41.88, -87.65)            # latitude, longitude (a Chicago-like place)
@@ -26,6 +32,7 @@ DATA_START = pd.Timestamp("2024-01-01")
 DATA_DAYS = 420
 INCIDENTS_PER_CATEGORY = 600
 TINY_CELL_SIZE_M = 1000.0
+FAKE_GRID = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 500.0, 4, 5)   # fake_checkpoint's
 
 
 def synthetic_incidents(category: str, n: int = INCIDENTS_PER_CATEGORY,
@@ -201,18 +208,140 @@ def tiny_home_with_models(tmp_path_factory) -> Path:
     return home
 
 
-@pytest.fixture()
-def crime_store(tmp_path, monkeypatch):
-    """A fresh home with 300 synthetic crime incidents (no model)."""
-    from safety_models.data import ingest
-    from safety_models.modeling import registry
-    from safety_models.data.store import Store
+PG_URL_ENV = "SAFETY_MODELS_TEST_PG_URL"   # a PostgreSQL database the tests may use
 
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, monkeypatch):
+    """Run the test once on each database: SAFETY_MODELS_DB_URL unset (the home's SQLite
+    file), then set to a fresh PostgreSQL schema (created for this test in the database
+    that SAFETY_MODELS_TEST_PG_URL names, dropped after it; scripts/with_postgres.sh starts
+    a throwaway server and sets it). Yields the URL, None for SQLite; the PostgreSQL run is
+    skipped when SAFETY_MODELS_TEST_PG_URL is unset."""
+    if request.param == "sqlite":
+        monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
+        yield None
+        return
+    base = os.environ.get(PG_URL_ENV)
+    if not base:
+        pytest.skip(f"no PostgreSQL: set {PG_URL_ENV} (scripts/with_postgres.sh does)")
+    import uuid
+
+    import sqlalchemy as sa
+
+    schema = f"test_{uuid.uuid4().hex[:16]}"
+    admin = sa.create_engine(base, poolclass=sa.pool.NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    # Every connection of the test (its child processes' too) works inside the schema.
+    url = sa.make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    monkeypatch.setenv("SAFETY_MODELS_DB_URL", url.render_as_string(hide_password=False))
+    yield url.render_as_string(hide_password=False)
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql("SET LOCAL lock_timeout = '10s'")
+            conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    except sa.exc.DBAPIError as err:   # a connection still open: the server is throwaway
+        import warnings
+
+        warnings.warn(f"schema {schema} left behind: {err}")
+    admin.dispose()
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures for one test: a fresh home, a store on it, a store with crime data, one torch thread
+
+
+def _clear_model_cache() -> None:
+    """Forget cached models (keyed by model id, so another home's would be served). Only
+    when the registry was imported: otherwise the cache is empty and importing it would load
+    torch into tests that never need it."""
+    import sys
+
+    registry = sys.modules.get("safety_models.modeling.registry")
+    if registry is not None:
+        registry.clear_cache()
+
+
+@pytest.fixture()
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh, empty home (tmp_path / "home") set as SAFETY_MODELS_HOME, without a database
+    URL override; no cached model of another home is served."""
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    registry.clear_cache()
-    store = Store()
+    _clear_model_cache()
+    yield tmp_path / "home"
+    _clear_model_cache()
+
+
+@pytest.fixture()
+def store(home, db_url):
+    """A Store on the fresh home (no data), closed after the test; once on SQLite and once
+    on PostgreSQL (db_url)."""
+    from safety_models.data.store import Store
+
+    s = Store()
+    yield s
+    s.close()
+
+
+@pytest.fixture()
+def crime_store(store):
+    """The fresh home's store with 300 synthetic crime incidents (no model)."""
+    from safety_models.data import ingest
+
     ingest.ingest_bytes(store, synthetic_incidents_csv("crime", n=300), "crime.csv", "crime")
-    yield store
-    store.close()
-    registry.clear_cache()
+    return store
+
+
+@pytest.fixture()
+def one_thread():
+    """One torch thread and seed 0 for the test. The thread count is process-wide, and a
+    leaked one would change the float32 reduction order for every test after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Model checkpoints without training
+
+
+def tiny_net(seed: int = 0):
+    """A real RiskNet, small and with every weight random (fresh heads start at zero)."""
+    import torch
+
+    from safety_models.modeling.models import ModelConfig, create_model
+
+    torch.manual_seed(seed)
+    net = create_model(ModelConfig(in_channels=3, decoder_width=8, full_res_width=8))
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0.0, 0.1)
+    return net.eval()
+
+
+def fake_checkpoint(score: float = 0.5, seed: int = 0, grid=None) -> dict:
+    """What workflows hands to save_model (training's checkpoint + grid and mask); grid:
+    a GridSpec, FAKE_GRID by default."""
+    from safety_models.modeling.models import model_to_state
+
+    grid = FAKE_GRID if grid is None else grid
+    return {
+        "format": 1,
+        **model_to_state(tiny_net(seed)),
+        "feature_config": {"window_hours": 24},
+        "train_config": {"category": "crime", "base": "none", "epochs": 1},
+        "data_window": {"start": "2026-01-01", "end": "2026-03-01",
+                        "train_end": "2026-02-01", "val_end": "2026-02-15"},
+        "metrics": {"validation": {"hit_rate_5": score, "loss": np.float32(1.0 - score)},
+                    "test": {"hit_rate_5": score}},
+        "train_seconds": 1.5,
+        "grid": grid,
+        "mask": np.ones(grid.shape, dtype=bool),
+    }

@@ -1,7 +1,9 @@
 """The dashboard in a real browser: Debian's chromium driven by Playwright.
 
 Starts `streamlit run app.py` on a free local port with a copy of the tiny home (data and
-tiny models), visits every page, uploads a file, starts a short retrain (a real background
+tiny models) and SAFETY_MODELS_ADMIN_PASSWORD set, signs in on the sign-in form (each
+address opened anew is a new session, which signs in again and lands on the page the address
+named), visits every page, uploads a file, starts a short retrain (a real background
 process) and watches its progress, checks that the map's canvas is drawn, and saves a
 screenshot of each page (folder printed; `screenshots/` in the repo, git-ignored). The
 server is always stopped. Skips cleanly without chromium or Playwright.
@@ -33,10 +35,16 @@ CHROMIUM_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader", "--no
 PAGES = {  # url path -> title shown on the page ("" is the default page, the Overview)
     "": "Overview", "map": "Risk map", "data": "Data",
     "models": "Models and training", "evaluation": "Evaluation",
-    "method": "Method and limitations",
+    "method": "Method and limitations", "admin": "Accounts and audit",
 }
+# The first start's admin password (the server is started with it; an existing home's own
+# admin password when benchmarks/bench_pages.py --home runs with it set).
+ADMIN_PASSWORD = os.environ.get("SAFETY_MODELS_ADMIN_PASSWORD") or "browser-admin-password"
 SERVER_START_TIMEOUT_S = 60
 PAGE_TIMEOUT_MS = 60_000
+# Streamlit's script run has finished: every widget drawn and answering.
+IDLE_SELECTOR = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+MAP_CANVAS_SELECTOR = '[data-testid="stDeckGlJsonChart"] canvas'   # deck.gl draws here
 
 if not CHROMIUM.exists():
     pytest.skip("needs Debian's chromium at /usr/bin/chromium", allow_module_level=True)
@@ -64,14 +72,17 @@ def wait_healthy(url: str, process: subprocess.Popen, timeout_s: float) -> None:
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout_s} s")
 
 
-def start_server(home: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
-    """`streamlit run app.py` on a free port with SAFETY_MODELS_HOME=home; (process, url)."""
+def start_server(home: Path, log_path: Path,
+                 app: Path = REPO / "app.py") -> tuple[subprocess.Popen, str]:
+    """`streamlit run app.py` (or another script, e.g. a benchmark's bare floor page) on a
+    free port with SAFETY_MODELS_HOME=home; (process, url)."""
     port = free_port()
-    env = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "SAFETY_MODELS_HOME": str(home), "PYTHONUNBUFFERED": "1",
+           "SAFETY_MODELS_ADMIN_PASSWORD": ADMIN_PASSWORD}
     env.pop("SAFETY_MODELS_DB_URL", None)
     log = open(log_path, "wb")
     process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"),
+        [sys.executable, "-m", "streamlit", "run", str(app),
          "--server.headless", "true", "--server.port", str(port),
          "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none"],
@@ -123,14 +134,23 @@ def browser_page():
 
 def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
     """Until the script run has finished (Streamlit's 'running' indicator is gone)."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]',
-                           timeout=timeout_ms, state="attached")
+    page.wait_for_selector(IDLE_SELECTOR, timeout=timeout_ms, state="attached")
+
+
+def sign_in(page, name: str = "admin", password: str = ADMIN_PASSWORD) -> None:
+    """Fill in the sign-in form (the only thing a new session shows) and send it."""
+    page.locator(".st-key-login_name input").fill(name)
+    page.locator(".st-key-login_password input").fill(password)
+    page.get_by_role("button", name="Sign in").click()
 
 
 def open_page(page, url: str, path: str) -> float:
-    """Go to a page, wait until its title shows and the run is done; seconds it took."""
+    """Go to a page's address (a new session), sign in, wait until the page's title shows
+    and the run is done; seconds it took, signing in included."""
     started = time.monotonic()
     page.goto(f"{url}/{path}")
+    page.get_by_role("heading", name="Safety risk maps", exact=True).wait_for()
+    sign_in(page)
     page.get_by_role("heading", name=PAGES[path], exact=True).first.wait_for()
     wait_idle(page)
     return time.monotonic() - started
@@ -169,6 +189,30 @@ def canvas_variance(page, selector: str) -> float:
     return ImageStat.Stat(image).var[0]
 
 
+def test_sign_in_comes_before_any_page(server, browser_page):
+    page = browser_page
+    SHOTS.mkdir(exist_ok=True)
+    # A server's very first request runs before app.py ever called st.navigation, so
+    # Streamlit cannot resolve a deep link then ("Page not found"; so on main as well): the
+    # root first, as any visit after the first.
+    page.goto(server)
+    page.get_by_role("heading", name="Safety risk maps", exact=True).wait_for()
+    page.goto(f"{server}/models")
+    page.get_by_role("heading", name="Safety risk maps", exact=True).wait_for()
+    wait_idle(page)
+    assert page.get_by_role("heading", name="Models and training").count() == 0
+    assert page.locator('[data-testid="stSidebarNav"]').count() == 0, "no navigation yet"
+    sign_in(page, password="not the password")
+    page.get_by_text("Wrong account name or password", exact=False).wait_for()
+    screenshot(page, "sign-in")
+    sign_in(page)
+    # The deep link's page, once signed in; then signing out shows the form again.
+    page.get_by_role("heading", name="Models and training", exact=True).first.wait_for()
+    wait_idle(page)
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_text("You are signed out.").wait_for()
+
+
 def test_every_page_in_chromium(server, browser_page, tmp_path):
     page = browser_page
     SHOTS.mkdir(exist_ok=True)
@@ -181,7 +225,7 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
         timings[path] = open_page(page, server, path)
         if path == "map":
             # deck.gl draws into a <canvas>: wait for it, give WebGL a moment, check pixels.
-            page.wait_for_selector('[data-testid="stDeckGlJsonChart"] canvas')
+            page.wait_for_selector(MAP_CANVAS_SELECTOR)
             page.wait_for_timeout(1500)
             variance = canvas_variance(page, '[data-testid="stDeckGlJsonChart"]')
             assert variance > 20, f"the map looks blank (pixel variance {variance:.1f})"
@@ -196,6 +240,16 @@ def test_every_page_in_chromium(server, browser_page, tmp_path):
             wait_idle(page)
         if path == "evaluation":
             page.wait_for_selector(".js-plotly-plot")
+        if path == "admin":
+            page.get_by_role("tab", name="Audit trail").click()
+            wait_idle(page)
+            # The table draws on a canvas; its cells are in the DOM for screen readers.
+            page.locator('[data-testid="stDataFrame"]').get_by_text("login", exact=True).first \
+                .wait_for(state="attached")
+            assert_no_error(page)
+            screenshot(page, "admin-audit")
+            page.get_by_role("tab", name="Accounts").click()
+            wait_idle(page)
         if path == "data":
             # Lazy tabs: each one runs when opened.
             for tab, name in (("Uploads", "data-uploads"), ("Incidents over time", "data-charts")):

@@ -14,7 +14,8 @@ import pytest
 from safety_models import cli
 
 SUMMARY_KEYS = {"upload_id", "file_name", "category", "rows_read", "accepted", "rejected",
-                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded"}
+                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded",
+                "earlier_upload_id"}
 REPO = Path(__file__).resolve().parent.parent
 
 # 7 rows: 4 usable incidents, one repeated id, one bad time, one without coordinates.
@@ -29,11 +30,7 @@ A6,2019-03-05 12:00,,,theft
 """
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    return tmp_path / "home"
+# `home` (conftest.py): a fresh, empty home set as SAFETY_MODELS_HOME.
 
 
 def write(tmp_path: Path, name: str, text: str) -> Path:
@@ -166,6 +163,12 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
     models = json.loads(capsys.readouterr().out)
     active = {m["category"]: m["model_id"] for m in models if m["status"] == "active"}
     assert {"crime", "traffic", "health"} <= set(active)
+    assert cli.main(["models", "--category", "crime"]) == 0
+    header, row = capsys.readouterr().out.splitlines()[:2]
+    assert header.split() == ["model_id", "category", "status", "created", "base", "train_s",
+                              "val_auc", "val_pai_5", "test_auc", "test_pai_5"]
+    assert row.split()[0] == active["crime"]
+    assert all(float(score) >= 0 for score in row.split()[-4:]), "every score is shown"
 
     out = tmp_path / "crime.geojson"
     assert cli.main(["predict", "--category", "crime", "--out", str(out)]) == 0
@@ -202,6 +205,220 @@ def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models
 
     assert cli.main(["predict", "--category", "crime", "--out", str(tmp_path / "x.txt")]) == 2
     assert ".csv or .geojson" in capsys.readouterr().err
+
+
+def test_progress_bar_redraws_one_line_and_starts_a_new_one_per_stage():
+    import io
+
+    stream = io.StringIO()
+    bar = cli.ProgressBar(stream=stream)
+    bar({"stage": "prepare", "fraction": 0.0})
+    bar({"stage": "train", "fraction": 0.5, "epoch": 1, "epochs": 4, "loss": 0.5, "eta_s": 12})
+    bar({"stage": "train", "fraction": 1.0, "epoch": 4, "epochs": 4, "loss": 0.1})
+    bar.close()
+    assert stream.getvalue().split("\n") == [
+        "\rprepare     [........................]    0%    ",
+        "\rtrain       [############............]   50%  epoch 1/4  loss 0.5000  eta 12s    "
+        "\rtrain       [########################]  100%  epoch 4/4  loss 0.1000    ",
+        "",
+    ]
+
+
+# --- issue 12: nothing lost, nothing silently wrong -------------------------------------------
+
+def test_loading_the_same_file_again_says_nothing_was_added_and_where_it_is(home, tmp_path,
+                                                                            capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    first = run_json(capsys, ["ingest", str(path), "--category", "crime", "--json"])
+    copy = write(tmp_path, "tiny-copy.csv", TINY_CSV)
+    again = run_json(capsys, ["ingest", str(copy), "--category", "crime", "--json"])
+    assert again["already_loaded"] is True and again["accepted"] == 0
+    assert again["earlier_upload_id"] == first["upload_id"] and again["file_name"] == "tiny-copy.csv"
+    assert (again["duplicates"], again["rejected"]) == (5, 2)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    assert f"already loaded as upload #{first['upload_id']}; nothing added" in capsys.readouterr().out
+
+
+def test_earliest_option_rejects_older_incidents(home, tmp_path, capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    out = run_json(capsys, ["ingest", str(path), "--category", "crime", "--earliest", "2019-03-02",
+                            "--json"])
+    assert out["rejected_reasons"]["time outside the plausible range"] == 2
+    assert cli.main(["ingest", str(path), "--category", "crime", "--earliest", "soon"]) == 2
+    assert "--earliest 'soon' is not a date" in capsys.readouterr().err
+
+
+def run_cli(args: list[str], home: Path, cwd: Path, prefix: list[str] = ()) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(REPO), SAFETY_MODELS_HOME=str(home))
+    env.pop("SAFETY_MODELS_DB_URL", None)
+    return subprocess.run([*prefix, sys.executable, "-m", "safety_models", *args],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+
+
+def assert_one_paragraph(done: subprocess.CompletedProcess, *words: str) -> None:
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
+    for word in words:
+        assert word in done.stderr, (word, done.stderr)
+
+
+def test_a_symlink_loop_and_a_damaged_database_get_messages_not_tracebacks(home, tmp_path):
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    assert_one_paragraph(run_cli(["ingest", str(loop), "--category", "crime"], home, tmp_path),
+                         "loop.csv", "symbolic link")
+    good = write(tmp_path, "tiny.csv", TINY_CSV)
+    assert run_cli(["ingest", str(good), "--category", "crime"], home, tmp_path).returncode == 0
+    db = home / "safety_models.db"
+    intact = db.read_bytes()
+    for damaged in (os.urandom(len(intact)), intact[: len(intact) // 2]):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        db.write_bytes(damaged)
+        for command in (["status"], ["ingest", str(good), "--category", "crime"], ["uploads"]):
+            assert_one_paragraph(run_cli(command, home, tmp_path), str(db),
+                                 "python -m safety_models check", "restore")
+
+
+def read_only_prefix(folder: Path) -> list[str] | None:
+    """A command prefix under which folder is read-only for real: chmod for a normal user;
+    for root (whom permissions do not stop) a read-only bind mount in a user namespace.
+    None when neither is possible here."""
+    import shutil
+
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return []
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return None
+    prefix = [unshare, "-rm", "sh", "-c", f'mount --bind -o ro "{folder}" "{folder}" && exec "$0" "$@"']
+    probe = subprocess.run([*prefix, "touch", str(folder / "probe")], capture_output=True)
+    return prefix if probe.returncode != 0 and not (folder / "probe").exists() else None
+
+
+def test_a_read_only_home_gets_a_message_that_says_what_to_do(home, tmp_path):
+    good = write(tmp_path, "tiny.csv", TINY_CSV)
+    other = write(tmp_path, "other.csv", TINY_CSV.replace("A", "B"))
+    empty_home = tmp_path / "empty-home"
+    empty_home.mkdir()
+    assert run_cli(["ingest", str(good), "--category", "crime"], home, tmp_path).returncode == 0
+    for folder in (home, empty_home):
+        prefix = read_only_prefix(folder)
+        if prefix is None:
+            pytest.skip("cannot make a folder read-only here (root without user namespaces)")
+        try:
+            for command in (["ingest", str(other), "--category", "crime"], ["status"]):
+                assert_one_paragraph(run_cli(command, folder, tmp_path, prefix), str(folder),
+                                     "SAFETY_MODELS_HOME", "write")
+        finally:
+            folder.chmod(0o755)
+
+
+def test_backup_check_and_restore_commands(home, tmp_path, capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    capsys.readouterr()
+    archive = tmp_path / "home.tar"
+    out = run_json(capsys, ["backup", str(archive), "--json"])
+    assert (out["uploads"], out["incidents"], out["files"]) == (1, 4, 1)
+    assert cli.main(["check"]) == 0 and "no problems found" in capsys.readouterr().out
+    db = home / "safety_models.db"
+    db.write_bytes(b"garbage" * 1000)
+    assert cli.main(["check"]) == 2
+    assert "python -m safety_models restore" in capsys.readouterr().out
+    assert cli.main(["restore", str(archive)]) == 0
+    assert "moved to" in capsys.readouterr().out
+    assert run_json(capsys, ["status", "--json"])["incidents"]["crime"] == 4
+    assert run_json(capsys, ["check", "--json"])["ok"] is True
+    # The restored audit trail is the backup's, and the restore is the row after it.
+    trail = run_json(capsys, ["audit", "--json"])
+    assert [(r["action"], r["outcome"]) for r in trail] == [("upload", "ok"),
+                                                            ("home.restore", "ok")]
+    assert "the replaced state is in" in trail[-1]["detail"]
+
+
+# ------------------------------------------------------------------------- accounts, audit
+
+
+def add_user(capsys, monkeypatch, name: str, role: str, password: str) -> None:
+    import io
+
+    monkeypatch.setattr(sys, "stdin", io.StringIO(password + "\n"))
+    assert cli.main(["users", "add", name, "--role", role, "--password-stdin"]) == 0
+    assert f"account {name.lower()} ({role}) created" in capsys.readouterr().out
+
+
+def test_users_commands_and_their_audit_rows(home, capsys, monkeypatch):
+    import io
+
+    from safety_models.data.store import Store
+    from safety_models.service import accounts
+    from safety_models.service.access import os_user
+
+    add_user(capsys, monkeypatch, "Ana", "analyst", "analyst-password")
+    add_user(capsys, monkeypatch, "root2", "admin", "root2-password")
+    assert cli.main(["users", "set-role", "ana", "viewer"]) == 0
+    assert cli.main(["users", "disable", "ana"]) == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO("new-password-1\n"))
+    assert cli.main(["users", "reset-password", "ana", "--password-stdin"]) == 0
+    capsys.readouterr()
+    listed = run_json(capsys, ["users", "list", "--json"])
+    assert [(u["name"], u["role"], u["disabled"]) for u in listed] == [
+        ("ana", "viewer", True), ("root2", "admin", False)]
+    assert "password_hash" not in listed[0]
+    with Store() as store:
+        assert accounts.authenticate(store, "root2", "root2-password").ok
+    # Mistakes are messages, exit status 2.
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert cli.main(["users", "add", "bob", "--role", "viewer", "--password-stdin"]) == 2
+    assert "at least 10 characters" in capsys.readouterr().err
+    monkeypatch.setattr(sys, "stdin", io.StringIO(""))
+    assert cli.main(["users", "add", "bob", "--role", "viewer"]) == 2
+    assert "--password-stdin" in capsys.readouterr().err
+    assert cli.main(["users", "disable", "root2"]) == 2
+    assert "last administrator" in capsys.readouterr().err
+    # Every change is in the trail, in the OS user's name, via the CLI.
+    trail = run_json(capsys, ["audit", "--json"])
+    assert [(r["who"], r["via"], r["action"], r["target"], r["outcome"]) for r in trail] == [
+        (os_user(), "cli", "account.add", "account ana", "ok"),
+        (os_user(), "cli", "account.add", "account root2", "ok"),
+        (os_user(), "cli", "account.role", "account ana", "ok"),
+        (os_user(), "cli", "account.disable", "account ana", "ok"),
+        (os_user(), "cli", "account.password", "account ana", "ok"),
+        (os_user(), "cli", "account.disable", "account root2", "failed"),
+    ]
+
+
+def test_audit_command_text_since_and_csv(home, tmp_path, capsys):
+    path = write(tmp_path, "tiny.csv", TINY_CSV)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    assert cli.main(["remove-upload", "1"]) == 0
+    capsys.readouterr()
+    assert cli.main(["audit"]) == 0
+    text = capsys.readouterr().out
+    assert "upload.remove" in text and "upload #1" in text and "tiny.csv (crime)" in text
+    assert run_json(capsys, ["audit", "--json", "--since", "2999-01-01"]) == []
+    assert len(run_json(capsys, ["audit", "--json", "--since", "2000-01-01",
+                                 "--action", "upload"])) == 1
+    assert cli.main(["audit", "--csv"]) == 0
+    header = capsys.readouterr().out.splitlines()[0]
+    assert header == "id,at,who,via,action,target,outcome,detail"
+    assert cli.main(["audit", "--since", "last tuesday"]) == 2
+    assert "--since" in capsys.readouterr().err
+
+
+def test_rejected_rows_csv_is_neutralised(home, tmp_path, capsys):
+    text = TINY_CSV.replace("A5,not a date,41.880,-87.630,theft",
+                            "A5,not a date,41.880,-87.630,=cmd|'/C calc'!A0")
+    path = write(tmp_path, "tiny.csv", text)
+    assert cli.main(["ingest", str(path), "--category", "crime"]) == 0
+    capsys.readouterr()
+    assert cli.main(["rejected", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "'=cmd|'/C calc'!A0" in out
+    assert ",-87.630," in out, "a number in a text column stays readable"
 
 
 def test_horizon_options_parse():

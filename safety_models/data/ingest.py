@@ -1,15 +1,19 @@
 """File -> accepted incidents + rejected rows with reasons -> store. No database code here.
 
-`read_incident_file` = `sources.read_table` + `sources.detect_mapping` + `parse_incidents`;
+`read_incident_file` = `reading.read_rows` + `columns.detect_mapping` + `parse_incidents`;
 `ingest_bytes` / `ingest_path` hand the result to `store.add_upload`, which deduplicates and
-keeps the original file. Every rejected row keeps the file's own columns plus `row_number`
-(1-based data row) and one `reason` (the first that applies, in the order of REJECT_REASONS).
+keeps the original file. Every row of the file is accepted or rejected: a rejected row keeps
+the file's own columns plus `row_number` (lines below the header: the 1-based data row when
+no value holds a line break) and one `reason` (the first that applies, in the order of
+REJECT_REASONS).
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -21,28 +25,45 @@ from safety_models.data.vocabulary import OUTCOME_VALUES
 from safety_models.data.columns import ColumnMapping, detect_mapping
 from safety_models.data.values import (is_missing, parse_clock_column, parse_datetime_column, parse_location_column, parse_number_column)
 from safety_models.data.geo import project_to_wgs84
-from safety_models.data.reading import read_table
+from safety_models.data.reading import UNBALANCED_QUOTE, WRONG_FIELD_COUNT, read_rows, read_table
 
 __all__ = [
-    "ColumnMapping", "ParsedFile", "REJECT_REASONS", "detect_mapping", "ingest_bytes", "ingest_path",
-    "parse_incidents", "read_incident_file", "read_table",
+    "ColumnMapping", "EARLIEST_TIME", "ParsedFile", "REJECT_REASONS", "detect_mapping", "ingest_bytes",
+    "ingest_path", "parse_incidents", "read_incident_file", "read_table",
 ]
 
 NEGATIVE_TEST = "negative test result"
 MISSING_TIME = "missing time"
 UNPARSEABLE_TIME = "unparseable time"
+OUTSIDE_TIME = "time outside the plausible range"
 MISSING_COORDS = "missing coordinates"
 UNPARSEABLE_COORDS = "unparseable coordinates"
 OUTSIDE_AREA = "coordinates outside the data's area"
-# Reject reasons in the order they are checked; a row gets the first that applies.
+# Reject reasons in the order they are checked; a row gets the first that applies. The first
+# two are lines the reader could not split into the header's columns (reading.py).
 REJECT_REASONS: tuple[str, ...] = (
-    NEGATIVE_TEST, MISSING_TIME, UNPARSEABLE_TIME, MISSING_COORDS, UNPARSEABLE_COORDS, OUTSIDE_AREA,
+    UNBALANCED_QUOTE, WRONG_FIELD_COUNT, NEGATIVE_TEST, MISSING_TIME, UNPARSEABLE_TIME,
+    OUTSIDE_TIME, MISSING_COORDS, UNPARSEABLE_COORDS, OUTSIDE_AREA,
 )
+
+# Plausible incident times: from EARLIEST_TIME (1900-01-01 is a common "no date" value; no
+# city's open data starts before 1970) to the upload time plus LATEST_SLACK (the file's clock
+# is the city's local one, the upload time this machine's: they may differ by a day).
+EARLIEST_TIME = pd.Timestamp("1970-01-01")
+LATEST_SLACK = pd.Timedelta(days=1)
 
 # The bulk of the data: the 1st-99th percentile box, widened by max(20 km, half its size).
 BULK_QUANTILE = 0.01
 BULK_MARGIN_M = 20_000.0
 BULK_MARGIN_SHARE = 0.5
+# And, whatever the file's size, a circle around the median point: radius max(100 km, 6 x the
+# median distance to it). 100 km: a file's median point may lie at one end of a city (a
+# day of spraying in one neighbourhood), and the largest cities are 70-100 km across. The
+# median and the median distance ignore up to half the points, so a few rows geocoded to
+# another city cannot widen it (the box above reads the 2nd lowest/highest value in a file
+# of under 200 rows, which three identical rows defeat).
+AREA_MIN_RADIUS_KM = 100.0
+AREA_RADIUS_PER_MEDIAN_DISTANCE = 6.0
 
 
 @dataclass(frozen=True)
@@ -63,45 +84,99 @@ class ParsedFile:
 
 
 def read_incident_file(data: bytes, file_name: str, category: str,
-                       overrides: ColumnMapping | None = None) -> ParsedFile:
-    """Bytes of a CSV export -> ParsedFile. Raises FileUnusable / MappingError naming the file."""
+                       overrides: ColumnMapping | None = None, *,
+                       earliest: pd.Timestamp | str | None = None,
+                       latest: pd.Timestamp | str | None = None) -> ParsedFile:
+    """Bytes of a CSV export -> ParsedFile. Raises FileUnusable / MappingError naming the file.
+
+    earliest / latest bound the plausible incident times (default EARLIEST_TIME, and now plus
+    LATEST_SLACK); rows outside are rejected as OUTSIDE_TIME.
+    """
     check_category(category)
-    df = read_table(data, file_name)
-    mapping = detect_mapping(df, overrides)
-    return parse_incidents(df, mapping, category, file_name)
+    rows = read_rows(data, file_name)
+    df = rows.frame
+    # Columns are recognised on the lines that could be read (all of them if none could).
+    readable = df.drop(index=list(rows.unreadable)) if rows.unreadable else df
+    if readable.empty:
+        readable = df
+    readable.attrs = dict(df.attrs)
+    mapping = detect_mapping(readable, overrides)
+    return parse_incidents(df, mapping, category, file_name, row_numbers=rows.row_numbers,
+                           unreadable=rows.unreadable, earliest=earliest, latest=latest)
 
 
-def ingest_bytes(store, data: bytes, file_name: str, category: str, overrides: ColumnMapping | None = None):
-    """Parse a file and add it to the store; returns the store's UploadSummary."""
-    parsed = read_incident_file(data, file_name, category, overrides)
+def ingest_bytes(store, data: bytes, file_name: str, category: str,
+                 overrides: ColumnMapping | None = None, *,
+                 earliest: pd.Timestamp | str | None = None):
+    """Parse a file and add it to the store; returns the store's UploadSummary.
+
+    The same bytes stored before for the category are not parsed again: the summary says
+    what this call added (nothing) and which upload holds them (store.find_upload)."""
+    earlier = store.find_upload(data, category, file_name=file_name)
+    if earlier is not None:
+        return earlier
+    parsed = read_incident_file(data, file_name, category, overrides, earliest=earliest)
     return store.add_upload(
         file_name=file_name, data=data, category=category, accepted=parsed.accepted,
         rejected=parsed.rejected, rows_read=parsed.rows_read, mapping=parsed.mapping.to_dict(),
     )
 
 
-def ingest_path(store, path: str | Path, category: str, overrides: ColumnMapping | None = None):
+def ingest_path(store, path: str | Path, category: str, overrides: ColumnMapping | None = None, *,
+                earliest: pd.Timestamp | str | None = None):
     """ingest_bytes on a file on disk (the file's name is kept, not its folder)."""
     path = Path(path)
+    return ingest_bytes(store, read_file_bytes(path), path.name, category, overrides,
+                        earliest=earliest)
+
+
+def read_file_bytes(path: Path) -> bytes:
+    """The bytes of a file to load; FileUnusable saying what to do when it cannot be read."""
     try:
-        data = path.read_bytes()
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as err:
-        raise FileUnusable(f"{path}: cannot be read ({err.strerror or err})") from err
-    return ingest_bytes(store, data, path.name, category, overrides)
+        if not path.is_file() and path.exists():
+            raise FileUnusable(f"{path}: is not a regular file (a folder, device or pipe); "
+                               "give the path of a CSV file")
+        return path.read_bytes()
+    except FileUnusable:
+        raise
+    except OSError as err:
+        why = err.strerror or str(err)
+        if err.errno == errno.ELOOP:
+            hint = ("it is a symbolic link that leads back to itself; point the link at the "
+                    "real file, or give the file's own path")
+        elif isinstance(err, FileNotFoundError):
+            hint = "check the path (a symbolic link may point to a file that is gone)"
+        elif isinstance(err, PermissionError):
+            hint = "give this user read permission on the file, or copy it somewhere readable"
+        else:
+            hint = "check the path and that the file can be read"
+        raise FileUnusable(f"{path}: cannot be read ({why}): {hint}") from err
 
 
-def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, file_name: str) -> ParsedFile:
+def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, file_name: str, *,
+                    row_numbers: np.ndarray | None = None, unreadable: dict[int, str] | None = None,
+                    earliest: pd.Timestamp | str | None = None,
+                    latest: pd.Timestamp | str | None = None) -> ParsedFile:
     """A table of strings + its mapping -> accepted incidents and rejected rows (vectorised).
 
-    Raises FileUnusable when every row is rejected, naming the top reasons with an example row.
+    row_numbers (rows,): each row's number in the file (default 1..n); unreadable: row
+    position -> reason for rows the reader could not split (reading.RowsRead). Times before
+    earliest (default EARLIEST_TIME) or after latest (default now + LATEST_SLACK) are
+    rejected. Raises FileUnusable when every row is rejected, naming the top reasons with an
+    example row.
     """
     check_category(category)
     df = df.reset_index(drop=True)
     n = len(df)
     reason_code = np.zeros(n, dtype=np.int8)  # 0 = accepted, i + 1 = REJECT_REASONS[i]
+    row_numbers = (np.arange(1, n + 1, dtype="int64") if row_numbers is None
+                   else np.asarray(row_numbers, dtype="int64"))
 
     def reject(mask: np.ndarray, reason: str) -> None:
         reason_code[(reason_code == 0) & np.asarray(mask, dtype=bool)] = REJECT_REASONS.index(reason) + 1
+
+    for position, reason in (unreadable or {}).items():
+        reason_code[position] = REJECT_REASONS.index(reason) + 1
 
     if mapping.outcome:
         values = df[mapping.outcome].astype(str).str.lower()
@@ -111,6 +186,7 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
     occurred, time_missing, time_bad = _parse_time(df, mapping, file_name)
     reject(time_missing, MISSING_TIME)
     reject(time_bad, UNPARSEABLE_TIME)
+    reject(outside_plausible_time(occurred, earliest, latest), OUTSIDE_TIME)
 
     lat, lon, loc_missing, loc_bad = _parse_location(df, mapping)
     reject(loc_missing, MISSING_COORDS)
@@ -119,7 +195,7 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
 
     ok = reason_code == 0
     if not ok.any():
-        raise FileUnusable(_all_rejected_message(df, mapping, reason_code, file_name))
+        raise FileUnusable(_all_rejected_message(df, mapping, reason_code, file_name, row_numbers))
 
     if mapping.subtype:
         subtype = df[mapping.subtype].astype(str).str.strip()
@@ -136,7 +212,7 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
     accepted = accepted.astype({"source_key": str, "category": str, "subtype": str})
 
     rejected = df.loc[~ok].copy()
-    rejected["row_number"] = (np.flatnonzero(~ok) + 1).astype("int64")
+    rejected["row_number"] = row_numbers[~ok]
     rejected["reason"] = np.asarray(REJECT_REASONS, dtype=object)[reason_code[~ok] - 1]
     rejected["reason"] = rejected["reason"].astype(str)
     return ParsedFile(file_name=file_name, mapping=mapping, accepted=accepted.reset_index(drop=True),
@@ -203,13 +279,27 @@ def _parse_location(df: pd.DataFrame, m: ColumnMapping) -> tuple[np.ndarray, np.
     raise ValueError(f"the mapping names no location columns: {m.describe()}")
 
 
+def outside_plausible_time(occurred: pd.Series, earliest=None, latest=None) -> np.ndarray:
+    """True where a parsed time is before earliest (default EARLIEST_TIME) or after latest
+    (default: now + LATEST_SLACK); False where the time is missing (NaT)."""
+    earliest = EARLIEST_TIME if earliest is None else pd.Timestamp(earliest)
+    latest = (pd.Timestamp(datetime.now()) + LATEST_SLACK) if latest is None else pd.Timestamp(latest)
+    values = pd.to_datetime(pd.Series(occurred)).to_numpy(dtype="datetime64[ns]")
+    known = ~np.isnat(values)
+    outside = np.zeros(len(values), dtype=bool)
+    outside[known] = ((values[known] < earliest.to_datetime64())
+                      | (values[known] > latest.to_datetime64()))
+    return outside
+
+
 def outside_data_area(lat: np.ndarray, lon: np.ndarray, usable: np.ndarray) -> np.ndarray:
     """True where a parsed coordinate is (0, 0), out of WGS84 range, or far outside the data's bulk.
 
-    The bulk is the 1st-99th percentile box of the points (for small files the second-lowest and
-    second-highest points), widened by max(20 km, 50 % of the box's size) on each side: wide
-    enough for a city's outer neighbourhoods, narrow enough to drop geocoding errors hundreds of
-    kilometres away.
+    Far means either outside the 1st-99th percentile box of the points widened by max(20 km,
+    50 % of the box's size) on each side, or farther from the median point than
+    max(AREA_MIN_RADIUS_KM, AREA_RADIUS_PER_MEDIAN_DISTANCE x the median distance to it):
+    wide enough for a city's outer neighbourhoods, narrow enough to drop geocoding errors
+    hundreds of kilometres away, in a file of five rows as in one of a million.
     """
     lat = np.asarray(lat, dtype="float64")
     lon = np.asarray(lon, dtype="float64")
@@ -232,11 +322,27 @@ def outside_data_area(lat: np.ndarray, lon: np.ndarray, usable: np.ndarray) -> n
         (lat < lat_lo - margin_m / m_per_deg_lat) | (lat > lat_hi + margin_m / m_per_deg_lat)
         | (lon < lon_lo - margin_m / m_per_deg_lon) | (lon > lon_hi + margin_m / m_per_deg_lon)
     )
+    far |= _far_from_median(lat, lon, pts)
     return outside | (pts & far)
 
 
+def _far_from_median(lat: np.ndarray, lon: np.ndarray, pts: np.ndarray) -> np.ndarray:
+    """True where a point of `pts` lies beyond the robust radius around the median point."""
+    center_lat, center_lon = float(np.median(lat[pts])), float(np.median(lon[pts]))
+    # Flat-earth km (within 1 % of the great circle over a city; far points stay far).
+    km_per_deg_lon = 111.32 * max(0.01, np.cos(np.radians(center_lat)))
+    distance = np.full(len(lat), np.nan)
+    distance[pts] = np.hypot((lat[pts] - center_lat) * 110.57,
+                             (lon[pts] - center_lon) * km_per_deg_lon)
+    radius = max(AREA_MIN_RADIUS_KM, AREA_RADIUS_PER_MEDIAN_DISTANCE * float(np.median(distance[pts])))
+    return pts & (distance > radius)
+
+
 def source_keys(df: pd.DataFrame, id_column: str | None) -> np.ndarray:
-    """The source's id (stripped) per row; where there is none, the sha1 of the raw row's values."""
+    """The source's id (stripped) per row; where there is none, the sha1 of the raw row's values,
+    numbered by occurrence: the 2nd, 3rd ... identical row of the file gets "<sha1>#2",
+    "<sha1>#3" ... (two calls at one address on one day are two events), so a file loaded again
+    adds nothing and one that repeats a stored row three times adds two."""
     keys = np.empty(len(df), dtype=object)
     need_hash = np.ones(len(df), dtype=bool)
     if id_column:
@@ -245,8 +351,19 @@ def source_keys(df: pd.DataFrame, id_column: str | None) -> np.ndarray:
         keys[has_id] = ids[has_id].to_numpy(dtype=object)
         need_hash = ~has_id
     if need_hash.any():
-        keys[need_hash] = _row_hashes(df.loc[need_hash])
+        keys[need_hash] = _numbered(_row_hashes(df.loc[need_hash]))
     return keys
+
+
+def _numbered(hashes: np.ndarray) -> np.ndarray:
+    """hash, hash#2, hash#3 ... for the 1st, 2nd, 3rd ... occurrence (the 1st keeps the bare
+    hash: the key stores made before occurrences were numbered)."""
+    occurrence = pd.Series(hashes).groupby(hashes, sort=False).cumcount().to_numpy() + 1
+    out = hashes.astype(object).copy()
+    repeat = occurrence > 1
+    if repeat.any():
+        out[repeat] = [f"{h}#{k}" for h, k in zip(hashes[repeat], occurrence[repeat])]
+    return out
 
 
 def _row_hashes(df: pd.DataFrame) -> np.ndarray:
@@ -264,23 +381,31 @@ def _row_hashes(df: pd.DataFrame) -> np.ndarray:
     return np.array([hashlib.sha1(v.encode("utf-8")).hexdigest() for v in rows], dtype=object)
 
 
-def _all_rejected_message(df: pd.DataFrame, m: ColumnMapping, reason_code: np.ndarray, file_name: str) -> str:
+def _all_rejected_message(df: pd.DataFrame, m: ColumnMapping, reason_code: np.ndarray, file_name: str,
+                          row_numbers: np.ndarray) -> str:
     counts = pd.Series(reason_code).value_counts()
     parts = []
     for code, count in counts.items():
         reason = REJECT_REASONS[int(code) - 1]
         row = int(np.flatnonzero(reason_code == code)[0])
-        cols = _reason_columns(reason, m)
-        shown = ", ".join(f"{df.at[row, c]!r} in column {c!r}" for c in cols)
-        parts.append(f"{reason} ({count}); e.g. row {row + 1}: {shown}")
+        cols = _reason_columns(reason, m) or list(df.columns[:6])
+        shown = ", ".join(f"{_short(df.at[row, c])!r} in column {_short(c)!r}" for c in cols)
+        parts.append(f"{reason} ({count}); e.g. row {row_numbers[row]}: {shown}")
     return (f"{file_name}: all {len(df)} rows rejected: " + "; ".join(parts)
             + f". Columns used: {m.describe()}.")
 
 
+def _short(value, n: int = 60) -> str:
+    text = str(value)
+    return text if len(text) <= n else text[:n - 3] + "..."
+
+
 def _reason_columns(reason: str, m: ColumnMapping) -> list[str]:
+    if reason in (UNBALANCED_QUOTE, WRONG_FIELD_COUNT):
+        return []
     if reason == NEGATIVE_TEST:
         return [m.outcome]
-    if reason in (MISSING_TIME, UNPARSEABLE_TIME):
+    if reason in (MISSING_TIME, UNPARSEABLE_TIME, OUTSIDE_TIME):
         cols = [m.time] if m.time else [m.date, m.clock] if m.date else [m.year, m.month, m.day, m.hour]
     else:
         cols = [m.lat, m.lon] if m.lat else [m.location] if m.location else [m.x, m.y]

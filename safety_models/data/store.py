@@ -1,12 +1,19 @@
 """The incident store: the only module that talks to the database.
 
 One `Store` wraps one SQLAlchemy engine (URL from `paths.db_url()` unless given): an SQLite
-file under the home folder by default, or any database SAFETY_MODELS_DB_URL names (the SQL
-here is portable; only the SQLite connection settings below are dialect-specific).
+file under the home folder by default, or PostgreSQL (`postgresql+psycopg://...`; a bare
+`postgresql://` gets the psycopg driver too) or any database SAFETY_MODELS_DB_URL names.
+The SQL here is portable but for the connection settings and the bulk insert below.
 
-SQLite connections run in WAL journal mode with a busy timeout, so the dashboard and a
-training process can read and write the same file at once; write transactions begin with
-BEGIN IMMEDIATE so that two writers queue instead of failing halfway.
+Writers queue, on every database: SQLite connections run in WAL journal mode with a busy
+timeout and write transactions begin with BEGIN IMMEDIATE; on PostgreSQL a write
+transaction (`Store.begin()`) first takes one transaction-scoped advisory lock. So the
+dashboard and a training process can read while another writes, and check-then-write code
+(one city per category, one active job per category) holds on both.
+
+Bulk loading: SQLite inserts with executemany and ON CONFLICT DO NOTHING; PostgreSQL COPYs
+the rows into a temporary table and inserts the ones with new keys from there. Same rows,
+same id order (by time), same counts.
 
 Tables (all on the module-level `metadata`):
   uploads        one row per loaded file, with its counts, column mapping and time range
@@ -15,20 +22,25 @@ Tables (all on the module-level `metadata`):
   boundaries     district outlines (GeoJSON text) per category, or "*" for every category
   meta           small key/value state (e.g. bootstrap status)
 
-Adding tables from another module (registry.py, jobs.py): define them at import time on
-`safety_models.store.metadata` and use `store.engine` (or `store.begin()` for a write
-transaction). `Store.__init__` creates every table the metadata holds, so import your module
-before making a Store, or call `store.create_tables()` afterwards (idempotent).
+The schema is managed by Alembic migrations (data/migrations/): `Store.__init__` upgrades the
+database to the newest revision, so a home or database made by an older version gets the
+tables and columns a newer one adds. Other modules (registry.py, jobs.py, accounts.py,
+audit.py) define their tables at import time on `safety_models.data.store.metadata` and use
+`store.engine` (or `store.begin()` for a write transaction); a new table or column needs a
+revision too
+(tests/data/test_migrations.py compares the newest revision with `metadata`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
+import os
 import re
+import sqlite3
 import threading
-import uuid
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -42,7 +54,9 @@ from sqlalchemy import event
 
 from safety_models import paths
 from safety_models.data.geo import haversine_km
-from safety_models.errors import CityMismatch, UserError
+from safety_models.data import migrations
+from safety_models.errors import CityMismatch, DatabaseDamaged, HomeNotWritable, UserError
+from safety_models.files import clean_temporary_files, fsync_dir, write_atomic
 from safety_models.schema import CATEGORIES, INCIDENT_COLUMNS, REJECT_COLUMNS, check_category
 
 metadata = sa.MetaData()
@@ -61,7 +75,7 @@ uploads = sa.Table(
     sa.Column("rejected", sa.Integer, nullable=False, default=0),
     sa.Column("duplicates", sa.Integer, nullable=False, default=0),
     sa.Column("mapping", sa.Text, nullable=False, default="{}"),  # JSON of the column mapping
-    sa.Column("stored_path", sa.Text),                   # the kept original, under home/uploads
+    sa.Column("stored_path", sa.Text),       # the kept original: relative to home (uploads/...)
     sa.Column("is_demo", sa.Boolean, nullable=False, default=False),
     sa.Column("time_min", sa.DateTime),
     sa.Column("time_max", sa.DateTime),
@@ -113,15 +127,18 @@ meta = sa.Table(
 CITY_MAX_DISTANCE_KM = 50.0
 INSERT_CHUNK_ROWS = 50_000
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"   # how SQLAlchemy's DateTime stores times in SQLite
+# Key of the PostgreSQL advisory lock that write transactions take ("safety_m" in ASCII).
+PG_WRITE_LOCK_KEY = 0x7361666574795F6D
 
 
 @dataclass(frozen=True)
 class UploadSummary:
-    """What one upload did. `accepted` counts new incidents stored; `duplicates` counts
-    accepted rows already stored (or repeated within the file); rows_read =
+    """What one call loading a file did. `accepted` counts new incidents it stored;
+    `duplicates` counts usable rows already stored (or repeated within the file); rows_read =
     accepted + duplicates + rejected. `already_loaded` is True when the same file (same bytes,
-    same category) was loaded before: nothing was added and the figures are those of that
-    earlier upload. Times are ISO strings of the naive local clock, or None."""
+    same category, any name) was loaded before: this call added nothing (accepted 0, every
+    usable row a duplicate), and upload_id and earlier_upload_id name the upload that holds
+    the file. Times are ISO strings of the naive local clock, or None."""
 
     upload_id: int
     file_name: str
@@ -134,6 +151,7 @@ class UploadSummary:
     time_min: str | None = None
     time_max: str | None = None
     already_loaded: bool = False
+    earlier_upload_id: int | None = None
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -157,7 +175,9 @@ def _install_sqlite_settings(engine: sa.Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")
         cursor.execute("PRAGMA journal_mode = WAL")
-        cursor.execute("PRAGMA synchronous = NORMAL")
+        # FULL: a committed upload, model or promotion survives a power cut (WAL + NORMAL
+        # would keep the file consistent but could lose the last commits).
+        cursor.execute("PRAGMA synchronous = FULL")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA cache_size = -65536")   # 64 MiB: bulk inserts into big indexes
         cursor.close()
@@ -173,9 +193,12 @@ class Store:
 
     def __init__(self, url: str | None = None):
         self.url = url or paths.db_url()
-        self.engine = sa.create_engine(self.url)
+        url = _with_driver(self.url)
+        # A server may close idle connections (restart, timeouts); a file cannot.
+        self.engine = sa.create_engine(url, pool_pre_ping=url.get_backend_name() != "sqlite")
         self.metadata = metadata
-        self.is_sqlite = self.engine.dialect.name == "sqlite"
+        self.dialect = self.engine.dialect.name
+        self.is_sqlite = self.dialect == "sqlite"
         if self.is_sqlite:
             _install_sqlite_settings(self.engine)
             self._write_engine = self.engine.execution_options(sqlite_begin_immediate=True)
@@ -183,15 +206,42 @@ class Store:
             self._write_engine = self.engine
         self._ensured: set[str] = set()
         self._ensure_lock = threading.Lock()
-        self.create_tables()
+        self._open()
+
+    def _open(self) -> None:
+        """upgrade_schema, turning a damaged database or an unwritable home into a message
+        that says what to do; then remove temporary files that killed processes left."""
+        try:
+            if self.is_sqlite:
+                _check_sqlite_file(self.engine.url.database)
+            self.upgrade_schema()
+        except Exception as err:
+            explained = explain_storage_error(err, self.url)
+            if explained is None:
+                raise
+            self.engine.dispose()
+            raise explained from err
+        clean_home_leftovers()
+
+    def upgrade_schema(self) -> None:
+        """Bring the database to the newest migration (see data/migrations): a new database
+        gets every table, an older one the tables and columns added since, keeping its rows.
+        The check is one read when nothing is to do; otherwise the upgrade runs in a write
+        transaction, so two processes opening a new database migrate it once."""
+        with self.engine.connect() as conn:
+            if migrations.current(conn) == migrations.head():
+                return
+        with self.begin() as conn:
+            migrations.upgrade(conn)
 
     def create_tables(self) -> None:
-        """Create every table on `metadata` that does not exist yet (idempotent)."""
+        """Create every table on `metadata` that does not exist yet (idempotent). The
+        product's tables come from the migrations; this is for tables outside them (tests)."""
         self.metadata.create_all(self.engine)
 
     def ensure_table(self, table: sa.Table) -> None:
-        """Create `table` if missing, once per Store: covers a table that a module (registry,
-        jobs) added to `metadata` after this Store was made."""
+        """Create `table` if missing, once per Store. The migrations create the product's
+        tables; this stays for a table that a module (or a test) adds outside them."""
         if table.name in self._ensured:
             return
         with self._ensure_lock:
@@ -212,8 +262,11 @@ class Store:
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """A write transaction (BEGIN IMMEDIATE on SQLite): commits on exit, rolls back on error."""
+        """A write transaction (BEGIN IMMEDIATE on SQLite, the advisory write lock on
+        PostgreSQL): commits on exit, rolls back on error. Writers wait for each other."""
         with self._write_engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})")
             yield conn
 
     # ---------------------------------------------------------------- uploads / incidents
@@ -225,11 +278,12 @@ class Store:
 
         accepted has INCIDENT_COLUMNS (its category column is ignored: `category` wins);
         rejected has the file's columns + row_number + reason. Incidents are de-duplicated by
-        (category, source_key) within the file and against the store. The same bytes loaded
-        again for the same category add nothing (summary.already_loaded). Raises CityMismatch
-        when the file's median location is more than CITY_MAX_DISTANCE_KM from the incidents
-        already stored for the category. On any error the store and the uploads folder are
-        left exactly as they were."""
+        (category, source_key) within the file and against the store (ingest numbers the keys
+        of identical rows, so multiplicities count). The same bytes loaded again for the same
+        category add nothing (summary.already_loaded). Raises CityMismatch when the file's
+        median location is more than CITY_MAX_DISTANCE_KM from the incidents already stored
+        for the category. The kept file is fsync'd and appears with the committed row. On any
+        error the store and the uploads folder are left exactly as they were."""
         category = _user_category(category)
         missing = [c for c in INCIDENT_COLUMNS if c not in accepted.columns]
         if missing:
@@ -239,7 +293,7 @@ class Store:
         if missing:
             raise UserError(f"{file_name}: the rejected table lacks the columns {missing}")
         checksum = hashlib.sha256(data).hexdigest()
-        earlier = self.find_upload(data, category)
+        earlier = self.find_upload(data, category, file_name=file_name)
         if earlier is not None:
             return earlier
 
@@ -251,9 +305,13 @@ class Store:
         time_max = new["occurred_at"].max() if len(new) else None
 
         uploads_dir = paths.sub_dir("uploads")
-        tmp_path = uploads_dir / f".tmp-{uuid.uuid4().hex}"
-        tmp_path.write_bytes(data)
+        try:
+            tmp_path = write_atomic(uploads_dir / _safe_name(file_name),
+                                    lambda fh: fh.write(data), replace=False)
+        except OSError as err:
+            raise HomeNotWritable(paths.not_writable_message(uploads_dir, err)) from err
         final_path: Path | None = None
+        placed = False
         try:
             with self.begin() as conn:
                 if center[0] is not None:
@@ -277,27 +335,44 @@ class Store:
                 final_path = uploads_dir / f"{upload_id}-{_safe_name(file_name)}"
                 conn.execute(uploads.update().where(uploads.c.id == upload_id).values(
                     accepted=inserted, rejected=len(rejected), duplicates=duplicates,
-                    stored_path=str(final_path)))
+                    stored_path=_home_relative(final_path)))
+                # In place before the commit: a committed upload always has its file.
+                os.replace(tmp_path, final_path)
+                placed = True
+                fsync_dir(uploads_dir)
         except BaseException:
             tmp_path.unlink(missing_ok=True)
+            if placed:
+                final_path.unlink(missing_ok=True)
             raise
-        tmp_path.replace(final_path)
         return UploadSummary(
             upload_id=int(upload_id), file_name=file_name, category=category,
             rows_read=int(rows_read), accepted=inserted, rejected=len(rejected),
             duplicates=duplicates, rejected_reasons=reasons,
             time_min=_iso(time_min), time_max=_iso(time_max))
 
-    def find_upload(self, data: bytes, category: str) -> UploadSummary | None:
-        """The earlier upload of these exact bytes for category (already_loaded=True), or None.
-        Lets a caller skip parsing a file that is already stored."""
+    def find_upload(self, data: bytes, category: str,
+                    file_name: str | None = None) -> UploadSummary | None:
+        """What loading these exact bytes for category again does, or None when they are not
+        stored: nothing added (already_loaded, accepted 0, every usable row a duplicate, the
+        same rejected rows), pointing to the earlier upload (upload_id, earlier_upload_id).
+        file_name is this call's name for the file (default: the earlier one's). Lets a
+        caller skip parsing a file that is already stored."""
         checksum = hashlib.sha256(data).hexdigest()
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(uploads).where(uploads.c.checksum == checksum,
                                          uploads.c.category == category)
                 .order_by(uploads.c.id).limit(1)).mappings().first()
-        return None if row is None else _summary_from_row(row, already_loaded=True)
+        if row is None:
+            return None
+        earlier = _summary_from_row(row)
+        return UploadSummary(
+            upload_id=earlier.upload_id, file_name=file_name or earlier.file_name,
+            category=earlier.category, rows_read=earlier.rows_read, accepted=0,
+            rejected=earlier.rejected, duplicates=earlier.accepted + earlier.duplicates,
+            rejected_reasons=earlier.rejected_reasons, time_min=earlier.time_min,
+            time_max=earlier.time_max, already_loaded=True, earlier_upload_id=earlier.upload_id)
 
     def _check_city(self, conn: sa.Connection, file_name: str, category: str,
                     center: tuple[float, float]) -> None:
@@ -363,16 +438,19 @@ class Store:
 
     def _insert_incidents(self, conn: sa.Connection, category: str, upload_id: int,
                           new: pd.DataFrame) -> int:
-        """Bulk insert (executemany over plain tuples, in chunks) of the incidents whose
-        (category, source_key) is not stored yet; returns how many were inserted.
+        """Bulk insert of the incidents whose (category, source_key) is not stored yet, in
+        the order of `new`; returns how many were inserted.
 
-        SQLite skips stored keys in the INSERT itself (ON CONFLICT DO NOTHING on the unique
-        constraint: no key read, and safe against a concurrent writer); other databases
-        look the keys up first."""
+        SQLite: executemany over plain tuples, in chunks, skipping stored keys in the INSERT
+        itself (ON CONFLICT DO NOTHING on the unique constraint: no key read, and safe
+        against a concurrent writer). PostgreSQL: COPY (see _copy_incidents). Other
+        databases look the keys up first, then insert through Core."""
         if not len(new):
             return 0
         columns = ["upload_id", "category", "subtype", "occurred_at", "latitude", "longitude",
                    "source_key"]
+        if self.dialect == "postgresql":
+            return self._copy_incidents(conn, upload_id, new)
         if not self.is_sqlite:
             keys = new["source_key"].tolist()
             stored = self._stored_keys(conn, category, keys)
@@ -406,6 +484,44 @@ class Store:
         if chunk:
             inserted += self._execute_many(conn, sql, chunk)
         return inserted
+
+    @staticmethod
+    def _copy_incidents(conn: sa.Connection, upload_id: int, new: pd.DataFrame) -> int:
+        """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... SELECT, in
+        the rows' order, of those whose (category, source_key) is not stored yet; returns
+        how many were inserted. The temporary table lives only inside the caller's
+        transaction (dropped here, and by a rollback).
+
+        COPY streams the rows in one statement (no per-row round trip or statement); times
+        go as text in the form PostgreSQL reads for `timestamp`. Stored keys are skipped by
+        an anti-join rather than ON CONFLICT DO NOTHING, whose per-row speculative insertion
+        made the INSERT about 1.5x slower; that is safe because the caller holds the write
+        lock (Store.begin), so no other writer adds keys meanwhile."""
+        columns = ", ".join(("upload_id", "category", "subtype", "occurred_at", "latitude",
+                             "longitude", "source_key"))
+        rows = zip([int(upload_id)] * len(new), new["category"].tolist(),
+                   new["subtype"].tolist(),
+                   new["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT).tolist(),
+                   new["latitude"].tolist(), new["longitude"].tolist(),
+                   new["source_key"].tolist(), range(len(new)))
+        cursor = conn.connection.driver_connection.cursor()   # psycopg 3
+        try:
+            cursor.execute(
+                "CREATE TEMPORARY TABLE incidents_load (upload_id integer, category text, "
+                "subtype text, occurred_at timestamp, latitude double precision, "
+                "longitude double precision, source_key text, position bigint) ON COMMIT DROP")
+            with cursor.copy(f"COPY incidents_load ({columns}, position) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO incidents ({columns}) SELECT {columns} FROM incidents_load AS l "
+                "WHERE NOT EXISTS (SELECT 1 FROM incidents AS i WHERE i.category = l.category "
+                "AND i.source_key = l.source_key) ORDER BY position")
+            inserted = cursor.rowcount
+            cursor.execute("DROP TABLE incidents_load")
+        finally:
+            cursor.close()
+        return int(inserted)
 
     def _execute_many(self, conn: sa.Connection, sql: str, rows: list[tuple]) -> int:
         """executemany on the driver; returns the rows it inserted (SQLite)."""
@@ -443,6 +559,7 @@ class Store:
             rows = conn.execute(stmt).mappings().all()
         columns = list(stmt.selected_columns.keys())
         df = pd.DataFrame([dict(r) for r in rows], columns=columns)
+        df["stored_path"] = [None if p is None else str(home_file(p)) for p in df["stored_path"]]
         df["rejected_reasons"] = [json.loads(s or "{}") for s in df["rejected_reasons"]]
         for name in ("uploaded_at", "time_min", "time_max"):
             df[name] = pd.to_datetime(df[name])
@@ -475,7 +592,7 @@ class Store:
                          .where(rejected_rows_table.c.upload_id == upload_id))
             conn.execute(uploads.delete().where(uploads.c.id == upload_id))
         if stored_path[0]:
-            Path(stored_path[0]).unlink(missing_ok=True)
+            home_file(stored_path[0]).unlink(missing_ok=True)
         return int(removed)
 
     def remove_demo(self) -> int:
@@ -608,6 +725,15 @@ class Store:
 # -------------------------------------------------------------------- helpers
 
 
+def _with_driver(url: str) -> sa.URL:
+    """`postgresql://` means psycopg 3 here (SQLAlchemy's default would be psycopg2, which
+    is not installed); any other URL as given."""
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        return parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
 def _weighted_median(values, weights: np.ndarray) -> float:
     order = np.argsort(values)
     v = np.asarray(values, dtype=float)[order]
@@ -661,6 +787,124 @@ def _py_time(value) -> datetime | None:
 
 def _iso(value) -> str | None:
     return None if value is None or pd.isna(value) else pd.Timestamp(value).isoformat()
+
+
+def home_file(stored: str) -> Path:
+    """A path stored in the database: relative to the home folder (absolute ones, written
+    before paths were stored relative, as they are)."""
+    path = Path(stored)
+    return path if path.is_absolute() else paths.home_dir() / path
+
+
+def _home_relative(path: Path) -> str:
+    try:
+        return path.relative_to(paths.home_dir()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+# Folders of the home where write_atomic leaves temporary files while it writes.
+HOME_FOLDERS_WITH_FILES = ("uploads", "models", "evaluations", "studies", "boundaries", "jobs")
+
+
+def clean_home_leftovers() -> list[Path]:
+    """Remove temporary files that processes killed while writing left in the home (files.
+    clean_temporary_files: a file still being written by a running process stays)."""
+    home = paths.home_dir(create=False)
+    removed = clean_temporary_files(home)
+    for name in HOME_FOLDERS_WITH_FILES:
+        removed += clean_temporary_files(home / name)
+    return removed
+
+
+# Words of SQLite's errors for a file that is not (or no longer) a whole database.
+_DAMAGED = ("file is not a database", "malformed", "database corrupt", "not a database",
+            "file is encrypted")
+_NOT_WRITABLE = ("readonly database", "read-only", "unable to open database file",
+                 "attempt to write a readonly")
+
+
+def explain_storage_error(err: BaseException, url: str | None = None) -> UserError | None:
+    """A UserError saying what to do for a database or home-folder failure, or None when err
+    is something else. Used where the store is opened and by the command line, so that a
+    damaged database or an unwritable home gets a paragraph instead of a traceback."""
+    if isinstance(err, UserError):
+        return err
+    url = url or paths.db_url()
+    location = _database_location(url)
+    text = str(getattr(err, "orig", None) or err)
+    lowered = text.lower()
+    if isinstance(err, (sa.exc.DBAPIError, sqlite3.DatabaseError)) or "sqlite" in lowered:
+        if any(word in lowered for word in _DAMAGED):
+            return DatabaseDamaged(damaged_message(location, text))
+        if any(word in lowered for word in _NOT_WRITABLE):
+            folder = Path(location).parent if location.startswith("/") else paths.home_dir(False)
+            return HomeNotWritable(paths.not_writable_message(folder, _first_line(text)))
+        if "disk i/o error" in lowered or "database or disk is full" in lowered:
+            return UserError(
+                f"the database {location} could not be written ({_first_line(text)}): "
+                "the disk may be full or failing; free some space or check the disk, then run "
+                "`python -m safety_models check`.")
+        return None
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM, errno.EROFS,
+                                                  errno.ENOSPC, errno.EDQUOT):
+        home = paths.home_dir(create=False)
+        target = Path(os.fsdecode(err.filename)) if err.filename else home
+        if target != home and home not in target.resolve().parents:
+            return None    # another file (an --out path): its own message says which
+        return HomeNotWritable(paths.not_writable_message(target, err))
+    return None
+
+
+def damaged_message(location: str, detail: str) -> str:
+    return (f"the database {location} is damaged ({_first_line(detail)}): it was probably "
+            "overwritten, truncated or only partly copied. Nothing was changed. Run "
+            "`python -m safety_models check` to see what is wrong, then `python -m "
+            "safety_models restore BACKUP` to put back the last backup made with `python -m "
+            "safety_models backup FILE`; without a backup, move the database file aside and load "
+            "your files again (they are kept in the home's uploads folder).")
+
+
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or ["no detail"])[0]
+
+
+def _database_location(url: str) -> str:
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return url
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        return str(Path(parsed.database).resolve())
+    return parsed.render_as_string(hide_password=True)
+
+
+def _check_sqlite_file(database: str | None) -> None:
+    """Refuse an SQLite file that is not a database, or that is empty while the home holds
+    kept uploads or models: SQLite would treat a truncated (0-byte) file as a new, empty
+    database and the data would be gone without a word."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    path = Path(database)
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(16)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise explain_storage_error(err) or err
+    home = paths.home_dir(create=False)
+    if size == 0 and path.resolve().parent == home:
+        kept = [p for name in ("uploads", "models") if (home / name).is_dir()
+                for p in (home / name).iterdir() if not p.name.startswith(".")]
+        if kept:
+            raise DatabaseDamaged(damaged_message(
+                str(path.resolve()), f"the file is empty, but the home holds {len(kept)} files in "
+                "uploads/ and models/"))
+    if size and head != b"SQLite format 3\x00":
+        raise DatabaseDamaged(damaged_message(str(path.resolve()),
+                                              "file is not a database: its header is not SQLite's"))
 
 
 def _safe_name(file_name: str) -> str:

@@ -50,9 +50,12 @@ Y_TOKENS = ("y", "northing", "hochwert", "ycoord", "utmy", "coordy")
 LOCATION_NAMES = ("location", "geolocation", "geo_location", "the_geom", "geom", "geometry", "point", "coordinates", "coords", "wkt", "georeference", "position", "location_1", "lat_lon", "latlon", "lat_long")
 LOCATION_TOKENS = ("location", "geom", "geometry", "point", "coordinates", "wkt", "georeference", "latlon")
 
-DATETIME_GOOD_TOKENS = ("occurred", "occurrence", "occur", "incident", "crash", "accident", "offense", "offence",
-                        "event", "start", "from", "created", "reported", "report", "datetime", "timestamp",
-                        "date", "fecha", "data", "datum", "time", "dt")
+# Best first. When an export gives a single (occurrence) time beside a window (Crime Open
+# Database: date_single, date_start, date_end; LA: DATE OCC beside Date Rptd), the single time
+# is the incident's: "occ" and "single" rank above "start" and "reported".
+DATETIME_GOOD_TOKENS = ("occurred", "occurrence", "occur", "occ", "single", "incident", "crash", "accident",
+                        "offense", "offence", "event", "start", "from", "created", "reported", "report", "datetime",
+                        "timestamp", "date", "fecha", "data", "datum", "time", "dt")
 DATETIME_BAD_TOKENS = ("closed", "close", "due", "updated", "update", "resolution", "end", "to", "modified",
                        "edit", "last", "birth", "dob", "expiry", "expires", "until", "finish", "ended")
 CLOCK_NAMES = ("time", "hora", "heure", "zeit", "uhrzeit", "clock", "hour", "time_of_day", "stunde", "hora_dia")

@@ -487,7 +487,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     """Score a trained model and every baseline of its category on the test windows.
 
     model, checkpoint: as ``registry.load_model`` returns them (the checkpoint's data_window
-    gives the splits, its feature_config the inputs). city: ``workflows.CityData`` on the
+    gives the splits, its feature_config the inputs). city: ``modeling.city.CityData`` on the
     model's grid. baselines: {name: fn} to compare with; default
     ``baselines.baselines_for(category)``. baseline_results: already computed by
     ``score_baselines`` for this city and data_window (the study reuses them across runs);
@@ -670,8 +670,8 @@ def oracle_gap(model_result: Mapping[str, Any], baseline_results: Mapping[str, M
 
 
 def evaluate_category(store: Any, category: str, model_id: str | None = None,
-                      on_progress: ProgressFn | None = None, flag_areas: Sequence[str] = (),
-                      horizon: str | None = None) -> BacktestResult:
+                      on_progress: ProgressFn | None = None, device: str = "auto",
+                      flag_areas: Sequence[str] = (), horizon: str | None = None) -> BacktestResult:
     """Backtest a category's model (the active one by default) and save it for the dashboard.
 
     flag_areas: areas to score besides the shares of the city (see backtest); checked
@@ -681,8 +681,12 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
 
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
     folder (atomic replace). Raises NotReady without a model or without test windows.
+    device: where the model runs ('auto' | 'cpu' | 'cuda[:N]'; UserError for cuda without
+    a GPU).
     """
     from safety_models.modeling import registry
+    from safety_models.modeling.city import model_city
+    from safety_models.modeling.devices import resolve_device
 
     flag_areas = check_flag_areas(flag_areas)
     if model_id is None and horizon is not None:
@@ -692,19 +696,12 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
         if model_id is None:
             raise NotReady(f"there is no {category} model yet; train one before evaluating")
     model, checkpoint = registry.load_model(store, model_id)
+    model.to(resolve_device(device))
     city = model_city(store, category, checkpoint)
     result = backtest(model, {**checkpoint, "model_id": model_id}, city, on_progress=on_progress,
                       flag_areas=flag_areas)
     save_evaluation(result)
     return result
-
-
-def model_city(store: Any, category: str, checkpoint: Mapping[str, Any]) -> Any:
-    """The category's data now, on the model's own grid, window length and city cells (the
-    cells the model was trained and validated on: new data must not move them)."""
-    from safety_models.service import workflows
-
-    return workflows.model_city(store, category, dict(checkpoint))
 
 
 def evaluation_path(model_id: str) -> Path:

@@ -175,20 +175,21 @@ def run_study(store: Any, category: str, on_progress: ProgressFn | None = None,
     "n_runs", "setting": {...}, "step"} during each run's training and scoring, and "row"
     after it. train_overrides: other TrainConfig fields for every run (cell_size_m,
     batch_size, val_windows, test_windows, ...). The pretrained base is the home's active one
-    (pretrained first when there is none: workflows.pretrained_base). Raises NotReady
+    (pretrained first when there is none: modeling.pretrained.pretrained_base). Raises NotReady
     without data.
     """
     from safety_models.modeling import training
-    from safety_models.service import workflows
+    from safety_models.modeling.city import prepare_city
+    from safety_models.modeling.pretrained import pretrained_base
 
     category = check_category(category)
     overrides = {"steps_per_epoch": QUICK_STEPS_PER_EPOCH if quick else STUDY_STEPS_PER_EPOCH,
                  **dict(train_overrides or {})}
-    city = workflows.prepare_city(store, category, cell_size_m=overrides.get("cell_size_m"),
-                                  window_hours=overrides.get("window_hours"))
+    city = prepare_city(store, category, cell_size_m=overrides.get("cell_size_m"),
+                        window_hours=overrides.get("window_hours"))
     window_hours = int(city.window_hours)
     overrides["cell_size_m"] = float(city.grid.cell_size_m)
-    base_state = workflows.pretrained_base(store)[1]
+    base_state = pretrained_base(store)[1]
 
     rows: list[dict] = []
     done: set[tuple] = set()

@@ -13,7 +13,7 @@ Statuses, per category:
 
 The first model of a category becomes active; later ones stay candidates until promoted
 (``should_promote`` says whether the scores suggest it). The pretrained base model (trained
-on synthetic cities and every category, see workflows.ensure_pretrained) is a row with
+on synthetic cities and every category, see modeling.pretrained) is a row with
 ``is_base`` and category ``"*"``; the newest base is active.
 """
 

@@ -52,6 +52,7 @@ from safety_models.features import FeatureConfig, SampleBuilder, channel_names, 
 from safety_models.grid import GridSpec
 from safety_models.modeling import forecaster
 from safety_models.modeling.forecaster import BASE_RATE, NETWORK_ONLY, Blend
+from safety_models.modeling.devices import autocast, device_of, resolve_device
 from safety_models.modeling.models import (STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
 from safety_models.schema import CHECKPOINT_FORMAT, DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
 from safety_models.errors import NotReady
@@ -77,7 +78,7 @@ class TrainConfig:
     steps_per_epoch: int | None = 40  # random batches per epoch (None: one pass over train windows)
     patience: int = 2                 # epochs without validation improvement before stopping
     window_hours: int | None = None   # None: schema.DEFAULT_WINDOW_HOURS[category]
-    cell_size_m: float = DEFAULT_CELL_SIZE_M
+    cell_size_m: float | None = None  # None: keep the category's grid; a size asks for that grid
     history_days: int | None = None   # train windows from at most this many days before validation
     val_windows: int | None = None    # None: 90 days (daily) / 52 weeks (weekly), see split_windows
     test_windows: int | None = None   # None: the last 365 days
@@ -88,6 +89,7 @@ class TrainConfig:
     blend: bool = True                # ship the validation-chosen blend (forecaster.py), not the network alone
     horizon_days: int | None = None   # risk over the next N days (targets summed over them); None: one window
     seed: int = 0
+    device: str = "auto"              # 'auto' (a CUDA GPU when there is one) | 'cpu' | 'cuda[:N]'
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -197,9 +199,11 @@ def selection_score(metrics: dict) -> float:
 # -- prediction ----------------------------------------------------------------------------------
 @torch.inference_mode()
 def _predict_inputs(model: RiskNet, x: np.ndarray, mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    logit, log_rate = model(torch.from_numpy(x))                     # (N, H, W) each
-    prob = torch.sigmoid(logit).numpy()
-    expected = torch.exp(log_rate.clamp(max=20)).numpy()
+    device = device_of(model)                                        # where the model is
+    with autocast(device, training=False):
+        logit, log_rate = model(torch.from_numpy(x).to(device))      # (N, H, W) each
+    prob = torch.sigmoid(logit.float()).cpu().numpy()
+    expected = torch.exp(log_rate.float().clamp(max=20)).cpu().numpy()
     if mask is not None:
         prob, expected = prob * mask, expected * mask
     return prob.astype(np.float32), expected.astype(np.float32)
@@ -245,14 +249,17 @@ def train_step(model: RiskNet, optimizer: torch.optim.Optimizer, builder: Sample
     """One optimiser step on windows t_batch of builder's city; returns the batch loss.
 
     cached: the frozen stages' outputs for these windows (encode_frozen), so only the stages
-    after them run; None runs the whole model."""
-    x = torch.from_numpy(builder.inputs(t_batch))                      # (B, C, H, W)
-    y_any, y_count = (torch.from_numpy(a) for a in builder.labels(t_batch))
-    if cached is not None:
-        logit, log_rate = model.decode(x, model.encode_rest(cached))
-    else:
-        logit, log_rate = model(x)
-    loss = masked_loss(logit, log_rate, y_any, y_count, mask)
+    after them run; None runs the whole model. Runs where the model is (mask and cached
+    there too); the loss is float32 under mixed precision."""
+    device = device_of(model)
+    x = torch.from_numpy(builder.inputs(t_batch)).to(device)           # (B, C, H, W)
+    y_any, y_count = (torch.from_numpy(a).to(device) for a in builder.labels(t_batch))
+    with autocast(device, training=True):
+        if cached is not None:
+            logit, log_rate = model.decode(x, model.encode_rest(cached))
+        else:
+            logit, log_rate = model(x)
+    loss = masked_loss(logit.float(), log_rate.float(), y_any, y_count, mask)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     optimizer.step()
@@ -296,13 +303,14 @@ def fit_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray, m
     n_windows = int(min(len(t_train), max(1, max_rows // per_window)))
     ts = np.sort(rng.choice(t_train, size=n_windows, replace=False))
     under_network = bool(model.head[-1].weight.abs().sum() > 0)
-    mask_t = torch.from_numpy(builder.mask)
+    device = device_of(model)                 # the GLM is fitted there, in float32
+    mask_t = torch.from_numpy(builder.mask).to(device)
     xs, offsets = [], []
     was_training = model.training
     model.eval()
     with torch.no_grad():
         for i in range(0, len(ts), chunk_windows):
-            planes = torch.from_numpy(builder.inputs(ts[i:i + chunk_windows]))     # (B, C, H, W)
+            planes = torch.from_numpy(builder.inputs(ts[i:i + chunk_windows])).to(device)  # (B, C, H, W)
             xs.append(planes[:, :, mask_t].permute(0, 2, 1).reshape(-1, planes.shape[1]))  # (B*cells, C)
             if under_network:
                 # the rest of the network's output is a fixed offset: the GLM refits under it
@@ -311,17 +319,18 @@ def fit_base_path(model: RiskNet, builder: SampleBuilder, t_train: np.ndarray, m
                 offsets.append(off[:, :, mask_t].permute(0, 2, 1).reshape(-1, 2))
     model.train(was_training)
     x = torch.cat(xs)                                                     # (rows, C)
-    offset = torch.cat(offsets) if under_network else torch.zeros(1, 2)
+    offset = torch.cat(offsets) if under_network else torch.zeros(1, 2, device=device)
     _, y = builder.labels(ts)
-    y = torch.from_numpy(np.ascontiguousarray(y[:, builder.mask].reshape(-1)))   # (rows,)
+    y = torch.from_numpy(np.ascontiguousarray(y[:, builder.mask].reshape(-1))).to(device)   # (rows,)
     y_any = (y > 0).float()
     if offset.shape[0] > 1:                     # start from the current path
         w = model.base_path.weight.detach().reshape(2, -1).T.contiguous().requires_grad_(True)
         b = model.base_path.bias.detach().clone().requires_grad_(True)
     else:
-        w = torch.zeros(x.shape[1], 2, requires_grad=True)
+        w = torch.zeros(x.shape[1], 2, device=device, requires_grad=True)
         p_any = float(y_any.mean()) * (1 - 1e-6) + 1e-6
-        b = torch.tensor([math.log(p_any / (1 - p_any)), math.log(float(y.mean()) + 1e-6)], requires_grad=True)
+        b = torch.tensor([math.log(p_any / (1 - p_any)), math.log(float(y.mean()) + 1e-6)], device=device,
+                         requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=100, line_search_fn="strong_wolfe")
 
     def closure() -> torch.Tensor:
@@ -359,10 +368,12 @@ def encode_frozen(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray,
     """Frozen-stage outputs for every sample: {"layer1": (N, c1, h1, w1), ...} (eval mode)."""
     was_training = model.training
     model.eval()
+    device = device_of(model)                 # the cache stays there (bf16 under autocast)
     parts: list[dict[str, torch.Tensor]] = []
     for i in range(0, len(t_indices), batch_size):
-        x = torch.from_numpy(builder.inputs(t_indices[i:i + batch_size]))
-        parts.append(model.encode(x, upto=stage))
+        x = torch.from_numpy(builder.inputs(t_indices[i:i + batch_size])).to(device)
+        with autocast(device, training=False):
+            parts.append(model.encode(x, upto=stage))
     model.train(was_training)
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
@@ -393,11 +404,14 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     base_state: a checkpoint dict (pretrained base or another model version); None with
     base 'none' (scratch) or 'imagenet'. The feature layout comes from base_state when given.
     base 'none' trains everything (freeze_up_to is ignored: random layers are not worth keeping).
+    Runs on train_cfg.device (UserError for cuda without a GPU); the result's model is on
+    the CPU, so its checkpoint loads anywhere.
     grid: the city's grid (the baselines of the blend need its cell size); None builds one of
     train_cfg.cell_size_m. Raises Cancelled when should_stop() returns True (checked after
     every batch).
     """
     t_start = time.perf_counter()
+    device = resolve_device(train_cfg.device)
     set_seed(train_cfg.seed)
     counts = np.asarray(counts, dtype=np.float32)
     mask = np.ones(counts.shape[1:], bool) if mask is None else np.asarray(mask, bool)
@@ -413,7 +427,7 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     t_test = np.arange(val_end, T - h + 1)
     builder = SampleBuilder(counts, starts, fcfg, mask, horizon_windows=h)
 
-    model = build_model(train_cfg, fcfg, base_state)
+    model = build_model(train_cfg, fcfg, base_state).to(device)
     continuing = train_cfg.base not in ("pretrained", "imagenet", "none")
     if not continuing:
         # a new head over the (pre)trained body, starting from this city's best linear forecast
@@ -444,7 +458,7 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         cache = encode_frozen(model, builder, t_train, cache_stage)
         check_stop()
 
-    maskt = torch.from_numpy(mask)
+    maskt = torch.from_numpy(mask).to(device)
     rng = np.random.default_rng(train_cfg.seed)
     n_batches = math.ceil(len(t_train) / train_cfg.batch_size)
     if train_cfg.steps_per_epoch:
@@ -488,7 +502,8 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
                 break
     model.load_state_dict(best[1])
     model.eval()
-    grid = grid or GridSpec("", 0.0, 0.0, float(train_cfg.cell_size_m), counts.shape[1], counts.shape[2])
+    grid = grid or GridSpec("", 0.0, 0.0, float(train_cfg.cell_size_m or DEFAULT_CELL_SIZE_M),
+                            counts.shape[1], counts.shape[2])
     # the blend is chosen on the validation windows, with every candidate fitted on the
     # training windows only (before the refit below)
     blend, val_scores = NETWORK_ONLY, dict(best[2])
@@ -527,6 +542,7 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         metrics["test"] = (network_test if blend.network_only else
                            {**_scores(*forecaster.apply_blend(blend, raw_test, mask), observed_test, mask),
                             "network": network_test})
+    model.cpu()
     times = pd.DatetimeIndex(builder.times)
     iso = lambda i: pd.Timestamp(times[min(i, len(times) - 1)]).isoformat()
     data_window = {"start": iso(first), "end": iso(T), "train_end": iso(train_end), "val_end": iso(val_end)}
@@ -587,7 +603,7 @@ def _window_hours_of(starts) -> int:
 def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progress: ProgressFn = None,
              seed: int = 0, time_budget_s: float = 150.0, max_steps: int | None = None,
              batch_size: int = 8, lr: float = 1e-3, holdout_days: int = 455,
-             should_stop: Callable[[], bool] | None = None) -> dict:
+             should_stop: Callable[[], bool] | None = None, device: str = "auto") -> dict:
     """Train the 'pretrained' base on many cities: every stage trainable, one shared layout.
 
     count_tensors: [(counts (T, H, W), starts, mask) or (counts, starts, mask, window_hours)]
@@ -595,17 +611,19 @@ def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progr
     window length is read from starts when not given). The last `holdout_days` of each tensor
     (a year of test plus 90 days of validation, fit's default split) are left out, so later
     backtests of fine-tuned models are not evaluated on windows the base has seen.
+    Runs on `device` ('auto' | 'cpu' | 'cuda[:N]', see devices.resolve_device).
     Stops after time_budget_s seconds (or max_steps); returns a plain-types checkpoint dict
     (format, category '*', state_dict, model_config, feature_config, train_config, data_window,
     metrics, train_seconds) that fit takes as base_state.
     """
     t_start = time.perf_counter()
+    torch_device = resolve_device(device)
     set_seed(seed)
     fcfg = FeatureConfig()
     names = channel_names(fcfg)
     model_cfg = model_cfg or ModelConfig(in_channels=len(names),
                                          prior_channel=names.index(f"rate_{max(fcfg.long_days)}d_s{fcfg.smoothing[0]:g}"))
-    model = create_model(model_cfg)
+    model = create_model(model_cfg).to(torch_device)
     sources = []  # (builder, t_indices, mask tensor)
     for item in count_tensors:
         counts, starts, mask = item[0], item[1], item[2]
@@ -619,7 +637,7 @@ def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progr
         if len(t_idx) == 0 or counts[:end].sum() == 0:
             continue
         b = SampleBuilder(counts, starts, fc, mask)
-        sources.append((b, t_idx, torch.from_numpy(b.mask)))
+        sources.append((b, t_idx, torch.from_numpy(b.mask).to(torch_device)))
     if not sources:
         raise ValueError("pretrain needs at least one count tensor with events")
     # the base path starts at the corpus' typical event level
@@ -651,7 +669,7 @@ def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progr
                          "eta_s": max(0.0, elapsed / frac - elapsed) if frac > 0 else None})
         if should_stop is not None and should_stop():
             raise Cancelled("pretraining cancelled")
-    model.eval()
+    model.eval().cpu()                        # a checkpoint that loads anywhere
     state = model_to_state(model)
     seconds = time.perf_counter() - t_start
     return {"format": CHECKPOINT_FORMAT, "category": "*",
@@ -659,7 +677,8 @@ def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progr
             "feature_config": fcfg.to_dict(),
             "train_config": {"kind": "pretrain", "seed": seed, "time_budget_s": time_budget_s,
                              "max_steps": max_steps, "batch_size": batch_size, "lr": lr,
-                             "holdout_days": holdout_days, "n_tensors": len(sources)},
+                             "holdout_days": holdout_days, "n_tensors": len(sources),
+                             "device": str(torch_device)},
             "data_window": {}, "history": [{"steps": step,
                                             "loss_first": float(np.mean(losses[:20])) if losses else None,
                                             "loss_last": float(np.mean(losses[-20:])) if losses else None}],

@@ -7,18 +7,22 @@ layers. Everything that decides what an operator sees lives here so it can be te
 * a colour scale that is FIXED for a model (0 .. `probability_scale_max`), so that the same
   colour means the same probability on every day the operator looks at;
 * risk levels (by rank) with their own fixed colours, as an alternative colouring;
-* the legend for either;
+* the legend for either (swatches, and as HTML with the outline and incident keys);
 * the initial view (centre and zoom) computed from the grid alone, so it does not move when
   the selected window or colouring changes (the dashboard keeps the user's pan and zoom);
 * layer specs (plain dicts) and a `pydeck.Deck` built from them, with no basemap
   (`map_provider=None`): tiles are never fetched, the cells and outlines are drawn on the
-  page's plain background.
+  page's plain background;
+* which cell a click on the map selected.
+
+Tables beside the map (hotspots) are in tables.py, texts in text.py.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from html import escape
 from typing import Any
 
 import numpy as np
@@ -26,6 +30,7 @@ import pandas as pd
 
 from safety_models.data.geo import points_in_geometry, polygon_features
 from safety_models.grid import GridSpec, cell_to_boundary
+from safety_models.presentation.text import short_percent
 
 # Sequential scale from pale yellow to dark red (ColorBrewer YlOrRd, 8 classes): readable on
 # white, ordered by lightness, and distinguishable by most colour-blind readers.
@@ -136,24 +141,12 @@ def _hex(rgb) -> str:
     return "#{:02x}{:02x}{:02x}".format(*(int(c) for c in rgb[:3]))
 
 
-def format_percent(probability: float) -> str:
-    """0.1234 -> '12.3 %'; small values keep two significant digits ('0.42 %')."""
-    if probability is None or not np.isfinite(probability):
-        return "–"
-    percent = 100.0 * float(probability)
-    if percent == 0:
-        return "0 %"
-    if percent < 1:
-        return f"{percent:.2g} %"
-    return f"{percent:.1f}".rstrip("0").rstrip(".") + " %"
-
-
 def probability_legend(scale_max: float, n_items: int = 6) -> list[LegendItem]:
     """Swatches at equal steps of the fixed scale, labelled in percent (top one '≥ max')."""
     items = []
     for i in range(n_items):
         p = scale_max * i / (n_items - 1)
-        label = format_percent(p)
+        label = short_percent(p)
         if i == n_items - 1 and scale_max < 1.0:
             label = f"≥ {label}"
         items.append(LegendItem(label, _hex(probability_rgb([p], scale_max)[0])))
@@ -166,6 +159,30 @@ def risk_level_legend(levels: Any) -> list[LegendItem]:
     order = {name: i for i, name in enumerate(RISK_LEVEL_COLOURS)}
     present.sort(key=lambda name: order.get(name.strip().lower(), len(order)))
     return [LegendItem(name, _hex(risk_level_rgb([name])[0])) for name in present]
+
+
+def legend_html(title: str, items: list[LegendItem], outlines: bool = False,
+                incidents: bool = False) -> str:
+    """A horizontal legend as HTML: colour swatches with their labels, then the keys for the
+    district outline and the incident points when the map draws them."""
+    swatches = "".join(
+        f'<span style="display:inline-flex;align-items:center;margin-right:12px">'
+        f'<span style="width:22px;height:14px;background:{item.colour_hex};'
+        f'border:1px solid #bbb;margin-right:5px;display:inline-block"></span>'
+        f'{escape(item.label)}</span>' for item in items)
+    extras = ""
+    if outlines:
+        extras += ('<span style="display:inline-flex;align-items:center;margin-right:12px">'
+                   '<span style="width:22px;height:0;border-top:2px solid #3c3c3c;'
+                   'margin-right:5px;display:inline-block"></span>district</span>')
+    if incidents:
+        r, g, b, _ = INCIDENT_RGBA
+        extras += ('<span style="display:inline-flex;align-items:center">'
+                   f'<span style="width:9px;height:9px;border-radius:50%;'
+                   f'background:rgb({r},{g},{b});margin-right:5px;display:inline-block"></span>'
+                   'recorded incident</span>')
+    return (f'<div style="font-size:0.85rem;color:#444;line-height:1.9">'
+            f'<b style="margin-right:10px">{escape(title)}</b>{swatches}{extras}</div>')
 
 
 def view_state(grid: GridSpec, width_px: int = MAP_WIDTH_PX, height_px: int = MAP_HEIGHT_PX,
@@ -225,7 +242,7 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
             else [255, 255, 255, 60],
             "elevation": float(elevation[i]),
             "probability": float(probability[i]),
-            "probability_text": format_percent(probability[i]),
+            "probability_text": short_percent(probability[i]),
             "expected_count": float(expected[i]),
             "expected_text": f"{expected[i]:.2f}",
             "events_last_30d": int(recent[i]) if np.isfinite(recent[i]) else 0,
@@ -353,145 +370,14 @@ def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]
                     tooltip={"html": TOOLTIP_HTML, "style": TOOLTIP_STYLE})
 
 
-def top_hotspots(prediction: pd.DataFrame, n: int = 10,
-                 geojson: dict[str, Any] | None = None) -> pd.DataFrame:
-    """The n highest-ranked cells as a table for people: rank, cell, district (from the
-    outlines, '' without), risk level, chance (percent), expected, last 30 days, lat, lon."""
-    columns = ["rank", "cell", "district", "risk level", "chance", "expected", "last 30 days",
-               "lat", "lon"]
-    if prediction.empty:
-        return pd.DataFrame(columns=columns)
-    top = prediction.sort_values("rank").head(n)
-    return pd.DataFrame({
-        "rank": top["rank"].astype(int).to_numpy(),
-        "cell": top["cell_id"].astype(int).to_numpy(),
-        "district": district_of(top["lat"], top["lon"], geojson),
-        "risk level": top["risk_level"].astype(str).to_numpy(),
-        "chance": (100 * top["probability"].astype(float)).round(1).to_numpy(),
-        "expected": top["expected_count"].astype(float).round(2).to_numpy(),
-        "last 30 days": top["events_last_30d"].astype(int).to_numpy(),
-        "lat": top["lat"].astype(float).round(5).to_numpy(),
-        "lon": top["lon"].astype(float).round(5).to_numpy(),
-    })
-
-
-# ---------------------------------------------------------------------------------------------
-# Charts beside the map (pure: tables in, tables out)
-
-
-def period_starts(times: pd.Series, freq: str) -> pd.Series:
-    """The start of each time's period: "D" day, "W" week from Monday, "M" calendar month."""
-    times = pd.to_datetime(times)
-    if freq == "D":
-        return times.dt.normalize()
-    if freq == "W":
-        return times.dt.normalize() - pd.to_timedelta(times.dt.day_of_week, unit="D")
-    if freq == "M":
-        return times.dt.to_period("M").dt.start_time
-    raise ValueError(f"freq must be 'D', 'W' or 'M', got {freq!r}")
-
-
-_RANGE_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
-
-
-def incidents_per_period(incidents: pd.DataFrame, freq: str = "W",
-                         by_subtype: bool = False, top_subtypes: int = 8) -> pd.DataFrame:
-    """Incidents counted per period: columns period (start), [subtype], incidents.
-
-    freq: "D" days, "W" weeks starting Monday, "M" months. Without by_subtype, periods with
-    no incident count 0 (so a gap in the data shows as a gap). by_subtype: one series per
-    subtype; all but the top_subtypes most frequent are summed as "other", an empty subtype
-    is "unspecified"."""
-    columns = ["period", "subtype", "incidents"] if by_subtype else ["period", "incidents"]
-    if incidents.empty:
-        return pd.DataFrame(columns=columns)
-    period = period_starts(incidents["occurred_at"], freq)
-    if not by_subtype:
-        counts = period.value_counts().sort_index()
-        full = pd.date_range(counts.index.min(), counts.index.max(), freq=_RANGE_FREQ[freq])
-        counts = counts.reindex(full, fill_value=0)
-        return pd.DataFrame({"period": counts.index, "incidents": counts.to_numpy()})
-    subtype = incidents["subtype"].fillna("").astype(str).str.strip()
-    subtype = subtype.where(subtype != "", "unspecified")
-    top = subtype.value_counts().head(top_subtypes).index
-    subtype = subtype.where(subtype.isin(top), "other")
-    table = (pd.DataFrame({"period": period.to_numpy(), "subtype": subtype.to_numpy()})
-             .groupby(["period", "subtype"]).size().rename("incidents").reset_index())
-    return table[columns]
-
-
-def headline_scores(evaluation: dict | None) -> dict[str, Any] | None:
-    """The model's headline test scores and the best baseline's, from a saved evaluation.
-
-    Returns hit_rate_5, pai_5, roc_auc of the model, and for each the best baseline value
-    (best_hit_rate_5 with best_baseline, best_pai_5, best_roc_auc with best_baseline_auc);
-    None when there is no evaluation or it lacks the model's scores."""
-    if not evaluation or "results" not in evaluation:
+def selected_cell_id(selection: Any) -> int | None:
+    """The id of the cell a map selection holds ({"selection": {"objects": {"cells": [...]}}},
+    as the dashboard reports a click), None when it holds no cell."""
+    try:
+        objects = selection["selection"]["objects"].get(CELLS_LAYER_ID) or []
+    except (KeyError, TypeError, AttributeError):
         return None
-    from safety_models.evaluation.backtest import summary_table
-
-    table = summary_table(evaluation)
-    if "model" not in table.index:
+    if not objects:
         return None
-    model = table.loc["model"]
-    baselines = table.drop(index="model")
-    out: dict[str, Any] = {k: float(model[k]) for k in ("hit_rate_5", "pai_5", "roc_auc")}
-    if baselines.empty:
-        out.update(best_hit_rate_5=float("nan"), best_pai_5=float("nan"),
-                   best_roc_auc=float("nan"), best_baseline="–", best_baseline_auc="–")
-        return out
-    best = baselines["hit_rate_5"].astype(float).fillna(-1).idxmax()
-    best_auc = baselines["roc_auc"].astype(float).fillna(-1).idxmax()
-    out.update(best_hit_rate_5=float(baselines.loc[best, "hit_rate_5"]),
-               best_pai_5=float(baselines["pai_5"].astype(float).max()),
-               best_roc_auc=float(baselines.loc[best_auc, "roc_auc"]),
-               best_baseline=baseline_label(best), best_baseline_auc=baseline_label(best_auc))
-    return out
-
-
-BASELINE_LABELS: dict[str, str] = {
-    "model": "this model",
-    "naive": "last window (naive)",
-    "historical_average": "historical average",
-    "kde": "kernel density (KDE)",
-    "prospective_hotspot": "prospective hotspot",
-    "seasonal": "same weekday/season",
-}
-
-
-def baseline_label(name: str) -> str:
-    return BASELINE_LABELS.get(str(name), str(name).replace("_", " "))
-
-
-# One colour per forecaster, the same in every chart: the model stands out in dark blue.
-FORECASTER_COLOURS: dict[str, str] = {
-    "model": "#1d4e89",
-    "historical_average": "#e4572e",
-    "kde": "#f0a202",
-    "prospective_hotspot": "#2a9d8f",
-    "naive": "#9a9a9a",
-    "seasonal": "#8e6c8a",
-}
-
-
-def forecaster_colour(name: str) -> str:
-    return FORECASTER_COLOURS.get(str(name), "#6c757d")
-
-
-def scores_over_time(evaluation: dict, metric: str = "hit_rate_5") -> pd.DataFrame:
-    """Per-window scores of the model and every baseline: columns start, forecaster (the
-    saved name), value. Daily windows are averaged per week (Monday) so the chart shows a
-    trend rather than a comb of 0 and 100 %; windows without events (no score) are skipped."""
-    results = evaluation.get("results") or {}
-    forecasters = {"model": results.get("model") or {}, **(results.get("baselines") or {})}
-    rows = [{"start": w.get("start"), "forecaster": name, "value": w.get(metric)}
-            for name, m in forecasters.items() for w in (m.get("per_window") or [])]
-    table = pd.DataFrame(rows, columns=["start", "forecaster", "value"]).dropna()
-    if table.empty:
-        return table
-    table["start"] = pd.to_datetime(table["start"])
-    table["value"] = table["value"].astype(float)
-    if int(evaluation.get("window_hours") or 24) < 168:
-        table["start"] = period_starts(table["start"], "W")
-        table = table.groupby(["start", "forecaster"], sort=True)["value"].mean().reset_index()
-    return table
+    cell = objects[0].get("cell_id")
+    return None if cell is None else int(cell)

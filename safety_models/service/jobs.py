@@ -10,13 +10,16 @@ the traceback goes to the log ``home/jobs/<job_id>.log`` only).
 Kinds:
   train      config = TrainConfig.to_dict(): workflows.train_category
   pretrain   config = {"force": bool, "pretrain": {training.pretrain options}}:
-             workflows.ensure_pretrained
+             modeling.pretrained.ensure_pretrained
   bootstrap  config = {} (optionally "train": TrainConfig overrides, "pretrain": options):
-             the base, then a first model for every category with data and no model (the
-             dashboard's first start)
+             workflows.bootstrap: the base, then a first model for every category with
+             data and no model (started by operations.first_start)
 
 A job that fails or is killed never touches the active model: models are saved only once
 training has finished. recover_stale_jobs marks jobs whose process has died as failed.
+
+Jobs run workflow steps; workflows never import this module (operations, above both, starts
+the first-start job and reads jobs for what needs attention).
 """
 
 from __future__ import annotations
@@ -202,9 +205,12 @@ def recover_stale_jobs(store: Store) -> list[int]:
         stale.append(row.job_id)
     for job_id in stale:
         with store.begin() as conn:
-            conn.execute(jobs_table.update()
-                         .where(j.job_id == job_id, j.status.in_(ACTIVE_STATUSES))
-                         .values(status="failed", message=STALE_MESSAGE, finished_at=_now()))
+            ended = conn.execute(jobs_table.update()
+                                 .where(j.job_id == job_id, j.status.in_(ACTIVE_STATUSES))
+                                 .values(status="failed", message=STALE_MESSAGE,
+                                         finished_at=_now())).rowcount
+        if ended:   # this call ended it (not another session a moment before)
+            _audit_end(store, job_id)
     return stale
 
 
@@ -262,14 +268,19 @@ def _child_env(store: Store) -> dict[str, str]:
     return env
 
 
-def start_job(store: Store, kind: str, config: dict) -> int:
+def start_job(store: Store, kind: str, config: dict,
+              on_created: Callable[[int], None] | None = None) -> int:
     """Record a job and start its process in the background; returns the job id at once.
 
     The process is detached (its own session), so it outlives a Streamlit rerun; its output
     goes to log_path(job_id). Raises UserError when the category already has an active job.
+    on_created(job_id) runs once the job is recorded, before its process starts (the audit
+    trail's start row must come before the end row the process writes).
     """
     recover_stale_jobs(store)  # a dead job must not block this one
     job_id = _insert_job(store, kind, config, pid=None, status="queued", exclusive=True)
+    if on_created is not None:
+        on_created(job_id)
     log = log_path(job_id)
     try:
         with open(log, "ab") as out:
@@ -417,10 +428,12 @@ def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str 
         return workflows.train_category(store, cfg, on_progress=reporter.on_progress,
                                         should_stop=reporter.should_stop)
     if kind == "pretrain":
-        return workflows.ensure_pretrained(store, on_progress=reporter.on_progress,
-                                           force=bool(config.get("force", False)),
-                                           should_stop=reporter.should_stop,
-                                           pretrain_options=config.get("pretrain"))
+        from safety_models.modeling.pretrained import ensure_pretrained
+
+        return ensure_pretrained(store, on_progress=reporter.on_progress,
+                                 force=bool(config.get("force", False)),
+                                 should_stop=reporter.should_stop,
+                                 pretrain_options=config.get("pretrain"))
     if kind == "bootstrap":
         model_ids = workflows.bootstrap(store, on_progress=reporter.on_progress,
                                         should_stop=reporter.should_stop,
@@ -450,6 +463,7 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
     if job["cancel_requested"]:
         _update(store, job_id, status="cancelled", message=CANCELLED_MESSAGE,
                 started_at=_now(), finished_at=_now(), pid=os.getpid())
+        _audit_end(store, job_id)
         return get_job(store, job_id)
     _update(store, job_id, status="running", started_at=_now(), pid=os.getpid(),
             host=socket.gethostname())
@@ -460,6 +474,7 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         reporter.flush()
         _update(store, job_id, status="cancelled", finished_at=_now(),
                 message=CANCELLED_MESSAGE if isinstance(err, Cancelled) else "interrupted")
+        _audit_end(store, job_id)
         if reraise or not isinstance(err, Exception):
             raise
     except BaseException as err:  # noqa: BLE001 - every failure must end the row
@@ -468,6 +483,7 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         message = ("the training process was stopped (SIGTERM)" if isinstance(err, Terminated)
                    else _summary(err))
         _update(store, job_id, status="failed", finished_at=_now(), message=message)
+        _audit_end(store, job_id)
         if reraise or not isinstance(err, Exception):
             raise
     else:
@@ -476,17 +492,33 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         reporter.flush()
         _update(store, job_id, status="succeeded", finished_at=_now(), model_id=model_id,
                 message=None)
+        _audit_end(store, job_id)
     return get_job(store, job_id)
 
 
+def _audit_end(store: Store, job_id: int) -> None:
+    """The job's train.end row. A database too busy to take it is reported in the job's log:
+    the job's own row already says how it ended, and that must not turn into a failure."""
+    from safety_models.service import audit
+
+    try:
+        audit.record_job_end(store, get_job(store, job_id))
+    except sa.exc.SQLAlchemyError:
+        traceback.print_exc()
+
+
 def run_job_inline(store: Store, kind: str, config: dict,
-                   on_progress: Callable[[dict], None] | None = None) -> dict:
+                   on_progress: Callable[[dict], None] | None = None,
+                   on_created: Callable[[int], None] | None = None) -> dict:
     """Run a job in this process (the CLI), recorded in the jobs table like a background one,
     so the dashboard shows it and can cancel it. Returns the final job dict of a succeeded
     job; the exception that ended a failed or cancelled one is raised again once recorded
-    (a UserError for the CLI to print, training.Cancelled, ...)."""
+    (a UserError for the CLI to print, training.Cancelled, ...). on_created: as for
+    start_job."""
     recover_stale_jobs(store)
     job_id = _insert_job(store, kind, config, pid=os.getpid(), status="queued")
+    if on_created is not None:
+        on_created(job_id)
     return _run(store, job_id, forward=on_progress, reraise=True)
 
 

@@ -4,21 +4,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 from safety_models import cli
 from safety_models.data.demo import DEMO_DIR, demo_files, load_demo
 from safety_models.schema import CATEGORIES
-from safety_models.data.store import Store
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    s = Store()
-    yield s
-    s.close()
+# `store` (conftest.py): a Store on a fresh, empty home.
 
 
 def test_demo_files_are_shipped_small_and_attributed():

@@ -309,7 +309,8 @@ def test_source_key_is_the_id_or_a_hash_of_the_raw_row():
     lines = ["date,lat,lon", f"2020-01-01 10:00,{CHICAGO[0][0]},{CHICAGO[0][1]}",
              f"2020-01-01 10:00,{CHICAGO[0][0]},{CHICAGO[0][1]}", f"2020-01-01 11:00,{CHICAGO[0][0]},{CHICAGO[0][1]}"]
     keys = parse(lines).accepted["source_key"].tolist()
-    assert keys[0] == keys[1] != keys[2] and len(keys[0]) == 40
+    # Identical rows are two events: the second gets the hash numbered by its occurrence.
+    assert len(keys[0]) == 40 and keys[1] == keys[0] + "#2" and keys[2] not in keys[:2]
 
 
 def test_negative_test_results_are_not_events():
@@ -345,6 +346,9 @@ class FakeStore:
         self.calls.append(dict(file_name=file_name, data=data, category=category, accepted=accepted,
                                rejected=rejected, rows_read=rows_read, mapping=mapping, is_demo=is_demo))
         return "summary"
+
+    def find_upload(self, data, category, file_name=None):
+        return None
 
 
 def test_ingest_bytes_and_path_hand_the_tables_to_the_store(tmp_path):
@@ -389,3 +393,173 @@ def test_month_only_dates_fall_on_the_first_of_the_month():
                "abc123,2023-02,-1.540,53.795,On or near Boar Lane,Burglary,Under investigation"])
     assert (p.mapping.time, p.mapping.subtype, p.mapping.outcome) == ("Month", "Crime type", None)
     assert times(p) == ["2023-01-01 00:00", "2023-02-01 00:00"]
+
+
+# --- nothing lost, nothing silently wrong (issue 12) ------------------------------------------
+
+def chicago_rows(n: int, start_day: int = 1) -> list[str]:
+    """n well-formed rows id,date,lat,lon,type (distinct ids, times and places)."""
+    return [f"R{i},2019-03-{start_day + i % 27:02d} {i % 24:02d}:15,"
+            f"{CHICAGO[i % 5][0] + 0.001 * i:.5f},{CHICAGO[i % 5][1]:.5f},theft" for i in range(n)]
+
+
+HEADER = "id,date,latitude,longitude,type"
+
+
+def test_an_unbalanced_quote_rejects_its_line_and_every_other_line_is_read():
+    lines = chicago_rows(10)
+    lines[4] = lines[4].replace(",theft", ',"theft')          # opens a quote that never closes
+    p = parse([HEADER, *lines])
+    # Every line of the input: 9 accepted, 1 rejected (nothing swallowed into a cell).
+    assert (p.rows_read, len(p.accepted), len(p.rejected)) == (10, 9, 1)
+    assert p.rejected[["row_number", "reason"]].values.tolist() == [
+        [5, "unbalanced quote (a quoted value that never closes)"]]
+    assert p.rejected.loc[0, "id"] == "R4" and p.rejected.loc[0, "type"] == '"theft'
+    assert not p.accepted["subtype"].str.contains("\n").any()
+
+
+def test_two_stray_quotes_do_not_merge_the_lines_between_them():
+    lines = chicago_rows(8)
+    lines[1] = lines[1].replace(",theft", ',"theft')
+    lines[5] = lines[5].replace(",theft", ',theft"')          # a quote that would "close" it
+    p = parse([HEADER, *lines])
+    assert (p.rows_read, len(p.accepted) + len(p.rejected)) == (8, 8)
+    assert p.rejected["row_number"].tolist() == [2]
+    assert sorted(p.accepted["source_key"]) == sorted(f"R{i}" for i in range(8) if i != 1)
+
+
+def test_quoted_values_with_line_breaks_stay_one_row_and_ragged_lines_are_rejected():
+    lines = [HEADER, 'R1,2019-03-01 10:00,41.88,-87.63,"theft\nfrom a car"',
+             "R2,2019-03-01 11:00,41.88,-87.63,theft,extra,fields",
+             "R3,2019-03-01 12:00,41.88",
+             "", "R4,2019-03-01 13:00,41.89,-87.64,theft"]
+    p = parse(lines)
+    assert p.rows_read == 4 and p.accepted["subtype"].tolist() == ["theft\nfrom a car", "theft"]
+    # Row numbers are lines below the header, so the user finds the line in the file.
+    assert p.rejected[["row_number", "reason"]].values.tolist() == [
+        [3, "wrong number of fields for the header"], [4, "wrong number of fields for the header"]]
+
+
+def test_lines_of_utf8_and_latin1_in_one_file_both_read_right():
+    data = (f"{HEADER},comuna\n".encode()
+            + "A1,2019-03-01 10:00,41.88,-87.63,robo,Peñalolén\n".encode("utf-8")
+            + "A2,2019-03-01 11:00,41.88,-87.63,robo,Peñalolén\n".encode("latin-1")
+            + "A3,2019-03-01 12:00,41.88,-87.63,robo,Ñuñoa\n".encode("utf-8"))
+    assert read_table(data, "mixed.csv")["comuna"].tolist() == ["Peñalolén", "Peñalolén", "Ñuñoa"]
+
+
+@pytest.mark.parametrize("when", ["1900-01-01 00:00", "1969-12-31 23:59", "2200-01-01 10:00",
+                                  "tomorrow+2"])
+def test_implausible_times_are_rejected(when):
+    if when == "tomorrow+2":
+        when = (pd.Timestamp.now() + pd.Timedelta(days=2)).strftime("%Y-%m-%d %H:%M")
+    lines = chicago_rows(5)
+    lines[2] = f"R2,{when},41.88,-87.63,theft"
+    p = parse([HEADER, *lines])
+    assert p.rejected[["row_number", "reason"]].values.tolist() == [[3, "time outside the plausible range"]]
+    assert len(p.accepted) == 4
+
+
+def test_plausible_start_is_configurable_and_now_is_accepted():
+    now = pd.Timestamp.now().floor("min").strftime("%Y-%m-%d %H:%M")
+    lines = [HEADER, "R1,1970-01-01 00:00,41.88,-87.63,theft", f"R2,{now},41.88,-87.63,theft",
+             "R3,1999-06-01 10:00,41.88,-87.63,theft"]
+    assert len(parse(lines).accepted) == 3
+    p = read_incident_file(csv_bytes(lines), "t.csv", "crime", earliest="2000-01-01")
+    assert p.rejected["row_number"].tolist() == [1, 3] and len(p.accepted) == 1
+
+
+def test_a_few_rows_geocoded_to_another_city_are_rejected_in_a_small_file():
+    # 12 Chicago rows and three identical rows ~1,100 km away (Atlanta): the old box read the
+    # 2nd lowest/highest values and so took Atlanta into "the data's area".
+    lines = chicago_rows(12) + ["X1,2019-03-05 10:00,33.749,-84.388,theft"] * 3
+    p = parse([HEADER, *lines])
+    assert len(p.accepted) == 12
+    assert p.rejected[["row_number", "reason"]].values.tolist() == [
+        [13, "coordinates outside the data's area"], [14, "coordinates outside the data's area"],
+        [15, "coordinates outside the data's area"]]
+    # A city-wide spread (40 km) is kept whole, even in five rows.
+    five = [HEADER, *(f"Q{i},2019-03-01 10:00,{41.65 + 0.09 * i},-87.70,theft" for i in range(5))]
+    assert len(parse(five).accepted) == 5
+
+
+def test_a_single_occurrence_time_wins_over_a_window():
+    # Crime Open Database layout, and LA's DATE OCC beside Date Rptd.
+    p = parse(["uid,offense_type,date_single,date_start,date_end,longitude,latitude",
+               "1,assault,2016-01-02 10:30,2016-01-01 22:00,2016-01-02 11:00,-87.63,41.88",
+               "2,assault,2016-01-03 12:00,2016-01-03 09:00,2016-01-03 15:00,-87.64,41.87"])
+    assert p.mapping.time == "date_single"
+    assert times(p) == ["2016-01-02 10:30", "2016-01-03 12:00"]
+    p = parse(["DR_NO,Date Rptd,DATE OCC,LAT,LON",
+               "1,01/05/2020 00:00,01/01/2020 22:00,34.05,-118.25",
+               "2,01/09/2020 00:00,01/08/2020 13:00,34.06,-118.24"])
+    assert p.mapping.time == "DATE OCC"
+
+
+def test_identical_rows_without_an_id_are_separate_events():
+    row = "2019-03-01 10:00,41.88,-87.63,noise complaint"
+    p = parse(["date,lat,lon,type", row, row, row, "2019-03-01 11:00,41.88,-87.63,noise complaint"])
+    keys = p.accepted["source_key"].tolist()
+    assert len(set(keys)) == 4 and keys[1:3] == [keys[0] + "#2", keys[0] + "#3"]
+
+
+REFUSAL_SCRIPT = r"""
+import json, resource, sys, time
+from safety_models.data.ingest import read_incident_file
+from safety_models.errors import UserError
+mb = 1_000_000
+files = {
+    "one line of commas": (",".join(f"c{i}" for i in range(200_000))).encode()[:mb],
+    "one line of text": (b"lorem ipsum dolor sit amet " * 40_000)[:mb],
+    "one line of JSON": ("[" + ",".join('{"a": %d, "b": "x;y"}' % i for i in range(60_000)) + "]").encode()[:mb],
+    "every line an unbalanced quote": b"date,lat,lon\n" + b'"2019-01-01,41.8,-87.6\n' * 40_000,
+}
+out = {}
+for name, data in files.items():
+    start = time.perf_counter()
+    try:
+        read_incident_file(data, "big.csv", "crime")
+        refused = None
+    except UserError as err:
+        refused = type(err).__name__
+    out[name] = {"seconds": time.perf_counter() - start, "refused": refused}
+try:   # this process's peak (ru_maxrss would count the forking pytest process too)
+    status = open("/proc/self/status").read()
+    peak_kb = int(status.split("VmHWM:")[1].split()[0])
+except (OSError, IndexError):
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+out["max_rss_mb"] = peak_kb / 1024
+print(json.dumps(out))
+"""
+
+
+def test_unusable_one_megabyte_files_are_refused_within_a_second_and_200_mb():
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", REFUSAL_SCRIPT], capture_output=True, text=True,
+                          cwd=repo, timeout=300)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result.pop("max_rss_mb") <= 200     # the whole process, imports included
+    for name, got in result.items():
+        assert got["refused"] == "FileUnusable", name
+        assert got["seconds"] <= 1.0, (name, got)
+
+
+def test_a_symbolic_link_loop_is_a_message_not_a_traceback(tmp_path):
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    with pytest.raises(FileUnusable, match="symbolic link that leads back to itself") as err:
+        ingest_path(FakeStore(), loop, "crime")
+    assert str(loop) in str(err.value)
+
+
+def test_a_file_whose_every_line_is_unreadable_is_refused_saying_why():
+    data = csv_bytes(["date,lat,lon", '"2019-01-01,41.8,-87.6', '"2019-01-02,41.8,-87.6'])
+    with pytest.raises(FileUnusable, match="none of its 2 rows could be split into the 3 columns") as err:
+        read_incident_file(data, "quotes.csv", "crime")
+    assert "unbalanced quote" in str(err.value) and "quotes.csv" in str(err.value)

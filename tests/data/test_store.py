@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -16,7 +17,8 @@ from safety_models.data.store import Store, UploadSummary
 CHICAGO = (41.85, -87.65)
 BARCELONA = (41.39, 2.17)
 SUMMARY_KEYS = {"upload_id", "file_name", "category", "rows_read", "accepted", "rejected",
-                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded"}
+                "duplicates", "rejected_reasons", "time_min", "time_max", "already_loaded",
+                "earlier_upload_id"}
 
 
 def accepted_frame(keys, category="crime", where=CHICAGO, start="2019-01-01 08:00") -> pd.DataFrame:
@@ -45,9 +47,9 @@ NO_REJECTS = pd.DataFrame({"row_number": pd.array([], dtype="int64"),
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, db_url):
+    """A fresh home, its database on SQLite and on PostgreSQL (conftest.db_url)."""
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
     return tmp_path
 
 
@@ -106,21 +108,30 @@ def test_failure_halfway_leaves_store_as_before(store, home, monkeypatch):
     add(store, ["a", "b"])
     before = (store.incident_counts(), store.list_uploads().to_dict("list"),
               sorted(p.name for p in (home / "uploads").iterdir()))
-    monkeypatch.setattr(store_module, "INSERT_CHUNK_ROWS", 2)
-    real_execute_many = Store._execute_many
     calls = []
+    if store.is_sqlite:   # fail between two executemany chunks
+        monkeypatch.setattr(store_module, "INSERT_CHUNK_ROWS", 2)
+        real_execute_many = Store._execute_many
 
-    def fail_after_first_chunk(self, conn, sql, rows):
-        calls.append(len(rows))
-        if len(calls) > 1:
+        def fail_after_first_chunk(self, conn, sql, rows):
+            calls.append(len(rows))
+            if len(calls) > 1:
+                raise RuntimeError("disk full")
+            return real_execute_many(self, conn, sql, rows)
+
+        monkeypatch.setattr(Store, "_execute_many", fail_after_first_chunk)
+    else:                 # PostgreSQL: fail once COPY has inserted every row
+        real_copy = Store._copy_incidents
+
+        def fail_after_copy(conn, upload_id, new):
+            calls.append(real_copy(conn, upload_id, new))
             raise RuntimeError("disk full")
-        return real_execute_many(self, conn, sql, rows)
 
-    monkeypatch.setattr(Store, "_execute_many", fail_after_first_chunk)
+        monkeypatch.setattr(Store, "_copy_incidents", staticmethod(fail_after_copy))
     rejected = rejected_frame([(9, "missing coordinates", {"date": "2019-01-01"})])
     with pytest.raises(RuntimeError, match="disk full"):
         add(store, ["c", "d", "e", "f", "g"], rejected=rejected)
-    assert len(calls) == 2
+    assert calls == ([2, 2] if store.is_sqlite else [5])
     after = (store.incident_counts(), store.list_uploads().to_dict("list"),
              sorted(p.name for p in (home / "uploads").iterdir()))
     assert after == before
@@ -157,9 +168,12 @@ def test_city_mismatch_is_refused_per_category(store):
 
 
 def test_portable_code_path_gives_the_same_results(store):
-    """The paths used for databases other than SQLite (Core inserts after a key lookup,
-    Core reads), exercised on SQLite."""
+    """The paths used for databases other than SQLite and PostgreSQL (Core inserts after a
+    key lookup, Core reads), exercised on SQLite."""
+    if not store.is_sqlite:
+        pytest.skip("exercised on SQLite only")
     store.is_sqlite = False
+    store.dialect = "portable"
     add(store, ["a", "b", "b"])
     summary = add(store, ["b", "c"])
     assert (summary.accepted, summary.duplicates) == (1, 1)
@@ -170,6 +184,8 @@ def test_portable_code_path_gives_the_same_results(store):
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(store):
+    if not store.is_sqlite:
+        pytest.skip("SQLite's settings")
     with store.engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
@@ -264,10 +280,14 @@ def test_boundaries_meta_and_remove_demo(store):
 
 
 def test_other_modules_add_tables_on_the_shared_metadata(home):
+    """The migrations make the product's tables; a table outside them (a test's) is made on
+    first use by ensure_table."""
     extra = sa.Table("test_extra_table", store_module.metadata,
                      sa.Column("id", sa.Integer, primary_key=True))
     try:
         s = Store()
+        assert not sa.inspect(s.engine).has_table("test_extra_table")
+        s.ensure_table(extra)
         with s.begin() as conn:
             conn.execute(extra.insert().values(id=1))
         with s.engine.connect() as conn:
@@ -283,3 +303,132 @@ def test_mapping_is_stored_as_json(store):
         text = conn.execute(sa.select(store_module.uploads.c.mapping)
                             .where(store_module.uploads.c.id == summary.upload_id)).scalar()
     assert json.loads(text) == {"time": "date"}
+
+
+# --- nothing lost, nothing silently wrong (issue 12) ------------------------------------------
+
+def csv_export(rows: list[str]) -> bytes:
+    """An export without an id column: rows of date,lat,lon,type."""
+    return ("date,lat,lon,type\n" + "\n".join(rows) + "\n").encode()
+
+
+CALL = "2019-03-01 10:00,41.8800,-87.6300,noise"
+
+
+def test_identical_rows_count_by_multiplicity(store):
+    from safety_models.data.ingest import ingest_bytes
+
+    other = [f"2019-03-0{d} 10:00,41.88{d},-87.630,noise" for d in range(2, 6)]
+    first = ingest_bytes(store, csv_export([CALL, *other]), "first.csv", "crime")
+    assert (first.accepted, first.duplicates) == (5, 0)
+    # Two calls at one address on one day are two events; the row stored once is matched
+    # once: a file holding it three times adds two.
+    second = ingest_bytes(store, csv_export([CALL, CALL, CALL, *other]), "second.csv", "crime")
+    assert (second.rows_read, second.accepted, second.duplicates) == (7, 2, 5)
+    assert store.incident_counts()["crime"] == 7
+    # The same rows again, as other bytes (CRLF, another order): nothing added.
+    again = csv_export([*other, CALL, CALL, CALL]).replace(b"\n", b"\r\n")
+    third = ingest_bytes(store, again, "third.csv", "crime")
+    assert (third.accepted, third.duplicates, third.already_loaded) == (0, 7, False)
+    assert store.incident_counts()["crime"] == 7
+
+
+def test_loading_a_file_again_reports_nothing_added_and_the_earlier_upload(store):
+    from safety_models.data.ingest import ingest_bytes
+
+    data = csv_export([CALL, "2019-03-02 10:00,41.88,-87.63,noise", "bad,41.88,-87.63,noise"])
+    first = ingest_bytes(store, data, "calls.csv", "crime")
+    again = ingest_bytes(store, data, "calls (copy).csv", "crime")
+    assert again.already_loaded and again.earlier_upload_id == first.upload_id
+    assert (again.accepted, again.duplicates, again.rejected, again.rows_read) == (0, 2, 1, 3)
+    assert again.file_name == "calls (copy).csv"
+    assert store.incident_counts()["crime"] == 2 and len(store.list_uploads()) == 1
+
+
+def test_kept_uploads_are_written_durably_and_stored_relative_to_home(store, home, monkeypatch):
+    import safety_models.files as files_module
+
+    synced = []
+    real_fsync = files_module.os.fsync
+    monkeypatch.setattr(files_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    summary = add(store, ["a", "b"], data=b"the original bytes")
+    assert len(synced) >= 2          # the file's data, then its folder after the rename
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(store_module.uploads.c.stored_path)).scalar()
+    assert stored == f"uploads/{summary.upload_id}-f.csv"   # the home may move (restore)
+    assert open(store.list_uploads().loc[0, "stored_path"], "rb").read() == b"the original bytes"
+
+
+def test_commits_are_durable_synchronous_full(store):
+    if not store.is_sqlite:
+        pytest.skip("SQLite's settings (PostgreSQL commits are durable by default)")
+    with store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2     # FULL
+
+
+def test_opening_the_store_removes_temporary_files_of_killed_writers(home):
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    uploads = home / "uploads"
+    uploads.mkdir()
+    # A load killed while writing its kept file (write_atomic's temporary file, 16 MB).
+    writer = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from pathlib import Path; from safety_models.files import write_atomic\n"
+         "def fill(fh):\n"
+         "    fh.write(b'x' * 16_000_000); fh.flush(); print('written', flush=True); time.sleep(600)\n"
+         f"write_atomic(Path({str(uploads / 'big.csv')!r}), fill)"],
+        cwd=repo, stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "written"
+    writer.kill()
+    writer.wait()
+    leftover = [p for p in uploads.iterdir()]
+    assert len(leftover) == 1 and leftover[0].stat().st_size == 16_000_000
+    # One written before write_atomic was used (no writer in its name), an hour old.
+    legacy = uploads / (".tmp-" + "ab" * 16)
+    legacy.write_bytes(b"old")
+    old = time.time() - 7200
+    os.utime(legacy, (old, old))
+    # One being written right now by a live process (this one) stays.
+    from safety_models.files import write_atomic
+    live = write_atomic(uploads / "live.csv", lambda fh: fh.write(b"x"), replace=False)
+    kept = uploads / "3-kept.csv"
+    kept.write_bytes(b"a kept upload")
+    Store().close()
+    assert sorted(p.name for p in uploads.iterdir()) == sorted([live.name, kept.name])
+
+
+@pytest.mark.parametrize("damage", ["overwritten", "truncated", "emptied"])
+def test_a_damaged_database_is_a_message_pointing_to_check_and_restore(home, damage, db_url):
+    if db_url is not None:
+        pytest.skip("damages the SQLite file; a PostgreSQL server's files are its own")
+    from safety_models.errors import DatabaseDamaged
+
+    s = Store()
+    add(s, [f"k{i}" for i in range(400)])
+    s.close()
+    db = home / "safety_models.db"
+    for suffix in ("-wal", "-shm"):
+        (home / f"safety_models.db{suffix}").unlink(missing_ok=True)
+    if damage == "overwritten":
+        db.write_bytes(os.urandom(50_000))
+    elif damage == "truncated":
+        db.write_bytes(db.read_bytes()[: db.stat().st_size // 2])
+    else:
+        db.write_bytes(b"")
+    with pytest.raises(DatabaseDamaged) as err:
+        s = Store()
+        try:      # a half file may open; reading it finds the damage
+            s.incident_counts()
+            s.list_uploads()
+        except Exception as inner:  # noqa: BLE001 - the store's own translation is tested
+            raise store_module.explain_storage_error(inner) or inner
+        finally:
+            s.close()
+    message = str(err.value)
+    assert str(db) in message and "python -m safety_models check" in message
+    assert "restore" in message

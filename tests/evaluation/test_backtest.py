@@ -22,7 +22,7 @@ REQUIRED_M_KEYS = ("accuracy", "always_no_event_accuracy", "balanced_accuracy", 
 
 @dataclass(frozen=True)
 class City:
-    """Stand-in for workflows.CityData (same attribute names)."""
+    """Stand-in for modeling.city.CityData (same attribute names)."""
 
     category: str
     grid: GridSpec
@@ -310,12 +310,13 @@ def test_real_model_forecasts_do_not_see_the_future(tiny_home_with_models):
     from conftest import use_home
 
     from safety_models.modeling import registry
+    from safety_models.modeling.city import model_city
     from safety_models.data.store import Store
 
     with use_home(tiny_home_with_models):
         store = Store()
         model, checkpoint = registry.load_model(store, registry.active_model_id(store, "traffic"))
-        city = evaluation.model_city(store, "traffic", checkpoint)
+        city = model_city(store, "traffic", checkpoint)
         store.close()
     _, test_idx = evaluation.split_indices(city.starts, checkpoint["data_window"])
     targets = test_idx[:6]

@@ -112,7 +112,7 @@ def test_quick_study_on_a_tiny_city(tmp_path):
 
     from safety_models.data import ingest
     from safety_models.modeling import registry, training
-    from safety_models.service import workflows
+    from safety_models.modeling.city import prepare_city
     from safety_models.data.store import Store
 
     with use_home(tmp_path):
@@ -120,7 +120,7 @@ def test_quick_study_on_a_tiny_city(tmp_path):
         ingest.ingest_bytes(store, synthetic_incidents_csv("crime"), "crime.csv", "crime")
         # A tiny base (2 steps) stands in for the product's pretrained one, so that the study
         # finds a cached base instead of pretraining for minutes.
-        city = workflows.prepare_city(store, "crime", cell_size_m=1000.0)
+        city = prepare_city(store, "crime", cell_size_m=1000.0)
         base = training.pretrain([(city.counts, city.starts, city.mask, 24)], max_steps=2, holdout_days=90)
         registry.save_base(store, base)
 
@@ -157,8 +157,7 @@ def test_full_study_plans_from_validation_and_shares_the_test_windows(tmp_path, 
 
     from safety_models.evaluation import backtest as evaluation
     from safety_models.data import ingest
-    from safety_models.modeling import training
-    from safety_models.service import workflows
+    from safety_models.modeling import pretrained, training
     from safety_models.data.store import Store
 
     noise = {("pretrained", "layer2"): 0.0, ("pretrained", "layer1"): 0.3}
@@ -191,7 +190,7 @@ def test_full_study_plans_from_validation_and_shares_the_test_windows(tmp_path, 
     with use_home(tmp_path):
         store = Store()
         ingest.ingest_bytes(store, synthetic_incidents_csv("crime"), "crime.csv", "crime")
-        monkeypatch.setattr(workflows, "pretrained_base", lambda store: ("base-1", {"model_id": "base-1"}))
+        monkeypatch.setattr(pretrained, "pretrained_base", lambda store: ("base-1", {"model_id": "base-1"}))
         table = study.run_study(store, "crime", train_overrides={"cell_size_m": 1000.0})
         store.close()
     assert len(table) == len(fits) == 16

@@ -10,15 +10,8 @@ from safety_models.errors import WeightsMissing
 from safety_models.modeling.models import (STAGES, ModelConfig, create_model, freeze_up_to, imagenet_weights_file, load_imagenet_backbone, model_from_checkpoint, model_to_state, trainable_parameters)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    # One thread for these tests only: the setting is process-wide, and a leaked one would
-    # change float32 reduction order for every test after them.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
+# One torch thread and seed 0 for every test here (conftest.py: one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _model(**kw):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 import torch
@@ -10,48 +9,10 @@ import torch
 from safety_models.modeling import registry
 from safety_models.errors import GridMismatch, NotReady, UserError
 from safety_models.grid import GridSpec
-from safety_models.modeling.models import ModelConfig, RiskNet, create_model, model_to_state
-from safety_models.data.store import Store
 
-GRID = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 500.0, 4, 5)
+from conftest import FAKE_GRID as GRID, fake_checkpoint, tiny_net
 
-
-@pytest.fixture()
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("SAFETY_MODELS_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("SAFETY_MODELS_DB_URL", raising=False)
-    registry.clear_cache()
-    store = Store()
-    yield store
-    store.close()
-    registry.clear_cache()
-
-
-def tiny_net(seed: int = 0) -> RiskNet:
-    """A real RiskNet, small and with every weight random (fresh heads start at zero)."""
-    torch.manual_seed(seed)
-    net = create_model(ModelConfig(in_channels=3, decoder_width=8, full_res_width=8))
-    with torch.no_grad():
-        for p in net.parameters():
-            p.normal_(0.0, 0.1)
-    return net.eval()
-
-
-def fake_checkpoint(score: float = 0.5, seed: int = 0, grid: GridSpec = GRID) -> dict:
-    """What workflows hands to save_model (training's checkpoint + grid and mask)."""
-    return {
-        "format": 1,
-        **model_to_state(tiny_net(seed)),
-        "feature_config": {"window_hours": 24},
-        "train_config": {"category": "crime", "base": "none", "epochs": 1},
-        "data_window": {"start": "2026-01-01", "end": "2026-03-01",
-                        "train_end": "2026-02-01", "val_end": "2026-02-15"},
-        "metrics": {"validation": {"hit_rate_5": score, "loss": np.float32(1.0 - score)},
-                    "test": {"hit_rate_5": score}},
-        "train_seconds": 1.5,
-        "grid": grid,
-        "mask": np.ones(grid.shape, dtype=bool),
-    }
+# `store` (conftest.py): a Store on a fresh, empty home.
 
 
 def statuses(store, category="crime") -> dict[str, str]:

@@ -13,14 +13,8 @@ from safety_models.modeling.synthetic import simulate_city
 from safety_models.modeling.training import (Cancelled, TrainConfig, fit, predict_window, predict_windows, pretrain, split_windows)
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    # One thread for these tests only: the setting is process-wide, and a leaked one would
-    # change float32 reduction order for every test after them.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+# One torch thread and seed 0 for every test here (conftest.py: one_thread).
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -59,3 +59,31 @@ def test_geojson_has_one_square_per_cell_with_plain_properties():
 def test_empty_table_gives_an_empty_collection():
     assert prediction_to_geojson(table().iloc[:0], SPEC) == {
         "type": "FeatureCollection", "features": []}
+
+
+def test_csv_neutralises_formula_text_but_keeps_numbers():
+    """OWASP's CSV-injection rule on text cells (and headers); numbers stay numbers."""
+    from safety_models.presentation.export import csv_text, neutralise_cell
+
+    df = pd.DataFrame({
+        "text": ["=1+1", "+SUM(A1)", "-2+3", "@cmd", "\tx", "\r=y", "plain", "-87.631", "+5",
+                 "x\r=cmd()"],
+        "count": [-1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
+        "lon": np.full(10, -87.5),
+        "=HYPERLINK(\"x\")": ["a"] * 10,
+    })
+    rows = list(pd.read_csv(io.StringIO(csv_text(df)), dtype=str, keep_default_na=False)
+                .itertuples(index=False, name=None))
+    assert [r[0] for r in rows] == ["'=1+1", "'+SUM(A1)", "'-2+3", "'@cmd", "'\tx", "'\r=y",
+                                    "plain", "-87.631", "+5", "x\r=cmd()"]
+    assert [r[1] for r in rows] == [str(v) for v in df["count"]], "negative ints unchanged"
+    assert {r[2] for r in rows} == {"-87.5"}
+    assert csv_text(df).splitlines()[0] == 'text,count,lon,"\'=HYPERLINK(""x"")"'
+    assert neutralise_cell(-3) == -3 and neutralise_cell("a=b") == "a=b"
+
+
+def test_prediction_csv_goes_through_the_same_rule():
+    df = table().assign(district=["=evil()", "District 1"])
+    text = prediction_to_csv(df).decode()
+    assert "'=evil()" in text and ",District 1" in text
+    assert ",0.75," in text

@@ -1,4 +1,4 @@
-"""mapview: the fixed colour scale, legends, the grid-based view, layers and chart tables."""
+"""maplayers: the fixed colour scale, legends, the grid-based view, layers and clicks."""
 
 from __future__ import annotations
 
@@ -89,47 +89,23 @@ def test_deck_has_no_basemap(grid):
     assert spec["layers"][0]["id"] == mapview.CELLS_LAYER_ID
 
 
-def test_top_hotspots_table():
-    top = mapview.top_hotspots(prediction_table(), 3)
-    assert list(top["rank"]) == [1, 2, 3] and list(top["chance"]) == [30.0, 24.0, 18.0]
+def test_legend_html_escapes_labels_and_adds_the_keys_drawn():
+    items = [mapview.LegendItem("< 5 %", "#ffffcc"), mapview.LegendItem("≥ 25 %", "#b10026")]
+    plain = mapview.legend_html("Chance <of> incidents", items)
+    assert "<b style=\"margin-right:10px\">Chance &lt;of&gt; incidents</b>" in plain
+    assert "&lt; 5 %" in plain and "background:#b10026" in plain
+    assert "district" not in plain and "recorded incident" not in plain
+    both = mapview.legend_html("Risk level", items, outlines=True, incidents=True)
+    assert both.count("district</span>") == 1
+    assert "background:rgb(20,80,160)" in both and both.endswith("recorded incident</span></div>")
 
 
-def test_incidents_per_week_fill_gaps_with_zero():
-    times = pd.to_datetime(["2025-01-01", "2025-01-02", "2025-01-20"])   # Wed, Thu, Mon
-    df = pd.DataFrame({"occurred_at": times, "subtype": ["a", "", "a"]})
-    weekly = mapview.incidents_per_period(df, "W")
-    assert list(weekly["period"]) == list(pd.to_datetime(["2024-12-30", "2025-01-06",
-                                                           "2025-01-13", "2025-01-20"]))
-    assert list(weekly["incidents"]) == [2, 0, 0, 1]
-    by_type = mapview.incidents_per_period(df, "W", by_subtype=True)
-    assert set(by_type["subtype"]) == {"a", "unspecified"}
-    assert by_type["incidents"].sum() == 3
-
-
-def test_headline_scores_pick_the_best_baseline():
-    def m(hit, pai, auc):
-        return {"hit_rate": {"5": hit}, "pai": {"5": pai}, "roc_auc": auc}
-
-    evaluation = {"results": {"model": m(0.3, 6.0, 0.8),
-                              "baselines": {"naive": m(0.1, 2.0, 0.6),
-                                            "kde": m(0.25, 5.0, 0.82)}}}
-    head = mapview.headline_scores(evaluation)
-    assert head["hit_rate_5"] == 0.3 and head["best_hit_rate_5"] == 0.25
-    assert head["best_baseline"] == "kernel density (KDE)"
-    assert head["best_roc_auc"] == 0.82
-    assert mapview.headline_scores(None) is None
-
-
-def test_scores_over_time_average_days_per_week():
-    def window(start, value):
-        return {"start": start, "hit_rate_5": value}
-
-    evaluation = {"window_hours": 24, "results": {
-        "model": {"per_window": [window("2025-01-06", 1.0), window("2025-01-07", 0.0),
-                                 window("2025-01-08", None), window("2025-01-13", 0.5)]},
-        "baselines": {"kde": {"per_window": [window("2025-01-06", 0.2)]}}}}
-    table = mapview.scores_over_time(evaluation)
-    model = table[table["forecaster"] == "model"]
-    assert list(model["start"]) == list(pd.to_datetime(["2025-01-06", "2025-01-13"]))
-    assert list(model["value"]) == [0.5, 0.5]   # the window without a score is skipped
-    assert table[table["forecaster"] == "kde"]["value"].tolist() == [0.2]
+@pytest.mark.parametrize("selection, cell", [
+    ({"selection": {"objects": {"cells": [{"cell_id": 7}, {"cell_id": 9}]}}}, 7),
+    ({"selection": {"objects": {"cells": []}}}, None),
+    ({"selection": {"objects": {"districts": [{"name": "x"}]}}}, None),
+    ({"selection": {"objects": {"cells": [{"rank": 1}]}}}, None),
+    ({}, None), (None, None),
+])
+def test_selected_cell_id_reads_a_map_click(selection, cell):
+    assert mapview.selected_cell_id(selection) == cell

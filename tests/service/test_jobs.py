@@ -9,8 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import TINY_CELL_SIZE_M
-from test_registry import fake_checkpoint
+from conftest import TINY_CELL_SIZE_M, fake_checkpoint
 
 from safety_models.service import jobs, workflows
 from safety_models.modeling import registry
@@ -18,10 +17,8 @@ from safety_models.errors import NotReady, UserError
 from safety_models.modeling.training import Cancelled, TrainConfig
 
 
-# `crime_store` (conftest.py): a fresh home with 300 synthetic crime incidents, no model.
-@pytest.fixture()
-def store(crime_store):
-    return crime_store
+# `store` (conftest.py): a Store on a fresh, empty home; `crime_store`: the same with 300
+# synthetic crime incidents (for the tests that really train).
 
 
 def dead_pid() -> int:
@@ -166,29 +163,29 @@ def active_state(store) -> tuple[str | None, int]:
     return registry.active_model_id(store, "crime"), len(registry.list_models(store, "crime"))
 
 
-def test_a_cancelled_background_job_leaves_the_active_model_alone(store):
-    registry.save_model(store, fake_checkpoint(), "crime")
-    before = active_state(store)
-    job_id = jobs.start_job(store, "train", long_train_config())
-    wait_for(lambda: (jobs.get_job(store, job_id)["progress"] or {}).get("epoch"),
+def test_a_cancelled_background_job_leaves_the_active_model_alone(crime_store):
+    registry.save_model(crime_store, fake_checkpoint(), "crime")
+    before = active_state(crime_store)
+    job_id = jobs.start_job(crime_store, "train", long_train_config())
+    wait_for(lambda: (jobs.get_job(crime_store, job_id)["progress"] or {}).get("epoch"),
              120, "the first epoch")
-    jobs.cancel_job(store, job_id)
+    jobs.cancel_job(crime_store, job_id)
     job = wait_for(lambda: (lambda j: j if j["status"] not in jobs.ACTIVE_STATUSES else None)(
-        jobs.get_job(store, job_id)), 60, "the job to stop")
+        jobs.get_job(crime_store, job_id)), 60, "the job to stop")
     assert job["status"] == "cancelled" and job["message"] == jobs.CANCELLED_MESSAGE
-    assert active_state(store) == before
+    assert active_state(crime_store) == before
     assert "starting" in jobs.log_path(job_id).read_text()
 
 
-def test_a_killed_background_job_is_recovered_as_failed(store):
-    registry.save_model(store, fake_checkpoint(), "crime")
-    before = active_state(store)
-    job_id = jobs.start_job(store, "train", long_train_config())
+def test_a_killed_background_job_is_recovered_as_failed(crime_store):
+    registry.save_model(crime_store, fake_checkpoint(), "crime")
+    before = active_state(crime_store)
+    job_id = jobs.start_job(crime_store, "train", long_train_config())
     job = wait_for(lambda: (lambda j: j if (j["progress"] or {}).get("epoch") else None)(
-        jobs.get_job(store, job_id)), 120, "the job to train")
+        jobs.get_job(crime_store, job_id)), 120, "the job to train")
     os.kill(job["pid"], signal.SIGKILL)
     wait_for(lambda: not jobs.pid_alive(job["pid"], job_id), 20, "the process to die")
-    assert jobs.recover_stale_jobs(store) == [job_id]
-    job = jobs.get_job(store, job_id)
+    assert jobs.recover_stale_jobs(crime_store) == [job_id]
+    job = jobs.get_job(crime_store, job_id)
     assert job["status"] == "failed" and job["message"] == jobs.STALE_MESSAGE
-    assert active_state(store) == before
+    assert active_state(crime_store) == before

@@ -1,0 +1,312 @@
+"""What every page shares: the one Store, the caches, error display and a few widgets.
+
+Caching lives here and nowhere else:
+* `st.cache_resource` holds one Store per database URL (per process);
+* `st.cache_data` holds query results and predictions, keyed by what makes them change:
+  the database, the model id, the window and a cheap "data stamp" (uploads and counts), so a
+  new upload or a new model shows at once, and nothing is recomputed otherwise.
+
+What the pages show is built by `safety_models.presentation` (text, tables, charts, map
+layers); this module only turns it into Streamlit elements. The page scripts import it as
+`from pages import _ui as ui`. Its name starts with "_" so that Streamlit never lists it as a
+page (app.py's st.navigation names the pages).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator
+
+import pandas as pd
+import streamlit as st
+
+from safety_models import paths
+from safety_models.data.store import Store
+from safety_models.errors import UserError
+from safety_models.presentation import text
+from safety_models.presentation.tables import ColumnFormat
+from safety_models.schema import CATEGORIES
+
+CATEGORY_ICONS: dict[str, str] = {
+    "crime": ":material/local_police:",
+    "traffic": ":material/car_crash:",
+    "health": ":material/health_and_safety:",
+}
+DATETIME_FORMAT = "D MMM YYYY, HH:mm"   # Streamlit's (moment.js) format for datetime columns
+
+
+# ------------------------------------------------------------------------------ the store
+
+
+@st.cache_resource(show_spinner=False)
+def _store_for(url: str) -> Store:
+    return Store(url)
+
+
+def get_store() -> Store:
+    """The process's Store for the configured database (one per URL, shared by sessions;
+    a Store holds only an engine, which is safe to share)."""
+    return _store_for(paths.db_url())
+
+
+def data_stamp() -> str:
+    """Changes whenever incidents are added or removed: keys the cached queries."""
+    store = get_store()
+    uploads = store.list_uploads()
+    last = int(uploads["upload_id"].max()) if len(uploads) else 0
+    counts = store.incident_counts()
+    return f"{last}:{len(uploads)}:" + ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
+
+
+# ------------------------------------------------------------------------------ errors
+
+
+@contextlib.contextmanager
+def shown_errors(doing: str) -> Iterator[None]:
+    """Run a block; show a UserError as its message, anything else as a short message with
+    the details folded away. Streamlit's own control flow (st.rerun, st.stop) passes through:
+    those are BaseExceptions, not Exceptions."""
+    try:
+        yield
+    except UserError as err:
+        st.error(str(err), icon=":material/error:")
+    except Exception as err:  # noqa: BLE001 - the page must stay usable
+        st.error(f"Something went wrong while {doing}. The rest of the page still works; "
+                 "the details below help whoever maintains this installation.",
+                 icon=":material/error:")
+        with st.expander("Technical details"):
+            st.exception(err)
+
+
+# ------------------------------------------------------------------------------ cached queries
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def incident_counts(db_url: str, stamp: str) -> dict[str, int]:
+    return _store_for(db_url).incident_counts()
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def time_range(db_url: str, category: str, stamp: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+    return _store_for(db_url).time_range(category)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def incidents(db_url: str, category: str, start: Any, end: Any, stamp: str) -> pd.DataFrame:
+    return _store_for(db_url).incidents(category, start, end)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def per_period(db_url: str, category: str, freq: str, by_subtype: bool,
+               stamp: str) -> pd.DataFrame:
+    """Incidents of a category counted per day/week/month (and per subtype)."""
+    from safety_models.presentation import tables
+
+    return tables.incidents_per_period(_store_for(db_url).incidents(category), freq,
+                                       by_subtype=by_subtype)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def file_preview(file_id: str, file_name: str, _data: bytes):
+    """(table of strings, detected mapping or None, detection error or None) for a file
+    being uploaded; keyed by the uploader's file id (the bytes are not hashed)."""
+    from safety_models.data import ingest
+    from safety_models.errors import MappingError
+
+    table = ingest.read_table(_data, file_name)
+    try:
+        return table, ingest.detect_mapping(table), None
+    except MappingError as err:
+        return table, None, str(err)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def uploads(db_url: str, stamp: str) -> pd.DataFrame:
+    return _store_for(db_url).list_uploads()
+
+
+@st.cache_data(show_spinner=False, max_entries=8, ttl=60)
+def boundary(db_url: str, category: str) -> dict | None:
+    """District outlines for a category (or for every category); cleared when saved here."""
+    return _store_for(db_url).boundary(category)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def prediction(db_url: str, category: str, model_id: str, at_iso: str | None,
+               stamp: str) -> pd.DataFrame:
+    """The model's prediction for one window (None: the next window after the data)."""
+    from safety_models.service import workflows
+
+    at = None if at_iso is None else pd.Timestamp(at_iso)
+    return workflows.predict_category(_store_for(db_url), category, at=at, model_id=model_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def scale_max(db_url: str, category: str, model_id: str, stamp: str) -> float:
+    """The top of the model's fixed colour scale (from its next-window prediction)."""
+    from safety_models.presentation import maplayers
+
+    return maplayers.probability_scale_max(
+        prediction(db_url, category, model_id, None, stamp)["probability"])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cell_history(db_url: str, category: str, cell_id: int, stamp: str) -> pd.DataFrame:
+    from safety_models.service import workflows
+
+    return workflows.cell_history(_store_for(db_url), category, int(cell_id))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def evaluation(db_url: str, model_id: str, version: float | None) -> dict | None:
+    """A model's saved evaluation; `version` is the file's mtime so a new run shows."""
+    from safety_models.evaluation import backtest
+
+    return backtest.load_evaluation(model_id)
+
+
+def load_evaluation(model_id: str) -> dict | None:
+    from safety_models.evaluation import backtest
+
+    path = backtest.evaluation_path(model_id)
+    return evaluation(paths.db_url(), model_id, path.stat().st_mtime if path.exists() else None)
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def models(db_url: str, category: str | None, version: str) -> pd.DataFrame:
+    from safety_models.modeling import registry
+
+    return registry.list_models(_store_for(db_url), category)
+
+
+def models_version() -> str:
+    """Changes when a model is saved, promoted or rolled back."""
+    from safety_models.modeling import registry
+
+    df = registry.list_models(get_store(), None)
+    if df.empty:
+        return "0"
+    active = ",".join(sorted(df.loc[df["status"] == "active", "model_id"].astype(str)))
+    return f"{len(df)}:{df['created_at'].max()}:{active}:{df['activated_at'].max()}"
+
+
+def list_models(category: str | None) -> pd.DataFrame:
+    return models(paths.db_url(), category, models_version())
+
+
+def active_model_id(category: str) -> str | None:
+    from safety_models.modeling import registry
+
+    return registry.active_model_id(get_store(), category)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def model_info(db_url: str, model_id: str) -> dict:
+    """The registry row of a model version (a version never changes once saved)."""
+    from safety_models.modeling import registry
+
+    return registry.model_info(_store_for(db_url), model_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def model_configs(db_url: str, model_id: str) -> dict:
+    """The small, plain parts of a checkpoint (configs, data window, metrics): no weights."""
+    from safety_models.modeling import registry
+
+    checkpoint = registry.load_checkpoint(_store_for(db_url), model_id)
+    return {k: v for k, v in checkpoint.items() if k not in ("state_dict", "mask")}
+
+
+def model_description(db_url: str, model_id: str) -> str:
+    return text.model_description(model_id, model_info(db_url, model_id),
+                                  model_configs(db_url, model_id))
+
+
+def clear_data_caches() -> None:
+    """After an upload or removal: everything keyed by the data stamp renews by itself; the
+    explicit clear frees the memory of the old entries at once."""
+    for fn in (incident_counts, time_range, incidents, per_period, uploads, prediction,
+               cell_history, boundary):
+        fn.clear()
+
+
+# ------------------------------------------------------------------------------ widgets
+
+
+def category_selector(key: str, label: str = "Category") -> str:
+    """A segmented control over the categories (remembered per page by its key; another
+    page may preselect it with remember_category)."""
+    preset = key in st.session_state
+    choice = st.segmented_control(
+        label, options=list(CATEGORIES), format_func=text.category_label, key=key,
+        default=None if preset else CATEGORIES[0], selection_mode="single", required=True)
+    return choice or CATEGORIES[0]
+
+
+def remember_category(key: str, category: str) -> None:
+    """Preselect a category selector (by its key) on the page the user goes to next."""
+    st.session_state[key] = category
+
+
+def column_config(formats: dict[str, ColumnFormat]) -> dict[str, Any]:
+    """st.dataframe's column_config for the library's column formats (tables.*_COLUMNS)."""
+    def one(f: ColumnFormat) -> Any:
+        if f.kind == "datetime":
+            return st.column_config.DatetimeColumn(f.label, format=DATETIME_FORMAT, help=f.help)
+        if f.kind == "text":
+            return st.column_config.TextColumn(f.label, help=f.help, width=f.width_px)
+        if f.kind == "number":
+            return st.column_config.NumberColumn(f.label, format=f.number_format, help=f.help,
+                                                 width=f.width_px)
+        return f.label   # a heading only: the column's own type decides how it looks
+
+    return {name: one(f) for name, f in formats.items()}
+
+
+def first_start() -> None:
+    """On an empty home, load the demo data and start the bootstrap job (a library call,
+    idempotent: it records that it ran, so removing the demo later does not bring it back).
+    Checked once per session; a failure is shown, never blocks the pages."""
+    if st.session_state.get("_first_start_checked"):
+        return
+    st.session_state["_first_start_checked"] = True
+    from safety_models.service import operations
+
+    with shown_errors("preparing the first start"):
+        operations.first_start(get_store())
+
+
+@st.fragment(run_every=2)
+def wait_for_model(category: str) -> None:
+    """While a category has no model: say so, show the job preparing one (if any), and
+    rerun the whole page as soon as the model exists, so the page fills in by itself."""
+    from safety_models.modeling import registry
+    from safety_models.service import jobs
+
+    store = get_store()
+    if registry.active_model_id(store, category) is not None:
+        models.clear()
+        st.rerun(scope="app")
+    job = jobs.active_job(store, category)
+    name = text.category_label(category).lower()
+    if job is None:
+        st.info(f"There is no {name} model yet. Start one on the **Models and training** "
+                "page.", icon=":material/info:")
+        return
+    st.info(f"The {name} model is being prepared; this page fills in as soon as it is ready.",
+            icon=":material/hourglass_top:")
+    st.progress(text.job_fraction(job),
+                text=f"{text.job_title(job)}: {text.job_progress_text(job)}")
+
+
+def show_job_outcome(job: dict) -> None:
+    """How the category's last job ended, for a few hours after it did."""
+    outcome = text.job_outcome_text(job)
+    if outcome is None:
+        return
+    if job["status"] == "succeeded":
+        st.success(outcome, icon=":material/task_alt:")
+    elif job["status"] == "failed":
+        st.error(outcome, icon=":material/error:")
+    else:
+        st.info(outcome, icon=":material/info:")

@@ -1,0 +1,187 @@
+"""A category's history as the models see it: its incidents binned on its grid (`CityData`).
+
+    category_grid  the grid a category's models share (active model's, else the recorded one)
+    known_grid     a grid of a given cell size the category already uses
+    record_grid    remember a category's grid (meta ``grid:<category>``)
+    prepare_city   store -> CityData on the category's grid (or a new one)
+    model_city     store + checkpoint -> CityData on that model's own grid, windows and mask
+
+The grid of a category is FIXED once its first model is trained: it is recorded under the
+meta key ``grid:<category>`` and reused, so every version of a category shares one grid and
+their maps and scores compare cell for cell. Asking for another cell size explicitly makes a
+new grid (and reuses it when asked for again).
+
+Training (service.workflows.train_category), the pretrained base (modeling.pretrained), the
+backtest and the study all build their inputs here, so this module sits below the service
+layer and below evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from safety_models import grid as gridlib
+from safety_models.errors import NotReady
+from safety_models.grid import GridSpec
+from safety_models.modeling import registry
+from safety_models.schema import DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
+
+
+def grid_meta_key(category: str) -> str:
+    """The store's meta key under which a category's grid is recorded."""
+    return f"grid:{category}"
+
+
+@dataclass(frozen=True, eq=False)
+class CityData:
+    """One category's history on its grid.
+
+    counts: (windows, rows, cols) float32 events per window and cell
+    starts: DatetimeIndex of the window starts (len == counts.shape[0]), naive local
+    mask:   (rows, cols) bool, the cells that are the city (trained on, scored, shown)
+    boundary: the district outlines used for the mask (GeoJSON), None when there are none
+    """
+
+    category: str
+    grid: GridSpec
+    window_hours: int
+    starts: pd.DatetimeIndex
+    counts: np.ndarray
+    mask: np.ndarray
+    boundary: dict | None = None
+
+    @property
+    def n_windows(self) -> int:
+        return int(self.counts.shape[0])
+
+    @property
+    def data_end(self) -> pd.Timestamp:
+        """End of the last window (the next window starts here)."""
+        return self.starts[-1] + pd.Timedelta(hours=self.window_hours)
+
+
+# ---------------------------------------------------------------------------------------------
+# Grids
+
+
+def category_grid(store: Any, category: str) -> GridSpec | None:
+    """The grid a category's models share: the active model's, else the recorded one
+    (meta ``grid:<category>``), else None (no model trained yet)."""
+    model_id = registry.active_model_id(store, category)
+    if model_id is not None:
+        spec = registry.model_info(store, model_id).get("grid")
+        if spec:
+            return GridSpec.from_dict(spec)
+    text = store.get_meta(grid_meta_key(category))
+    return GridSpec.from_dict(json.loads(text)) if text else None
+
+
+def known_grid(store: Any, category: str, cell_size_m: float) -> GridSpec | None:
+    """A grid of this cell size that the category already uses: the category grid, the
+    recorded one, else the newest model's of that size; None when there is none (then a new
+    grid is fitted). Reusing it keeps versions of one cell size comparable cell for cell."""
+    candidates = [category_grid(store, category)]
+    text = store.get_meta(grid_meta_key(category))
+    if text:
+        candidates.append(GridSpec.from_dict(json.loads(text)))
+    models = registry.list_models(store, category)
+    candidates += [GridSpec.from_dict(g) for g in models["grid"] if g]
+    for spec in candidates:
+        if spec is not None and math.isclose(spec.cell_size_m, float(cell_size_m)):
+            return spec
+    return None
+
+
+def record_grid(store: Any, category: str, spec: GridSpec) -> None:
+    """Record spec as the category's grid (what category_grid falls back to)."""
+    store.set_meta(grid_meta_key(category), json.dumps(spec.to_dict()))
+
+
+def _as_spec(spec: GridSpec | Mapping) -> GridSpec:
+    return spec if isinstance(spec, GridSpec) else GridSpec.from_dict(dict(spec))
+
+
+# ---------------------------------------------------------------------------------------------
+# Cities
+
+
+def _city_from_incidents(category: str, spec: GridSpec, window_hours: int,
+                         incidents: pd.DataFrame, boundary: dict | None,
+                         mask: np.ndarray | None = None) -> CityData:
+    starts = gridlib.window_starts(incidents["occurred_at"].min(), incidents["occurred_at"].max(),
+                                   window_hours)
+    counts = gridlib.count_tensor(spec, incidents["occurred_at"], incidents["latitude"],
+                                  incidents["longitude"], starts[0], window_hours, len(starts))
+    if mask is None:
+        mask = gridlib.city_mask(spec, counts, boundary)
+        if not mask.any():
+            # Outlines that miss the grid (another city's file) must not blank the map.
+            mask = gridlib.city_mask(spec, counts, None)
+    return CityData(category=category, grid=spec, window_hours=int(window_hours), starts=starts,
+                    counts=counts, mask=np.asarray(mask, dtype=bool), boundary=boundary)
+
+
+def incidents_or_raise(store: Any, category: str) -> pd.DataFrame:
+    """store.incidents(category); NotReady, saying how to load some, when there are none."""
+    incidents = store.incidents(category)
+    if incidents.empty:
+        raise NotReady(f"there are no {category} incidents in this home yet; load a file on the "
+                       f"Data page or with `python -m safety_models ingest FILE --category "
+                       f"{category}`")
+    return incidents
+
+
+def prepare_city(store: Any, category: str, cell_size_m: float | None = None,
+                 window_hours: int | None = None, grid: GridSpec | Mapping | None = None) -> CityData:
+    """The category's incidents binned on its grid.
+
+    cell_size_m: None -> the category's grid (see category_grid), or a new one of
+        DEFAULT_CELL_SIZE_M when no model was trained yet; a size -> the grid of that size
+        the category already uses (see known_grid), else a new grid fitted to the data.
+    window_hours: None -> DEFAULT_WINDOW_HOURS[category].
+    grid: use exactly this grid (e.g. a model's own); overrides cell_size_m.
+    Raises NotReady when the category has no incidents.
+    """
+    category = check_category(category)
+    hours = gridlib.check_window_hours(window_hours or DEFAULT_WINDOW_HOURS[category])
+    incidents = incidents_or_raise(store, category)
+    if grid is not None:
+        spec = _as_spec(grid)
+    elif cell_size_m is None:
+        spec = category_grid(store, category)
+    else:
+        spec = known_grid(store, category, float(cell_size_m))
+    if spec is None:
+        spec = gridlib.fit_grid(incidents["latitude"], incidents["longitude"],
+                                float(cell_size_m or DEFAULT_CELL_SIZE_M))
+    return _city_from_incidents(category, spec, hours, incidents, store.boundary(category))
+
+
+def model_city(store: Any, category: str, checkpoint: Mapping[str, Any],
+               incidents: pd.DataFrame | None = None) -> CityData:
+    """The category's data now, on a model's own grid, window length and city cells (the
+    cells the model was trained and validated on: new data must not move them).
+    incidents: the category's incidents when the caller already read them."""
+    hours = window_hours_of(checkpoint, category)
+    incidents = incidents_or_raise(store, category) if incidents is None else incidents
+    mask = checkpoint.get("mask")
+    if mask is not None:
+        mask = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask, dtype=bool)
+    return _city_from_incidents(category, GridSpec.from_dict(checkpoint["grid"]), hours,
+                                incidents, store.boundary(category), mask=mask)
+
+
+def window_hours_of(checkpoint: Mapping[str, Any], category: str) -> int:
+    """The window length a checkpoint was trained on (its feature or train config), else the
+    category's default."""
+    for key in ("feature_config", "train_config"):
+        hours = (checkpoint.get(key) or {}).get("window_hours")
+        if hours:
+            return int(hours)
+    return DEFAULT_WINDOW_HOURS[category]

@@ -1,0 +1,449 @@
+"""Tables for people: the library's records turned into the DataFrames that are shown (model
+versions, jobs, uploads, hotspots, evaluation scores, incidents per period), plus how each
+shown column is labelled (no streamlit).
+
+Dashboard tables keep numbers as numbers (the dashboard formats them with COLUMN_FORMATS);
+the terminal's tables (`*_text_table`) hold finished strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import pandas as pd
+
+from safety_models.presentation.text import (MISSING, MISSING_TERMINAL, baseline_label,
+                                             category_label, duration, is_missing, when)
+
+# ---------------------------------------------------------------------------------- columns
+
+
+@dataclass(frozen=True)
+class ColumnFormat:
+    """How one shown column looks: heading, number format and a help line.
+
+    number_format: "percent" (a share shown as %), a printf format ("%.2f", "%.1f %%"), or
+    None; kind: "number", "text", "datetime" (shown as day, month, year and clock), or None
+    for a heading only (the column's own type decides how it looks)."""
+
+    label: str | None = None
+    number_format: str | None = None
+    help: str | None = None
+    kind: str | None = "number"
+    width_px: int | None = None
+
+
+# The evaluation's measures, in the order they are shown (the model's table and the baselines').
+METRIC_COLUMNS: dict[str, ColumnFormat] = {
+    "hit_rate_5": ColumnFormat("hit rate 5 %", "percent",
+                               "Share of incidents in the top 5 % of area"),
+    "hit_rate_10": ColumnFormat("hit rate 10 %", "percent"),
+    "pai_5": ColumnFormat("PAI 5 %", "%.2f", "Hit rate ÷ area share, top 5 % of area"),
+    "pai_10": ColumnFormat("PAI 10 %", "%.2f"),
+    "pei_5": ColumnFormat("PEI 5 %", "%.2f", "Hit rate ÷ the best possible hit rate"),
+    "roc_auc": ColumnFormat("ROC-AUC", "%.3f"),
+    "pr_auc": ColumnFormat("PR-AUC", "%.3f"),
+    "brier": ColumnFormat("Brier", "%.4f", "Mean squared error of the chances; lower is better"),
+    "balanced_accuracy": ColumnFormat("balanced acc.", "percent"),
+    "accuracy": ColumnFormat("accuracy", "percent"),
+    "always_no_event_accuracy": ColumnFormat("always “no”", "percent",
+                                             "Accuracy of always answering “no incident”"),
+    "precision": ColumnFormat("precision", "percent"),
+    "recall": ColumnFormat("recall", "percent"),
+    "f1": ColumnFormat("F1", "%.3f"),
+}
+
+VERSION_COLUMNS: dict[str, ColumnFormat] = {
+    "val hit rate 5 %": ColumnFormat(number_format="percent"),
+    "test hit rate 5 %": ColumnFormat(number_format="percent"),
+    "test PAI 5 %": ColumnFormat(number_format="%.2f"),
+    "test ROC-AUC": ColumnFormat(number_format="%.3f"),
+    "created": ColumnFormat(kind="datetime"),
+}
+
+HOTSPOT_COLUMNS: dict[str, ColumnFormat] = {
+    "rank": ColumnFormat("#", width_px=40),
+    "cell": ColumnFormat("cell", "%d"),
+    "chance": ColumnFormat("chance", "%.1f %%", "Chance of at least one incident"),
+    "last 30 days": ColumnFormat("30 days", "%d", "Incidents recorded in the last 30 days"),
+    "risk level": ColumnFormat("level", kind="text"),
+}
+
+UPLOAD_COLUMNS: dict[str, ColumnFormat] = {
+    "upload_id": ColumnFormat("#", "%d"),
+    "file_name": ColumnFormat("file", kind=None),
+    "uploaded_at": ColumnFormat("loaded", kind="datetime"),
+    "rows_read": ColumnFormat("rows", kind=None),
+    "accepted": ColumnFormat("added", kind=None),
+    "is_demo": ColumnFormat("demo", kind=None),
+}
+
+
+# ---------------------------------------------------------------------------------- models
+
+
+def metric_value(metrics: Any, name: str, pct: str | None = None) -> float | None:
+    """metrics[name][pct], metrics["<name>_<pct>"] or metrics[name]; None when absent.
+
+    Saved metrics nest the coverage (`{"pai": {"5": 3.1}}`); older ones were flat."""
+    if not isinstance(metrics, dict):
+        return None
+    value = metrics.get(name)
+    if pct is not None:
+        value = value.get(pct) if isinstance(value, dict) else metrics.get(f"{name}_{pct}")
+    try:
+        return None if value is None else float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def versions_table(versions: pd.DataFrame) -> pd.DataFrame:
+    """Model versions (registry.list_models) for the dashboard: status, id, when, data,
+    origin, validation and test scores, training time."""
+    rows = []
+    for r in versions.to_dict("records"):
+        val, test = r.get("val_metrics") or {}, r.get("test_metrics") or {}
+        rows.append({
+            "status": {"active": "● in use"}.get(r["status"], r["status"]),
+            "model": r["model_id"],
+            "created": r["created_at"],
+            "data until": when(r.get("data_end")),
+            "from": _origin(r.get("parent"), r.get("base_model_id")),
+            "val hit rate 5 %": metric_value(val, "hit_rate", "5"),
+            "test hit rate 5 %": metric_value(test, "hit_rate", "5"),
+            "test PAI 5 %": metric_value(test, "pai", "5"),
+            "test ROC-AUC": metric_value(test, "roc_auc"),
+            "training time": duration(r.get("train_seconds")),
+        })
+    return pd.DataFrame(rows)
+
+
+def _origin(parent: Any, base_model_id: Any) -> str:
+    """Where a version started: its parent model, else 'base <id>', else '–'. A column
+    mixing ids and None holds NaN for the missing ones, which must not read 'base nan'."""
+    if not is_missing(parent) and parent:
+        return str(parent)
+    if not is_missing(base_model_id) and base_model_id:
+        return f"base {base_model_id}"
+    return MISSING
+
+
+def models_text_table(versions: pd.DataFrame) -> pd.DataFrame:
+    """Model versions (registry.list_models) for the terminal: one line each, headline
+    validation and test scores to three decimals, '-' where absent."""
+    def score(metrics: Any, name: str, pct: str | None = None) -> str:
+        value = metric_value(metrics, name, pct)
+        return MISSING_TERMINAL if value is None else f"{value:.3f}"
+
+    return pd.DataFrame({
+        "model_id": versions["model_id"],
+        "category": versions["category"].replace({"*": "(base)"}),
+        "status": versions["status"],
+        "created": versions["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
+        "base": versions["base_model_id"].fillna(MISSING_TERMINAL),
+        "train_s": versions["train_seconds"].map(
+            lambda v: MISSING_TERMINAL if pd.isna(v) else f"{v:.0f}"),
+        "val_auc": versions["val_metrics"].map(lambda m: score(m, "roc_auc")),
+        "val_pai_5": versions["val_metrics"].map(lambda m: score(m, "pai", "5")),
+        "test_auc": versions["test_metrics"].map(lambda m: score(m, "roc_auc")),
+        "test_pai_5": versions["test_metrics"].map(lambda m: score(m, "pai", "5")),
+    })
+
+
+# ---------------------------------------------------------------------------------- jobs
+
+
+def jobs_table(job_rows: Iterable[Mapping[str, Any]], category: str | None = None) -> pd.DataFrame:
+    """Recent jobs for the dashboard (of a category, plus the bootstrap/pretrain jobs every
+    category needs; every job when category is None)."""
+    rows = []
+    for job in job_rows:
+        job_category = job.get("category")
+        if category is not None and job_category not in (None, category):
+            continue
+        rows.append({
+            "job": job.get("job_id"), "kind": job.get("kind"), "status": job.get("status"),
+            "started": when(job.get("started_at") or job.get("created_at")),
+            "finished": when(job.get("finished_at")),
+            "model": job.get("model_id") or "",
+            "message": job.get("message") or "",
+        })
+    return pd.DataFrame(rows)
+
+
+def loss_history(job: Mapping[str, Any]) -> pd.DataFrame:
+    """The loss points of the job's current step (a bootstrap job trains several models, one
+    stage and category after another): columns epoch, loss / train_loss / val_loss, ...;
+    empty before the first epoch."""
+    history = pd.DataFrame(job.get("history") or [])
+    if history.empty or "epoch" not in history:
+        return pd.DataFrame()
+    progress = job.get("progress") or {}
+    for key in ("stage", "category"):
+        if key in history and progress.get(key) is not None:
+            mine = history[history[key] == progress[key]]
+            if not mine.empty:
+                history = mine
+    return history.reset_index(drop=True)
+
+
+# ---------------------------------------------------------------------------------- uploads
+
+
+def uploads_table(listing: pd.DataFrame) -> pd.DataFrame:
+    """Store.list_uploads for the dashboard: category in words and the incidents' period."""
+    return listing.assign(
+        category=listing["category"].map(category_label),
+        period=[f"{when(a)} – {when(b)}" for a, b in zip(listing["time_min"], listing["time_max"])],
+    )[["upload_id", "file_name", "category", "uploaded_at", "rows_read", "accepted",
+       "rejected", "duplicates", "period", "is_demo"]]
+
+
+def uploads_text_table(listing: pd.DataFrame) -> pd.DataFrame:
+    """Store.list_uploads for the terminal: counts with thousands separators, ISO dates."""
+    def day(times: pd.Series) -> pd.Series:
+        return times.dt.strftime("%Y-%m-%d").fillna(MISSING_TERMINAL)
+
+    return pd.DataFrame({
+        "id": listing["upload_id"], "category": listing["category"],
+        "file": listing["file_name"],
+        "accepted": listing["accepted"].map("{:,}".format),
+        "rejected": listing["rejected"].map("{:,}".format),
+        "duplicates": listing["duplicates"].map("{:,}".format),
+        "from": day(listing["time_min"]),
+        "to": day(listing["time_max"]),
+        "uploaded": listing["uploaded_at"].dt.strftime("%Y-%m-%d %H:%M"),
+        "demo": listing["is_demo"].map({True: "yes", False: ""}),
+    })
+
+
+# ---------------------------------------------------------------------------------- accounts
+
+
+def account_state(disabled: bool, locked_until: Any, now: pd.Timestamp | None = None) -> str:
+    """'disabled', 'locked until 14:05' (a sign-in lock still running) or 'active'."""
+    now = pd.Timestamp.now() if now is None else now
+    if disabled:
+        return "disabled"
+    if not is_missing(locked_until) and pd.Timestamp(locked_until) > now:
+        return f"locked until {pd.Timestamp(locked_until):%H:%M}"
+    return "active"
+
+
+def accounts_table(listing: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """accounts.list_accounts for the dashboard: name, role, state, times kept as times."""
+    return listing.assign(state=[account_state(d, u, now) for d, u in
+                                 zip(listing["disabled"], listing["locked_until"])])[
+        ["name", "role", "state", "last_login_at", "created_at", "created_by"]]
+
+
+def accounts_text_table(listing: pd.DataFrame, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """accounts.list_accounts for the terminal: finished strings, ISO times."""
+    return pd.DataFrame({
+        "name": listing["name"], "role": listing["role"],
+        "state": [account_state(d, u, now) for d, u in
+                  zip(listing["disabled"], listing["locked_until"])],
+        "last sign-in": listing["last_login_at"].dt.strftime("%Y-%m-%d %H:%M").fillna("never"),
+        "created": listing["created_at"].dt.strftime("%Y-%m-%d %H:%M"),
+        "by": listing["created_by"],
+    })
+
+
+def audit_text_table(rows: pd.DataFrame, detail_chars: int = 80) -> pd.DataFrame:
+    """audit.query's rows for the terminal, in the order given; long details cut."""
+    return pd.DataFrame({
+        "when": rows["at"].dt.strftime("%Y-%m-%d %H:%M:%S"), "who": rows["who"],
+        "via": rows["via"], "action": rows["action"], "target": rows["target"],
+        "outcome": rows["outcome"],
+        "detail": [d if len(d) <= detail_chars else d[:detail_chars - 1] + "…"
+                   for d in rows["detail"].astype(str)],
+    })
+
+
+# ---------------------------------------------------------------------------------- hotspots
+
+
+def top_hotspots(prediction: pd.DataFrame, n: int = 10,
+                 geojson: dict[str, Any] | None = None) -> pd.DataFrame:
+    """The n highest-ranked cells of a prediction: rank, cell, district (from the outlines,
+    '' without), risk level, chance (percent, one decimal), expected, last 30 days, lat, lon."""
+    columns = ["rank", "cell", "district", "risk level", "chance", "expected", "last 30 days",
+               "lat", "lon"]
+    if prediction.empty:
+        return pd.DataFrame(columns=columns)
+    from safety_models.presentation.maplayers import district_of   # shapely: only here
+
+    top = prediction.sort_values("rank").head(n)
+    return pd.DataFrame({
+        "rank": top["rank"].astype(int).to_numpy(),
+        "cell": top["cell_id"].astype(int).to_numpy(),
+        "district": district_of(top["lat"], top["lon"], geojson),
+        "risk level": top["risk_level"].astype(str).to_numpy(),
+        "chance": (100 * top["probability"].astype(float)).round(1).to_numpy(),
+        "expected": top["expected_count"].astype(float).round(2).to_numpy(),
+        "last 30 days": top["events_last_30d"].astype(int).to_numpy(),
+        "lat": top["lat"].astype(float).round(5).to_numpy(),
+        "lon": top["lon"].astype(float).round(5).to_numpy(),
+    })
+
+
+def hotspots_shown(hotspots: pd.DataFrame, with_risk_level: bool = False) -> pd.DataFrame:
+    """The columns of top_hotspots worth showing: the district when the outlines name one
+    (else the cell, with its risk level if asked), the chance and the last 30 days."""
+    if hotspots["district"].astype(bool).any():
+        return hotspots[["rank", "district", "chance", "last 30 days"]]
+    if with_risk_level:
+        return hotspots[["rank", "cell", "risk level", "chance", "last 30 days"]]
+    return hotspots[["rank", "cell", "chance", "last 30 days"]]
+
+
+# ---------------------------------------------------------------------------------- over time
+
+
+def period_starts(times: pd.Series, freq: str) -> pd.Series:
+    """The start of each time's period: "D" day, "W" week from Monday, "M" calendar month."""
+    times = pd.to_datetime(times)
+    if freq == "D":
+        return times.dt.normalize()
+    if freq == "W":
+        return times.dt.normalize() - pd.to_timedelta(times.dt.day_of_week, unit="D")
+    if freq == "M":
+        return times.dt.to_period("M").dt.start_time
+    raise ValueError(f"freq must be 'D', 'W' or 'M', got {freq!r}")
+
+
+_RANGE_FREQ = {"D": "D", "W": "W-MON", "M": "MS"}
+
+
+def incidents_per_period(incidents: pd.DataFrame, freq: str = "W",
+                         by_subtype: bool = False, top_subtypes: int = 8) -> pd.DataFrame:
+    """Incidents counted per period: columns period (start), [subtype], incidents.
+
+    freq: "D" days, "W" weeks starting Monday, "M" months. Without by_subtype, periods with
+    no incident count 0 (so a gap in the data shows as a gap). by_subtype: one series per
+    subtype; all but the top_subtypes most frequent are summed as "other", an empty subtype
+    is "unspecified"."""
+    columns = ["period", "subtype", "incidents"] if by_subtype else ["period", "incidents"]
+    if incidents.empty:
+        return pd.DataFrame(columns=columns)
+    period = period_starts(incidents["occurred_at"], freq)
+    if not by_subtype:
+        counts = period.value_counts().sort_index()
+        full = pd.date_range(counts.index.min(), counts.index.max(), freq=_RANGE_FREQ[freq])
+        counts = counts.reindex(full, fill_value=0)
+        return pd.DataFrame({"period": counts.index, "incidents": counts.to_numpy()})
+    subtype = incidents["subtype"].fillna("").astype(str).str.strip()
+    subtype = subtype.where(subtype != "", "unspecified")
+    top = subtype.value_counts().head(top_subtypes).index
+    subtype = subtype.where(subtype.isin(top), "other")
+    table = (pd.DataFrame({"period": period.to_numpy(), "subtype": subtype.to_numpy()})
+             .groupby(["period", "subtype"]).size().rename("incidents").reset_index())
+    return table[columns]
+
+
+def incidents_by_category(per_category: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
+    """incidents_per_period tables of several categories in one: period, incidents, category
+    (in words); categories without incidents are left out (empty when none has any)."""
+    frames = [table.assign(category=category_label(category))
+              for category, table in per_category.items() if not table.empty]
+    return pd.concat(frames) if frames else pd.DataFrame(columns=["period", "incidents",
+                                                                  "category"])
+
+
+# ---------------------------------------------------------------------------------- evaluation
+
+
+def forecasters(evaluation: Mapping[str, Any]) -> dict[str, dict]:
+    """An evaluation's forecasters by saved name, the baselines first and the model last (so
+    charts draw its line on top)."""
+    results = evaluation["results"]
+    return {**results.get("baselines", {}), "model": results["model"]}
+
+
+def metrics_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
+    """The model's and every baseline's headline test scores, one row each (model first),
+    indexed by the forecaster's name for people; the METRIC_COLUMNS present, in their order."""
+    from safety_models.evaluation.backtest import summary_table
+
+    table = summary_table(evaluation)
+    table.index = [baseline_label(name) for name in table.index]
+    table.index.name = "forecaster"
+    return table[[c for c in METRIC_COLUMNS if c in table.columns]]
+
+
+def confusion_table(model_results: Mapping[str, Any]) -> pd.DataFrame:
+    """The model's yes/no outcomes at its threshold: rows flagged / not flagged, columns
+    incident happened / no incident (counts of cell-windows; None when not saved)."""
+    confusion = model_results.get("confusion") or {}
+    return pd.DataFrame({"incident happened": [confusion.get("tp"), confusion.get("fn")],
+                         "no incident": [confusion.get("fp"), confusion.get("tn")]},
+                        index=["flagged", "not flagged"])
+
+
+def headline_scores(evaluation: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The model's headline test scores and the best baseline's, from a saved evaluation.
+
+    Returns hit_rate_5, pai_5, roc_auc of the model, and for each the best baseline value
+    (best_hit_rate_5 with best_baseline, best_pai_5, best_roc_auc with best_baseline_auc);
+    NaN / '–' without baselines; None when there is no evaluation or it lacks the model's
+    scores."""
+    if not evaluation or "results" not in evaluation:
+        return None
+    from safety_models.evaluation.backtest import summary_table
+
+    table = summary_table(evaluation)
+    if "model" not in table.index:
+        return None
+    model = table.loc["model"]
+    baselines = table.drop(index="model")
+    out: dict[str, Any] = {k: float(model[k]) for k in ("hit_rate_5", "pai_5", "roc_auc")}
+    if baselines.empty:
+        out.update(best_hit_rate_5=float("nan"), best_pai_5=float("nan"),
+                   best_roc_auc=float("nan"), best_baseline="–", best_baseline_auc="–")
+        return out
+    best = baselines["hit_rate_5"].astype(float).fillna(-1).idxmax()
+    best_auc = baselines["roc_auc"].astype(float).fillna(-1).idxmax()
+    out.update(best_hit_rate_5=float(baselines.loc[best, "hit_rate_5"]),
+               best_pai_5=float(baselines["pai_5"].astype(float).max()),
+               best_roc_auc=float(baselines.loc[best_auc, "roc_auc"]),
+               best_baseline=baseline_label(best), best_baseline_auc=baseline_label(best_auc))
+    return out
+
+
+def headline_markdown(headline: Mapping[str, Any]) -> str:
+    """headline_scores as a small markdown table: model beside the best baseline, with ▲/▼
+    where the model is better/worse at the precision shown."""
+    def row(label: str, model: float, baseline: float, fmt: str) -> str:
+        shown, shown_baseline = format(model, fmt), format(baseline, fmt)
+        # An arrow only where the difference shows at the precision displayed.
+        better = "" if pd.isna(baseline) or pd.isna(model) or shown == shown_baseline else (
+            " ▲" if model > baseline else " ▼")
+        return (f"| {label} | **{shown}**{better} | "
+                f"{'–' if pd.isna(baseline) else shown_baseline} |")
+
+    return "\n".join([
+        "| | model | best baseline |", "|:--|--:|--:|",
+        row("PAI @ 5 %", headline["pai_5"], headline["best_pai_5"], ".1f"),
+        row("hit rate @ 5 %", headline["hit_rate_5"], headline["best_hit_rate_5"], ".0%"),
+        row("ROC-AUC", headline["roc_auc"], headline["best_roc_auc"], ".2f"),
+    ])
+
+
+def scores_over_time(evaluation: Mapping[str, Any], metric: str = "hit_rate_5") -> pd.DataFrame:
+    """Per-window scores of the model and every baseline: columns start, forecaster (the
+    saved name), value. Daily windows are averaged per week (Monday) so the chart shows a
+    trend rather than a comb of 0 and 100 %; windows without events (no score) are skipped."""
+    results = evaluation.get("results") or {}
+    by_name = {"model": results.get("model") or {}, **(results.get("baselines") or {})}
+    rows = [{"start": w.get("start"), "forecaster": name, "value": w.get(metric)}
+            for name, m in by_name.items() for w in (m.get("per_window") or [])]
+    table = pd.DataFrame(rows, columns=["start", "forecaster", "value"]).dropna()
+    if table.empty:
+        return table
+    table["start"] = pd.to_datetime(table["start"])
+    table["value"] = table["value"].astype(float)
+    if int(evaluation.get("window_hours") or 24) < 168:
+        table["start"] = period_starts(table["start"], "W")
+        table = table.groupby(["start", "forecaster"], sort=True)["value"].mean().reset_index()
+    return table

@@ -1,0 +1,109 @@
+"""Running the app as an operator would: what happens on the first start, what needs attention.
+
+    first_start      on an empty home: demo data and one background bootstrap job
+    attention_items  what an operator should act on (no model, stale model, failed job)
+
+These orchestrate the app around the workflow steps and the jobs that run them in the
+background, so they sit above both: operations -> jobs -> workflows, never back (a job runs
+a workflow step; a workflow step never starts or reads a job). The dashboard's pages and the
+CLI call them.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import pandas as pd
+
+from safety_models.errors import UserError
+from safety_models.modeling import registry
+from safety_models.schema import CATEGORIES, DEFAULT_WINDOW_HOURS
+from safety_models.service import jobs
+from safety_models.service.workflows import categories_without_model
+
+FIRST_START_KEY = "first_start"  # meta key: the first start has run in this home
+STALE_AFTER_WINDOWS = 14         # attention: the model has not seen this many newer windows
+
+
+def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> dict:
+    """Once per home: on an empty store load the demo data, then start one background
+    bootstrap job when some category has data but no model and no job is running.
+
+    Records that it ran (meta ``first_start``), so removing the demo data later does not
+    bring it back. load_demo: a function of the store; default ``demo.load_demo``.
+    Returns {"demo_loaded": bool, "job_id": int | None}.
+    """
+    jobs.recover_stale_jobs(store)
+    if store.get_meta(FIRST_START_KEY) is not None:
+        return {"demo_loaded": False, "job_id": None}
+    demo_loaded = False
+    if sum(store.incident_counts().values()) == 0:
+        if load_demo is None:
+            from safety_models.data.demo import load_demo
+        load_demo(store)
+        demo_loaded = True
+    job_id = None
+    if categories_without_model(store) and jobs.active_job(store) is None:
+        try:
+            job_id = jobs.start_job(store, "bootstrap", {})
+        except UserError:
+            job_id = None  # another session started one a moment ago
+    store.set_meta(FIRST_START_KEY, json.dumps({"at": pd.Timestamp.now().isoformat(),
+                                                "demo_loaded": demo_loaded, "job_id": job_id}))
+    return {"demo_loaded": demo_loaded, "job_id": job_id}
+
+
+def attention_items(store: Any) -> list[dict]:
+    """What an operator should act on, most urgent first: dicts with "level" ('error',
+    'warning' or 'info'), "category" (or None) and "message" (one sentence for people)."""
+    items: list[dict] = []
+    recent = jobs.list_jobs(store, limit=50)        # newest first
+    running = {job.get("category") for job in recent if job["status"] in jobs.ACTIVE_STATUSES}
+    latest_by_category: dict[str | None, dict] = {}
+    for job in recent:
+        latest_by_category.setdefault(job.get("category"), job)
+    for category, job in latest_by_category.items():
+        if job["status"] == "failed":
+            what = f"{category} training" if category else f"the {job['kind']} job"
+            items.append({"level": "error", "category": category,
+                          "message": f"The last {what} (job {job['job_id']}) failed: "
+                                     f"{job.get('message') or 'no reason recorded'}"})
+    counts = store.incident_counts()
+    for category in CATEGORIES:
+        if counts.get(category, 0) == 0:
+            continue
+        model_id = registry.active_model_id(store, category)
+        busy = category in running or None in running
+        if model_id is None:
+            if not busy:
+                items.append({"level": "warning", "category": category,
+                              "message": f"{category.capitalize()} has data but no model: "
+                                         "train one on the Models page."})
+            continue
+        info = registry.model_info(store, model_id)
+        span = store.time_range(category)
+        hours = int(info.get("window_hours") or DEFAULT_WINDOW_HOURS[category])
+        if span is not None and info.get("data_end") is not None:
+            newer = (span[1] - pd.Timestamp(info["data_end"])) / pd.Timedelta(hours=hours)
+            if newer >= STALE_AFTER_WINDOWS and not busy:
+                items.append({"level": "warning", "category": category,
+                              "message": f"The {category} model {model_id} was trained on data "
+                                         f"up to {pd.Timestamp(info['data_end']):%d %b %Y}; "
+                                         f"{int(newer)} newer windows have been loaded since. "
+                                         "Retrain it to use them."})
+        models = registry.list_models(store, category)
+        # a horizon model is no candidate for the next-window map
+        next_window = models["val_metrics"].map(lambda m: registry.horizon_days_of(m) is None)
+        candidates = models[(models["status"] == "candidate") & next_window
+                            & (models["created_at"] > pd.Timestamp(info["created_at"]))]
+        for _, candidate in candidates.iterrows():
+            better, reason = registry.should_promote(candidate["val_metrics"], info["val_metrics"])
+            if better:
+                items.append({"level": "info", "category": category,
+                              "message": f"The {category} candidate {candidate['model_id']} "
+                                         f"scores better than the active model ({reason}); "
+                                         "consider promoting it."})
+                break
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(items, key=lambda item: order[item["level"]])

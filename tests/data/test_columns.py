@@ -1,0 +1,115 @@
+"""Column detection on its own: tiny hand-made tables in the layouts cities publish."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from safety_models.data.columns import ColumnMapping, detect_mapping
+from safety_models.errors import MappingError
+
+
+def table(columns: dict[str, list[str]], file_name: str = "export.csv") -> pd.DataFrame:
+    """A table as read_table gives it: every column a string, the file's name in attrs."""
+    df = pd.DataFrame(columns, dtype="str")
+    df.attrs["file_name"] = file_name
+    return df
+
+
+CHICAGO = {
+    "ID": ["10224738", "10224739", "10224740", "10224741"],
+    "Date": ["09/05/2015 01:30:00 PM", "09/04/2015 11:30:00 AM", "09/01/2015 12:01:00 AM",
+             "09/05/2015 12:45:00 PM"],
+    "Primary Type": ["BATTERY", "THEFT", "THEFT", "BATTERY"],
+    "Latitude": ["41.815117", "41.895080", "41.937406", "41.881903"],
+    "Longitude": ["-87.670000", "-87.765400", "-87.716650", "-87.755121"],
+}
+
+
+def test_chicago_date_latitude_longitude():
+    mapping = detect_mapping(table(CHICAGO))
+    assert (mapping.time, mapping.lat, mapping.lon) == ("Date", "Latitude", "Longitude")
+    assert mapping.date is mapping.location is mapping.x is None
+    assert (mapping.subtype, mapping.source_id) == ("Primary Type", "ID")
+
+
+def test_nyc_crash_date_plus_crash_time():
+    mapping = detect_mapping(table({
+        "CRASH DATE": ["09/11/2021", "03/26/2022", "11/01/2023", "06/29/2022"],
+        "CRASH TIME": ["2:39", "11:45", "1:29", "6:55"],
+        "LATITUDE": ["40.667202", "40.683304", "40.710000", "40.660000"],
+        "LONGITUDE": ["-73.866500", "-73.917270", "-73.800000", "-73.900000"],
+        "COLLISION_ID": ["4455765", "4513547", "4541903", "4542489"],
+    }))
+    assert (mapping.date, mapping.clock) == ("CRASH DATE", "CRASH TIME")
+    assert mapping.time is None
+    assert (mapping.lat, mapping.lon, mapping.source_id) == ("LATITUDE", "LONGITUDE", "COLLISION_ID")
+
+
+BARCELONA = {
+    "Numero_expedient": ["2016S001896", "2016S004886", "2016S000001", "2016S000002"],
+    "Any": ["2016", "2016", "2016", "2016"],
+    "Mes_any": ["3", "6", "1", "12"],
+    "Dia_mes": ["9", "21", "1", "31"],
+    "Hora_dia": ["15", "18", "0", "23"],
+    "Coordenada_UTM_X": ["430011.68", "429686.94", "431000.50", "428000.10"],
+    "Coordenada_UTM_Y": ["4587542.05", "4578924.07", "4581000.20", "4583000.90"],
+}
+
+
+def test_barcelona_year_month_day_hour_and_utm_metres_with_their_crs():
+    mapping = detect_mapping(table(BARCELONA), ColumnMapping(crs="EPSG:25831"))
+    assert (mapping.year, mapping.month, mapping.day, mapping.hour) == (
+        "Any", "Mes_any", "Dia_mes", "Hora_dia")
+    assert (mapping.x, mapping.y, mapping.crs) == ("Coordenada_UTM_X", "Coordenada_UTM_Y",
+                                                   "EPSG:25831")
+    assert mapping.time is mapping.lat is None
+    assert mapping.source_id == "Numero_expedient"
+
+
+def test_utm_metres_without_a_crs_ask_for_one():
+    with pytest.raises(MappingError, match=r"bcn\.csv: .*look like UTM metres.*--crs EPSG:NNNN"):
+        detect_mapping(table(BARCELONA, "bcn.csv"))
+
+
+def test_a_lat_lon_pair_in_one_location_column():
+    mapping = detect_mapping(table({
+        "Incident Date": ["2019-03-01 08:15", "2019-03-01 09:30", "2019-03-02 22:05",
+                          "2019-03-04 01:00"],
+        "Location": ["(41.881, -87.631)", "(41.882, -87.629)", "(41.879, -87.633)",
+                     "(41.885, -87.640)"],
+    }))
+    assert (mapping.time, mapping.location) == ("Incident Date", "Location")
+    assert mapping.lat is mapping.lon is None
+
+
+def test_overrides_win_over_detection():
+    columns = {**CHICAGO, "Updated On": ["09/10/2015 01:30:00 PM"] * 4}
+    assert detect_mapping(table(columns)).time == "Date"
+    mapping = detect_mapping(table(columns), ColumnMapping(time="Updated On", subtype=""))
+    assert mapping.time == "Updated On"
+    assert mapping.subtype is None                   # "" means: no subtype column
+    assert (mapping.lat, mapping.lon) == ("Latitude", "Longitude")   # still detected
+
+
+def test_an_override_naming_a_missing_column_lists_the_columns_found():
+    with pytest.raises(MappingError, match="'Lat' given for lat is not in the file") as err:
+        detect_mapping(table(CHICAGO), ColumnMapping(lat="Lat"))
+    assert err.value.columns_found == list(CHICAGO)
+
+
+def test_no_time_column_names_the_file_and_the_columns_found():
+    with pytest.raises(MappingError) as err:
+        detect_mapping(table({"name": ["a", "b"], "value": ["x", "y"]}, "notes.csv"))
+    message = str(err.value)
+    assert message.startswith("notes.csv: could not find when the incidents happened")
+    assert "Columns found: 'name', 'value'" in message and "--time-column" in message
+    assert err.value.columns_found == ["name", "value"]
+
+
+def test_no_location_column_names_the_columns_found():
+    with pytest.raises(MappingError) as err:
+        detect_mapping(table({"Date": CHICAGO["Date"], "Block": ["A", "B", "C", "D"]}, "x.csv"))
+    assert "could not find where the incidents happened" in str(err.value)
+    assert "Columns found: 'Date', 'Block'" in str(err.value)
+    assert err.value.columns_found == ["Date", "Block"]

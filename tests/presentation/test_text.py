@@ -1,0 +1,181 @@
+"""text: times, durations, percents, names, job progress, upload outcomes, model descriptions."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from safety_models.presentation import text
+
+
+@pytest.mark.parametrize("value, dashboard, terminal", [
+    ("2026-11-28 14:05:59", "28 Nov 2026 14:05", "2026-11-28 14:05"),
+    (pd.Timestamp("2026-11-28"), "28 Nov 2026", "2026-11-28"),         # midnight: date only
+    (pd.Timestamp("2026-11-28 00:00:30"), "28 Nov 2026 00:00", "2026-11-28 00:00"),
+    (None, "–", "-"), (pd.NaT, "–", "-"), (float("nan"), "–", "-"),
+])
+def test_when_for_the_dashboard_and_the_terminal(value, dashboard, terminal):
+    assert text.when(value) == dashboard
+    assert text.when_iso(value) == terminal
+
+
+@pytest.mark.parametrize("seconds, expected", [(12, "12 s"), (59.6, "1 min 0 s"),
+                                               (125, "2 min 5 s"), (4000, "1 h 6 min"),
+                                               (None, "–"), (float("nan"), "–")])
+def test_duration(seconds, expected):
+    assert text.duration(seconds) == expected
+
+
+def test_percent_has_fixed_digits_and_short_percent_drops_zeros():
+    assert text.percent(0.9234) == "92.3 %"
+    assert text.percent(0.5, digits=0) == "50 %"
+    assert text.percent(None) == text.percent(float("nan")) == "–"
+    assert [text.short_percent(p) for p in (0.3, 0.1234, 0.0042, 0.0, None, math.inf)] == \
+        ["30 %", "12.3 %", "0.42 %", "0 %", "–", "–"]
+
+
+def test_window_and_category_and_forecaster_names():
+    assert [text.window_label(h) for h in (24, 168, 6, None)] == \
+        ["day", "week", "6-hour window", "window"]
+    assert text.category_label("traffic") == "Traffic accidents"
+    assert text.category_label("noise") == "Noise"
+    assert text.baseline_label("kde") == "kernel density (KDE)"
+    assert text.baseline_label("model") == "this model"
+    assert text.baseline_label("some_new_one") == "some new one"
+
+
+def test_read_progress_picks_and_cleans_the_fields():
+    p = text.read_progress({"stage": "train", "fraction": 1.7, "epoch": 2, "epochs": 5,
+                            "loss": 0.31, "category": "crime", "eta_s": 18})
+    assert (p.stage, p.fraction, p.epoch, p.epochs, p.loss, p.category, p.eta_s) == \
+        ("train", 1.0, 2, 5, 0.31, "crime", 18.0)
+    # An epoch without a total is not shown; a fraction that is not a number counts as 0.
+    p = text.read_progress({"fraction": "soon", "epoch": 3})
+    assert (p.stage, p.fraction, p.epoch, p.epochs) == ("", 0.0, None, None)
+    assert text.read_progress(None) == text.Progress()
+    assert text.read_progress({"fraction": float("nan")}).fraction == 0.0
+
+
+def test_job_progress_text_for_people():
+    job = {"kind": "train", "category": "crime", "status": "running",
+           "progress": {"stage": "train", "category": "crime", "fraction": 0.4, "epoch": 2,
+                        "epochs": 5, "loss": 0.31, "elapsed_s": 12, "eta_s": 125}}
+    assert text.job_title(job) == "Training – Crime"
+    assert text.job_fraction(job) == 0.4
+    assert text.job_progress_text(job) == \
+        "training · Crime · epoch 2 of 5 · loss 0.3100 · 12 s elapsed · about 2 min 5 s left"
+    queued = {"kind": "bootstrap", "status": "queued", "progress": None}
+    assert text.job_title(queued) == "Preparing the first models"
+    assert text.job_progress_text(queued) == "waiting for the training process to start…"
+    # Without a stage the status speaks.
+    assert text.job_progress_text({"status": "running", "progress": {"fraction": 0.1}}) == \
+        "running"
+
+
+def test_progress_bar_line_reads_the_same_fields_for_the_terminal():
+    line = text.progress_bar_line({"stage": "train", "fraction": 0.25, "epoch": 2, "epochs": 8,
+                                   "loss": 0.31, "val_score": 0.25, "eta_s": 12.4}, width=8)
+    assert line == "train       [##......]   25%  epoch 2/8  loss 0.3100  val 0.250  eta 12s"
+    assert text.progress_bar_line({"stage": "save", "fraction": 1}, width=4) == \
+        "save        [####]  100%"
+
+
+def test_job_outcome_text_only_for_recently_finished_jobs():
+    now = pd.Timestamp("2026-11-28 14:00")
+    job = {"job_id": 7, "kind": "train", "category": "health", "status": "failed",
+           "finished_at": pd.Timestamp("2026-11-28 12:30"), "message": "no data"}
+    assert text.job_outcome_text(job, now) == \
+        "Training – Public health (job 7, 28 Nov 2026 12:30) failed: no data"
+    done = {**job, "status": "succeeded", "model_id": "health-1"}
+    assert text.job_outcome_text(done, now).endswith(
+        "finished: health-1 is saved. Compare and promote it under **Versions**.")
+    assert text.job_outcome_text({**job, "status": "cancelled"}, now).endswith(
+        "was cancelled; nothing was changed.")
+    assert text.job_outcome_text(job, now + pd.Timedelta(hours=7)) is None
+    assert text.job_outcome_text({**job, "status": "running", "finished_at": None}, now) is None
+
+
+SUMMARY = {"upload_id": 4, "file_name": "tiny.csv", "category": "crime", "rows_read": 1207,
+           "accepted": 1200, "rejected": 5, "duplicates": 2, "already_loaded": False,
+           "rejected_reasons": {"missing coordinates": 1, "unparseable time": 4},
+           "time_min": "2019-03-01T08:15:00", "time_max": "2019-03-04T00:00:00"}
+
+
+def test_upload_summary_for_the_dashboard_and_the_terminal():
+    assert text.upload_result_text(SUMMARY) == (
+        "**tiny.csv** → Crime: 1,200 incidents added, 2 duplicates skipped, 5 rows rejected "
+        "(of 1,207 read). Incidents from 01 Mar 2019 08:15 to 04 Mar 2019.")
+    assert text.rejected_reasons_text(SUMMARY) == "unparseable time: 4, missing coordinates: 1"
+    assert text.upload_summary_lines(SUMMARY).splitlines() == [
+        "tiny.csv (crime): upload #4",
+        "  read 1,207 rows: 1,200 accepted, 5 rejected, 2 duplicates",
+        "  rejected: unparseable time 4, missing coordinates 1 "
+        "(python -m safety_models rejected 4 --out FILE.csv)",
+        "  time range 2019-03-01 08:15 to 2019-03-04",
+    ]
+    # Loading it again adds nothing and points to the earlier upload (#4).
+    again = {**SUMMARY, "upload_id": None, "earlier_upload_id": 4, "already_loaded": True,
+             "accepted": 0, "duplicates": 1200}
+    assert text.upload_result_text(again) == \
+        "**tiny.csv** was loaded before (upload #4); nothing was added."
+    assert text.upload_summary_lines(again) == (
+        "tiny.csv (crime): already loaded as upload #4; nothing added (its 1,200 incidents "
+        "are stored, 5 rows were rejected then: python -m safety_models uploads)")
+    assert text.upload_label(SUMMARY) == "#4 tiny.csv (crime, 1,200 incidents)"
+
+
+def test_model_description_names_data_grid_base_and_freezing():
+    info = {"created_at": pd.Timestamp("2026-11-28 14:05"), "train_seconds": 125,
+            "data_start": "2020-01-01", "data_end": "2024-01-01", "train_end": "2023-01-01",
+            "val_end": "2023-06-01", "window_hours": 168,
+            "grid": {"n_rows": 30, "n_cols": 40, "cell_size_m": 500.0, "crs": "EPSG:32616"}}
+    configs = {"train_config": {"base": "pretrained", "freeze_up_to": "layer2"},
+               "model_config": {"backbone": "resnet18"},
+               "metrics": {"validation": {"best_epoch": 3}}, "history": [{}] * 5}
+    assert text.model_description("health-1", info, configs).splitlines() == [
+        "- Model `health-1`, trained 28 Nov 2026 14:05 in 2 min 5 s",
+        "- Data: incidents from **01 Jan 2020** to **01 Jan 2024**; trained on windows before "
+        "01 Jan 2023, tuned on those until 01 Jun 2023, tested on the windows after that",
+        "- Grid: 30 × 40 cells of 500 m (EPSG:32616); one week per prediction",
+        "- Started from the product's base model, pretrained on simulated cities (resnet18); "
+        "layers up to **layer2** kept frozen",
+        "- Kept: epoch 3 of 5, the best on the validation windows",
+    ]
+    scratch = text.model_description("m", {}, {"train_config": {"base": "crime-2",
+                                                                "freeze_up_to": "none"}})
+    assert "- Started from the earlier model `crime-2`; every layer retrained" in scratch
+
+
+def test_model_description_says_which_training_epoch_was_kept():
+    assert text.training_kept({"metrics": {"validation": {"best_epoch": 3}},
+                               "history": [{}] * 5}) == \
+        "Kept: epoch 3 of 5, the best on the validation windows"
+    kept = text.training_kept({"metrics": {"validation": {"best_epoch": 0}},
+                               "history": [{}, {}]})
+    assert kept.startswith("Kept: the starting forecast") and \
+        "None of the 2 trained epochs" in kept
+    assert text.training_kept({"metrics": {}, "history": []}) is None
+
+
+@pytest.mark.parametrize("run, label", [
+    ({"base": "none", "freeze_up_to": "none"}, "scratch"),
+    ({"base": "pretrained", "freeze_up_to": "none", "history_days": 90.0},
+     "fine-tuned, none frozen, 90 d"),
+    ({"base": "pretrained", "freeze_up_to": "layer2", "history_days": float("nan"),
+      "stage": "learning rate", "optimizer": "sgd", "lr": 0.01}, "frozen to layer2, sgd 0.01"),
+])
+def test_study_run_label(run, label):
+    assert text.study_run_label(run) == label
+
+
+def test_evaluation_texts():
+    evaluation = {"test_start": "2024-09-01", "test_end": "2024-09-30", "window_hours": 24,
+                  "n_windows": 30, "n_test_events": 1234, "cell_size_m": 500.0,
+                  "results": {"model": {}, "baselines": {"naive": {}, "kde": {}}}}
+    assert text.evaluation_period_text(evaluation) == (
+        "Test period **01 Sep 2024 – 30 Sep 2024**: 30 days, 1,234 incidents, cells of 500 m.")
+    assert text.headline_caption(evaluation).startswith(
+        "Scored on 01 Sep 2024 – 30 Sep 2024 (after its training data), against the best of "
+        "2 baselines;")
