@@ -25,7 +25,7 @@ from safety_models.errors import UserError
 from safety_models.files import to_jsonable
 from safety_models.presentation.text import (progress_bar_line, read_progress,
                                              upload_summary_lines, when_iso)
-from safety_models.schema import CATEGORIES, DEFAULT_CELL_SIZE_M
+from safety_models.schema import CATEGORIES, DEFAULT_CELL_SIZE_M, HORIZONS
 
 EXIT_USER_ERROR = 2
 
@@ -192,6 +192,10 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--imagenet-weights", metavar="FILE", default=None,
                    help="torchvision ImageNet weights file for --base imagenet")
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--horizon", choices=HORIZONS, default=None,
+                   help="train for the risk over the next 7, 14, 30 or 90 days (events summed over "
+                        "them) instead of the next window; it serves predict/evaluate --horizon and "
+                        "never replaces the active model")
     _device_option(p)
     _json_flag(p, "the new model's id, status and scores as JSON")
     p.set_defaults(run=cmd_train)
@@ -224,6 +228,9 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--at", default=None, metavar="DATE",
                    help="a date/time inside the window to predict (default: the next window)")
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
+    p.add_argument("--horizon", choices=HORIZONS, default=None,
+                   help="the chance of at least one event, and the expected events, over the next "
+                        "7/14/30/90 days from the window (the category's model for that horizon)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv|FILE.geojson")
     _device_option(p)
     p.set_defaults(run=cmd_predict)
@@ -234,6 +241,8 @@ def _add_model_commands(commands) -> None:
                             "baselines on the same windows and cells.")
     p.add_argument("--category", required=True, choices=CATEGORIES)
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
+    p.add_argument("--horizon", choices=HORIZONS, default=None,
+                   help="backtest the category's model for this horizon (forecasts of the next N days)")
     _device_option(p)
     p.add_argument("--flag-area", dest="flag_areas", action="append", default=[], type=_area_argument,
                    metavar="AREA", help="also score a flagged area, e.g. 0.75sqmi or 2km2 (whole cells "
@@ -539,7 +548,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from safety_models.modeling import registry
     from safety_models.modeling.training import TrainConfig
 
+    from safety_models.schema import horizon_days
+
     options = {k: getattr(args, k) for k in TRAIN_OPTIONS if getattr(args, k) is not None}
+    if args.horizon:
+        options["horizon_days"] = horizon_days(args.horizon)
     cfg = TrainConfig(category=args.category, **options)
     _check_device(cfg.device)
     with _store() as store:
@@ -641,7 +654,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     _check_device(args.device)
     with _store() as store:
         df = workflows.predict_category(store, args.category, at=args.at, model_id=args.model,
-                                        device=args.device)
+                                        device=args.device, horizon=args.horizon)
         if suffix == ".csv":
             data = export.prediction_to_csv(df)
         else:
@@ -673,7 +686,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         with _store() as store:
             result = actions.evaluate(store, _actor(), args.category, model_id=args.model,
                                       on_progress=bar, device=args.device,
-                                      flag_areas=args.flag_areas)
+                                      flag_areas=args.flag_areas, horizon=args.horizon)
     finally:
         if bar is not None:
             bar.close()
@@ -681,8 +694,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(json.dumps(to_jsonable(result.to_dict())))
         return 0
     d = result.to_dict()
+    span = (f", each forecasting the next {d['horizon_windows']} windows" if d.get("horizon_windows", 1) > 1
+            else "")
     print(f"{d['category']} model {d['model_id']}: test {d['test_start']} to {d['test_end']}, "
-          f"{d['n_windows']} windows of {d['window_hours']} h, {d['n_test_events']:,} events")
+          f"{d['n_windows']} windows of {d['window_hours']} h{span}, {d['n_test_events']:,} events")
     print(evaluation.summary_table(d).to_string())
     if args.flag_areas:
         print(area_table(d).to_string())

@@ -158,15 +158,17 @@ class SampleBuilder:
 
     def __init__(self, counts: np.ndarray, starts, cfg: FeatureConfig, mask: np.ndarray | None = None,
                  offset: int = 0, events_before: float = 0.0, cells_before: np.ndarray | None = None,
-                 ewma_before: dict | None = None):
+                 ewma_before: dict | None = None, horizon_windows: int = 1):
         # offset/events_before: counts are windows offset.. of a longer history whose first
         # `offset` windows held `events_before` city events, per cell `cells_before`, and whose
         # exponentially weighted sums at `offset` are ewma_before[h] = (sums (H, W), weight)
-        # (used by `for_window`)
+        # (used by `for_window`); horizon_windows: labels count the events of windows
+        # t .. t + horizon_windows - 1 (a model trained for the next 7, 30 ... days)
         counts = np.asarray(counts, dtype=np.float32)
         if counts.ndim != 3:
             raise ValueError(f"counts must be (windows, rows, cols), got shape {counts.shape}")
         self.cfg = cfg
+        self.horizon = max(1, int(horizon_windows))
         self.counts = counts                                           # (T, H, W)
         self.T, self.H, self.W = counts.shape
         self.mask = (np.ones((self.H, self.W), bool) if mask is None else np.asarray(mask, bool))
@@ -302,11 +304,15 @@ class SampleBuilder:
         return x
 
     def labels(self, t_indices) -> tuple[np.ndarray, np.ndarray]:
-        """y_any (N, H, W) in {0,1} and y_count (N, H, W) for windows t < T."""
+        """y_any (N, H, W) in {0,1} and y_count (N, H, W): the events of windows t .. t +
+        horizon - 1 (window t alone for the default horizon of one window); t + horizon <= T."""
         t = np.asarray(t_indices, dtype=np.int64).reshape(-1) - self.offset
-        if len(t) and (t.max() >= self.T or t.min() < 0):
-            raise ValueError(f"labels need {self.offset} <= t < {self.offset + self.T}")
-        y_count = self.counts[t].astype(np.float32)
+        h = self.horizon
+        if len(t) and (t.max() + h > self.T or t.min() < 0):
+            raise ValueError(f"labels need {self.offset} <= t <= {self.offset + self.T - h} "
+                             f"(horizon of {h} windows)")
+        # cum holds exact integers in float32 up to 2**24 events per cell
+        y_count = (self.counts[t] if h == 1 else self.cum[t + h] - self.cum[t]).astype(np.float32)
         return (y_count > 0).astype(np.float32), y_count
 
 

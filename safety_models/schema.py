@@ -31,6 +31,18 @@ def check_category(category: str) -> str:
         raise ValueError(f"unknown category {category!r}; expected one of {', '.join(CATEGORIES)}")
     return category
 
+# Forecast horizons a category can have a model for (besides the next window): risk over the
+# next N days, trained on the events of those days (training.TrainConfig.horizon_days).
+HORIZONS: tuple[str, ...] = ("7d", "14d", "30d", "90d")
+
+
+def horizon_days(horizon: str) -> int:
+    """"7d" -> 7 for a horizon of HORIZONS; ValueError naming the allowed ones otherwise."""
+    text = str(horizon).strip().lower()
+    if text not in HORIZONS:
+        raise ValueError(f"unknown horizon {horizon!r}; expected one of {', '.join(HORIZONS)}")
+    return int(text[:-1])
+
 # The layout of a saved model checkpoint dict (training writes it, the registry stores it,
 # modeling.models rebuilds from it); raise it when the dict's keys change meaning.
 CHECKPOINT_FORMAT = 1

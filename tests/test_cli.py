@@ -419,3 +419,12 @@ def test_rejected_rows_csv_is_neutralised(home, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "'=cmd|'/C calc'!A0" in out
     assert ",-87.630," in out, "a number in a text column stays readable"
+
+
+def test_horizon_options_parse():
+    parser = cli.build_parser()
+    assert parser.parse_args(["predict", "--category", "crime", "--horizon", "30d", "--out", "x.csv"]).horizon == "30d"
+    assert parser.parse_args(["evaluate", "--category", "crime", "--horizon", "7d"]).horizon == "7d"
+    assert parser.parse_args(["train", "--category", "crime", "--horizon", "90d"]).horizon == "90d"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["predict", "--category", "crime", "--horizon", "5d", "--out", "x.csv"])

@@ -120,3 +120,16 @@ def test_bad_t_raises():
     counts, starts, mask = _city(T=10)
     with pytest.raises(ValueError):
         SampleBuilder(counts, starts, FeatureConfig(), mask).inputs([11])
+
+
+def test_horizon_labels_sum_the_next_windows():
+    # one cell, counts 1, 0, 2, 0, 3 in windows 0..4; a 3-window horizon from t = 1 sums
+    # windows 1..3 (0 + 2 + 0 = 2), from t = 2 windows 2..4 (5); t = 3 would run past the data
+    counts = np.array([1, 0, 2, 0, 3], np.float32).reshape(5, 1, 1)
+    starts = pd.date_range("2024-01-01", periods=5, freq="D")
+    b = SampleBuilder(counts, starts, FeatureConfig(), horizon_windows=3)
+    y_any, y_count = b.labels([1, 2])
+    assert y_count[:, 0, 0].tolist() == [2.0, 5.0] and y_any[:, 0, 0].tolist() == [1.0, 1.0]
+    with pytest.raises(ValueError, match="horizon of 3 windows"):
+        b.labels([3])
+    assert SampleBuilder(counts, starts, FeatureConfig()).labels([3])[1][0, 0, 0] == 0.0

@@ -71,6 +71,10 @@ class BacktestResult:
     ``metrics.score_windows`` output plus ``"curves"`` (hit rate / PAI against the share of
     area, ROC points) and, for baselines, ``"probability_map"`` (the Platt fit), for the model
     ``"vs_baselines"`` (paired per-window differences with bootstrap intervals).
+    horizon_windows: how many windows each forecast covers (1: the next window; 7 for a
+    7-day horizon of daily windows): then a "window" of n_windows is a forecast made at a
+    window start, scored against the events of its horizon, and test_end is the end of the
+    last forecast's horizon.
     """
 
     category: str
@@ -82,6 +86,7 @@ class BacktestResult:
     n_windows: int
     n_test_events: int
     results: dict[str, Any] = field(default_factory=dict)
+    horizon_windows: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON of the CLI contract (plain types; NaN/inf become null)."""
@@ -94,6 +99,7 @@ class BacktestResult:
             "cell_size_m": float(self.cell_size_m),
             "n_windows": int(self.n_windows),
             "n_test_events": int(self.n_test_events),
+            "horizon_windows": int(self.horizon_windows),
             "results": self.results,
         })
 
@@ -109,6 +115,7 @@ class BacktestResult:
             n_windows=int(d["n_windows"]),
             n_test_events=int(d["n_test_events"]),
             results=dict(d["results"]),
+            horizon_windows=int(d.get("horizon_windows") or 1),
         )
 
     def table(self) -> pd.DataFrame:
@@ -185,6 +192,29 @@ def latest_windows(val_idx: np.ndarray, test_idx: np.ndarray,
         return val_idx, test_idx
     n = max(1, int(last_windows))
     return val_idx[-n:], test_idx[-n:]
+
+
+def horizon_splits(starts: pd.DatetimeIndex, data_window: Mapping[str, Any],
+                   horizon_windows: int) -> tuple[np.ndarray, np.ndarray]:
+    """split_indices for forecasts over horizon_windows windows: the forecasts whose whole
+    horizon lies in the validation (test) period. NotReady when the test period is shorter."""
+    val_idx, test_idx = split_indices(starts, data_window)
+    h = max(1, int(horizon_windows))
+    if len(test_idx) < h or len(val_idx) < h:
+        raise NotReady(f"the validation or test period ({len(val_idx)} and {len(test_idx)} windows) is shorter "
+                       f"than the forecast's horizon of {h} windows; upload later incidents")
+    return val_idx[:len(val_idx) - h + 1], test_idx[:len(test_idx) - h + 1]
+
+
+def horizon_counts(counts: np.ndarray, t_indices: Sequence[int], horizon_windows: int) -> np.ndarray:
+    """(forecasts, rows, cols) events of windows t .. t + horizon - 1 for each t (float64)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    t_indices = np.asarray(t_indices, dtype=np.int64)
+    h = max(1, int(horizon_windows))
+    if h == 1:
+        return counts[t_indices]
+    cum = np.concatenate([np.zeros((1, *counts.shape[1:])), np.cumsum(counts, axis=0)])   # (T+1, rows, cols)
+    return cum[t_indices + h] - cum[t_indices]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -371,7 +401,7 @@ def _per_window_values(result: Mapping[str, Any], key: str) -> np.ndarray:
 
 
 def paired_difference(model_values: np.ndarray, baseline_values: np.ndarray, window_hours: int,
-                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict[str, Any]:
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0, min_block: int = 1) -> dict[str, Any]:
     """Mean of model - baseline over windows where both are defined, with a 95 % interval.
 
     Moving-block bootstrap over consecutive windows (block = one week of windows for daily
@@ -385,7 +415,7 @@ def paired_difference(model_values: np.ndarray, baseline_values: np.ndarray, win
                            "share_model_better": float("nan"), "share_model_worse": float("nan")}
     if n == 0:
         return out
-    block = max(1, min(n, 168 // window_hours if window_hours <= 24 else round(n ** (1 / 3))))
+    block = max(1, min(n, max(int(min_block), 168 // window_hours if window_hours <= 24 else round(n ** (1 / 3)))))
     rng = np.random.default_rng(seed)
     n_blocks = math.ceil(n / block)
     first = rng.integers(0, n - block + 1, size=(resamples, n_blocks))            # (resamples, blocks)
@@ -420,7 +450,7 @@ def _check_grid(checkpoint: Mapping[str, Any], city: Any) -> None:
 def score_baselines(city: Any, data_window: Mapping[str, Any],
                     baselines: Mapping[str, Callable] | None = None,
                     on_progress: ProgressFn | None = None,
-                    flag_areas: Sequence[str] = (),
+                    flag_areas: Sequence[str] = (), horizon_windows: int = 1,
                     last_windows: int | None = None) -> dict[str, dict[str, Any]]:
     """{name: M} for every baseline on the test windows of data_window (see the module doc).
 
@@ -428,8 +458,9 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
     mapped to probabilities by a Platt fit on the validation windows (``M["probability_map"]``)
     and its yes/no threshold is chosen there too. baselines: {name: fn}; default
     ``baselines.baselines_for(city.category)``. flag_areas: area strings (metrics.parse_area)
-    to score besides the shares of the city. on_progress: {"stage": "evaluate", "fraction",
-    "step": name}. last_windows: see latest_windows.
+    to score besides the shares of the city. horizon_windows: score forecasts of the events
+    over that many windows (a horizon model's; the baselines' maps rank the same cells).
+    on_progress: {"stage": "evaluate", "fraction", "step": name}. last_windows: see latest_windows.
     """
     if baselines is None:
         from safety_models.evaluation.baselines import baselines_for
@@ -438,10 +469,12 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
     starts = pd.DatetimeIndex(city.starts)
     counts = np.asarray(city.counts)
     mask = np.asarray(city.mask, dtype=bool)
-    val_idx, test_idx = latest_windows(*split_indices(starts, data_window), last_windows)
+    val_idx, test_idx = latest_windows(*horizon_splits(starts, data_window, horizon_windows),
+                                       last_windows)
     targets = np.concatenate([val_idx, test_idx])   # one pass forecasts validation and test
     n_val = len(val_idx)
-    counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
+    counts_val = horizon_counts(counts, val_idx, horizon_windows)      # (windows, rows, cols)
+    counts_test = horizon_counts(counts, test_idx, horizon_windows)
     total_steps = max(1, len(targets) * len(baselines))
     results: dict[str, dict[str, Any]] = {}
     for b, (name, fn) in enumerate(dict(baselines).items()):
@@ -487,11 +520,15 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     starts = pd.DatetimeIndex(city.starts)
     counts = np.asarray(city.counts)
     mask = np.asarray(city.mask, dtype=bool)
-    val_idx, test_idx = latest_windows(*split_indices(starts, checkpoint["data_window"]),
+    from safety_models.modeling.forecaster import horizon_windows_of
+
+    h = horizon_windows_of(checkpoint)
+    val_idx, test_idx = latest_windows(*horizon_splits(starts, checkpoint["data_window"], h),
                                        last_windows)
     targets = np.concatenate([val_idx, test_idx])   # one pass forecasts validation and test
     n_val = len(val_idx)
-    counts_val, counts_test = counts[val_idx], counts[test_idx]  # (windows, rows, cols)
+    counts_val = horizon_counts(counts, val_idx, h)                    # (windows, rows, cols)
+    counts_test = horizon_counts(counts, test_idx, h)
     test_starts = starts[test_idx]
     if baseline_results is None and baselines is None:
         from safety_models.evaluation.baselines import baselines_for
@@ -528,7 +565,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
             city, checkpoint["data_window"], baselines,
             on_progress=lambda r: _report(on_progress, model_share + (1 - model_share) * r["fraction"],
                                           step=r.get("step")),
-            flag_areas=flag_areas, last_windows=last_windows,
+            flag_areas=flag_areas, horizon_windows=h, last_windows=last_windows,
         )
     else:
         expected = [s.isoformat() for s in test_starts]
@@ -537,15 +574,15 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
                 raise ValueError(f"baseline {name!r} was scored on other windows than this backtest's")
     baseline_results = {name: dict(result) for name, result in baseline_results.items()}
     model_result["vs_baselines"] = {
-        name: compare_per_window(model_result, result, int(city.window_hours))
+        name: compare_per_window(model_result, result, int(city.window_hours), h)
         for name, result in baseline_results.items()
     }
     if "network" in extra:
         extra["network"]["vs_baselines"] = {
-            name: compare_per_window(extra["network"], result, int(city.window_hours))
+            name: compare_per_window(extra["network"], result, int(city.window_hours), h)
             for name, result in baseline_results.items()
         }
-        model_result["vs_network"] = compare_per_window(model_result, extra["network"], int(city.window_hours))
+        model_result["vs_network"] = compare_per_window(model_result, extra["network"], int(city.window_hours), h)
     model_result["oracle_gap"] = oracle_gap(model_result, baseline_results, extra["oracle"])
     _report(on_progress, 1.0, step="done")
 
@@ -554,12 +591,13 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
         category=category,
         model_id=str(checkpoint.get("model_id", "")),
         test_start=test_starts[0].isoformat(),
-        test_end=(test_starts[-1] + step).isoformat(),
+        test_end=(test_starts[-1] + h * step).isoformat(),
         window_hours=int(city.window_hours),
         cell_size_m=float(city.grid.cell_size_m),
         n_windows=len(test_idx),
-        n_test_events=int(round(float(counts_test[:, mask].sum()))),
+        n_test_events=int(round(float(counts[test_idx[0]:test_idx[-1] + h][:, mask].sum()))),
         results={"model": model_result, "baselines": baseline_results, **extra},
+        horizon_windows=h,
     )
 
 
@@ -570,15 +608,17 @@ def _validation_scores(prob_val: np.ndarray, counts_val: np.ndarray, mask: np.nd
 
 
 def compare_per_window(model_result: Mapping[str, Any], baseline_result: Mapping[str, Any],
-                       window_hours: int) -> dict[str, Any]:
+                       window_hours: int, horizon_windows: int = 1) -> dict[str, Any]:
     """Paired model - baseline differences of hit rate and PAI at 5 % of the area and of the
     per-window ROC-AUC ("auc": the mean of each window's AUC, not the pooled roc_auc).
 
-    Both results must come from score_windows on the same windows. See paired_difference.
+    Both results must come from score_windows on the same windows. See paired_difference;
+    forecasts over a horizon of h windows overlap, so blocks are at least h long.
     """
     return {
         key: paired_difference(_per_window_values(model_result, key),
-                               _per_window_values(baseline_result, key), window_hours)
+                               _per_window_values(baseline_result, key), window_hours,
+                               min_block=horizon_windows)
         for key in ("hit_rate_5", "pai_5", "auc")
     }
 
@@ -647,12 +687,14 @@ def oracle_gap(model_result: Mapping[str, Any], baseline_results: Mapping[str, M
 
 def evaluate_category(store: Any, category: str, model_id: str | None = None,
                       on_progress: ProgressFn | None = None, device: str = "auto",
-                      flag_areas: Sequence[str] = (),
+                      flag_areas: Sequence[str] = (), horizon: str | None = None,
                       last_windows: int | None = None) -> BacktestResult:
     """Backtest a category's model (the active one by default) and save it for the dashboard.
 
     flag_areas: areas to score besides the shares of the city (see backtest); checked
     before anything is computed (UserError for one metrics.parse_area cannot read).
+    horizon: "7d", "14d", "30d" or "90d" -> the category's model for that horizon
+    (registry.horizon_model_id) unless model_id is given; None: the next-window model.
 
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home
     folder (atomic replace). Raises NotReady without a model or without test windows.
@@ -664,6 +706,8 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     from safety_models.modeling.devices import resolve_device
 
     flag_areas = check_flag_areas(flag_areas)
+    if model_id is None and horizon is not None:
+        model_id = registry.horizon_model_id(store, category, horizon)
     if model_id is None:
         model_id = registry.active_model_id(store, category)
         if model_id is None:

@@ -55,6 +55,7 @@ from safety_models.evaluation import baselines as baselines_mod
 from safety_models.evaluation.metrics import SELECTION_COVERAGE, hit_rate, n_flagged, roc_auc
 from safety_models.features import FeatureConfig, SampleBuilder, window_start_times
 from safety_models.grid import GridSpec
+from safety_models.modeling.devices import autocast, device_of
 
 NETWORK = "network"
 BASE_RATE = "base_rate"
@@ -160,6 +161,12 @@ def blend_of(checkpoint: Mapping[str, Any]) -> Blend:
     return NETWORK_ONLY if not saved else Blend.from_dict(saved)
 
 
+def horizon_windows_of(checkpoint: Mapping[str, Any]) -> int:
+    """Windows a checkpoint's forecast covers (training.TrainResult.checkpoint's "horizon"):
+    a forecast from window t is about windows t .. t + n - 1; 1 for checkpoints without one."""
+    return max(1, int((checkpoint.get("horizon") or {}).get("windows") or 1))
+
+
 def baseline_parameters(name: str) -> dict:
     """The keyword parameters (with their defaults) of a baseline of baselines.BASELINES."""
     sig = inspect.signature(baselines_mod.BASELINES[name])
@@ -192,11 +199,13 @@ def network_outputs(model: Any, builder: SampleBuilder, t_indices: Sequence[int]
         b = torch.tensor(glm["bias"], dtype=torch.float32)               # (2,)
         out[BASE_RATE] = np.zeros(shape, np.float32)
         out["base_rate_log_rate"] = np.zeros(shape, np.float32)
+    device = device_of(model)                 # the network runs where it is; the GLM on the CPU
     for lo in range(0, len(t_indices), batch_size):
         x = torch.from_numpy(builder.inputs(t_indices[lo:lo + batch_size]))   # (B, C, H, W)
-        logit, log_rate = model(x)                                             # (B, H, W) each
-        out[NETWORK][lo:lo + len(x)] = logit.numpy()
-        out["network_log_rate"][lo:lo + len(x)] = log_rate.clamp(max=20).numpy()
+        with autocast(device, training=False):
+            logit, log_rate = model(x.to(device))                              # (B, H, W) each
+        out[NETWORK][lo:lo + len(x)] = logit.float().cpu().numpy()
+        out["network_log_rate"][lo:lo + len(x)] = log_rate.float().clamp(max=20).cpu().numpy()
         if glm is not None:
             z = torch.einsum("bchw,kc->bkhw", x, w) + b[None, :, None, None]   # (B, 2, H, W)
             out[BASE_RATE][lo:lo + len(x)] = z[:, 0].numpy()

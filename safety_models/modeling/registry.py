@@ -141,7 +141,7 @@ def _grid_of(checkpoint: dict) -> dict | None:
 
 def _save(store: Store, checkpoint: dict, category: str, base_model_id: str | None,
           is_base: bool, activate: str) -> str:
-    """Write the checkpoint and its row as one step; activate: 'if-first' | 'always'."""
+    """Write the checkpoint and its row as one step; activate: 'if-first' | 'always' | 'never'."""
     _ensure_tables(store)
     model_id = new_model_id(category)
     created_at = datetime.now()
@@ -189,10 +189,11 @@ def _save(store: Store, checkpoint: dict, category: str, base_model_id: str | No
             # processes saving a first model at once cannot both activate theirs.
             others_active = sa.exists().where(
                 m.category == category, m.status == "active", m.model_id != model_id)
-            conn.execute(models_table.update()
-                         .where(m.model_id == model_id, ~others_active)
-                         .values(status="active",
-                                 activated_at=_activation_time(conn, category)))
+            if activate != "never":
+                conn.execute(models_table.update()
+                             .where(m.model_id == model_id, ~others_active)
+                             .values(status="active",
+                                     activated_at=_activation_time(conn, category)))
             os.replace(tmp_path, final_path)
             placed = True
             fsync_dir(final_path.parent)
@@ -205,17 +206,19 @@ def _save(store: Store, checkpoint: dict, category: str, base_model_id: str | No
 
 
 def save_model(store: Store, checkpoint: dict, category: str,
-               base_model_id: str | None = None) -> str:
+               base_model_id: str | None = None, activate: str = "if-first") -> str:
     """Store a trained checkpoint as a new version of category; returns its model_id.
 
     checkpoint: training's TrainResult.checkpoint() plus "grid" (GridSpec or its dict),
     "mask" ((rows, cols) bool) and optionally "parent" (the model id it continued from).
     numpy arrays and timestamps are converted to plain types. The first model of a category
     becomes active; later ones are candidates until promote(). The file and the row are
-    written as one step: if the database insert fails, no file is left behind.
+    written as one step: if the database insert fails, no file is left behind. activate
+    "never" keeps it a candidate even then (a horizon model: it serves `predict --horizon`,
+    never the next-window map).
     """
     category = check_category(category)
-    return _save(store, checkpoint, category, base_model_id, is_base=False, activate="if-first")
+    return _save(store, checkpoint, category, base_model_id, is_base=False, activate=activate)
 
 
 def save_base(store: Store, checkpoint: dict) -> str:
@@ -343,10 +346,13 @@ def promote(store: Store, model_id: str) -> None:
     _ensure_tables(store)
     m = models_table.c
     with store.begin() as conn:
-        row = conn.execute(sa.select(m.category, m.status).where(m.model_id == model_id)).first()
+        row = conn.execute(sa.select(m.category, m.status, m.val_metrics).where(m.model_id == model_id)).first()
         if row is None:
             raise NotReady(f"there is no model {model_id!r} in this home; "
                            "`python -m safety_models models` lists them")
+        if horizon_days_of(row.val_metrics):
+            raise UserError(f"{model_id} forecasts the next {horizon_days_of(row.val_metrics)} days; it serves "
+                            f"`predict --horizon` and cannot replace the {row.category} model of the next window")
         if row.status == "active":
             return
         # Retire first: the unique index allows one active row at every statement boundary.
@@ -381,6 +387,58 @@ def rollback(store: Store, category: str) -> str:
         conn.execute(models_table.update().where(m.model_id == previous)
                      .values(status="active", activated_at=_activation_time(conn, category)))
     return previous
+
+
+def _horizon_meta_key(category: str, horizon: str) -> str:
+    return f"horizon:{category}:{horizon}"
+
+
+def set_horizon_model(store: Store, category: str, horizon_days: int, model_id: str) -> None:
+    """Make model_id the category's model for the next horizon_days days (schema.HORIZONS)."""
+    from safety_models.schema import horizon_days as days_of
+
+    days_of(f"{int(horizon_days)}d")             # one of HORIZONS, else ValueError
+    store.set_meta(_horizon_meta_key(check_category(category), f"{int(horizon_days)}d"), model_id)
+
+
+def _exists(store: Store, model_id: str) -> bool:
+    try:
+        _row(store, model_id)
+    except NotReady:
+        return False
+    return True
+
+
+def horizon_model_id(store: Store, category: str, horizon: str) -> str:
+    """The category's model for a horizon ("7d", "14d", "30d", "90d"): the one last set by
+    set_horizon_model (training sets the newest). NotReady, saying how to train one, when
+    there is none; ValueError for a horizon not in schema.HORIZONS."""
+    from safety_models.schema import horizon_days as days_of
+
+    category = check_category(category)
+    days = days_of(horizon)
+    model_id = store.get_meta(_horizon_meta_key(category, f"{days}d"))
+    if model_id is None or not _exists(store, model_id):
+        raise NotReady(f"there is no {category} model for the next {days} days yet; train one with "
+                       f"`python -m safety_models train --category {category} --horizon {days}d`")
+    return model_id
+
+
+def available_horizons(store: Store, category: str) -> list[str]:
+    """The horizons of schema.HORIZONS the category has a model for, shortest first (the next
+    window, which the active model serves, is not listed)."""
+    from safety_models.schema import HORIZONS
+
+    category = check_category(category)
+    return [h for h in HORIZONS
+            if (mid := store.get_meta(_horizon_meta_key(category, h))) is not None and _exists(store, mid)]
+
+
+def horizon_days_of(val_metrics: dict | None) -> int | None:
+    """The horizon in days a model version was trained for (its validation metrics say so),
+    None for a model of the next window."""
+    days = (val_metrics or {}).get("horizon_days") if isinstance(val_metrics, dict) else None
+    return int(days) if days else None
 
 
 def delete_model(store: Store, model_id: str) -> None:

@@ -87,6 +87,7 @@ class TrainConfig:
     cache_frozen: bool = True         # compute frozen-stage outputs once per sample
     refit_base_path: bool = True      # after early stopping, refit the base-rate GLM on train+val
     blend: bool = True                # ship the validation-chosen blend (forecaster.py), not the network alone
+    horizon_days: int | None = None   # risk over the next N days (targets summed over them); None: one window
     seed: int = 0
     device: str = "auto"              # 'auto' (a CUDA GPU when there is one) | 'cpu' | 'cuda[:N]'
 
@@ -100,6 +101,10 @@ class TrainConfig:
     @property
     def hours(self) -> int:
         return int(self.window_hours or DEFAULT_WINDOW_HOURS[check_category(self.category)])
+
+    def horizon_windows(self, fcfg: FeatureConfig) -> int:
+        """Windows a target spans: horizon_days in windows (at least 1), 1 without a horizon."""
+        return fcfg.windows(self.horizon_days) if self.horizon_days else 1
 
 
 @dataclass
@@ -116,9 +121,12 @@ class TrainResult:
 
     def checkpoint(self) -> dict:
         """Plain-types dict (torch.load(weights_only=True) works); the caller adds model_id,
-        category, grid, mask, base_model_id and created_at."""
+        category, grid, mask, base_model_id and created_at. "horizon": the span of a forecast
+        ({"days": None, "windows": 1} for the next window)."""
         state = model_to_state(self.model)
         return {"format": CHECKPOINT_FORMAT,
+                "horizon": {"days": self.train_config.horizon_days,
+                            "windows": self.train_config.horizon_windows(self.feature_config)},
                 "category": self.train_config.category,
                 "state_dict": state["state_dict"],
                 "model_config": state["model_config"],
@@ -142,9 +150,13 @@ def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> 
     Defaults: test = last 365 days; validation = 90 days before it for sub-week windows, 52
     windows for weekly ones; a validation period without any event is extended backwards by
     whole years (seasonal data such as mosquito surveillance) while a year of training remains.
+    With a horizon of h windows (cfg.horizon_days) the default validation period is h - 1
+    windows longer, so that it still holds as many forecasts whose h windows all lie in it
+    (fit then forecasts from t in [train_start, train_end - h], and so on).
     """
     T = len(counts)
     weekly = fcfg.window_hours >= 168
+    h = cfg.horizon_windows(fcfg)
     n_test = cfg.test_windows if cfg.test_windows is not None else fcfg.windows(365)
     n_val = cfg.val_windows if cfg.val_windows is not None else (fcfg.windows(365) if weekly else fcfg.windows(90))
     if T < n_test + n_val + fcfg.windows(365):
@@ -154,6 +166,8 @@ def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> 
             n_test = min(n_test, max(1, T // 4))
         if cfg.val_windows is None:
             n_val = min(n_val, max(1, T // 6))
+    if cfg.val_windows is None:
+        n_val += h - 1
     n_test = min(n_test, max(0, T - 2))
     val_end = T - n_test
     n_val = min(n_val, max(1, val_end - 1))
@@ -165,12 +179,13 @@ def split_windows(counts: np.ndarray, cfg: TrainConfig, fcfg: FeatureConfig) -> 
     first = min(fcfg.recent_windows, max(0, train_end - 1))
     if cfg.history_days is not None:
         first = max(first, train_end - fcfg.windows(cfg.history_days))
-    if train_end - first < MIN_TRAIN_WINDOWS:
+    if train_end - first - (h - 1) < MIN_TRAIN_WINDOWS:
         raise NotReady(
             f"not enough history to train: {T} windows of {fcfg.window_hours} h leave "
-            f"{max(0, train_end - first)} for training after {n_val} for validation and {n_test} "
-            f"for the test period (at least {MIN_TRAIN_WINDOWS} needed); load a longer "
-            f"period of incidents, or choose shorter windows")
+            f"{max(0, train_end - first - (h - 1))} forecasts for training after {n_val} windows for "
+            f"validation and {n_test} for the test period (at least {MIN_TRAIN_WINDOWS} needed"
+            f"{f', each over {h} windows' if h > 1 else ''}); load a longer period of incidents, "
+            f"or choose shorter windows{' or a shorter horizon' if h > 1 else ''}")
     return first, train_end, val_end, T
 
 
@@ -422,10 +437,12 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     else:
         fcfg = FeatureConfig(window_hours=train_cfg.hours)
     first, train_end, val_end, T = split_windows(counts, train_cfg, fcfg)
-    t_train = np.arange(first, train_end)
-    t_val = np.arange(train_end, val_end)
-    t_test = np.arange(val_end, T)
-    builder = SampleBuilder(counts, starts, fcfg, mask)
+    # a forecast from window t covers windows t .. t + h - 1: all of them in its own period
+    h = train_cfg.horizon_windows(fcfg)
+    t_train = np.arange(first, train_end - h + 1)
+    t_val = np.arange(train_end, val_end - h + 1)
+    t_test = np.arange(val_end, T - h + 1)
+    builder = SampleBuilder(counts, starts, fcfg, mask, horizon_windows=h)
 
     model = build_model(train_cfg, fcfg, base_state).to(device)
     continuing = train_cfg.base not in ("pretrained", "imagenet", "none")
@@ -507,17 +524,21 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     # the blend is chosen on the validation windows, with every candidate fitted on the
     # training windows only (before the refit below)
     blend, val_scores = NETWORK_ONLY, dict(best[2])
-    if train_cfg.blend and len(t_val) and counts[t_val][:, mask].sum() > 0:
+    observed_val = builder.labels(t_val)[1]                               # (N, H, W) events per target
+    if train_cfg.blend and len(t_val) and observed_val[:, mask].sum() > 0:
         report({"stage": "blend", "fraction": 1.0})
         # when early stopping kept the starting point, the network IS the base-rate GLM
         names = forecaster.candidate_names(train_cfg.category,
                                            include_base_rate=start_glm is not None and best[3] != 0)
         raw_val = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_val, start_glm)
-        blend = forecaster.choose_blend(raw_val, counts[t_val], mask, fcfg.window_hours, glm=start_glm,
+        blend = forecaster.choose_blend(raw_val, observed_val, mask, fcfg.window_hours, glm=start_glm,
                                         seed=train_cfg.seed)
-        val_scores = _scores(*forecaster.apply_blend(blend, raw_val, mask), counts[t_val], mask)
+        val_scores = _scores(*forecaster.apply_blend(blend, raw_val, mask), observed_val, mask)
         check_stop()
     metrics = {"validation": {**val_scores, "best_epoch": best[3], "val_score": best[0], "network": dict(best[2])}}
+    if train_cfg.horizon_days:
+        # the registry keeps horizon models apart from the next-window model by this key
+        metrics["validation"]["horizon_days"] = int(train_cfg.horizon_days)
     if train_cfg.refit_base_path and len(t_val):
         # the latest history is the most informative: the linear base-rate path (a few dozen
         # weights, no choice made on validation) is refitted on train + validation windows,
@@ -533,9 +554,10 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         names = sorted(set(blend.weights) | {forecaster.NETWORK})
         raw_test = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_test,
                                          blend.base_rate_path, {c.name: c.params for c in blend.candidates})
-        network_test = _scores(*forecaster.apply_blend(NETWORK_ONLY, raw_test, mask), counts[t_test], mask)
+        observed_test = builder.labels(t_test)[1]
+        network_test = _scores(*forecaster.apply_blend(NETWORK_ONLY, raw_test, mask), observed_test, mask)
         metrics["test"] = (network_test if blend.network_only else
-                           {**_scores(*forecaster.apply_blend(blend, raw_test, mask), counts[t_test], mask),
+                           {**_scores(*forecaster.apply_blend(blend, raw_test, mask), observed_test, mask),
                             "network": network_test})
     model.cpu()
     times = pd.DatetimeIndex(builder.times)
@@ -730,7 +752,7 @@ def _evaluate(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, cou
     if len(t_indices) == 0:
         return {}
     prob, expected = predict_windows(model, counts, None, t_indices, builder.cfg, mask, builder=builder)
-    return _scores(prob, expected, counts[t_indices], mask)
+    return _scores(prob, expected, builder.labels(t_indices)[1], mask)
 
 
 def _scores(prob: np.ndarray, expected: np.ndarray, observed: np.ndarray, mask: np.ndarray) -> dict:

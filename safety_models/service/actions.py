@@ -250,15 +250,16 @@ def rollback(store: Store, actor: Actor, category: str) -> str:
 
 def evaluate(store: Store, actor: Actor, category: str, model_id: str | None = None,
              on_progress: ProgressFn | None = None, device: str = "auto",
-             flag_areas: Sequence[str] = ()):
-    """The backtest of a model (analyst); returns evaluation's BacktestResult. device and
-    flag_areas: as backtest.evaluate_category takes them."""
+             flag_areas: Sequence[str] = (), horizon: str | None = None):
+    """The backtest of a model (analyst); returns evaluation's BacktestResult. device,
+    flag_areas and horizon: as backtest.evaluate_category takes them."""
     from safety_models.evaluation import backtest
 
-    with _audited(store, actor, "evaluate", "evaluate", f"model {model_id or '(active)'}",
+    what = model_id or (f"({horizon} horizon)" if horizon else "(active)")
+    with _audited(store, actor, "evaluate", "evaluate", f"model {what}",
                   "evaluating models") as entry:
         result = backtest.evaluate_category(store, category, model_id, on_progress=on_progress,
-                                            device=device, flag_areas=flag_areas)
+                                            device=device, flag_areas=flag_areas, horizon=horizon)
         entry.target = f"model {getattr(result, 'model_id', model_id)}"
         entry.detail = category
     return result

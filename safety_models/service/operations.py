@@ -151,7 +151,9 @@ def attention_items(store: Any) -> list[dict]:
                                          f"{int(newer)} newer windows have been loaded since. "
                                          "Retrain it to use them."})
         models = registry.list_models(store, category)
-        candidates = models[(models["status"] == "candidate")
+        # a horizon model is no candidate for the next-window map
+        next_window = models["val_metrics"].map(lambda m: registry.horizon_days_of(m) is None)
+        candidates = models[(models["status"] == "candidate") & next_window
                             & (models["created_at"] > pd.Timestamp(info["created_at"]))]
         for _, candidate in candidates.iterrows():
             better, reason = registry.should_promote(candidate["val_metrics"], info["val_metrics"])

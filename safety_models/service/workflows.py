@@ -3,7 +3,9 @@
     train_category            the category's city data + TrainConfig -> a new model version
     train_starting_forecast   the linear starting forecast as a model version, in seconds
     promote_if_better         make a new version active where it beats the active one
-    predict_category          a model's risk for one window, one row per city cell, ranked
+    predict_category          a model's risk for one window (or the next 7/14/30/90 days),
+                              one row per city cell, ranked
+    available_horizons        the horizons a category has a model for (the dashboard's choice)
     cell_history              events per window for one cell (the map's click-through)
     bootstrap                 first models for every category that has data: the starting
                               forecast of each at once, then the fine-tuned networks
@@ -28,7 +30,7 @@ from safety_models.modeling import registry
 from safety_models.modeling.city import (CityData, incidents_or_raise, model_city, prepare_city,
                                          record_grid, grid_meta_key)
 from safety_models.modeling.pretrained import ensure_pretrained, pretrained_base
-from safety_models.schema import CATEGORIES, check_category
+from safety_models.schema import CATEGORIES, check_category, horizon_days
 
 ProgressFn = Callable[[dict], None]
 StopFn = Callable[[], bool]
@@ -106,12 +108,17 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
     explicitly). train_cfg.base: 'pretrained' (pretraining first if needed), 'imagenet'
     (WeightsMissing when the weights file is absent), 'none' (from scratch) or a model id to
     continue from (same grid required: GridMismatch otherwise). The first model of a category
-    becomes active and records its grid as the category's; later ones are candidates. Nothing
-    is saved when fit raises (Cancelled included).
+    becomes active and records its grid as the category's; later ones are candidates. A model
+    for a horizon (train_cfg.horizon_days, one of schema.HORIZONS) never becomes the active
+    model: it becomes the category's model for that horizon (the newest one trained; see
+    horizon_model_id). Nothing is saved when fit raises (Cancelled included).
     """
     from safety_models.modeling import training
 
     category = check_category(train_cfg.category)
+    horizon = getattr(train_cfg, "horizon_days", None)
+    if horizon:
+        horizon_days(f"{int(horizon)}d")            # one of HORIZONS, else ValueError
     city = training_city(store, train_cfg)
     base_checkpoint, base_model_id, parent = _base_state(store, train_cfg, city, on_progress)
     result = training.fit(city.counts, city.starts, city.mask, train_cfg,
@@ -119,7 +126,10 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
                           should_stop=should_stop, grid=city.grid)
     checkpoint = dict(result.checkpoint())
     checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=parent)
-    model_id = registry.save_model(store, checkpoint, category, base_model_id=base_model_id)
+    model_id = registry.save_model(store, checkpoint, category, base_model_id=base_model_id,
+                                   activate="never" if horizon else "if-first")
+    if horizon:
+        registry.set_horizon_model(store, category, int(horizon), model_id)
     if registry.active_model_id(store, category) == model_id or \
             store.get_meta(grid_meta_key(category)) is None:
         record_grid(store, category, city.grid)
@@ -273,13 +283,29 @@ def _resolve_model_id(store: Any, category: str, model_id: str | None) -> str:
     return model_id
 
 
+def available_horizons(store: Any, category: str) -> list[str]:
+    """The horizons ("7d", "14d", "30d", "90d") the category has a model for, shortest first;
+    for the dashboard's horizon choice (the next window, the active model's, is not listed)."""
+    return registry.available_horizons(store, category)
+
+
+def horizon_model_id(store: Any, category: str, horizon: str) -> str:
+    """The category's model for a horizon (registry.horizon_model_id): NotReady when none."""
+    return registry.horizon_model_id(store, category, horizon)
+
+
 def predict_category(store: Any, category: str, at: Any = None,
-                     model_id: str | None = None, device: str = "auto") -> pd.DataFrame:
-    """A model's risk for one window: one row per city cell, highest risk first.
+                     model_id: str | None = None, device: str = "auto",
+                     horizon: str | None = None) -> pd.DataFrame:
+    """A model's risk for one window (or horizon): one row per city cell, highest risk first.
 
     at: None -> the window right after the latest data; a date/time -> the window that
         contains it (from the second window of the data to the one after it; else NotReady).
+        The forecast uses only the windows before that one.
     model_id: None -> the category's active model (NotReady when there is none).
+    horizon: "7d", "14d", "30d" or "90d" -> the category's model for that horizon (unless
+        model_id is given): probability of at least one event and expected events over the
+        horizon's days from the window's start; window_end is the horizon's end.
     Columns: cell_id (row * n_cols + col), row, col, lat, lon (cell centre, degrees),
     probability (of at least one event), expected_count, events_last_30d (recorded in the 30
     days before window_start), rank (1 = highest probability; ties by expected count, then
@@ -291,6 +317,8 @@ def predict_category(store: Any, category: str, at: Any = None,
     from safety_models.modeling.devices import resolve_device
 
     category = check_category(category)
+    if model_id is None and horizon is not None:
+        model_id = horizon_model_id(store, category, horizon)
     model_id = _resolve_model_id(store, category, model_id)
     model, checkpoint = registry.load_model(store, model_id)
     model.to(resolve_device(device))
@@ -329,7 +357,8 @@ def predict_category(store: Any, category: str, at: Any = None,
     df["risk_level"] = pd.array(risk_level(df["rank"].to_numpy(), len(df)), dtype="str")
     df["model_id"] = model_id
     df["window_start"] = pd.Series(window_start, index=df.index, dtype="datetime64[ns]")
-    df["window_end"] = pd.Series(window_start + step, index=df.index, dtype="datetime64[ns]")
+    df["window_end"] = pd.Series(window_start + forecaster.horizon_windows_of(checkpoint) * step, index=df.index,
+                                 dtype="datetime64[ns]")
     return df
 
 

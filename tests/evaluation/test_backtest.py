@@ -215,7 +215,7 @@ def test_json_matches_the_cli_contract(model_seen, tmp_path, monkeypatch):
                                  baselines={"naive": last_window, "historical_average": mean_so_far})
     d = result.to_dict()
     assert list(d) == ["category", "model_id", "test_start", "test_end", "window_hours", "cell_size_m",
-                       "n_windows", "n_test_events", "results"]
+                       "n_windows", "n_test_events", "horizon_windows", "results"]
     # a checkpoint without a blend is the network alone: no separate "network" entry
     assert set(d["results"]) == {"model", "baselines", "oracle"}
     assert set(d["results"]["baselines"]) == {"naive", "historical_average"}
@@ -439,3 +439,20 @@ def test_an_unreadable_flag_area_is_a_user_error(model_seen):
     with pytest.raises(UserError, match="2 acres"):
         evaluation.backtest(object(), checkpoint(), tiny_city(), baselines={"naive": last_window},
                             flag_areas=["2 acres"])
+
+
+def test_a_horizon_model_is_scored_on_the_events_of_its_horizon(model_seen):
+    # 3-window forecasts: validation 20..24 keeps 20..22, test 25..29 keeps 25..27
+    d = evaluation.backtest(object(), checkpoint(horizon={"days": 3, "windows": 3}), tiny_city(),
+                            baselines={"naive": last_window}).to_dict()
+    assert model_seen == [20, 21, 22, 25, 26, 27]
+    assert d["horizon_windows"] == 3 and d["n_windows"] == 3
+    assert d["test_end"] == "2024-01-31T00:00:00"                      # the last horizon's end
+    city = tiny_city()
+    sums = [city.counts[t:t + 3][:, city.mask].sum() for t in (25, 26, 27)]
+    assert [w["n_events"] for w in d["results"]["model"]["per_window"]] == sums
+    assert [w["n_events"] for w in d["results"]["baselines"]["naive"]["per_window"]] == sums
+    assert d["n_test_events"] == int(city.counts[25:30][:, city.mask].sum())
+    with pytest.raises(NotReady, match="horizon"):
+        evaluation.backtest(object(), checkpoint(horizon={"days": 6, "windows": 6}), tiny_city(),
+                            baselines={"naive": last_window})

@@ -235,3 +235,24 @@ def test_a_silent_network_is_skipped_at_prediction(city):
     with torch.no_grad():
         model.head[-1].bias.fill_(0.1)
     assert not training.network_is_silent(model)
+
+
+def test_a_horizon_model_learns_the_events_of_the_next_days(city):
+    """horizon_days=7: validation is 6 windows longer, every target's 7 days lie inside its
+    own period, and the checkpoint says what a forecast covers."""
+    counts, starts, mask = city
+    cfg = _cfg(base="none", horizon_days=7, val_windows=None)
+    first, train_end, val_end, T = split_windows(counts, cfg, FeatureConfig())
+    assert val_end - train_end == split_windows(counts, _cfg(val_windows=None), FeatureConfig())[2] - \
+        split_windows(counts, _cfg(val_windows=None), FeatureConfig())[1] + 6
+    res = fit(counts, starts, mask, cfg)
+    ck = res.checkpoint()
+    assert ck["horizon"] == {"days": 7, "windows": 7}
+    assert ck["metrics"]["validation"]["horizon_days"] == 7
+    # the test forecasts start at val_end and stop 7 windows before the end of the data
+    assert ck["metrics"]["test"]["n_windows"] == 10 - 7 + 1
+    # P(>= 1 event in 7 days) is higher than in one day for the same cells
+    daily = fit(counts, starts, mask, _cfg(base="none", val_windows=None))
+    p7 = predict_window(res.model, counts, starts, 150, res.feature_config, mask)[0]
+    p1 = predict_window(daily.model, counts, starts, 150, daily.feature_config, mask)[0]
+    assert p7[mask].mean() > 2 * p1[mask].mean()

@@ -174,3 +174,32 @@ def test_imagenet_without_weights_says_where_to_put_them(crime_store, tmp_path):
     with pytest.raises(WeightsMissing, match="Nothing is downloaded"):
         workflows.train_category(crime_store, cfg)
     assert registry.list_models(crime_store).empty
+
+
+def test_a_horizon_model_serves_predict_horizon_and_never_the_map(crime_store):
+    from safety_models.errors import UserError
+    from safety_models.service import operations
+
+    store = crime_store
+    daily = workflows.train_category(store, quick_config())
+    assert workflows.available_horizons(store, "crime") == []
+    weekly = workflows.train_category(store, quick_config(horizon_days=7))
+    assert registry.active_model_id(store, "crime") == daily              # the map's model stays
+    assert registry.model_info(store, weekly)["status"] == "candidate"
+    assert workflows.available_horizons(store, "crime") == ["7d"]
+    assert workflows.horizon_model_id(store, "crime", "7d") == weekly
+    with pytest.raises(NotReady, match="--horizon 30d"):
+        workflows.horizon_model_id(store, "crime", "30d")
+    df = workflows.predict_category(store, "crime", horizon="7d")
+    assert (df["model_id"] == weekly).all()
+    assert (df["window_end"] - df["window_start"]).iloc[0] == pd.Timedelta(days=7)
+    one_day = workflows.predict_category(store, "crime")
+    assert (one_day["model_id"] == daily).all()
+    assert df["probability"].mean() > one_day["probability"].mean()       # 7 days hold more
+    with pytest.raises(UserError, match="next 7 days"):
+        registry.promote(store, weekly)
+    # no attention item suggests replacing the daily model by the 7-day one
+    assert not [i for i in operations.attention_items(store) if weekly in i["message"]]
+    # a 7-day forecast "at" a date starts at that date's window (and reads only before it)
+    before = workflows.predict_category(store, "crime", at=pd.Timestamp("2024-12-01 10:00"), horizon="7d")
+    assert before["window_start"].iloc[0] == pd.Timestamp("2024-12-01")
