@@ -76,6 +76,7 @@ jobs_table = sa.Table(
     sa.Column("model_id", sa.Text),                            # comma-separated for bootstrap
     sa.Column("cancel_requested", sa.Boolean, nullable=False, default=False),
     sa.Column("log_path", sa.Text),
+    sa.Column("queue_job_id", sa.BigInteger),                  # its task-queue entry (workers)
     sa.Index("ix_jobs_status", "status"),
     keep_existing=True,
 )
