@@ -197,7 +197,11 @@ def _add_model_commands(commands) -> None:
                         "them) instead of the next window; it serves predict/evaluate --horizon and "
                         "never replaces the active model")
     _device_option(p)
-    _json_flag(p, "the new model's id, status and scores as JSON")
+    p.add_argument("--queue", action="store_true",
+                   help="queue the training for a worker (python -m safety_models worker, on "
+                        "this machine or another; PostgreSQL only): prints the job id and "
+                        "returns at once; --device applies on the worker's machine")
+    _json_flag(p, "the new model's id, status and scores as JSON (with --queue: the job id)")
     p.set_defaults(run=cmd_train)
 
     p = commands.add_parser("jobs", help="training jobs (the dashboard's and the CLI's)")
@@ -207,6 +211,17 @@ def _add_model_commands(commands) -> None:
     p = commands.add_parser("cancel", help="ask a running training job to stop")
     p.add_argument("job_id", type=int, metavar="JOB_ID")
     p.set_defaults(run=cmd_cancel)
+
+    p = commands.add_parser(
+        "worker", help="run queued jobs (train --queue, the dashboard's retrain button with "
+        "SAFETY_MODELS_WORKERS=queue); PostgreSQL only",
+        description="Take queued jobs from the PostgreSQL database (SAFETY_MODELS_DB_URL) and "
+        "run them here, one at a time, until stopped (Ctrl+C or SIGTERM let the running job "
+        "finish). Start one on each machine that should train; every worker needs the same "
+        "home folder (SAFETY_MODELS_HOME) as the dashboard, since models are files there.")
+    p.add_argument("--once", action="store_true",
+                   help="run the jobs queued now, then stop")
+    p.set_defaults(run=cmd_worker)
 
     p = commands.add_parser("models", help="model versions, their scores and which is active")
     p.add_argument("--category", choices=CATEGORIES, default=None)
@@ -554,6 +569,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.horizon:
         options["horizon_days"] = horizon_days(args.horizon)
     cfg = TrainConfig(category=args.category, **options)
+    if args.queue:
+        return _queue_training(cfg.to_dict(), args.json)
     _check_device(cfg.device)
     with _store() as store:
         job = _run_job(store, "train", cfg.to_dict())
@@ -577,6 +594,32 @@ def cmd_train(args: argparse.Namespace) -> int:
     if active != result["model_id"]:
         print(f"  the active model is still {active}; "
               f"python -m safety_models promote {result['model_id']} to switch")
+    return 0
+
+
+def _queue_training(config: dict, as_json: bool) -> int:
+    """train --queue: the job id on stdout (alone, for scripts), what happens next on
+    stderr. The device is checked where the job runs, on the worker's machine."""
+    from safety_models.service import actions
+
+    with _store() as store:
+        job_id = actions.start_training(store, _actor(), config, via_queue=True)
+    if as_json:
+        print(json.dumps({"job_id": job_id, "status": "queued"}))
+    else:
+        print(job_id)
+    print(f"job {job_id} queued: a worker (python -m safety_models worker) runs it; "
+          f"follow it with: python -m safety_models jobs, stop it with: "
+          f"python -m safety_models cancel {job_id}", file=sys.stderr)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from safety_models.service import workers
+
+    with _store() as store:
+        workers.run_worker(store, once=bool(args.once),
+                           say=lambda line: print(line, file=sys.stderr, flush=True))
     return 0
 
 

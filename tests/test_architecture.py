@@ -44,7 +44,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 # (a job writes its end to the trail); actions, which check the role and audit every change,
 # wrap everything before them.
 SERVICE_ORDER = ("service.access", "service.accounts", "service.audit", "service.workflows",
-                 "service.forecasts", "service.jobs", "service.operations", "service.actions")
+                 "service.forecasts", "service.queue", "service.jobs", "service.workers",
+                 "service.operations", "service.actions")
 # What the pages may use besides the service and presentation layers and the foundation.
 # Each entry is a shortcut past the service layer, to be replaced by a service call.
 PAGES_SHORTCUTS = frozenset({"data.store", "data.ingest", "grid", "modeling.registry",

@@ -165,15 +165,20 @@ def _job_what(kind: str, config: Mapping[str, Any]) -> str:
 
 
 def start_training(store: Store, actor: Actor, config: Mapping[str, Any],
-                   kind: str = "train") -> int:
-    """Start a background job (analyst). Its train.start row is written once the job has an
-    id and before its process runs, so the job's own train.end row (which the job process
-    writes in the starter's name) always follows it."""
-    from safety_models.service import jobs
+                   kind: str = "train", via_queue: bool | None = None) -> int:
+    """Start a background job (analyst): a process on this machine, or, via_queue, an entry
+    in the task queue that a worker on any machine runs (`python -m safety_models worker`;
+    PostgreSQL only). via_queue None: as the home is configured
+    (queue.QueueSettings.queues: SAFETY_MODELS_WORKERS=queue on PostgreSQL). Its
+    train.start row is written once the job has an id and before its process or worker runs
+    it, so the job's own train.end row (written in the starter's name) always follows it."""
+    from safety_models.service import jobs, queue
 
+    if via_queue is None:
+        via_queue = queue.QueueSettings.from_env().queues(store)
+    begin = jobs.queue_job if via_queue else jobs.start_job
     return _audited_job(store, actor, kind, config, background=True,
-                        run=lambda cfg, started: jobs.start_job(store, kind, cfg,
-                                                                on_created=started))
+                        run=lambda cfg, started: begin(store, kind, cfg, on_created=started))
 
 
 def run_training(store: Store, actor: Actor, kind: str, config: Mapping[str, Any],

@@ -23,6 +23,16 @@ ends (service.forecasts.model_ready), so the map shows it at once.
 A job that fails or is killed never touches the active model: models are saved only once
 training has finished. recover_stale_jobs marks jobs whose process has died as failed.
 
+Workers on other machines (PostgreSQL only): queue_job records a job and puts it in the task
+queue (service/queue.py) instead of starting a process; `python -m safety_models worker`
+takes it (run_queued_job claims the row, so one job runs once) and runs it like run-job
+does. Progress and the cancel flag are in the row, so they work across machines. Such a job
+has a queue_job_id; its liveness is the worker's heartbeat, not a pid: when the worker stops
+sending one for QueueSettings.heartbeat_timeout_s, recover_stale_jobs marks the job failed
+(HEARTBEAT_MESSAGE). It is not run again by itself: a job that took its worker down (memory,
+a GPU fault) would take the next one down too, and a rerun is one click; a failed job never
+saved a model, so the active one is as it was.
+
 Jobs run workflow steps; workflows never import this module (operations, above both, starts
 the first-start job and reads jobs for what needs attention).
 """
@@ -46,6 +56,7 @@ from safety_models import paths
 from safety_models.errors import UserError
 from safety_models.data.store import Store, metadata
 from safety_models.files import to_jsonable
+from safety_models.service import queue
 
 KINDS = ("train", "pretrain", "bootstrap")
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
@@ -55,6 +66,9 @@ CANCEL_POLL_INTERVAL_S = 0.5     # how often should_stop reads the row
 QUEUED_GRACE_S = 120.0           # a queued job with no live process after this is stale
 STALE_MESSAGE = "the training process stopped unexpectedly"
 CANCELLED_MESSAGE = "cancelled on request"
+HEARTBEAT_MESSAGE = ("the worker running it ({where}) sent no heartbeat for over {timeout_s:g} s "
+                     "(it stopped, or lost the database); the job was not run again, and the "
+                     "active model is unchanged: start it again once a worker is running")
 HISTORY_MAX_POINTS = 2000
 RUN_JOB_COMMAND = "run-job"     # `python -m safety_models run-job ID`: the job process
 
@@ -189,18 +203,21 @@ def pid_alive(pid: int | None, job_id: int | None = None) -> bool:
     return True   # the job runs inline in another program (CLI): the pid is that program
 
 
-def recover_stale_jobs(store: Store) -> list[int]:
-    """Mark queued/running jobs whose process is gone as failed (STALE_MESSAGE); returns
-    their ids. Jobs of another host are left alone (their pid means nothing here)."""
+def recover_stale_jobs(store: Store, settings: queue.QueueSettings | None = None) -> list[int]:
+    """Mark queued/running jobs whose process is gone as failed (STALE_MESSAGE), and queued
+    jobs whose worker stopped sending heartbeats (HEARTBEAT_MESSAGE, see _recover_queued);
+    returns their ids. Jobs of another host are left alone (their pid means nothing here)."""
     _ensure_tables(store)
     j = jobs_table.c
     with store.engine.connect() as conn:
-        rows = conn.execute(sa.select(j.job_id, j.pid, j.host, j.created_at, j.status)
+        rows = conn.execute(sa.select(j.job_id, j.pid, j.host, j.created_at, j.status,
+                                      j.queue_job_id)
                             .where(j.status.in_(ACTIVE_STATUSES))).all()
     host = socket.gethostname()
     stale = []
+    queued = [row for row in rows if row.queue_job_id is not None]
     for row in rows:
-        if row.host not in (None, host):
+        if row.queue_job_id is not None or row.host not in (None, host):
             continue
         if row.pid is None:
             # Between the row's insert and the process start: give it time.
@@ -217,7 +234,34 @@ def recover_stale_jobs(store: Store) -> list[int]:
                                          finished_at=_now())).rowcount
         if ended:   # this call ended it (not another session a moment before)
             _audit_end(store, job_id)
+    if queued and store.dialect == "postgresql":
+        stale += _recover_queued(store, queued, settings or queue.QueueSettings.from_env())
     return stale
+
+
+def _recover_queued(store: Store, rows: list[Any], settings: queue.QueueSettings) -> list[int]:
+    """Fail the queued jobs whose queue entry belongs to a worker that has sent no heartbeat
+    for settings.heartbeat_timeout_s (by the database's clock), and end that entry too."""
+    with store.engine.connect() as conn:
+        stalled = set(queue.stalled(conn, settings.heartbeat_timeout_s))
+    j = jobs_table.c
+    failed = []
+    for row in rows:
+        if row.queue_job_id not in stalled:
+            continue
+        where = (f"{row.host}, pid {row.pid}" if row.host else "a worker that had not started it")
+        message = HEARTBEAT_MESSAGE.format(where=where, timeout_s=settings.heartbeat_timeout_s)
+        with store.begin() as conn:
+            ended = conn.execute(jobs_table.update()
+                                 .where(j.job_id == row.job_id, j.status.in_(ACTIVE_STATUSES))
+                                 .values(status="failed", message=message,
+                                         finished_at=_now())).rowcount
+            if ended:
+                queue.end_failed(conn, row.queue_job_id)
+        if ended:
+            _audit_end(store, row.job_id)
+            failed.append(row.job_id)
+    return failed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,15 +351,50 @@ def start_job(store: Store, kind: str, config: dict,
     return job_id
 
 
+def queue_job(store: Store, kind: str, config: dict,
+              on_created: Callable[[int], None] | None = None) -> int:
+    """Record a job and queue it for a worker (`python -m safety_models worker`, on this
+    machine or another); returns the job id at once. PostgreSQL only (UserError otherwise);
+    UserError when the category already has an active job. on_created: as for start_job."""
+    queue.require_postgresql(store)
+    recover_stale_jobs(store)
+    job_id = _insert_job(store, kind, config, pid=None, status="queued", exclusive=True)
+    if on_created is not None:
+        on_created(job_id)   # before any worker can take it: the start row comes first
+    try:
+        with store.begin() as conn:
+            queue_job_id = queue.enqueue(conn, job_id)
+            # Which host runs it is known once a worker takes it.
+            conn.execute(jobs_table.update().where(jobs_table.c.job_id == job_id)
+                         .values(queue_job_id=queue_job_id, host=None, log_path=None))
+    except Exception as err:
+        _update(store, job_id, status="failed", finished_at=_now(),
+                message=f"could not queue the job: {_summary(err)}")
+        raise
+    return job_id
+
+
 def cancel_job(store: Store, job_id: int) -> None:
     """Ask a job to stop: it ends as 'cancelled' after its current step (a queued job as
-    soon as its process starts). Does nothing to a job that has already finished."""
+    soon as its process starts; one queued for a worker that none has taken yet at once,
+    out of the queue). Does nothing to a job that has already finished."""
     _ensure_tables(store)
     j = jobs_table.c
+    ended = False
     with store.begin() as conn:
+        row = conn.execute(sa.select(j.status, j.queue_job_id)
+                           .where(j.job_id == int(job_id))).first()
         conn.execute(jobs_table.update()
                      .where(j.job_id == int(job_id), j.status.in_(ACTIVE_STATUSES))
                      .values(cancel_requested=True))
+        if (row is not None and row.status == "queued" and row.queue_job_id is not None
+                and store.dialect == "postgresql" and queue.cancel_waiting(conn, row.queue_job_id)):
+            conn.execute(jobs_table.update().where(j.job_id == int(job_id))
+                         .values(status="cancelled", message=CANCELLED_MESSAGE,
+                                 finished_at=_now()))
+            ended = True
+    if ended:
+        _audit_end(store, int(job_id))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -478,25 +557,40 @@ class Terminated(BaseException):
 
 
 def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = None,
-         reraise: bool = False) -> dict:
+         reraise: bool = False, claim: bool = False) -> dict | None:
     """Run a recorded job to its end in this process and record how it ended.
 
     Returns the final job dict. With reraise, the exception that ended a failed or
     cancelled job is raised again after it was recorded (the CLI shows it); without, only
-    KeyboardInterrupt and other BaseExceptions are.
+    KeyboardInterrupt and other BaseExceptions are. With claim (a worker), the job runs only
+    if this call moves it from 'queued' to 'running' (one write, so of two callers one runs
+    it); otherwise nothing is done and None is returned.
     """
     from safety_models.modeling.training import Cancelled
 
     job = get_job(store, job_id)
     if job is None:
         raise ValueError(f"there is no job {job_id}")
+    if claim and job["status"] != "queued":
+        return None
+    j = jobs_table.c
+    start = dict(started_at=_now(), pid=os.getpid(), host=socket.gethostname())
     if job["cancel_requested"]:
-        _update(store, job_id, status="cancelled", message=CANCELLED_MESSAGE,
-                started_at=_now(), finished_at=_now(), pid=os.getpid())
-        _audit_end(store, job_id)
+        with store.begin() as conn:
+            ended = conn.execute(jobs_table.update()
+                                 .where(j.job_id == job_id, j.status.in_(ACTIVE_STATUSES))
+                                 .values(status="cancelled", message=CANCELLED_MESSAGE,
+                                         finished_at=_now(), **start)).rowcount
+        if ended:
+            _audit_end(store, job_id)
         return get_job(store, job_id)
-    _update(store, job_id, status="running", started_at=_now(), pid=os.getpid(),
-            host=socket.gethostname())
+    with store.begin() as conn:
+        stmt = jobs_table.update().where(j.job_id == job_id)
+        if claim:
+            stmt = stmt.where(j.status == "queued")
+        claimed = conn.execute(stmt.values(status="running", **start)).rowcount
+    if not claimed:
+        return None
     reporter = _Reporter(store, job_id, forward)
     try:
         model_id = _execute(store, job["kind"], job["config"] or {}, reporter)
@@ -550,6 +644,21 @@ def run_job_inline(store: Store, kind: str, config: dict,
     if on_created is not None:
         on_created(job_id)
     return _run(store, job_id, forward=on_progress, reraise=True)
+
+
+def run_queued_job(store: Store, job_id: int) -> dict:
+    """What a worker runs for a queued job: claim the row and run it in this process (see
+    _run); returns the final job dict. A job that another worker took, or that ended before
+    this one got to it, is left as it is."""
+    job = _run(store, int(job_id), claim=True)
+    if job is None:
+        job = get_job(store, int(job_id)) or {"status": "unknown"}
+        print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {job_id} left alone: it is {job['status']} "
+              "(another worker has it, or it ended)", flush=True)
+        return job
+    print(f"[{_now():%Y-%m-%d %H:%M:%S}] job {job_id} ran here (pid {os.getpid()}): "
+          f"{job['status']}{': ' + job['message'] if job.get('message') else ''}", flush=True)
+    return job
 
 
 def run_job_process(job_id: int) -> int:
