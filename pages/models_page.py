@@ -115,8 +115,9 @@ def train_form() -> None:
                 category=category, base=active_id if base == "active" else base,
                 freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
                 optimizer=optimizer, history_days=int(history_days) or None)
+            # Queued for a worker when the home is set up for workers (SAFETY_MODELS_WORKERS).
             job_id = actions.start_training(store, auth.actor(), config.to_dict())
-            st.toast(f"Training started (job {job_id}).")
+            st.toast(text.job_started_text(jobs.get_job(store, job_id) or {"job_id": job_id}))
             st.rerun()
 
 

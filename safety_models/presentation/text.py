@@ -293,6 +293,8 @@ def job_progress_text(job: Mapping[str, Any]) -> str:
     e.g. 'training · Crime · epoch 2 of 5 · loss 0.3100 · 12 s elapsed · about 18 s left'."""
     progress = job.get("progress") or {}
     if job.get("status") == "queued" and not progress:
+        if job.get("queue_job_id") is not None:
+            return "queued: waiting for a worker (python -m safety_models worker) to take it…"
         return "waiting for the training process to start…"
     p = read_progress(progress)
     parts = [STEP_LABELS.get(progress.get("step"), "") if progress.get("step") else "",
@@ -308,6 +310,15 @@ def job_progress_text(job: Mapping[str, Any]) -> str:
     if p.eta_s is not None:
         parts.append(f"about {duration(p.eta_s)} left")
     return " · ".join(part for part in parts if part)
+
+
+def job_started_text(job: Mapping[str, Any]) -> str:
+    """What the retrain button says once it has started a job: here, or queued for a
+    worker (a job with a queue entry)."""
+    if job.get("queue_job_id") is not None:
+        return (f"Training queued (job {job['job_id']}): a worker runs it; its progress "
+                "shows here.")
+    return f"Training started (job {job['job_id']})."
 
 
 def job_outcome_text(job: Mapping[str, Any], now: pd.Timestamp | None = None) -> str | None:

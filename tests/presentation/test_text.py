@@ -69,6 +69,13 @@ def test_job_progress_text_for_people():
     queued = {"kind": "bootstrap", "status": "queued", "progress": None}
     assert text.job_title(queued) == "Preparing the first models"
     assert text.job_progress_text(queued) == "waiting for the training process to start…"
+    for_worker = {**queued, "queue_job_id": 3}
+    assert text.job_progress_text(for_worker) == \
+        "queued: waiting for a worker (python -m safety_models worker) to take it…"
+    assert text.job_started_text({"job_id": 7, "queue_job_id": None}) == \
+        "Training started (job 7)."
+    assert text.job_started_text({"job_id": 7, "queue_job_id": 3}).startswith(
+        "Training queued (job 7): a worker runs it")
     # Without a stage the status speaks.
     assert text.job_progress_text({"status": "running", "progress": {"fraction": 0.1}}) == \
         "running"
