@@ -638,6 +638,10 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     for job in rows:
         fraction = (job.get("progress") or {}).get("fraction")
         done = f" {fraction:.0%}" if fraction is not None and job["status"] == "running" else ""
+        if job["status"] == "running" and job.get("host"):
+            done += f" on {job['host']}"        # a worker's machine, or this one
+        elif job["status"] == "queued" and job.get("queue_job_id") is not None:
+            done += " for a worker"
         print(f"#{job['job_id']:<4} {job['kind']:<9} {job.get('category') or '-':<8} "
               f"{job['status']}{done}  {job.get('model_id') or ''}  {job.get('message') or ''}")
     return 0

@@ -69,6 +69,8 @@ CANCELLED_MESSAGE = "cancelled on request"
 HEARTBEAT_MESSAGE = ("the worker running it ({where}) sent no heartbeat for over {timeout_s:g} s "
                      "(it stopped, or lost the database); the job was not run again, and the "
                      "active model is unchanged: start it again once a worker is running")
+LOST_MESSAGE = ("the task queue ended it before any worker ran it ({state}); start it again, "
+                "and see the workers' output if this repeats")
 HISTORY_MAX_POINTS = 2000
 RUN_JOB_COMMAND = "run-job"     # `python -m safety_models run-job ID`: the job process
 
@@ -241,19 +243,32 @@ def recover_stale_jobs(store: Store, settings: queue.QueueSettings | None = None
 
 def _recover_queued(store: Store, rows: list[Any], settings: queue.QueueSettings) -> list[int]:
     """Fail the queued jobs whose queue entry belongs to a worker that has sent no heartbeat
-    for settings.heartbeat_timeout_s (by the database's clock), and end that entry too."""
+    for settings.heartbeat_timeout_s (by the database's clock), and end that entry too; and
+    the jobs still waiting whose entry the queue ended without running them (removed by
+    hand, or a worker that could not run the task), which would otherwise block their
+    category for good."""
     with store.engine.connect() as conn:
         stalled = set(queue.stalled(conn, settings.heartbeat_timeout_s))
+        lost = {row.queue_job_id: queue.state(conn, row.queue_job_id)
+                for row in rows if row.status == "queued"
+                and row.queue_job_id not in stalled}
     j = jobs_table.c
     failed = []
     for row in rows:
-        if row.queue_job_id not in stalled:
+        if row.queue_job_id in stalled:
+            where = (f"{row.host}, pid {row.pid}" if row.host
+                     else "a worker that had not started it")
+            message = HEARTBEAT_MESSAGE.format(where=where,
+                                               timeout_s=settings.heartbeat_timeout_s)
+            still = ACTIVE_STATUSES
+        elif row.queue_job_id in lost and lost[row.queue_job_id] not in ("todo", "doing"):
+            message = LOST_MESSAGE.format(state=lost[row.queue_job_id] or "gone from the queue")
+            still = ("queued",)   # a worker that took it since has it: leave it
+        else:
             continue
-        where = (f"{row.host}, pid {row.pid}" if row.host else "a worker that had not started it")
-        message = HEARTBEAT_MESSAGE.format(where=where, timeout_s=settings.heartbeat_timeout_s)
         with store.begin() as conn:
             ended = conn.execute(jobs_table.update()
-                                 .where(j.job_id == row.job_id, j.status.in_(ACTIVE_STATUSES))
+                                 .where(j.job_id == row.job_id, j.status.in_(still))
                                  .values(status="failed", message=message,
                                          finished_at=_now())).rowcount
             if ended:

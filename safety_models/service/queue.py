@@ -22,6 +22,7 @@ Settings (environment, read by QueueSettings.from_env):
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -97,9 +98,10 @@ def conninfo(store: Store) -> str:
     return store.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+@functools.lru_cache(maxsize=1)
 def _app() -> Any:
     """A procrastinate App for deferring and cancelling on a caller's connection (no pool of
-    its own: every call below passes a connection)."""
+    its own: every call below passes a connection, so one serves every store and thread)."""
     import procrastinate
 
     return procrastinate.App(connector=procrastinate.SyncPsycopgConnector())
@@ -120,6 +122,18 @@ def cancel_waiting(conn: sa.Connection, queue_job_id: int) -> bool:
     """Take a job that no worker has started out of the queue; False when a worker has it
     already (it then stops at its next cancel check) or it has ended."""
     return bool(_app().job_manager.cancel_job_by_id(int(queue_job_id), connection=_driver(conn)))
+
+
+def state(conn: sa.Connection, queue_job_id: int) -> str | None:
+    """The queue's status of an entry (todo, doing, succeeded, failed, cancelled, aborting,
+    aborted), None when the queue no longer has it."""
+    from procrastinate import exceptions
+
+    try:
+        return _app().job_manager.get_job_status(int(queue_job_id),
+                                                 connection=_driver(conn)).value
+    except exceptions.NoResult:
+        return None
 
 
 def stalled(conn: sa.Connection, timeout_s: float) -> list[int]:

@@ -141,6 +141,8 @@ def test_train_queue_prints_the_job_id_and_a_waiting_job_cancels_at_once(pg_stor
     assert job["status"] == "queued" and job["queue_job_id"] is not None
     assert job["config"]["base"] == "none" and job["host"] is None
     assert jobs.active_job(pg_store, "crime")["job_id"] == job_id   # not failed as stale
+    assert cli.main(["jobs"]) == 0
+    assert f"#{job_id:<4} train     crime    queued for a worker" in capsys.readouterr().out
     # Cancelled from another connection before any worker took it: out of the queue at once.
     other = Store()
     jobs.cancel_job(other, job_id)
@@ -161,6 +163,20 @@ def test_a_worker_claims_a_job_only_once(pg_store, monkeypatch):
     assert jobs._run(pg_store, job_id, claim=True)["status"] == "succeeded"
     assert jobs._run(pg_store, job_id, claim=True) is None
     assert len(calls) == 1
+
+
+def test_a_job_the_queue_dropped_does_not_block_its_category(pg_store):
+    """An entry the queue ended without running it (here: taken out by hand) fails its job
+    with a reason, instead of leaving the category's one active job queued for ever."""
+    job_id = jobs.queue_job(pg_store, "train", {"category": "crime"})
+    with pg_store.begin() as conn:
+        assert queue.cancel_waiting(conn, jobs.get_job(pg_store, job_id)["queue_job_id"])
+    assert jobs.recover_stale_jobs(pg_store) == [job_id]
+    job = jobs.get_job(pg_store, job_id)
+    assert job["status"] == "failed"
+    assert job["message"].startswith("the task queue ended it before any worker ran it "
+                                     "(cancelled)")
+    assert jobs.active_job(pg_store, "crime") is None
 
 
 def test_worker_once_runs_a_queued_train_job(pg_crime_store, tmp_path):
