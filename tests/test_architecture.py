@@ -2,7 +2,8 @@
 (at module level and inside functions) read with `ast`, nothing imported or run.
 
     entry        cli, __main__
-    app          service (workflows < forecasts < jobs < operations), presentation (may use service)
+    app          service (workflows < forecasts < queue < jobs < workers < operations),
+                 presentation (may use service)
     evaluation   evaluation.backtest, evaluation.study
     modeling     modeling.*
     measures     evaluation.metrics, evaluation.baselines

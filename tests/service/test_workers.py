@@ -123,9 +123,11 @@ def test_without_postgresql_the_dashboard_runs_its_jobs_itself(home, monkeypatch
     store.close()
 
 
-def test_train_queue_on_sqlite_is_refused_with_the_reason(home, capsys):
+def test_train_queue_and_worker_on_sqlite_are_refused_with_the_reason(home, capsys):
     assert cli.main(["train", "--category", "crime", "--queue"]) == cli.EXIT_USER_ERROR
-    assert "need PostgreSQL" in capsys.readouterr().err
+    assert "queued jobs and workers need PostgreSQL" in capsys.readouterr().err
+    assert cli.main(["worker", "--once"]) == cli.EXIT_USER_ERROR
+    assert "queued jobs and workers need PostgreSQL" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------------------------------------
