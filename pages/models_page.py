@@ -55,7 +55,9 @@ def job_progress(job_id: int) -> None:
             with ui.shown_errors("cancelling the job"):
                 actions.cancel_job(store, auth.actor(), job_id)
                 st.toast("Cancelling… the job stops after the current step.")
-        st.progress(text.job_fraction(job), text=text.job_progress_text(job))
+        waiting_for_worker = job["status"] == "queued" and job.get("queue_job_id") is not None
+        st.progress(text.job_fraction(job), text=text.job_progress_text(
+            job, workers_alive=jobs.workers_alive(store) if waiting_for_worker else None))
         history = tables.loss_history(job)
         if not history.empty:
             st.plotly_chart(charts.loss_figure(history), width="stretch", key="train_loss_curve")

@@ -602,8 +602,11 @@ def _queue_training(config: dict, as_json: bool) -> int:
     stderr. The device is checked where the job runs, on the worker's machine."""
     from safety_models.service import actions
 
+    from safety_models.service import jobs
+
     with _store() as store:
         job_id = actions.start_training(store, _actor(), config, via_queue=True)
+        alive = jobs.workers_alive(store)
     if as_json:
         print(json.dumps({"job_id": job_id, "status": "queued"}))
     else:
@@ -611,6 +614,8 @@ def _queue_training(config: dict, as_json: bool) -> int:
     print(f"job {job_id} queued: a worker (python -m safety_models worker) runs it; "
           f"follow it with: python -m safety_models jobs, stop it with: "
           f"python -m safety_models cancel {job_id}", file=sys.stderr)
+    if alive == 0:
+        print("note: no worker is running now; the job waits until one starts", file=sys.stderr)
     return 0
 
 

@@ -288,12 +288,16 @@ def job_fraction(job: Mapping[str, Any]) -> float:
     return read_progress(job.get("progress")).fraction
 
 
-def job_progress_text(job: Mapping[str, Any]) -> str:
+def job_progress_text(job: Mapping[str, Any], workers_alive: int | None = None) -> str:
     """One line about a job's progress: stage, category, epoch, loss, elapsed and remaining,
-    e.g. 'training · Crime · epoch 2 of 5 · loss 0.3100 · 12 s elapsed · about 18 s left'."""
+    e.g. 'training · Crime · epoch 2 of 5 · loss 0.3100 · 12 s elapsed · about 18 s left'.
+    workers_alive: for a job queued for a worker, how many are up (None: not known)."""
     progress = job.get("progress") or {}
     if job.get("status") == "queued" and not progress:
         if job.get("queue_job_id") is not None:
+            if workers_alive == 0:
+                return ("queued, but no worker is running: start one with "
+                        "python -m safety_models worker")
             return "queued: waiting for a worker (python -m safety_models worker) to take it…"
         return "waiting for the training process to start…"
     p = read_progress(progress)

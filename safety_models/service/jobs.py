@@ -389,6 +389,16 @@ def queue_job(store: Store, kind: str, config: dict,
     return job_id
 
 
+def workers_alive(store: Store, settings: queue.QueueSettings | None = None) -> int | None:
+    """How many workers are up (a heartbeat within the timeout); None on SQLite (no
+    workers there)."""
+    if store.dialect != "postgresql":
+        return None
+    settings = settings or queue.QueueSettings.from_env()
+    with store.engine.connect() as conn:
+        return queue.live_workers(conn, settings.heartbeat_timeout_s)
+
+
 def cancel_job(store: Store, job_id: int) -> None:
     """Ask a job to stop: it ends as 'cancelled' after its current step (a queued job as
     soon as its process starts; one queued for a worker that none has taken yet at once,

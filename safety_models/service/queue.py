@@ -148,6 +148,15 @@ def stalled(conn: sa.Connection, timeout_s: float) -> list[int]:
     return [int(row["id"]) for row in rows]
 
 
+def live_workers(conn: sa.Connection, timeout_s: float) -> int:
+    """How many workers have sent a heartbeat within timeout_s (by the database's clock).
+    procrastinate has no call for this; its workers table (id, last_heartbeat) is read."""
+    return int(conn.execute(sa.text(
+        "SELECT count(*) FROM procrastinate_workers "
+        "WHERE last_heartbeat >= now() - make_interval(secs => :timeout_s)"),
+        {"timeout_s": float(timeout_s)}).scalar())
+
+
 def end_failed(conn: sa.Connection, queue_job_id: int) -> None:
     """Mark a stalled job failed in the queue too, so no worker takes it again and it is not
     reported twice. A savepoint keeps the caller's transaction usable when another session

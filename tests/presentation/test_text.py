@@ -72,6 +72,10 @@ def test_job_progress_text_for_people():
     for_worker = {**queued, "queue_job_id": 3}
     assert text.job_progress_text(for_worker) == \
         "queued: waiting for a worker (python -m safety_models worker) to take it…"
+    assert text.job_progress_text(for_worker, workers_alive=0) == \
+        "queued, but no worker is running: start one with python -m safety_models worker"
+    assert text.job_progress_text(for_worker, workers_alive=2) == \
+        text.job_progress_text(for_worker)
     assert text.job_started_text({"job_id": 7, "queue_job_id": None}) == \
         "Training started (job 7)."
     assert text.job_started_text({"job_id": 7, "queue_job_id": 3}).startswith(

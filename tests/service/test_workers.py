@@ -139,6 +139,7 @@ def test_train_queue_prints_the_job_id_and_a_waiting_job_cancels_at_once(pg_stor
     out = capsys.readouterr()
     job_id = int(out.out.strip())
     assert f"job {job_id} queued" in out.err
+    assert "no worker is running now" in out.err and jobs.workers_alive(pg_store) == 0
     job = jobs.get_job(pg_store, job_id)
     assert job["status"] == "queued" and job["queue_job_id"] is not None
     assert job["config"]["base"] == "none" and job["host"] is None
@@ -216,6 +217,7 @@ def test_a_worker_killed_mid_job_is_found_by_its_missing_heartbeat(pg_crime_stor
         job = wait_for(lambda: (lambda j: j if (j["progress"] or {}).get("epoch") else None)(
             jobs.get_job(pg_crime_store, job_id)), 180, "the worker to train")
         assert job["status"] == "running" and job["pid"] == worker.pid
+        assert jobs.workers_alive(pg_crime_store) == 1
         # Alive and beating: reading the jobs leaves it running.
         assert jobs.recover_stale_jobs(pg_crime_store) == []
     finally:
