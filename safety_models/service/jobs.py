@@ -267,10 +267,12 @@ def _recover_queued(store: Store, rows: list[Any], settings: queue.QueueSettings
         else:
             continue
         with store.begin() as conn:
+            # cancel_requested: a worker that was only late (not dead) stops at its next
+            # check instead of training on for a job already reported failed.
             ended = conn.execute(jobs_table.update()
                                  .where(j.job_id == row.job_id, j.status.in_(still))
-                                 .values(status="failed", message=message,
-                                         finished_at=_now())).rowcount
+                                 .values(status="failed", message=message, finished_at=_now(),
+                                         cancel_requested=True)).rowcount
             if ended:
                 queue.end_failed(conn, row.queue_job_id)
         if ended:
@@ -621,9 +623,8 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         model_id = _execute(store, job["kind"], job["config"] or {}, reporter)
     except (Cancelled, KeyboardInterrupt) as err:
         reporter.flush()
-        _update(store, job_id, status="cancelled", finished_at=_now(),
-                message=CANCELLED_MESSAGE if isinstance(err, Cancelled) else "interrupted")
-        _audit_end(store, job_id)
+        _end(store, job_id, status="cancelled", finished_at=_now(),
+             message=CANCELLED_MESSAGE if isinstance(err, Cancelled) else "interrupted")
         if reraise or not isinstance(err, Exception):
             raise
     except BaseException as err:  # noqa: BLE001 - every failure must end the row
@@ -631,18 +632,29 @@ def _run(store: Store, job_id: int, forward: Callable[[dict], None] | None = Non
         reporter.flush()
         message = ("the training process was stopped (SIGTERM)" if isinstance(err, Terminated)
                    else _summary(err))
-        _update(store, job_id, status="failed", finished_at=_now(), message=message)
-        _audit_end(store, job_id)
+        _end(store, job_id, status="failed", finished_at=_now(), message=message)
         if reraise or not isinstance(err, Exception):
             raise
     else:
         reporter.progress = {**reporter.progress, "fraction": 1.0}
         reporter.dirty = True
         reporter.flush()
-        _update(store, job_id, status="succeeded", finished_at=_now(), model_id=model_id,
-                message=None)
-        _audit_end(store, job_id)
+        _end(store, job_id, status="succeeded", finished_at=_now(), model_id=model_id,
+             message=None)
     return get_job(store, job_id)
+
+
+def _end(store: Store, job_id: int, **values: Any) -> None:
+    """Record how a running job ended, and its audit row, unless the row has ended already:
+    a worker that was slow to send heartbeats may find its job failed by recover_stale_jobs
+    meanwhile, and that verdict stands (the row is what people were told)."""
+    j = jobs_table.c
+    with store.begin() as conn:
+        ended = conn.execute(jobs_table.update()
+                             .where(j.job_id == job_id, j.status.in_(ACTIVE_STATUSES))
+                             .values(**values)).rowcount
+    if ended:
+        _audit_end(store, job_id)
 
 
 def _audit_end(store: Store, job_id: int) -> None:

@@ -168,6 +168,21 @@ def test_a_worker_claims_a_job_only_once(pg_store, monkeypatch):
     assert len(calls) == 1
 
 
+def test_a_late_ending_does_not_overwrite_a_failure_already_recorded(store, monkeypatch):
+    """A worker that was only slow to send heartbeats finds its job failed when it ends: the
+    verdict people were shown stands (no database queue needed: both databases)."""
+    job_id = jobs._insert_job(store, "train", {"category": "crime"}, pid=None,
+                              status="queued")
+
+    def execute(store, kind, config, reporter):
+        jobs._update(store, job_id, status="failed", message="no heartbeat")   # meanwhile
+        return "crime-m-1"
+
+    monkeypatch.setattr(jobs, "_execute", execute)
+    job = jobs._run(store, job_id, claim=True)
+    assert (job["status"], job["message"], job["model_id"]) == ("failed", "no heartbeat", None)
+
+
 def test_a_job_the_queue_dropped_does_not_block_its_category(pg_store):
     """An entry the queue ended without running it (here: taken out by hand) fails its job
     with a reason, instead of leaving the category's one active job queued for ever."""
@@ -229,6 +244,7 @@ def test_a_worker_killed_mid_job_is_found_by_its_missing_heartbeat(pg_crime_stor
              "the heartbeat timeout")
     job = jobs.get_job(pg_crime_store, job_id)
     assert job["status"] == "failed" and "sent no heartbeat for over 4 s" in job["message"]
+    assert job["cancel_requested"]   # were the worker only late, it would stop at its next check
     assert active_state(pg_crime_store) == before
     with pg_crime_store.engine.connect() as conn:   # ended in the queue too: reported once
         assert queue.stalled(conn, 0.0) == []
