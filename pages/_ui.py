@@ -278,6 +278,42 @@ def list_models(category: str | None) -> pd.DataFrame:
     return models(paths.db_url(), category, models_version())
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _horizon_models(db_url: str, category: str, version: str) -> dict[str, str]:
+    from safety_models.service import workflows
+
+    store = _store_for(db_url)
+    return {h: workflows.horizon_model_id(store, category, h)
+            for h in workflows.available_horizons(store, category)}
+
+
+def horizon_models(category: str) -> dict[str, str]:
+    """{horizon: model id} for the horizons ("7d" .. "90d") the category has a model for,
+    shortest first (renewed when a model is saved or promoted)."""
+    return _horizon_models(paths.db_url(), category, models_version())
+
+
+def horizon_choice(key: str, category: str, window_hours: int | None,
+                   label: str = "Forecast over") -> str | None:
+    """A segmented control over the next window and the category's horizons (only when it
+    has a horizon model); None for the next window, else "7d" etc. Remembered per page by
+    its key; a horizon the category lacks falls back to the next window."""
+    horizons = list(horizon_models(category))
+    if not horizons:
+        return None
+    options = ["next", *horizons]
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = "next"
+    choice = st.segmented_control(
+        label, options=options, key=key, selection_mode="single", required=True,
+        format_func=lambda h: text.horizon_option_label(None if h == "next" else h,
+                                                        window_hours),
+        help="The next window is the category's active model; each longer horizon is a model "
+             "trained for it (the chance of at least one incident over those days, and the "
+             "expected number).")
+    return None if choice in (None, "next") else str(choice)
+
+
 def active_model_id(category: str) -> str | None:
     from safety_models.modeling import registry
 
