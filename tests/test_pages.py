@@ -287,6 +287,19 @@ def test_models_page_has_retrain_controls_and_starts_a_job(home, started_jobs):
     assert config["category"] == "crime" and config["base"] == "none"
     assert config["freeze_up_to"] == "layer1" and config["epochs"] == 2
     assert config["cell_size_m"] is None, "no size: the training workflow keeps the grid"
+    assert config["horizon_days"] is None, "the next window unless a horizon is chosen"
+
+
+def test_models_page_trains_a_model_for_a_horizon(home, started_jobs):
+    at = open_page("pages/models_page.py")
+    choice = at.selectbox(key="train_horizon")
+    assert choice.options == ["Next day", "Next 7 days", "Next 14 days", "Next 30 days",
+                              "Next 90 days"]
+    choice.set_value("30d")
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    [(kind, config)] = started_jobs
+    assert kind == "train" and config["horizon_days"] == 30
 
 
 def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
