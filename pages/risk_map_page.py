@@ -157,11 +157,13 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
             st.markdown(tables.hotspots_markdown(
                 tables.hotspots_shown(hotspots, with_risk_level=True, with_expected=True)))
         file_stem = f"{category}-risk-{horizon + '-' if horizon else ''}{window_start:%Y-%m-%d}"
-        st.download_button("Download CSV", data=export.prediction_to_csv(prediction),
+        # The files are made when a button is clicked, not on every visit (the GeoJSON of
+        # a city's cells takes a quarter of a second).
+        st.download_button("Download CSV", data=lambda: export.prediction_to_csv(prediction),
                            file_name=f"{file_stem}.csv", mime="text/csv",
                            key="map_download_csv", icon=":material/download:", width="stretch")
         st.download_button("Download GeoJSON",
-                           data=json.dumps(export.prediction_to_geojson(prediction, grid)),
+                           data=lambda: json.dumps(export.prediction_to_geojson(prediction, grid)),
                            file_name=f"{file_stem}.geojson", mime="application/geo+json",
                            key="map_download_geojson", icon=":material/download:",
                            width="stretch")
