@@ -200,8 +200,11 @@ def look_back() -> None:
         st.info(f"No past forecast of a whole {unit} lies within the data yet.",
                 icon=":material/info:")
         return
-    if int(st.session_state.get("map_back", last)) > last:   # another category, fewer windows
+    shown = f"{category}:{shown_id}"
+    if st.session_state.get("_map_back_shows") != shown:     # another category or horizon:
+        st.session_state["_map_back_shows"] = shown          # its latest forecast first
         st.session_state["map_back"] = last
+        st.session_state["map_playing"] = False
     st.session_state.setdefault("map_back", last)
     if st.session_state.pop("_map_play_toggled", False):
         st.rerun(scope="app")                      # playing reruns this part on a timer

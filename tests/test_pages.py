@@ -745,3 +745,16 @@ def test_evaluation_offers_horizons_intervals_and_flagged_areas(home, started_jo
     assert len(model.options) == 1 and "(in use)" in model.options[0]
     assert any("covers the next 7-day period" in m.value for m in at.markdown)
     assert table_with(at, "pai_5").index[0] == "this model"
+
+
+def test_look_back_starts_at_the_latest_forecast_of_the_horizon_chosen(home, started_jobs):
+    at = open_page("pages/risk_map_page.py")
+    at.segmented_control(key="map_when").set_value("back").run()
+    at.select_slider(key="map_back").set_value(3).run()
+    at.segmented_control(key="map_horizon").set_value("7d").run()
+    assert_clean(at)
+    slider = at.select_slider(key="map_back")
+    assert slider.value == len(slider.options) - 1          # not the 1-day position kept
+    heading = [m.value for m in at.markdown if m.value.startswith("**Crime**")][0]
+    day = " ".join(slider.format_func(slider.value).split()[1:])    # "Thu 26 Dec 2024"
+    assert f"from **{day}**" in heading                              # the period shown
