@@ -14,6 +14,7 @@ import time
 import types
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -719,6 +720,12 @@ def test_risk_map_offers_the_horizons_the_category_has_models_for(home, started_
     at.segmented_control(key="map_when").set_value("back").run()
     assert_clean(at)
     assert any("7-day period from" in m.value and "happened" in m.value for m in at.markdown)
+    # A past date: the 7-day forecast made that morning.
+    at.segmented_control(key="map_when").set_value("date").run()
+    at.date_input(key="map_date").set_value(pd.Timestamp("2024-12-01").date()).run()
+    assert_clean(at)
+    heading = [m.value for m in at.markdown if m.value.startswith("**Crime**")]
+    assert heading and "7-day period from **01 Dec 2024** to **08 Dec 2024**" in heading[0]
     # Traffic has no horizon model: no choice, the next window.
     at.segmented_control(key="map_category").set_value("traffic").run()
     assert_clean(at)
