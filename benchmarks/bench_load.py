@@ -56,8 +56,8 @@ import numpy as np
 from bench_pages import CHROMIUM, REPO, prepare_demo_home   # also puts REPO and tests/ on sys.path
 
 GOAL_P95_S = 3.0
-# page -> its address. The Overview is the default page, served at the root: Streamlit
-# answers /overview with "Page not found" (and then shows the root), which is not a visit.
+# page -> its address. The Overview is the default page, served at the root (and at
+# /overview, the same page), as an operator's bookmark usually opens it.
 LOAD_PAGES = {"overview": "", "map": "map", "data": "data", "models": "models",
               "evaluation": "evaluation", "method": "method"}
 FLOOR_TITLE = "Floor"

@@ -15,8 +15,10 @@ page (app.py's st.navigation names the pages).
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import threading
+import time
 from typing import Any, Iterator
 
 import pandas as pd
@@ -170,7 +172,9 @@ def scale_max(db_url: str, category: str, model_id: str, stamp: str) -> float:
     return maplayers.probability_scale_max(forecasts(category, model_id).next_window["probability"])
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+# cache_resource: the same read-only list for every session (cache_data would unpickle a copy
+# of thousands of cells on every visit, a tenth of a second of a map page's run).
+@st.cache_resource(show_spinner=False, max_entries=24)
 def _cell_records(key: tuple, _prediction: pd.DataFrame, _grid: Any, scale_max: float,
                   colour_by: str, selected_cell: int | None, _places: pd.DataFrame,
                   on_streets: bool) -> list[dict]:
@@ -278,6 +282,42 @@ def list_models(category: str | None) -> pd.DataFrame:
     return models(paths.db_url(), category, models_version())
 
 
+@st.cache_data(show_spinner=False, max_entries=32)
+def _horizon_models(db_url: str, category: str, version: str) -> dict[str, str]:
+    from safety_models.service import workflows
+
+    store = _store_for(db_url)
+    return {h: workflows.horizon_model_id(store, category, h)
+            for h in workflows.available_horizons(store, category)}
+
+
+def horizon_models(category: str) -> dict[str, str]:
+    """{horizon: model id} for the horizons ("7d" .. "90d") the category has a model for,
+    shortest first (renewed when a model is saved or promoted)."""
+    return _horizon_models(paths.db_url(), category, models_version())
+
+
+def horizon_choice(key: str, category: str, window_hours: int | None,
+                   label: str = "Forecast over") -> str | None:
+    """A segmented control over the next window and the category's horizons (only when it
+    has a horizon model); None for the next window, else "7d" etc. Remembered per page by
+    its key; a horizon the category lacks falls back to the next window."""
+    horizons = list(horizon_models(category))
+    if not horizons:
+        return None
+    options = ["next", *horizons]
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = "next"
+    choice = st.segmented_control(
+        label, options=options, key=key, selection_mode="single", required=True,
+        format_func=lambda h: text.horizon_option_label(None if h == "next" else h,
+                                                        window_hours),
+        help="The next window is the category's active model; each longer horizon is a model "
+             "trained for it (the chance of at least one incident over those days, and the "
+             "expected number).")
+    return None if choice in (None, "next") else str(choice)
+
+
 def active_model_id(category: str) -> str | None:
     from safety_models.modeling import registry
 
@@ -367,28 +407,43 @@ def column_config(formats: dict[str, ColumnFormat]) -> dict[str, Any]:
 
 
 # What later pages import, in the order they are likely needed: the map, then the charts.
-# (Not torch: only a click on a cell or a past date needs it, and importing it would hold
-# both cores for seconds while the operator opens the next page.)
 WARM_UP_MODULES = ("pydeck", "plotly.graph_objects", "safety_models.presentation.charts")
+# What the Models page (and a past date's map) import: torch and the training code, 3-4 s of
+# CPU. Imported only once the server has been idle for IDLE_IMPORT_AFTER_S (an operator
+# reading a page), so that it never holds the cores while a page is being drawn.
+IDLE_IMPORT_MODULES = ("safety_models.modeling.training", "safety_models.modeling.registry")
+IDLE_IMPORT_AFTER_S = 2.0
+_last_run_end = [time.monotonic()]      # when a script run last finished (warm_up sets it)
 
 
 @st.cache_resource(show_spinner=False)
 def _warm_up_thread() -> threading.Thread:
-    def run() -> None:
-        for name in WARM_UP_MODULES:
+    def imported(names) -> None:
+        for name in names:
             try:
                 importlib.import_module(name)
             except ImportError:
                 pass
+
+    def run() -> None:
+        imported(WARM_UP_MODULES)
+        while time.monotonic() - _last_run_end[0] < IDLE_IMPORT_AFTER_S:
+            time.sleep(0.25)
+        imported(IDLE_IMPORT_MODULES)
+        # What is loaded now (modules, their functions and constants) lives as long as the
+        # server: out of the collector's way, so a full collection stays quick.
+        gc.freeze()
     thread = threading.Thread(target=run, name="warm-up imports", daemon=True)
     thread.start()
     return thread
 
 
 def warm_up() -> None:
-    """Once per server process, after the first page is drawn: import in the background
-    what the other pages need, so the first visit to each does not wait for its imports
-    (a Python import runs once; a page needing the module meanwhile waits for it)."""
+    """After every run (once per server process the work itself): import in the background
+    what the other pages need, so the first visit to each does not wait for its imports (a
+    Python import runs once; a page needing the module meanwhile waits for it); the heavy
+    ones only while the server is idle."""
+    _last_run_end[0] = time.monotonic()
     _warm_up_thread()
 
 

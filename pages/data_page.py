@@ -95,10 +95,10 @@ def show_result(result: dict) -> None:
                                                    icon=":material/task_alt:")
     if s["rejected"]:
         st.caption(f"Rejected rows by reason – {text.rejected_reasons_text(s)}")
-        rejected = store.rejected_rows(s["upload_id"])
+        upload_id = s["upload_id"]
         st.download_button(
             f"Download the {s['rejected']:,} rejected rows (CSV with reasons)",
-            data=export.csv_bytes(rejected),
+            data=lambda: export.csv_bytes(store.rejected_rows(upload_id)),
             file_name=f"rejected-upload-{s['upload_id']}.csv", mime="text/csv",
             key=f"download_rejected_result_{s['upload_id']}", icon=":material/download:")
 
@@ -171,7 +171,7 @@ with uploads_tab:
                 if row["rejected"]:
                     st.download_button(
                         f"Rejected rows ({row['rejected']:,})",
-                        data=export.csv_bytes(store.rejected_rows(chosen)),
+                        data=lambda: export.csv_bytes(store.rejected_rows(chosen)),
                         file_name=f"rejected-upload-{chosen}.csv", mime="text/csv",
                         key="download_rejected", icon=":material/download:")
                 else:

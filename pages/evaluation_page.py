@@ -1,6 +1,8 @@
 """Evaluation: how a model did on a later period it never saw, next to every baseline on the
-same windows and cells; the curves, the calibration, the confusion matrix, the scores over
-time, and the fine-tuning study."""
+same windows and cells (for the next window or a horizon the category has a model for); the
+differences with their bootstrap intervals, the share of the gap to the hindsight ranking the
+model closes, the scores at flagged areas, the curves, the calibration, the confusion matrix,
+the scores over time, and the fine-tuning study."""
 
 import streamlit as st
 
@@ -23,10 +25,21 @@ if versions.empty:
     ui.wait_for_model(category)
     st.stop()
 
-active = versions.loc[versions["status"] == "active", "model_id"]
+horizon_models = ui.horizon_models(category)
+known_hours = versions["window_hours"].dropna()
+horizon = ui.horizon_choice("eval_horizon", category,
+                            int(known_hours.iloc[0]) if len(known_hours) else None,
+                            label="Forecasts of")
+versions = tables.versions_for_horizon(versions, horizon)
+# The version shown first: the active model (the next window) or the horizon's own model.
+default_id = horizon_models.get(horizon) if horizon else next(
+    iter(versions.loc[versions["status"] == "active", "model_id"]), None)
 ids = versions["model_id"].astype(str).tolist()
-labels = {r.model_id: f"{r.model_id} ({r.status})" for r in versions.itertuples()}
-model_id = st.selectbox("Model", ids, index=ids.index(active.iloc[0]) if len(active) else 0,
+labels = {r.model_id: f"{r.model_id} ({'in use' if r.model_id == default_id else r.status})"
+          for r in versions.itertuples()}
+if st.session_state.get("eval_model") not in ids:
+    st.session_state.pop("eval_model", None)
+model_id = st.selectbox("Model", ids, index=ids.index(default_id) if default_id in ids else 0,
                         format_func=labels.get, key="eval_model")
 
 evaluation = ui.load_evaluation(model_id)
@@ -67,7 +80,28 @@ with scores_tab:
         st.caption("Hit rate: share of the period's incidents inside the cells flagged (top "
                    "1/5/10 % of the city's area). PAI: hit rate divided by the area share (how "
                    "many times better than flagging cells at random). Higher is better for "
-                   "every column except Brier.")
+                   "every column except Brier. The hindsight row ranks cells by where the test "
+                   "period's incidents fell: a bound no forecast is expected to reach.")
+        gap = tables.oracle_gap_text(evaluation)
+        if gap:
+            st.markdown(gap)
+
+        comparisons = tables.comparisons_table(evaluation)
+        if not comparisons.empty:
+            st.subheader("Differences, with their uncertainty")
+            st.dataframe(comparisons, width="stretch", key="eval_comparisons")
+            st.caption(f"The model minus each other forecaster, {unit} by {unit} on the test "
+                       "period: the mean difference and, in brackets, its 95 % interval from "
+                       "a block bootstrap over consecutive windows. An interval above zero "
+                       "means the model is better beyond chance.")
+
+        areas = tables.area_scores_table(evaluation)
+        if not areas.empty:
+            st.subheader("Scores at the flagged areas")
+            st.dataframe(areas, width="stretch", key="eval_areas",
+                         column_config=ui.column_config(tables.area_columns(areas)))
+            st.caption("Cells flagged from the top of the ranking until the area given is "
+                       "used, as an analyst flags them (km² or square miles).")
 
         st.subheader("Yes/no at the operating threshold")
         model = evaluation["results"]["model"]

@@ -12,6 +12,7 @@ from safety_models import paths
 from safety_models.modeling import registry
 from safety_models.modeling.training import TrainConfig
 from safety_models.presentation import charts, tables, text
+from safety_models.schema import HORIZONS, horizon_days
 
 st.title("Models and training")
 
@@ -19,6 +20,8 @@ store = ui.get_store()
 url = paths.db_url()
 category = ui.category_selector("train_category")
 active_id = ui.active_model_id(category)
+active_window_hours = (ui.model_info(paths.db_url(), active_id).get("window_hours")
+                       if active_id else None)
 
 BASE_CHOICES = {
     "pretrained": "Pretrained base (recommended)",
@@ -69,7 +72,7 @@ def train_form() -> None:
     """The choices that matter for a retrain, with defaults and one line on each."""
     with st.form("train_form", border=True):
         st.markdown(f"**Retrain the {text.category_label(category).lower()} model**")
-        left, right = st.columns(2)
+        left, right, span = st.columns(3)
         # A starting forecast has no network to continue (a linear model of the rates).
         from safety_models.service import forecasts
 
@@ -89,6 +92,13 @@ def train_form() -> None:
             help="Frozen layers keep what the base learnt; freezing more trains faster and "
                  "needs less data, freezing less adapts more to this city.")
         right.caption("Early layers kept as they are; the rest is retrained.")
+        horizon = span.selectbox(
+            "Forecast over", [None, *HORIZONS], key="train_horizon",
+            format_func=lambda h: text.horizon_option_label(h, active_window_hours),
+            help="The next window: a candidate for the category's map (promote it to use "
+                 "it). 7 to 90 days: a model trained for the events of that horizon; the "
+                 "Risk map and the Evaluation page offer it as soon as it is made.")
+        span.caption("What each forecast covers.")
         a, b, c, d = st.columns(4)
         learning_rate = a.number_input(
             "Learning rate", min_value=1e-6, max_value=1.0,
@@ -116,7 +126,8 @@ def train_form() -> None:
             config = TrainConfig(
                 category=category, base=active_id if base == "active" else base,
                 freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
-                optimizer=optimizer, history_days=int(history_days) or None)
+                optimizer=optimizer, history_days=int(history_days) or None,
+                horizon_days=horizon_days(horizon) if horizon else None)
             # Queued for a worker when the home is set up for workers (SAFETY_MODELS_WORKERS).
             job_id = actions.start_training(store, auth.actor(), config.to_dict())
             st.toast(text.job_started_text(jobs.get_job(store, job_id) or {"job_id": job_id}))

@@ -1,4 +1,5 @@
-"""Risk map: the chosen category's predicted risk per cell for the next window, a look back
+"""Risk map: the chosen category's predicted risk per cell for the next window (or the next
+7/14/30/90 days, where the category has a model for that horizon), a look back
 over the latest windows (forecast beside what then happened, step by step or played), or any
 past date; on a street map when one can be reached, on a fixed colour scale, with district
 outlines, the top hotspots named as people name places, downloads, and a clicked cell's
@@ -30,16 +31,23 @@ if model_id is None:
     st.stop()
 
 info = ui.model_info(url, model_id)
-grid = GridSpec.from_dict(info["grid"])
-window_hours = int(info.get("window_hours") or 24)
-unit = window_label(window_hours)
+# The next window is the active model's; a longer horizon is the model trained for it.
+horizon = ui.horizon_choice("map_horizon", category, info.get("window_hours"))
+shown_id = model_id if horizon is None else ui.horizon_models(category)[horizon]
+shown_info = info if horizon is None else ui.model_info(url, shown_id)
+grid = GridSpec.from_dict(shown_info["grid"])
+window_hours = int(shown_info.get("window_hours") or 24)
 bundle = None
 with ui.shown_errors("reading the forecasts"):
-    bundle = ui.forecasts(category, model_id)
+    bundle = ui.forecasts(category, shown_id)
 if bundle is None:
     st.stop()
-ui.forecaster_status(category, model_id, bundle.forecaster, info.get("activated_at"),
-                     bundle.blend)
+unit = text.period_label(window_hours, bundle.horizon_windows)   # what one forecast covers
+if horizon is None:
+    ui.forecaster_status(category, model_id, bundle.forecaster, info.get("activated_at"),
+                         bundle.blend)
+else:
+    st.caption(text.horizon_line(unit, shown_id, shown_info.get("created_at")))
 
 span = ui.time_range(url, category, stamp)
 controls = st.columns([1.9, 1.3, 1.3, 0.9, 1.1], vertical_alignment="bottom")
@@ -47,12 +55,14 @@ with controls[0]:
     when_choice = st.segmented_control(
         "Window", options=["next", "back", "date"], key="map_when", default="next",
         required=True,
-        format_func={"next": f"Next {unit}", "back": "Look back",
-                     "date": "A past date"}.get,
+        format_func={"next": text.horizon_option_label(horizon, window_hours),
+                     "back": "Look back", "date": "A past date"}.get,
         help=f"The model forecasts one {unit} at a time: the one after the latest data; the "
-             f"latest {bundle.n_past} {unit}s beside what then happened; or any earlier one.")
+             f"latest {bundle.n_past} forecasts beside what then happened; or one from any "
+             "earlier date.")
 with controls[1]:
     last_day = (span[1] if span else pd.Timestamp.now()).date()
+    # (a horizon's forecast may start on any day: what it covers is partly in the future)
     # The model needs at least one window of history before the one it predicts.
     first_day = ((span[0] if span else pd.Timestamp.now()).normalize()
                  + pd.Timedelta(hours=window_hours)).date()
@@ -65,8 +75,9 @@ with controls[2]:
         "Colour by", options=["probability", "risk_level"], key="map_colour",
         default="probability", required=True,
         format_func=lambda v: "Chance" if v == "probability" else "Risk level",
-        help="Chance: the probability of at least one incident, on a scale fixed for this "
-             "model (the same colour means the same chance on every day). Risk level: the "
+        help=f"Chance: the probability of at least one incident in the {unit}, on a scale "
+             "fixed for this model (the same colour means the same chance on every day). "
+             "Risk level: the "
              "cell's rank among all cells.")
 with controls[3]:
     show_3d = st.toggle("3D columns", key="map_3d",
@@ -79,7 +90,7 @@ with controls[4]:
                                     "(looking back, the incidents of the window itself are "
                                     "always drawn).")
 
-scale_max = ui.scale_max(url, category, model_id, stamp)
+scale_max = ui.scale_max(url, category, shown_id, stamp)
 districts = ui.boundary(url, category)
 streets = ui.basemap()
 view = maplayers.view_state(grid, pitch_deg=maplayers.PITCH_3D_DEG if show_3d else 0.0)
@@ -129,7 +140,8 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
         if streets.attribution:
             note = f"{note} {streets.attribution}.".strip()
         st.html(maplayers.legend_html(
-            "Chance of at least one incident" if colour_by == "probability" else "Risk level",
+            f"Chance of at least one incident in the {unit}" if colour_by == "probability"
+            else "Risk level",
             legend, outlines=bool(districts), incidents=points is not None,
             incidents_label="incident that happened" if looking_back else "recorded incident",
             note=note))
@@ -143,13 +155,15 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
         hotspots = tables.top_hotspots(prediction, 10, districts, bundle.places)
         with st.container(key="map_hotspots"):
             st.markdown(tables.hotspots_markdown(
-                tables.hotspots_shown(hotspots, with_risk_level=True)))
-        file_stem = f"{category}-risk-{window_start:%Y-%m-%d}"
-        st.download_button("Download CSV", data=export.prediction_to_csv(prediction),
+                tables.hotspots_shown(hotspots, with_risk_level=True, with_expected=True)))
+        file_stem = f"{category}-risk-{horizon + '-' if horizon else ''}{window_start:%Y-%m-%d}"
+        # The files are made when a button is clicked, not on every visit (the GeoJSON of
+        # a city's cells takes a quarter of a second).
+        st.download_button("Download CSV", data=lambda: export.prediction_to_csv(prediction),
                            file_name=f"{file_stem}.csv", mime="text/csv",
                            key="map_download_csv", icon=":material/download:", width="stretch")
         st.download_button("Download GeoJSON",
-                           data=json.dumps(export.prediction_to_geojson(prediction, grid)),
+                           data=lambda: json.dumps(export.prediction_to_geojson(prediction, grid)),
                            file_name=f"{file_stem}.geojson", mime="application/geo+json",
                            key="map_download_geojson", icon=":material/download:",
                            width="stretch")
@@ -164,7 +178,8 @@ def cell_history(clicked: int | None) -> None:
         return
     with ui.shown_errors(f"reading the history of cell {clicked}"):
         history = ui.cell_history(url, category, clicked, stamp)
-        st.plotly_chart(charts.history_figure(history, clicked, unit), key="map_history",
+        st.plotly_chart(charts.history_figure(history, clicked, window_label(window_hours)),
+                        key="map_history",
                         width="stretch")
 
 
@@ -181,8 +196,15 @@ def look_back() -> None:
     """One of the latest windows at a time, forecast beside what happened: a slider to step,
     Play to run through them (this part reruns by itself while playing)."""
     last = bundle.n_past - 1
-    if int(st.session_state.get("map_back", last)) > last:   # another category, fewer windows
+    if last < 0:
+        st.info(f"No past forecast of a whole {unit} lies within the data yet.",
+                icon=":material/info:")
+        return
+    shown = f"{category}:{shown_id}"
+    if st.session_state.get("_map_back_shows") != shown:     # another category or horizon:
+        st.session_state["_map_back_shows"] = shown          # its latest forecast first
         st.session_state["map_back"] = last
+        st.session_state["map_playing"] = False
     st.session_state.setdefault("map_back", last)
     if st.session_state.pop("_map_play_toggled", False):
         st.rerun(scope="app")                      # playing reruns this part on a timer
@@ -198,7 +220,7 @@ def look_back() -> None:
         index = st.select_slider(
             f"{unit.capitalize()} shown", options=list(range(bundle.n_past)), key="map_back",
             format_func=lambda i: f"{starts[i]:%a %d %b %Y}",
-            help=f"Each {unit}'s forecast was made from the {unit}s before it only, as the "
+            help=f"Each {unit}'s forecast was made from the data before it only, as the "
                  "model would have made it that morning.")
     with play:
         playing = bool(st.session_state.get("map_playing"))
@@ -216,7 +238,7 @@ else:
     st.session_state["map_playing"] = False
     with ui.shown_errors("predicting the risk map"):
         prediction = (bundle.next_window if when_choice == "next" else
-                      ui.prediction(url, category, model_id,
+                      ui.prediction(url, category, shown_id,
                                     pd.Timestamp(chosen_day).isoformat(), stamp))
     if prediction is None:
         st.stop()

@@ -15,6 +15,7 @@ fixtures and helpers through this file only (they do not import each other).
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 from pathlib import Path
@@ -138,9 +139,14 @@ def tiny_train_config(category: str):
                        val_windows=8 if weekly else 30, test_windows=8 if weekly else 40)
 
 
+TINY_FLAG_AREA = "1km2"            # the tiny home's evaluations score this flagged area too
+
+
 def train_tiny_models(home: Path) -> dict[str, str]:
-    """A tiny trained model per category in home (active), evaluated, its forecasts computed
-    (as a job leaves a model it made active); returns their ids."""
+    """A tiny trained model per category in home (active), evaluated (with the flagged area
+    TINY_FLAG_AREA), its forecasts computed (as a job leaves a model it made active), and a
+    crime model for the next 7 days, evaluated and its forecasts computed too (ids["crime
+    7d"]); returns their ids."""
     from safety_models.evaluation import backtest as evaluation
     from safety_models.service import forecasts, workflows
     from safety_models.data.store import Store
@@ -152,8 +158,14 @@ def train_tiny_models(home: Path) -> dict[str, str]:
             result = workflows.train_category(store, tiny_train_config(category))
             model_id = result if isinstance(result, str) else result["model_id"]
             ids[category] = model_id
-            evaluation.evaluate_category(store, category, model_id)
+            evaluation.evaluate_category(store, category, model_id,
+                                         flag_areas=(TINY_FLAG_AREA,))
             forecasts.refresh(store, category, model_id)
+        weekly = workflows.train_category(
+            store, dataclasses.replace(tiny_train_config("crime"), horizon_days=7))
+        ids["crime 7d"] = weekly
+        evaluation.evaluate_category(store, "crime", weekly, flag_areas=(TINY_FLAG_AREA,))
+        forecasts.refresh(store, "crime", weekly)
         store.close()
     return ids
 

@@ -3,14 +3,14 @@
 Starts `streamlit run app.py` on a free local port (its own home each time), and checks what
 an operator sees:
 
-* every page, each by its own address (deep links, /overview included), from a fresh
+* every page, each by its own address (deep links, /overview included), each as a fresh
   server's very first request, with only the app's navigation, never the list Streamlit
   makes of the pages/ folder;
 * the first start of an empty home: every demo category has a risk map within its first
   minute (the starting forecasts of the background job);
 * the street map under the cells from a style server, and the plain map when the style
   cannot be reached (offline: no tile is requested);
-* looking back over past windows, stepping and playing;
+* looking back over past windows, stepping and playing, for the next window and a horizon;
 * uploading a file, and a short retrain (a real background process) with its progress.
 
 Screenshots are kept (folder printed; `screenshots/` in the repo, git-ignored). Servers and
@@ -430,34 +430,52 @@ def test_retrain_shows_live_progress(server, browser_page):
 # Navigation: only the app's, every page by its own address, from a fresh server's first request
 
 
+def first_request(page, url: str, path: str) -> None:
+    """Open path as a fresh server's very first request and sign in, watching the page
+    while it loads for Streamlit's pages/-folder list and its "Page not found" dialog. That
+    first run is answered in Streamlit's folder mode before app.py runs; app.py hides the
+    dialog at once and reloads the address (pages/_navigation.py), so on a busy machine the
+    dialog may show for a moment, never for long."""
+    seen_folder_list, not_found_s = False, 0.0
+    page.goto(f"{url}/{path}", wait_until="commit")
+    form = page.get_by_role("heading", name="Safety risk maps", exact=True)
+    deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
+    while form.count() == 0 and time.monotonic() < deadline:
+        seen_folder_list |= folder_list_shown(page)
+        if page.get_by_text("Page not found").is_visible():
+            not_found_s += 0.05
+        page.wait_for_timeout(50)
+    form.wait_for()
+    sign_in(page)
+    page.get_by_role("heading", name=ADDRESSES[path], exact=True).first.wait_for()
+    wait_idle(page)
+    assert page.url.rstrip("/").endswith(f"/{path}".rstrip("/")), page.url
+    assert not page.get_by_text("Page not found").is_visible(), path
+    assert not_found_s <= 0.5, f"{path}: 'Page not found' shown for about {not_found_s:.1f} s"
+    assert not seen_folder_list and not folder_list_shown(page), \
+        f"{path}: the pages/ folder's list was shown"
+    assert_no_error(page)
+
+
+@pytest.mark.parametrize("path", [p for p in ADDRESSES if p != "map"])
+def test_each_address_works_as_a_fresh_servers_first_request(tiny_home_with_models, tmp_path,
+                                                             fresh_page, path):
+    home = tmp_path / "home"
+    shutil.copytree(tiny_home_with_models, home)
+    with running(home, "streamlit-first-request", env=NO_STREETS) as url:
+        first_request(fresh_page, url, path)
+        screenshot(fresh_page, f"first-request-{path or 'root'}")
+
+
 def test_deep_links_work_from_a_fresh_servers_first_request(tiny_home_with_models,
                                                              tmp_path, fresh_page):
     page = fresh_page
     home = tmp_path / "home"
     shutil.copytree(tiny_home_with_models, home)
     with running(home, "streamlit-deep-links", env=NO_STREETS) as url:
-        # The very first request of this server is a deep link: watch the page while it
-        # loads for Streamlit's pages/-folder list and its "Page not found" dialog. That
-        # first run is answered in Streamlit's folder mode before app.py runs; app.py hides
-        # the dialog at once and reloads the address (pages/_navigation.py), so on a busy
-        # machine the dialog may show for a moment, never for long.
-        seen_folder_list, not_found_s = False, 0.0
-        page.goto(f"{url}/map", wait_until="commit")
-        form = page.get_by_role("heading", name="Safety risk maps", exact=True)
-        deadline = time.monotonic() + PAGE_TIMEOUT_MS / 1000
-        while form.count() == 0 and time.monotonic() < deadline:
-            seen_folder_list |= folder_list_shown(page)
-            if page.get_by_text("Page not found").is_visible():
-                not_found_s += 0.05
-            page.wait_for_timeout(50)
-        form.wait_for()
-        sign_in(page)
-        page.get_by_role("heading", name="Risk map", exact=True).first.wait_for()
-        wait_idle(page)
-        assert page.url.rstrip("/").endswith("/map")
-        assert not page.get_by_text("Page not found").is_visible()
-        assert not_found_s <= 0.5, f"'Page not found' shown for about {not_found_s:.1f} s"
-        assert not seen_folder_list, "the pages/ folder's list was shown"
+        # The very first request of this server is a deep link (the other addresses as the
+        # first request: the test above).
+        first_request(page, url, "map")
         screenshot(page, "deep-link-first-request")
         # Every page by its own address, the default page's alias included; only the app's
         # navigation (at the top), never the folder's list.
@@ -611,3 +629,19 @@ def test_look_back_steps_and_plays_through_past_windows(server, browser_page):
     page.locator(".st-key-map_play").get_by_text("Play", exact=True).wait_for()
     wait_idle(page)
     assert_no_error(page)
+    # The horizon shown (the tiny home's crime has a model for the next 7 days): its
+    # forecasts beside the incidents of each whole 7-day period.
+    pick(page, "map_horizon", "Next 7 days")
+    page.get_by_text("7-day period from", exact=False).first.wait_for()
+    map_drawn(page)
+    assert page.get_by_text("happened", exact=False).count() > 0
+    screenshot(page, "map-look-back-7-days")
+    before = slider.inner_text()
+    page.locator(".st-key-map_play button").click()
+    page.wait_for_function(changed, arg=before, timeout=30_000)
+    map_drawn(page)
+    page.locator(".st-key-map_play button").click()
+    page.locator(".st-key-map_play").get_by_text("Play", exact=True).wait_for()
+    wait_idle(page)
+    assert_no_error(page)
+    pick(page, "map_horizon", "Next day")

@@ -14,6 +14,7 @@ import time
 import types
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -287,6 +288,19 @@ def test_models_page_has_retrain_controls_and_starts_a_job(home, started_jobs):
     assert config["category"] == "crime" and config["base"] == "none"
     assert config["freeze_up_to"] == "layer1" and config["epochs"] == 2
     assert config["cell_size_m"] is None, "no size: the training workflow keeps the grid"
+    assert config["horizon_days"] is None, "the next window unless a horizon is chosen"
+
+
+def test_models_page_trains_a_model_for_a_horizon(home, started_jobs):
+    at = open_page("pages/models_page.py")
+    choice = at.selectbox(key="train_horizon")
+    assert choice.options == ["Next day", "Next 7 days", "Next 14 days", "Next 30 days",
+                              "Next 90 days"]
+    choice.set_value("30d")
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    [(kind, config)] = started_jobs
+    assert kind == "train" and config["horizon_days"] == 30
 
 
 def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
@@ -684,3 +698,70 @@ def test_first_start_without_a_password_prints_one_once(tmp_path, monkeypatch, s
     sign_in(again, "admin", password)
     assert_clean(again)
     assert again.title[0].value == "Overview"
+
+
+def test_risk_map_offers_the_horizons_the_category_has_models_for(home, started_jobs):
+    at = open_page("pages/risk_map_page.py")
+    assert_clean(at)
+    choice = at.segmented_control(key="map_horizon")
+    assert choice.options == ["Next day", "Next 7 days"] and choice.value == "next"
+    choice.set_value("7d").run()
+    assert_clean(at)
+    assert any(c.value.startswith("Forecast of each **7-day period**") for c in at.caption)
+    heading = [m.value for m in at.markdown if m.value.startswith("**Crime**")]
+    assert heading and "7-day period from" in heading[0]
+    # The chance over the 7 days and the expected number, per hotspot.
+    [hotspots] = markdown_tables_with(at, "expected")
+    assert len(hotspots) == 1 + 10 and all(row[-2] != "–" for row in hotspots[1:])
+    spec = json.loads(at.get("deck_gl_json_chart")[0].proto.json)
+    cells = spec["layers"][0]["data"]
+    assert cells and all(c["expected_text"] != "–" for c in cells[:10])
+    # Looking back: the 7-day forecasts beside the incidents of those 7 days.
+    at.segmented_control(key="map_when").set_value("back").run()
+    assert_clean(at)
+    assert any("7-day period from" in m.value and "happened" in m.value for m in at.markdown)
+    # A past date: the 7-day forecast made that morning.
+    at.segmented_control(key="map_when").set_value("date").run()
+    at.date_input(key="map_date").set_value(pd.Timestamp("2024-12-01").date()).run()
+    assert_clean(at)
+    heading = [m.value for m in at.markdown if m.value.startswith("**Crime**")]
+    assert heading and "7-day period from **01 Dec 2024** to **08 Dec 2024**" in heading[0]
+    # Traffic has no horizon model: no choice, the next window.
+    at.segmented_control(key="map_category").set_value("traffic").run()
+    assert_clean(at)
+    assert not [w for w in at.segmented_control if w.key == "map_horizon"]
+
+
+def test_evaluation_offers_horizons_intervals_and_flagged_areas(home, started_jobs):
+    from conftest import TINY_FLAG_AREA
+
+    at = open_page("pages/evaluation_page.py")
+    assert_clean(at)
+    table = table_with(at, "pai_5")
+    assert "hindsight (not a forecast)" in table.index
+    differences = table_with(at, "PAI 5 %")
+    assert "historical average" in differences.index
+    assert differences.loc["historical average", "PAI 5 %"].count("[") == 1   # mean [low, high]
+    assert any("the model closes" in m.value for m in at.markdown)
+    areas = table_with(at, f"PAI {TINY_FLAG_AREA}")
+    assert areas.index[0] == "this model" and areas[f"cells {TINY_FLAG_AREA}"].iloc[0] >= 1
+    # The 7-day horizon: its own model and evaluation.
+    at.segmented_control(key="eval_horizon").set_value("7d").run()
+    assert_clean(at)
+    model = at.selectbox(key="eval_model")
+    assert len(model.options) == 1 and "(in use)" in model.options[0]
+    assert any("covers the next 7-day period" in m.value for m in at.markdown)
+    assert table_with(at, "pai_5").index[0] == "this model"
+
+
+def test_look_back_starts_at_the_latest_forecast_of_the_horizon_chosen(home, started_jobs):
+    at = open_page("pages/risk_map_page.py")
+    at.segmented_control(key="map_when").set_value("back").run()
+    at.select_slider(key="map_back").set_value(3).run()
+    at.segmented_control(key="map_horizon").set_value("7d").run()
+    assert_clean(at)
+    slider = at.select_slider(key="map_back")
+    assert slider.value == len(slider.options) - 1          # not the 1-day position kept
+    heading = [m.value for m in at.markdown if m.value.startswith("**Crime**")][0]
+    day = " ".join(slider.format_func(slider.value).split()[1:])    # "Thu 26 Dec 2024"
+    assert f"from **{day}**" in heading                              # the period shown

@@ -68,6 +68,7 @@ HOTSPOT_COLUMNS: dict[str, ColumnFormat] = {
     "place": ColumnFormat("place", kind="text",
                           help="The block, street or address most often recorded in the cell"),
     "chance": ColumnFormat("chance", "%.1f %%", "Chance of at least one incident"),
+    "expected": ColumnFormat("expected", "%.2f", "Expected number of incidents"),
     "last 30 days": ColumnFormat("30 days", "%d", "Incidents recorded in the last 30 days"),
     "happened": ColumnFormat("happened", "%d", "Incidents recorded in the cell in that window"),
     "risk level": ColumnFormat("level", kind="text"),
@@ -101,6 +102,16 @@ def metric_value(metrics: Any, name: str, pct: str | None = None) -> float | Non
         return None if value is None else float(value)
     except (TypeError, ValueError):
         return None
+
+
+def versions_for_horizon(versions: pd.DataFrame, horizon: str | None) -> pd.DataFrame:
+    """The versions (registry.list_models) that forecast a horizon ("7d": trained for the
+    next 7 days) or, for None, the next window; in the listing's order."""
+    from safety_models.modeling.registry import horizon_days_of
+
+    want = None if horizon is None else int(str(horizon).rstrip("d"))
+    days = versions["val_metrics"].map(horizon_days_of) if len(versions) else []
+    return versions[[d == want or (want is None and pd.isna(d)) for d in days]]
 
 
 def versions_table(versions: pd.DataFrame) -> pd.DataFrame:
@@ -306,16 +317,19 @@ def top_hotspots(prediction: pd.DataFrame, n: int = 10,
     return table
 
 
-def hotspots_shown(hotspots: pd.DataFrame, with_risk_level: bool = False) -> pd.DataFrame:
+def hotspots_shown(hotspots: pd.DataFrame, with_risk_level: bool = False,
+                   with_expected: bool = False) -> pd.DataFrame:
     """The columns of top_hotspots worth showing: where the cell is, as people name places
     (the district when the outlines name one, the place where the files name one, else the
-    cell; with its risk level if asked when neither names it), the chance, what happened
+    cell; with its risk level if asked when neither names it), the chance, the expected
+    incidents if asked (where known: a past window keeps only the chance), what happened
     (a past window) or the last 30 days, and the link to the map."""
     where = [c for c in ("district", "place") if hotspots[c].astype(bool).any()]
     if not where:
         where = ["cell", "risk level"] if with_risk_level else ["cell"]
+    expected = ["expected"] if with_expected and hotspots["expected"].notna().any() else []
     counts = ["happened"] if "happened" in hotspots else ["last 30 days"]
-    return hotspots[["rank", *where, "chance", *counts, "map"]]
+    return hotspots[["rank", *where, "chance", *expected, *counts, "map"]]
 
 
 def _markdown_cell(value: Any) -> str:
@@ -329,7 +343,7 @@ def hotspots_markdown(shown: pd.DataFrame) -> str:
     browser; a few rows need no sorting or scrolling.)"""
     formats = HOTSPOT_COLUMNS
     heads = [formats[c].label if c in formats and formats[c].label else c for c in shown.columns]
-    right = {"rank", "cell", "chance", "last 30 days", "happened"}
+    right = {"rank", "cell", "chance", "expected", "last 30 days", "happened"}
     lines = ["| " + " | ".join(heads) + " |",
              "|" + "|".join("--:" if c in right else ":--" for c in shown.columns) + "|"]
     for row in shown.to_dict("records"):
@@ -337,6 +351,8 @@ def hotspots_markdown(shown: pd.DataFrame) -> str:
         for column, value in row.items():
             if column == "chance":
                 cells.append(f"{float(value):.1f} %")
+            elif column == "expected":
+                cells.append(MISSING if is_missing(value) else f"{float(value):.2f}")
             elif column == "map":
                 cells.append(f"[open ↗]({value})")
             else:
@@ -410,13 +426,102 @@ def forecasters(evaluation: Mapping[str, Any]) -> dict[str, dict]:
 
 def metrics_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
     """The model's and every baseline's headline test scores, one row each (model first),
-    indexed by the forecaster's name for people; the METRIC_COLUMNS present, in their order."""
+    then, where the evaluation has them, the network alone (a blend's) and the hindsight
+    oracle; indexed by the forecaster's name for people; the METRIC_COLUMNS present, in their
+    order."""
     from safety_models.evaluation.backtest import summary_table
 
-    table = summary_table(evaluation)
+    table = summary_table(evaluation, extra=True)
     table.index = [baseline_label(name) for name in table.index]
     table.index.name = "forecaster"
     return table[[c for c in METRIC_COLUMNS if c in table.columns]]
+
+
+AREA_MEASURES: dict[str, str] = {"hit_rate_area": "hit rate", "pai_area": "PAI",
+                                  "pei_area": "PEI"}
+
+
+def area_scores_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
+    """Scores at the flagged areas the evaluation was asked for (evaluate --flag-area, e.g.
+    "0.75sqmi"): one row per forecaster that has them (model first, the baselines, the
+    network alone, the oracle), columns "<measure> <area>" (hit rate, PAI, PEI) and, first,
+    how many cells each area flags ("cells <area>"). Empty when the evaluation has none."""
+    results = evaluation.get("results") or {}
+    by_name = {"model": results.get("model") or {}, **(results.get("baselines") or {}),
+               **{k: results[k] for k in ("network", "oracle") if k in results}}
+    areas = list((by_name["model"].get("pai_area") or {}).keys())
+    if not areas:
+        return pd.DataFrame()
+    cells = by_name["model"].get("cells_flagged_area") or {}
+    rows = {}
+    for name, m in by_name.items():
+        if not m.get("pai_area"):
+            continue
+        row: dict[str, Any] = {}
+        for area in areas:
+            row[f"cells {area}"] = cells.get(area)
+            for key, label in AREA_MEASURES.items():
+                value = (m.get(key) or {}).get(area)
+                row[f"{label} {area}"] = float("nan") if value is None else float(value)
+        rows[baseline_label(name)] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "forecaster"
+    return table
+
+
+def area_columns(table: pd.DataFrame) -> dict[str, ColumnFormat]:
+    """How area_scores_table's columns look (their names carry the area strings)."""
+    formats = {"cells": ColumnFormat(number_format="%d", help="Cells flagged to cover the area"),
+               "hit rate": ColumnFormat(number_format="percent"),
+               "PAI": ColumnFormat(number_format="%.2f"), "PEI": ColumnFormat(number_format="%.2f")}
+    return {c: formats[c.rsplit(" ", 1)[0]] for c in table.columns
+            if c.rsplit(" ", 1)[0] in formats}
+
+
+COMPARISON_MEASURES: dict[str, tuple[str, float, int]] = {   # key: (label, scale, digits)
+    "pai_5": ("PAI 5 %", 1.0, 2), "hit_rate_5": ("hit rate 5 % (points)", 100.0, 1),
+    "auc": ("ROC-AUC", 1.0, 3)}
+
+
+def comparisons_table(evaluation: Mapping[str, Any]) -> pd.DataFrame:
+    """The model minus each baseline (and minus the network alone, for a blend), window by
+    window on the test period: the mean difference with its 95 % paired bootstrap interval
+    (text.interval_text; hit rate in percentage points) and the share of windows the model
+    did better. Rows: the other forecaster for people; empty when the evaluation has no
+    comparisons (saved before they were computed)."""
+    from safety_models.presentation.text import interval_text
+
+    model = (evaluation.get("results") or {}).get("model") or {}
+    others = dict(model.get("vs_baselines") or {})
+    if model.get("vs_network"):
+        others["network"] = model["vs_network"]
+    rows = {}
+    for name, comparison in others.items():
+        row = {label: interval_text(comparison.get(key), scale, digits)
+               for key, (label, scale, digits) in COMPARISON_MEASURES.items()}
+        better = (comparison.get("pai_5") or {}).get("share_model_better")
+        row["windows better (PAI)"] = MISSING if is_missing(better) else f"{100 * float(better):.0f} %"
+        rows[baseline_label(name)] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "model minus"
+    return table
+
+
+def oracle_gap_text(evaluation: Mapping[str, Any]) -> str | None:
+    """The share of the gap between the best baseline and the hindsight oracle that the model
+    closes, in one line (PAI at 5 % and ROC-AUC); None when the evaluation has none."""
+    gap = ((evaluation.get("results") or {}).get("model") or {}).get("oracle_gap") or {}
+    if not gap.get("best_baseline"):
+        return None
+
+    def share(key: str) -> str:
+        value = gap.get(f"{key}_share")
+        return MISSING if is_missing(value) else f"{100 * float(value):.0f} %"
+
+    return (f"Of the gap between the best baseline ({baseline_label(gap['best_baseline'])}) and "
+            f"the hindsight ranking, the model closes **{share('pai_5')}** on PAI at 5 % and "
+            f"**{share('roc_auc')}** on ROC-AUC (100 % = as good as knowing where the period's "
+            "incidents would fall; below 0 = worse than the baseline).")
 
 
 def confusion_table(model_results: Mapping[str, Any]) -> pd.DataFrame:

@@ -91,6 +91,52 @@ def window_label(window_hours: int | None) -> str:
     return f"{window_hours}-hour window"
 
 
+def horizon_option_label(horizon: str | None, window_hours: int | None) -> str:
+    """The dashboard's choice of what a forecast covers: None -> 'Next day' (the next window,
+    window_label), '7d' -> 'Next 7 days'."""
+    if horizon is None:
+        return f"Next {window_label(window_hours)}"
+    return f"Next {int(str(horizon).rstrip('d'))} days"
+
+
+def period_label(window_hours: int | None, horizon_windows: int = 1) -> str:
+    """What one forecast covers, as a noun: window_label for one window ('day', 'week'), else
+    the horizon's length ('7-day period' for 7 daily windows, '4-week period' for 4 weekly)."""
+    n = max(1, int(horizon_windows or 1))
+    if n == 1:
+        return window_label(window_hours)
+    hours = int(window_hours or 24) * n
+    if hours % 168 == 0 and int(window_hours or 24) >= 168:
+        return f"{hours // 168}-week period"
+    if hours % 24 == 0:
+        return f"{hours // 24}-day period"
+    return f"{hours}-hour period"
+
+
+def horizon_line(period: str, model_id: str, created_at: Any, now: Any = None) -> str:
+    """Which model forecasts a horizon and since when (markdown), for the risk map: a model
+    trained for that horizon (the next window's map is the active model's)."""
+    return (f"Forecast of each **{period}** by the model trained for it (model `{model_id}`, "
+            f"made **{since(created_at, now)}**): the chance of at least one incident and the "
+            "expected number over the whole period.")
+
+
+def interval_text(comparison: Mapping[str, Any] | None, scale: float = 1.0,
+                  digits: int = 2) -> str:
+    """A paired difference (backtest.paired_difference) for people: '+0.41 [+0.12, +0.70]'
+    (the mean difference and its 95 % bootstrap interval, times scale); '–' without one."""
+    if not comparison:
+        return MISSING
+    mean = comparison.get("mean_difference")
+    low, high = (list(comparison.get("ci95") or []) + [None, None])[:2]
+    if is_missing(mean):
+        return MISSING
+    shown = f"{scale * float(mean):+.{digits}f}"
+    if is_missing(low) or is_missing(high):
+        return shown
+    return f"{shown} [{scale * float(low):+.{digits}f}, {scale * float(high):+.{digits}f}]"
+
+
 # ---------------------------------------------------------------------------------- names
 
 CATEGORY_LABELS: dict[str, str] = {
@@ -113,6 +159,8 @@ BASELINE_LABELS: dict[str, str] = {
     "kde": "kernel density (KDE)",
     "prospective_hotspot": "prospective hotspot",
     "seasonal": "same weekday/season",
+    "network": "the network alone",
+    "oracle": "hindsight (not a forecast)",
 }
 
 
@@ -478,6 +526,11 @@ def evaluation_period_text(evaluation: Mapping[str, Any], quick: bool = False) -
     text = (f"Test period **{when(evaluation['test_start'])} – {when(evaluation['test_end'])}**: "
             f"{evaluation['n_windows']} {unit}s, {evaluation['n_test_events']:,} incidents, "
             f"cells of {evaluation['cell_size_m']:g} m.")
+    horizon_windows = int(evaluation.get("horizon_windows") or 1)
+    if horizon_windows > 1:
+        period = period_label(evaluation.get("window_hours"), horizon_windows)
+        text += (f" Each forecast, made at the start of a {unit}, covers the next {period}, "
+                 "and is scored against the incidents of that whole period.")
     if quick:
         text += (f" A quick first evaluation of the starting forecast, on its latest "
                  f"{evaluation['n_windows']} {unit}s only.")

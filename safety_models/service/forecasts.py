@@ -7,18 +7,21 @@ kept on disk, so that a page visit only reads it (no streamlit here).
     model_ready   after a model became a category's active one: its forecasts, its evaluation
 
 One `Forecasts` per model version and data version:
-    next_window  workflows.predict_category's table for the window after the data
+    next_window  workflows.predict_category's table for the window after the data (for a
+                 horizon model: the horizon's days from that window on)
     past         the latest PLAYBACK_DAYS of windows, each forecast from the windows before it
                  only (as the backtest forecasts): every city cell's chance, and the
-                 incidents that then happened there
+                 incidents that then happened there (over the horizon, for a horizon model:
+                 the latest forecasts whose whole horizon lies in the data)
     places       per city cell, the place text (block, street, address) most frequent among
                  its own incidents, where the files had one
 Files: home/forecasts/<model_id>/<data_version>/ (next.parquet, past.npz, places.parquet,
 meta.json), written to a temporary folder and renamed into place, so a reader never sees half
 a bundle; older data versions of the model are removed.
 
-Jobs call model_ready (service.jobs), operations.after_upload calls refresh when a file is
-loaded, and the dashboard calls load through its cache. This module sits after workflows (it uses its steps) and
+The category's active model and each of its horizon models (7/14/30/90 days) have their own
+bundle. Jobs call model_ready (service.jobs) for a new active or horizon model,
+operations.after_upload calls refresh_category when a file is loaded, and the dashboard calls load through its cache. This module sits after workflows (it uses its steps) and
 before jobs and operations.
 """
 
@@ -64,6 +67,9 @@ class Forecasts:
     places: DataFrame cell_id, place (only cells that have one).
     blend: the version's validation-chosen mix ({candidate: weight}: "network", "base_rate",
     a baseline's name), {} when it ships its network (or starting forecast) alone.
+    horizon_windows: windows each forecast covers (1: the next window; 7 for a 7-day horizon
+    of daily windows): past_probability is the chance of at least one incident over them and
+    past_events the incidents of all of them.
     """
 
     category: str
@@ -80,6 +86,7 @@ class Forecasts:
     past_recent: np.ndarray
     places: pd.DataFrame
     blend: dict = field(default_factory=dict)
+    horizon_windows: int = 1
 
     @property
     def n_past(self) -> int:
@@ -100,7 +107,8 @@ class Forecasts:
         table = rank_cells(table)
         table["model_id"] = self.model_id
         table["window_start"] = pd.Series(start, index=table.index, dtype="datetime64[ns]")
-        table["window_end"] = pd.Series(start + pd.Timedelta(hours=self.window_hours),
+        table["window_end"] = pd.Series(start + pd.Timedelta(hours=self.window_hours
+                                                             * self.horizon_windows),
                                         index=table.index, dtype="datetime64[ns]")
         return table
 
@@ -157,12 +165,23 @@ def _model_dir(model_id: str) -> Path:
     return paths.sub_dir(FORECASTS_DIR) / model_id
 
 
+def past_forecast_indices(n_windows: int, horizon_windows: int, n_past: int) -> np.ndarray:
+    """The window indices t of the look-back: the latest (at most n_past) forecasts whose
+    whole horizon (windows t .. t + horizon_windows - 1) lies in the data's n_windows, each
+    with at least one window before it; oldest first, empty when there is none."""
+    h = max(1, int(horizon_windows))
+    last = n_windows - h                              # the latest t whose horizon is complete
+    first = max(1, last - max(0, int(n_past)) + 1)
+    return np.arange(first, last + 1, dtype=np.int64)
+
+
 def refresh(store: Any, category: str, model_id: str | None = None) -> Forecasts:
-    """Compute a model's forecasts (the category's active model by default) for the data as
-    they are now and save them; returns them. NotReady without a model or incidents."""
-    from safety_models.evaluation.backtest import model_probabilities
+    """Compute a model's forecasts (the category's active model by default; any of its
+    versions, a horizon model included) for the data as they are now and save them; returns
+    them. NotReady without a model or incidents."""
+    from safety_models.evaluation.backtest import horizon_counts, model_probabilities
     from safety_models.modeling.city import model_city
-    from safety_models.modeling.forecaster import blend_of
+    from safety_models.modeling.forecaster import blend_of, horizon_windows_of
 
     category = check_category(category)
     model_id = model_id or registry.active_model_id(store, category)
@@ -172,11 +191,15 @@ def refresh(store: Any, category: str, model_id: str | None = None) -> Forecasts
     next_window = workflows.predict_category(store, category, model_id=model_id)
     model, checkpoint = registry.load_model(store, model_id)
     city = model_city(store, category, checkpoint)
-    k = min(playback_windows(city.window_hours), city.n_windows - 1)
-    t_indices = np.arange(city.n_windows - k, city.n_windows)
+    h = horizon_windows_of(checkpoint)
+    t_indices = past_forecast_indices(city.n_windows, h, playback_windows(city.window_hours))
     rows, cols = np.nonzero(city.mask)                                  # (cells,) each
     cell_ids = (rows * city.grid.n_cols + cols).astype(np.int64)
-    probability = model_probabilities(model, checkpoint, city, t_indices)  # (K, H, W)
+    if len(t_indices):
+        probability = model_probabilities(model, checkpoint, city, t_indices)  # (K, H, W)
+        happened = horizon_counts(city.counts, t_indices, h)            # (K, H, W)
+    else:
+        probability = happened = np.zeros((0,) + city.mask.shape)
     cumulative = np.concatenate([np.zeros((1,) + city.mask.shape, np.float64),
                                  np.cumsum(city.counts, axis=0, dtype=np.float64)])
     recent_windows = max(1, int(round(RECENT_DAYS * 24 / city.window_hours)))
@@ -187,10 +210,11 @@ def refresh(store: Any, category: str, model_id: str | None = None) -> Forecasts
         computed_at=datetime.now().isoformat(timespec="seconds"), next_window=next_window,
         past_starts=pd.DatetimeIndex(city.starts[t_indices]), cell_ids=cell_ids,
         past_probability=probability[:, rows, cols].astype(np.float32),
-        past_events=city.counts[t_indices][:, rows, cols].astype(np.int32),
+        past_events=np.rint(happened[:, rows, cols]).astype(np.int32),
         past_recent=np.rint(recent[:, rows, cols]).astype(np.int32),
         places=places_per_cell(store.incident_places(category), city.grid, cell_ids),
-        blend={} if blend_of(checkpoint).network_only else dict(blend_of(checkpoint).weights))
+        blend={} if blend_of(checkpoint).network_only else dict(blend_of(checkpoint).weights),
+        horizon_windows=h)
     _save(forecasts)
     return forecasts
 
@@ -209,7 +233,7 @@ def _save(forecasts: Forecasts) -> None:
         meta = {"category": forecasts.category, "model_id": forecasts.model_id,
                 "data_version": forecasts.data_version, "forecaster": forecasts.forecaster,
                 "window_hours": forecasts.window_hours, "computed_at": forecasts.computed_at,
-                "blend": forecasts.blend}
+                "blend": forecasts.blend, "horizon_windows": forecasts.horizon_windows}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         target = folder / forecasts.data_version
         if target.exists():
@@ -236,7 +260,8 @@ def _read(folder: Path) -> Forecasts:
         past_starts=pd.DatetimeIndex(arrays["starts"].astype("datetime64[ns]")),
         cell_ids=arrays["cell_ids"], past_probability=arrays["probability"],
         past_events=arrays["events"], past_recent=arrays["recent"],
-        places=pd.read_parquet(folder / "places.parquet"), blend=dict(meta.get("blend") or {}))
+        places=pd.read_parquet(folder / "places.parquet"), blend=dict(meta.get("blend") or {}),
+        horizon_windows=int(meta.get("horizon_windows") or 1))
 
 
 def known_forecaster(model_id: str) -> str | None:
@@ -269,11 +294,31 @@ def load(store: Any, category: str, model_id: str, version: str | None = None) -
 # When models and data change
 
 
+def category_models(store: Any, category: str) -> list[str]:
+    """The model ids whose forecasts the dashboard shows for a category: the active model
+    (the next window) first, then the model of each horizon it has (7/14/30/90 days)."""
+    ids = [registry.active_model_id(store, category)]
+    ids += [workflows.horizon_model_id(store, category, h)
+            for h in workflows.available_horizons(store, category)]
+    return list(dict.fromkeys(i for i in ids if i is not None))
+
+
+def refresh_category(store: Any, category: str) -> list[str]:
+    """refresh for every model the dashboard shows of the category (category_models), after
+    its data changed; returns their ids (none without an active model or incidents)."""
+    if store.time_range(category) is None:
+        return []
+    model_ids = category_models(store, category)
+    for model_id in model_ids:
+        refresh(store, category, model_id)
+    return model_ids
+
+
 def model_ready(store: Any, category: str, model_id: str) -> None:
-    """After model_id became the category's active model: compute its forecasts (the map is
-    ready at once), then backtest a network that has no saved evaluation yet (a starting
-    forecast gets its quick one from the workflow that made it). A city too short for a test
-    period stays unevaluated."""
+    """After model_id became the category's active model, or its model for a horizon:
+    compute its forecasts (the map is ready at once), then backtest a network that has no
+    saved evaluation yet (a starting forecast gets its quick one from the workflow that made
+    it). A city too short for a test period (or the horizon) stays unevaluated."""
     from safety_models.evaluation import backtest
 
     made = refresh(store, category, model_id)

@@ -540,8 +540,9 @@ def _execute(store: Store, kind: str, config: dict, reporter: _Reporter) -> str 
         cfg = TrainConfig.from_dict(config)
         model_id = workflows.train_category(store, cfg, on_progress=reporter.on_progress,
                                             should_stop=reporter.should_stop)
-        if registry.active_model_id(store, cfg.category) == model_id:
-            forecasts.model_ready(store, cfg.category, model_id)   # a category's first model
+        # a category's first model, or its model for a horizon: the map shows it at once
+        if registry.active_model_id(store, cfg.category) == model_id or cfg.horizon_days:
+            forecasts.model_ready(store, cfg.category, model_id)
         return model_id
     if kind == "pretrain":
         from safety_models.modeling.pretrained import ensure_pretrained

@@ -92,9 +92,9 @@ def _start_wanted_models(store: Any) -> int | None:
 
 
 def after_upload(store: Any, category: str) -> dict:
-    """After a file of `category` was loaded or removed. The active model's forecasts are
-    computed again for the new data (a few seconds; forecasts.refresh), so the map and the
-    Overview show them at once. A category with data and no model gets its first models in
+    """After a file of `category` was loaded or removed. The forecasts of the active model
+    and of each horizon model are computed again for the new data (a few seconds each;
+    forecasts.refresh_category), so the map and the Overview show them at once. A category with data and no model gets its first models in
     the background, as on the first start: its starting forecast within a minute, then the
     fine-tuned network (the bootstrap job; when another job runs, the next session starts it,
     and a running bootstrap job takes the category in turn).
@@ -104,7 +104,7 @@ def after_upload(store: Any, category: str) -> dict:
     if store.time_range(category) is None:
         return {"refreshed": False, "job_id": None}
     if registry.active_model_id(store, category) is not None:
-        forecasts.refresh(store, category)
+        forecasts.refresh_category(store, category)   # the next window's and each horizon's
         return {"refreshed": True, "job_id": None}
     running = jobs.active_job(store)
     if running is not None and running["kind"] == "bootstrap":

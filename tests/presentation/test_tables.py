@@ -287,3 +287,61 @@ def test_account_states_and_the_terminals_account_table():
          "created": "2026-11-01 08:00", "by": "first start (random password)"},
         {"name": "ana", "role": "analyst", "state": "disabled", "last sign-in": "never",
          "created": "2026-11-02 09:30", "by": "root"}]
+
+
+def test_scores_at_flagged_areas_one_row_per_forecaster_that_has_them():
+    def scored(hit, pai, pei):
+        return {**metrics(hit, pai, 0.7), "hit_rate_area": {"1km2": hit},
+                "pai_area": {"1km2": pai}, "pei_area": {"1km2": pei},
+                "cells_flagged_area": {"1km2": 4}}
+
+    evaluation = evaluation_of(scored(0.4, 8.0, 0.5), naive=scored(0.2, 4.0, 0.25),
+                               kde=metrics(0.3, 5.0, 0.8))
+    evaluation["results"]["oracle"] = scored(0.6, 12.0, 0.75)
+    table = tables.area_scores_table(evaluation)
+    assert list(table.index) == ["this model", "last window (naive)",
+                                 "hindsight (not a forecast)"]       # kde has none
+    assert list(table.columns) == ["cells 1km2", "hit rate 1km2", "PAI 1km2", "PEI 1km2"]
+    assert table.loc["last window (naive)", "PAI 1km2"] == 4.0
+    assert table.loc["this model", "cells 1km2"] == 4
+    assert set(tables.area_columns(table)) == set(table.columns)
+    assert tables.area_scores_table(evaluation_of(metrics(0.4, 8.0, 0.7))).empty
+
+
+def test_differences_with_intervals_and_the_oracle_gap():
+    def diff(mean, low, high, better=None):
+        return {"mean_difference": mean, "ci95": [low, high], "share_model_better": better}
+
+    model = metrics(0.4, 8.0, 0.7)
+    model["vs_baselines"] = {"naive": {"pai_5": diff(1.5, 0.5, 2.5, 0.6),
+                                       "hit_rate_5": diff(0.05, 0.01, 0.09),
+                                       "auc": diff(0.02, -0.001, 0.041)}}
+    model["oracle_gap"] = {"best_baseline": "naive", "pai_5_share": 0.25, "roc_auc_share": -0.1}
+    evaluation = evaluation_of(model, naive=metrics(0.3, 6.5, 0.68))
+    table = tables.comparisons_table(evaluation)
+    assert table.loc["last window (naive)"].to_dict() == {
+        "PAI 5 %": "+1.50 [+0.50, +2.50]", "hit rate 5 % (points)": "+5.0 [+1.0, +9.0]",
+        "ROC-AUC": "+0.020 [-0.001, +0.041]", "windows better (PAI)": "60 %"}
+    line = tables.oracle_gap_text(evaluation)
+    assert "last window (naive)" in line and "**25 %**" in line and "**-10 %**" in line
+    assert tables.comparisons_table(evaluation_of(metrics(0.4, 8.0, 0.7))).empty
+    assert tables.oracle_gap_text(evaluation_of(metrics(0.4, 8.0, 0.7))) is None
+
+
+def test_versions_of_a_horizon():
+    versions = pd.DataFrame({"model_id": ["c-3", "c-2", "c-1"],
+                             "val_metrics": [{"horizon_days": 7}, None, {"pai": {"5": 2}}]})
+    assert tables.versions_for_horizon(versions, "7d")["model_id"].tolist() == ["c-3"]
+    assert tables.versions_for_horizon(versions, None)["model_id"].tolist() == ["c-2", "c-1"]
+    assert tables.versions_for_horizon(versions, "30d").empty
+
+
+def test_hotspots_with_the_expected_number_where_known():
+    top = tables.top_hotspots(prediction_table(), 3)
+    shown = tables.hotspots_shown(top, with_expected=True)
+    assert list(shown.columns) == ["rank", "cell", "chance", "expected", "last 30 days", "map"]
+    assert tables.hotspots_markdown(shown).splitlines()[0] == \
+        "| # | cell | chance | expected | 30 days | map |"
+    past = prediction_table().assign(expected_count=float("nan"), happened=0)
+    shown = tables.hotspots_shown(tables.top_hotspots(past, 3), with_expected=True)
+    assert "expected" not in shown.columns          # a past window keeps only the chance

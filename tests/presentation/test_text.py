@@ -243,3 +243,24 @@ def test_a_versions_validation_chosen_mix_in_words():
         "the network 60 % + kernel density (KDE) 40 %")
     line = text.forecaster_line("network", "m", None, blend={"network": 0.7, "kde": 0.3})
     assert "as chosen on the validation windows: the network 70 % + kernel density (KDE) 30 %" in line
+
+
+def test_what_a_forecast_covers_in_words():
+    assert text.horizon_option_label(None, 24) == "Next day"
+    assert text.horizon_option_label(None, 168) == "Next week"
+    assert text.horizon_option_label("30d", 24) == "Next 30 days"
+    assert text.period_label(24) == "day"
+    assert text.period_label(24, 7) == "7-day period"
+    assert text.period_label(168, 4) == "4-week period"
+    assert text.period_label(6, 4) == "1-day period"
+    assert text.period_label(6, 3) == "18-hour period"
+
+
+def test_a_difference_with_its_interval():
+    comparison = {"mean_difference": 0.412, "ci95": [0.118, 0.7]}
+    assert text.interval_text(comparison) == "+0.41 [+0.12, +0.70]"
+    assert text.interval_text({"mean_difference": -0.02, "ci95": [-0.031, 0.004]}, 100, 1) == \
+        "-2.0 [-3.1, +0.4]"
+    assert text.interval_text({"mean_difference": 0.5, "ci95": [math.nan, math.nan]}) == "+0.50"
+    assert text.interval_text({"mean_difference": math.nan}) == "–"
+    assert text.interval_text(None) == "–"

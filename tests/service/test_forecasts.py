@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import synthetic_incidents_csv
+from conftest import TINY_CELL_SIZE_M, synthetic_incidents_csv
 
 from safety_models.data import ingest
 from safety_models.grid import GridSpec
@@ -95,3 +95,42 @@ def test_the_forecaster_is_known_from_saved_forecasts_alone(crime_store, startin
     assert forecasts.known_forecaster(starting) is None       # nothing saved yet
     forecasts.refresh(crime_store, "crime", starting)
     assert forecasts.known_forecaster(starting) == "linear"
+
+
+def test_past_forecasts_are_the_latest_whose_whole_horizon_is_in_the_data():
+    # 10 windows (0..9): one-window forecasts from t = 1 (one window before it) to 9.
+    assert forecasts.past_forecast_indices(10, 1, 3).tolist() == [7, 8, 9]
+    assert forecasts.past_forecast_indices(10, 1, 50).tolist() == list(range(1, 10))
+    # 7-window forecasts: the latest starts at 3 (windows 3..9).
+    assert forecasts.past_forecast_indices(10, 7, 2).tolist() == [2, 3]
+    assert forecasts.past_forecast_indices(10, 7, 50).tolist() == [1, 2, 3]
+    # a horizon longer than the data has no past forecast
+    assert forecasts.past_forecast_indices(5, 7, 50).tolist() == []
+
+
+def test_a_horizon_models_forecasts_cover_its_days(crime_store, starting):
+    from safety_models.modeling.city import model_city
+    from safety_models.modeling.training import TrainConfig
+
+    weekly = workflows.train_category(crime_store, TrainConfig.from_dict({
+        **TrainConfig(category="crime", base="none", freeze_up_to="none").to_dict(),
+        "epochs": 1, "steps_per_epoch": 1, "batch_size": 2, "horizon_days": 7,
+        "cell_size_m": TINY_CELL_SIZE_M, "test_windows": 10, "val_windows": 10}))
+    assert forecasts.category_models(crime_store, "crime") == [starting, weekly]
+    made = forecasts.refresh(crime_store, "crime", weekly)
+    assert made.horizon_windows == 7
+    pd.testing.assert_frame_equal(made.next_window,
+                                  workflows.predict_category(crime_store, "crime", horizon="7d"))
+    _, checkpoint = registry.load_model(crime_store, weekly)
+    city = model_city(crime_store, "crime", checkpoint)
+    # The latest past forecast is the one whose 7 days end with the data; what happened is
+    # the incidents of those 7 days.
+    assert made.past_starts[-1] == city.starts[-7]
+    assert made.past_events[-1].sum() == city.counts[-7:][:, city.mask].sum()
+    latest = made.past_window(-1)
+    assert (latest["window_end"] - latest["window_start"]).iloc[0] == pd.Timedelta(days=7)
+    assert latest["happened"].sum() == made.past_events[-1].sum()
+    again = forecasts.load(crime_store, "crime", weekly)
+    assert again.horizon_windows == 7
+    # After new data, the next window's and the horizon's forecasts are both renewed.
+    assert forecasts.refresh_category(crime_store, "crime") == [starting, weekly]

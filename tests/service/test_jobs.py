@@ -120,6 +120,21 @@ def test_inline_run_records_progress_history_and_model(store, monkeypatch):
     assert jobs.list_jobs(store)[0]["job_id"] == job["job_id"]
 
 
+def test_a_horizon_models_job_precomputes_its_forecasts(store, monkeypatch):
+    from safety_models.service import forecasts
+
+    monkeypatch.setattr(workflows, "train_category", fake_train(progress_epochs=1))
+    ready = []
+    monkeypatch.setattr(forecasts, "model_ready",
+                        lambda store, category, model_id: ready.append((category, model_id)))
+    # A model for the next 7 days never becomes active, but the map shows it: computed now.
+    jobs.run_job_inline(store, "train", {"category": "crime", "horizon_days": 7})
+    assert ready == [("crime", "crime-20260101-000000-abcd")]
+    # A candidate for the next window is not shown until it is promoted.
+    jobs.run_job_inline(store, "train", {"category": "crime"})
+    assert len(ready) == 1
+
+
 def test_inline_failure_keeps_the_users_message_and_the_traceback_out(store, monkeypatch):
     def broken(store, cfg, on_progress=None, should_stop=None):
         raise NotReady("there are no crime incidents in this home yet")

@@ -69,9 +69,10 @@ def test_after_upload_refreshes_the_map_or_starts_the_first_models(crime_store, 
     # With a model, its forecasts follow the data at once.
     model_id = workflows.train_starting_forecast(crime_store, "crime", evaluate=False)
     refreshed = []
-    monkeypatch.setattr(forecasts, "refresh", lambda store, category: refreshed.append(category))
+    monkeypatch.setattr(forecasts, "refresh", lambda store, category, model_id=None:
+                        refreshed.append((category, model_id)))
     assert operations.after_upload(crime_store, "crime") == {"refreshed": True, "job_id": None}
-    assert refreshed == ["crime"] and model_id
+    assert refreshed == [("crime", model_id)]
     # No data for a category: nothing to do.
     assert operations.after_upload(crime_store, "health") == {"refreshed": False, "job_id": None}
 
