@@ -15,9 +15,10 @@ What it does:
    CSV: ID, Date (%Y-%m-%d %H:%M:%S), Primary Type, Block, Latitude, Longitude. Not timed.
 2. Each stage then runs in a fresh child process (so its peak RSS, ru_maxrss, is its own):
    - floor: bare `pandas.read_csv` of the file + `pandas.to_datetime` of its Date column
-     with the known format + the database's bare bulk insert of the same rows into the
-     product's own incidents table (same columns, constraints and indexes) in a separate,
-     empty database: `executemany` on SQLite, `COPY` on PostgreSQL;
+     with the known format + the database's bare bulk insert of the same rows (the file's
+     text times, tuples built 50,000 rows at a time) into the product's own incidents
+     table (same columns, constraints and indexes) in a separate, empty database, in one
+     transaction: `executemany` on SQLite, `COPY` on PostgreSQL;
    - load: the product's ingest path (`ingest.ingest_path`, what `python -m safety_models
      ingest FILE` runs: reading, column recognition, parsing, checks, de-duplication, the
      stored copy of the file, the insert);
@@ -148,19 +149,30 @@ def stage_floor(csv: Path, db_url: str, floor_url: str) -> dict:
     columns = ("upload_id", "category", "subtype", "occurred_at", "latitude", "longitude",
                "source_key", "place")
     t3 = time.perf_counter()
-    rows = zip([int(upload_id)] * len(df), [CATEGORY] * len(df), df["Primary Type"].tolist(),
-               df["Date"].tolist(), df["Latitude"].tolist(), df["Longitude"].tolist(),
-               df["ID"].astype(str).tolist(), df["Block"].tolist())
+
+    def chunks(n: int = 50_000):
+        """The rows as insert tuples, n at a time (as the product builds them; whole-column
+        lists of 10 M rows would cost gigabytes)."""
+        for first in range(0, len(df), n):
+            part = df.iloc[first:first + n]
+            yield list(zip([int(upload_id)] * len(part), [CATEGORY] * len(part),
+                           part["Primary Type"].tolist(), part["Date"].tolist(),
+                           part["Latitude"].tolist(), part["Longitude"].tolist(),
+                           part["ID"].astype(str).tolist(), part["Block"].tolist()))
+
     # one transaction, as the product's insert runs in (Store.begin: BEGIN, then COMMIT)
     with store.engine.begin() as conn:
         cursor = conn.connection.driver_connection.cursor()
         if store.is_sqlite:
-            cursor.executemany(f"INSERT INTO incidents ({', '.join(columns)}) "
-                               f"VALUES ({', '.join('?' * len(columns))})", rows)
+            sql = (f"INSERT INTO incidents ({', '.join(columns)}) "
+                   f"VALUES ({', '.join('?' * len(columns))})")
+            for chunk in chunks():
+                cursor.executemany(sql, chunk)
         else:
             with cursor.copy(f"COPY incidents ({', '.join(columns)}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+                for chunk in chunks():
+                    for row in chunk:
+                        copy.write_row(row)
         cursor.close()
     t4 = time.perf_counter()
     with store.engine.connect() as conn:
