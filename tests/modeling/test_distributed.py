@@ -131,3 +131,38 @@ def test_plain_run_hooks_do_nothing():
     assert distributed.wrap_for_training(torch.nn.Linear(2, 2)) is None
     assert distributed.backend_for(torch.device("cpu")) == "gloo"
     assert distributed.backend_for(torch.device("cuda", 0)) == "nccl"
+
+
+@pytest.mark.slow
+def test_torchrun_train_saves_one_model(tmp_path):
+    """`torchrun --nproc_per_node 2 -m safety_models train`: both ranks train, rank 0 alone
+    records the job and saves the version."""
+    import json
+    import subprocess
+    import sys
+
+    from conftest import synthetic_incidents_csv
+
+    env = {**os.environ, "SAFETY_MODELS_HOME": str(tmp_path), "OMP_NUM_THREADS": "1"}
+    env.pop("SAFETY_MODELS_DB_URL", None)
+    csv = tmp_path / "crime.csv"
+    csv.write_bytes(synthetic_incidents_csv("crime"))
+    run = lambda *args: subprocess.run([sys.executable, *args], env=env, capture_output=True,
+                                       text=True, timeout=600)
+    assert run("-m", "safety_models", "ingest", str(csv), "--category", "crime").returncode == 0
+    models = lambda: json.loads(run("-m", "safety_models", "models", "--json").stdout)
+    jobs = lambda: [j for j in json.loads(run("-m", "safety_models", "jobs", "--json").stdout)
+                    if j["kind"] == "train"]
+    models_before, jobs_before = models(), jobs()
+    done = run("-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", str(distributed.free_port()), "-m", "safety_models", "train",
+               "--category", "crime", "--base", "none", "--freeze-up-to", "none",
+               "--epochs", "1", "--cell-size-m", "1000", "--device", "cpu", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    printed = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(printed) == 1                               # rank 0 alone reports
+    after = models()
+    assert len(after) == len(models_before) + 1            # one version saved, by rank 0
+    assert printed[0]["model_id"] in [m["model_id"] for m in after]
+    new_jobs = [j for j in jobs() if j["job_id"] not in {b["job_id"] for b in jobs_before}]
+    assert len(new_jobs) == 1 and new_jobs[0]["status"] == "succeeded"
