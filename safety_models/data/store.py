@@ -681,14 +681,22 @@ class Store:
         place (str); empty when the files named no place column."""
         category = check_category(category)
         c = incidents.c
+        parts = []
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.latitude, c.longitude, c.place)
-                                .where(c.category == category, c.place.is_not(None),
-                                       c.place != "")).all()
-        lats, lons, places = zip(*rows) if rows else ((), (), ())
-        return pd.DataFrame({"latitude": np.array(lats, dtype="float64"),
-                             "longitude": np.array(lons, dtype="float64"),
-                             "place": pd.array(places, dtype="str")})
+            # READ_BATCH_ROWS rows at a time, as Store.incidents: one batch of tuples at once
+            batches = conn.execution_options(stream_results=True).execute(
+                sa.select(c.latitude, c.longitude, c.place)
+                .where(c.category == category, c.place.is_not(None), c.place != "")
+            ).partitions(READ_BATCH_ROWS)
+            for batch in batches:
+                lats, lons, places = zip(*batch)
+                parts.append((np.array(lats, dtype="float64"), np.array(lons, dtype="float64"),
+                              pd.Series(pd.array(places, dtype="str"))))
+        if not parts:
+            parts = [(np.zeros(0), np.zeros(0), pd.Series(pd.array([], dtype="str")))]
+        return pd.DataFrame({"latitude": np.concatenate([p[0] for p in parts]),
+                             "longitude": np.concatenate([p[1] for p in parts]),
+                             "place": pd.concat([p[2] for p in parts], ignore_index=True).array})
 
     def time_range(self, category: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """First and last occurred_at of a category; None when it has no incidents."""

@@ -510,3 +510,15 @@ def test_incidents_are_read_in_batches_in_order(store, monkeypatch):
     assert list(middle["occurred_at"].dt.hour) == [9, 10, 11]
     empty = store.incidents("traffic")
     assert empty.empty and empty["occurred_at"].dtype == "datetime64[ns]"
+
+
+def test_places_are_read_in_batches(store, monkeypatch):
+    accepted = accepted_frame(["a", "b", "c", "d"]).assign(place=["P1", "", "P3", "P4"])
+    store.add_upload("f.csv", b"places", "crime", accepted, NO_REJECTS, 4, {})
+    monkeypatch.setattr(store_module, "READ_BATCH_ROWS", 2)
+    places = store.incident_places("crime")
+    assert sorted(places["place"]) == ["P1", "P3", "P4"]
+    assert (places["latitude"].dtype, places["place"].dtype) == ("float64", "str")
+    assert sorted(places["latitude"].round(3)) == pytest.approx([41.85, 41.852, 41.853])
+    empty = store.incident_places("traffic")
+    assert empty.empty and list(empty.columns) == ["latitude", "longitude", "place"]
