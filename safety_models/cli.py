@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -560,7 +561,6 @@ def cmd_pretrain(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from safety_models.modeling import registry
     from safety_models.modeling.training import TrainConfig
 
     from safety_models.schema import horizon_days
@@ -572,10 +572,43 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.queue:
         return _queue_training(cfg.to_dict(), args.json)
     _check_device(cfg.device)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:      # started by torchrun
+        return _train_under_torchrun(args, cfg)
     with _store() as store:
         job = _run_job(store, "train", cfg.to_dict())
-        info = registry.model_info(store, job["model_id"])
-        active = registry.active_model_id(store, args.category)
+        return _print_training(args, store, job)
+
+
+def _train_under_torchrun(args: argparse.Namespace, cfg) -> int:
+    """`torchrun --nproc_per_node N -m safety_models train ...`: every rank fits under
+    DistributedDataParallel (modeling/distributed.py); rank 0 makes the pretrained base
+    first when it is missing, runs the recorded job and saves the version, and the other
+    ranks fit alongside it and write nothing."""
+    import dataclasses
+
+    from safety_models.modeling import distributed
+    from safety_models.modeling.devices import resolve_device
+    from safety_models.service import workflows
+
+    info = distributed.from_environment()
+    with distributed.process_group(info, resolve_device(cfg.device)) as device:
+        cfg = dataclasses.replace(cfg, device=str(device))
+        with _store() as store:
+            if info.is_main:
+                workflows.base_for_training(store, cfg)   # pretrains only when missing
+            distributed.barrier()                         # the others read it after
+            if not info.is_main:
+                workflows.fit_as_worker_rank(store, cfg)
+                return 0
+            job = _run_job(store, "train", cfg.to_dict())
+            return _print_training(args, store, job)
+
+
+def _print_training(args: argparse.Namespace, store, job: dict) -> int:
+    from safety_models.modeling import registry
+
+    info = registry.model_info(store, job["model_id"])
+    active = registry.active_model_id(store, args.category)
     result = {"model_id": job["model_id"], "category": args.category,
               "status": info.get("status"), "active_model_id": active,
               "train_seconds": info.get("train_seconds"),

@@ -205,7 +205,7 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
     accepted = pd.DataFrame({
         "source_key": source_keys(df, mapping.source_id)[ok],
         "category": category,
-        "subtype": subtype[ok].to_numpy(dtype=object),
+        "subtype": subtype.array[ok],
         "occurred_at": occurred[ok].to_numpy(dtype="datetime64[ns]"),
         "latitude": lat[ok],
         "longitude": lon[ok],
@@ -282,10 +282,11 @@ def _parse_location(df: pd.DataFrame, m: ColumnMapping) -> tuple[np.ndarray, np.
     raise ValueError(f"the mapping names no location columns: {m.describe()}")
 
 
-def clean_place(values: pd.Series) -> np.ndarray:
-    """Place texts as people read them: spaces collapsed, "" where missing (object array)."""
+def clean_place(values: pd.Series) -> pd.api.extensions.ExtensionArray:
+    """Place texts as people read them: spaces collapsed, "" where missing (a pandas "str"
+    array: Arrow-backed, where an object array of ten million strings took gigabytes)."""
     text = values.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
-    return text.where(~is_missing(text), "").to_numpy(dtype=object)
+    return text.where(~is_missing(text), "").array
 
 
 def outside_plausible_time(occurred: pd.Series, earliest=None, latest=None) -> np.ndarray:
@@ -347,21 +348,25 @@ def _far_from_median(lat: np.ndarray, lon: np.ndarray, pts: np.ndarray) -> np.nd
     return pts & (distance > radius)
 
 
-def source_keys(df: pd.DataFrame, id_column: str | None) -> np.ndarray:
+def source_keys(df: pd.DataFrame, id_column: str | None) -> pd.api.extensions.ExtensionArray:
     """The source's id (stripped) per row; where there is none, the sha1 of the raw row's values,
     numbered by occurrence: the 2nd, 3rd ... identical row of the file gets "<sha1>#2",
     "<sha1>#3" ... (two calls at one address on one day are two events), so a file loaded again
-    adds nothing and one that repeats a stored row three times adds two."""
-    keys = np.empty(len(df), dtype=object)
+    adds nothing and one that repeats a stored row three times adds two. A pandas "str"
+    array (Arrow-backed: ten million Python strings took gigabytes); when every row has an
+    id, the ids' own array, without a copy per value."""
     need_hash = np.ones(len(df), dtype=bool)
+    ids = None
     if id_column:
         ids = df[id_column].astype(str).str.strip()
-        has_id = ~is_missing(ids)
-        keys[has_id] = ids[has_id].to_numpy(dtype=object)
-        need_hash = ~has_id
-    if need_hash.any():
-        keys[need_hash] = _numbered(_row_hashes(df.loc[need_hash]))
-    return keys
+        need_hash = np.asarray(is_missing(ids), dtype=bool)
+        if not need_hash.any():
+            return ids.array
+    keys = np.empty(len(df), dtype=object)
+    if ids is not None:
+        keys[~need_hash] = ids[~need_hash].to_numpy(dtype=object)
+    keys[need_hash] = _numbered(_row_hashes(df.loc[need_hash]))
+    return pd.array(keys, dtype="str")
 
 
 def _numbered(hashes: np.ndarray) -> np.ndarray:

@@ -100,7 +100,13 @@ def read_rows(data: bytes, file_name: str) -> RowsRead:
     header = _parse_header(header_line, sep, file_name)
     if re.search(r"\S", body) is None:
         raise FileUnusable(f"{file_name}: has a header ({_show_names(header)}) but no data rows")
-    rows = _read_fast(body, sep, len(header)) or _read_slow(body, sep, header, file_name)
+    # The body as UTF-8 bytes for Arrow, and the text dropped meanwhile: a file's text,
+    # its bytes and Arrow's table at once were several times a large file's size.
+    body_bytes = body.encode("utf-8")
+    del body
+    rows = (_read_fast(body_bytes, sep, len(header))
+            or _read_slow(body_bytes.decode("utf-8"), sep, header, file_name))
+    del body_bytes
     frame, row_numbers, unreadable = rows
     frame.columns = _unique_names(header)
     if frame.empty:
@@ -243,10 +249,10 @@ HOPELESS_AFTER_ROWS = 1000
 THREADED_READ_BYTES = 8_000_000
 
 
-def _read_fast(body: str, sep: str, n_columns: int) -> _Rows | None:
-    """Arrow's reader, for the usual file: one line per row, no blank lines, every row with
-    the header's number of fields. None for anything else (the line-by-line reader decides)."""
-    data = body.encode("utf-8")
+def _read_fast(data: bytes, sep: str, n_columns: int) -> _Rows | None:
+    """Arrow's reader, for the usual file (UTF-8 bytes of the rows after the header): one
+    line per row, no blank lines, every row with the header's number of fields. None for
+    anything else (the line-by-line reader decides)."""
     frame = _arrow_frame(data, sep, n_columns, newlines_in_values=False, line_breaks_ok=False)
     # Arrow skips empty lines: as many rows as lines means there were none, and the rows'
     # numbers are 1..n (any other count: the line-by-line reader numbers them).
@@ -281,11 +287,16 @@ def _arrow_frame(data: bytes, sep: str, n_columns: int, newlines_in_values: bool
     except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError, OverflowError):
         return None
     columns = {}
-    for i, column in enumerate(table.columns):
+    for i in range(n_columns):
+        # Taken out of the table one at a time, so that each raw column is freed once its
+        # trimmed copy exists (not all of them kept until the end).
+        column = table.column(0)
+        table = table.remove_column(0)
         if not line_breaks_ok and (pc.any(pc.match_substring(column, "\n")).as_py()
                                    or pc.any(pc.match_substring(column, "\r")).as_py()):
             return None
         columns[i] = pd.Series(pd.array(pc.utf8_trim_whitespace(column), dtype="str"))
+        del column
     return pd.DataFrame(columns)
 
 

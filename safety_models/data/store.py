@@ -46,7 +46,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -128,6 +128,7 @@ meta = sa.Table(
 
 CITY_MAX_DISTANCE_KM = 50.0
 INSERT_CHUNK_ROWS = 50_000
+READ_BATCH_ROWS = 200_000     # Store.incidents converts this many rows at a time
 _SQLITE_TIME_FORMAT = "%Y-%m-%d %H:%M:%S.%f"   # how SQLAlchemy's DateTime stores times in SQLite
 # Key of the PostgreSQL advisory lock that write transactions take ("safety_m" in ASCII).
 PG_WRITE_LOCK_KEY = 0x7361666574795F6D
@@ -468,25 +469,11 @@ class Store:
             for i in range(0, len(records), INSERT_CHUNK_ROWS):
                 conn.execute(incidents.insert(), records[i:i + INSERT_CHUNK_ROWS])
             return len(records)
-        # Bypass per-value type processing: times formatted the way SQLAlchemy's SQLite
-        # DateTime stores them, so Core reads them back as datetimes.
-        times = new["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT).tolist()
-        rows = zip([int(upload_id)] * len(new), new["category"].tolist(),
-                   new["subtype"].tolist(), times, new["latitude"].tolist(),
-                   new["longitude"].tolist(), new["source_key"].tolist(), _place_values(new))
         sql = (f"INSERT INTO incidents ({', '.join(columns)}) "
                f"VALUES ({', '.join('?' * len(columns))}) "
                "ON CONFLICT (category, source_key) DO NOTHING")
-        inserted = 0
-        chunk: list[tuple] = []
-        for row in rows:
-            chunk.append(row)
-            if len(chunk) >= INSERT_CHUNK_ROWS:
-                inserted += self._execute_many(conn, sql, chunk)
-                chunk = []
-        if chunk:
-            inserted += self._execute_many(conn, sql, chunk)
-        return inserted
+        return sum(self._execute_many(conn, sql, chunk)
+                   for chunk in _insert_rows(new, upload_id, INSERT_CHUNK_ROWS))
 
     @staticmethod
     def _copy_incidents(conn: sa.Connection, upload_id: int, new: pd.DataFrame) -> int:
@@ -502,11 +489,6 @@ class Store:
         lock (Store.begin), so no other writer adds keys meanwhile."""
         columns = ", ".join(("upload_id", "category", "subtype", "occurred_at", "latitude",
                              "longitude", "source_key", "place"))
-        rows = zip([int(upload_id)] * len(new), new["category"].tolist(),
-                   new["subtype"].tolist(),
-                   new["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT).tolist(),
-                   new["latitude"].tolist(), new["longitude"].tolist(),
-                   new["source_key"].tolist(), _place_values(new), range(len(new)))
         cursor = conn.connection.driver_connection.cursor()   # psycopg 3
         try:
             cursor.execute(
@@ -515,8 +497,11 @@ class Store:
                 "longitude double precision, source_key text, place text, position bigint) "
                 "ON COMMIT DROP")
             with cursor.copy(f"COPY incidents_load ({columns}, position) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
+                position = 0
+                for chunk in _insert_rows(new, upload_id, INSERT_CHUNK_ROWS):
+                    for row in chunk:
+                        copy.write_row((*row, position))
+                        position += 1
             cursor.execute(
                 f"INSERT INTO incidents ({columns}) SELECT {columns} FROM incidents_load AS l "
                 "WHERE NOT EXISTS (SELECT 1 FROM incidents AS i WHERE i.category = l.category "
@@ -636,7 +621,7 @@ class Store:
         end = None if end is None else pd.Timestamp(end).to_pydatetime()
         with self.engine.connect() as conn:
             if self.is_sqlite:
-                rows = self._sqlite_incident_rows(conn, category, start, end)
+                batches = self._sqlite_incident_rows(conn, category, start, end)
             else:
                 c = incidents.c
                 stmt = sa.select(c.occurred_at, c.latitude, c.longitude, c.subtype).where(
@@ -645,19 +630,24 @@ class Store:
                     stmt = stmt.where(c.occurred_at >= start)
                 if end is not None:
                     stmt = stmt.where(c.occurred_at < end)
-                rows = conn.execute(stmt.order_by(c.occurred_at, c.id)).all()
-        times, lats, lons, subtypes = zip(*rows) if rows else ((), (), (), ())
+                # a server-side cursor: the server sends READ_BATCH_ROWS rows at a time
+                batches = conn.execution_options(stream_results=True).execute(
+                    stmt.order_by(c.occurred_at, c.id)).partitions(READ_BATCH_ROWS)
+            parts = [_incident_arrays(batch) for batch in batches]
+        if not parts:
+            parts = [_incident_arrays([])]
         return pd.DataFrame({
-            "occurred_at": _to_datetime(times),
-            "latitude": np.array(lats, dtype="float64"),
-            "longitude": np.array(lons, dtype="float64"),
-            "subtype": pd.array(subtypes, dtype="str"),
+            "occurred_at": pd.DatetimeIndex(np.concatenate([p[0] for p in parts])),
+            "latitude": np.concatenate([p[1] for p in parts]),
+            "longitude": np.concatenate([p[2] for p in parts]),
+            "subtype": pd.concat([pd.Series(p[3]) for p in parts], ignore_index=True).array,
         })
 
     @staticmethod
-    def _sqlite_incident_rows(conn: sa.Connection, category: str, start, end) -> list[tuple]:
-        """One SELECT on the raw sqlite3 cursor: no per-row SQLAlchemy processing (a 1M-row
-        read is dominated by building Python tuples; this keeps it to that)."""
+    def _sqlite_incident_rows(conn: sa.Connection, category: str, start, end) -> Iterator[list[tuple]]:
+        """One SELECT on the raw sqlite3 cursor, READ_BATCH_ROWS rows at a time: no per-row
+        SQLAlchemy processing (a long read is dominated by building Python tuples; this
+        keeps it to that, and to one batch of them at a time)."""
         sql = ("SELECT occurred_at, latitude, longitude, subtype FROM incidents "
                "WHERE category = ?")
         params: list = [category]
@@ -670,7 +660,9 @@ class Store:
         sql += " ORDER BY occurred_at, id"
         cursor = conn.connection.driver_connection.cursor()
         try:
-            return cursor.execute(sql, params).fetchall()
+            cursor.execute(sql, params)
+            while batch := cursor.fetchmany(READ_BATCH_ROWS):
+                yield batch
         finally:
             cursor.close()
 
@@ -689,14 +681,22 @@ class Store:
         place (str); empty when the files named no place column."""
         category = check_category(category)
         c = incidents.c
+        parts = []
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.latitude, c.longitude, c.place)
-                                .where(c.category == category, c.place.is_not(None),
-                                       c.place != "")).all()
-        lats, lons, places = zip(*rows) if rows else ((), (), ())
-        return pd.DataFrame({"latitude": np.array(lats, dtype="float64"),
-                             "longitude": np.array(lons, dtype="float64"),
-                             "place": pd.array(places, dtype="str")})
+            # READ_BATCH_ROWS rows at a time, as Store.incidents: one batch of tuples at once
+            batches = conn.execution_options(stream_results=True).execute(
+                sa.select(c.latitude, c.longitude, c.place)
+                .where(c.category == category, c.place.is_not(None), c.place != "")
+            ).partitions(READ_BATCH_ROWS)
+            for batch in batches:
+                lats, lons, places = zip(*batch)
+                parts.append((np.array(lats, dtype="float64"), np.array(lons, dtype="float64"),
+                              pd.Series(pd.array(places, dtype="str"))))
+        if not parts:
+            parts = [(np.zeros(0), np.zeros(0), pd.Series(pd.array([], dtype="str")))]
+        return pd.DataFrame({"latitude": np.concatenate([p[0] for p in parts]),
+                             "longitude": np.concatenate([p[1] for p in parts]),
+                             "place": pd.concat([p[2] for p in parts], ignore_index=True).array})
 
     def time_range(self, category: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """First and last occurred_at of a category; None when it has no incidents."""
@@ -769,7 +769,8 @@ def _user_category(category: str) -> str:
 def _clean_accepted(accepted: pd.DataFrame, category: str) -> pd.DataFrame:
     """INCIDENT_COLUMNS with storable types; keys over the column width are hashed."""
     optional = [c for c in ("place",) if c in accepted.columns]
-    df = accepted.loc[:, [*INCIDENT_COLUMNS, *optional]].copy()
+    # no .copy(): every column is reassigned below, and copy-on-write copies only those
+    df = accepted.loc[:, [*INCIDENT_COLUMNS, *optional]]
     if optional:
         df["place"] = df["place"].fillna("").astype(str)
     df["category"] = category
@@ -790,11 +791,38 @@ def _clean_accepted(accepted: pd.DataFrame, category: str) -> pd.DataFrame:
     return df
 
 
+def _insert_rows(new: pd.DataFrame, upload_id: int, chunk_rows: int) -> Iterator[list[tuple]]:
+    """The rows of `new` (_clean_accepted's columns) as the incidents table's insert tuples
+    (upload_id, category, subtype, occurred_at, latitude, longitude, source_key, place), in
+    order, chunk_rows at a time. Times are text in the form SQLAlchemy's SQLite DateTime
+    stores (and PostgreSQL reads for `timestamp`), which bypasses per-value type processing;
+    a place of "" is None. Built chunk by chunk: Python lists of every column of ten million
+    rows at once took more memory than the rest of a load."""
+    upload_id = int(upload_id)
+    for first in range(0, len(new), chunk_rows):
+        part = new.iloc[first:first + chunk_rows]
+        yield list(zip([upload_id] * len(part), part["category"].tolist(),
+                       part["subtype"].tolist(),
+                       part["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT).tolist(),
+                       part["latitude"].tolist(), part["longitude"].tolist(),
+                       part["source_key"].tolist(), _place_values(part)))
+
+
 def _place_values(df: pd.DataFrame) -> list:
     """The place text of each row for the database: None where there is none."""
     if "place" not in df:
         return [None] * len(df)
     return [p or None for p in df["place"].tolist()]
+
+
+def _incident_arrays(rows: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
+    """Rows of (occurred_at, latitude, longitude, subtype) -> (datetime64[ns], float64,
+    float64 arrays, a pandas "str" array); Store.incidents concatenates them batch by batch, so that only
+    one batch of Python tuples exists at a time (ten million at once took gigabytes)."""
+    times, lats, lons, subtypes = zip(*rows) if rows else ((), (), (), ())
+    return (np.asarray(_to_datetime(times), dtype="datetime64[ns]"),
+            np.array(lats, dtype="float64"), np.array(lons, dtype="float64"),
+            pd.array(subtypes, dtype="str"))
 
 
 def _to_datetime(values) -> pd.DatetimeIndex:

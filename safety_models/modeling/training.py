@@ -50,7 +50,7 @@ import torch.nn.functional as F
 from safety_models.evaluation.metrics import SELECTION_COVERAGE, mean_and_se, pai, ranking_scores
 from safety_models.features import FeatureConfig, SampleBuilder, channel_names, n_channels
 from safety_models.grid import GridSpec
-from safety_models.modeling import forecaster
+from safety_models.modeling import distributed, forecaster
 from safety_models.modeling.forecaster import BASE_RATE, NETWORK_ONLY, Blend
 from safety_models.modeling.devices import autocast, device_of, resolve_device
 from safety_models.modeling.models import (LINEAR, STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
@@ -262,17 +262,21 @@ def masked_loss(logit: torch.Tensor, log_rate: torch.Tensor, y_any: torch.Tensor
 
 
 def train_step(model: RiskNet, optimizer: torch.optim.Optimizer, builder: SampleBuilder, t_batch: np.ndarray,
-               mask: torch.Tensor, cached: dict[str, torch.Tensor] | None = None) -> float:
+               mask: torch.Tensor, cached: dict[str, torch.Tensor] | None = None,
+               forward: torch.nn.Module | None = None) -> float:
     """One optimiser step on windows t_batch of builder's city; returns the batch loss.
 
     cached: the frozen stages' outputs for these windows (encode_frozen), so only the stages
     after them run; None runs the whole model. Runs where the model is (mask and cached
-    there too); the loss is float32 under mixed precision."""
+    there too); the loss is float32 under mixed precision. forward: the model under
+    DistributedDataParallel (distributed.wrap_for_training), called as forward(x, cached)."""
     device = device_of(model)
     x = torch.from_numpy(builder.inputs(t_batch)).to(device)           # (B, C, H, W)
     y_any, y_count = (torch.from_numpy(a).to(device) for a in builder.labels(t_batch))
     with autocast(device, training=True):
-        if cached is not None:
+        if forward is not None:
+            logit, log_rate = forward(x, cached)
+        elif cached is not None:
             logit, log_rate = model.decode(x, model.encode_rest(cached))
         else:
             logit, log_rate = model(x)
@@ -425,7 +429,9 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     the CPU, so its checkpoint loads anywhere.
     grid: the city's grid (the baselines of the blend need its cell size); None builds one of
     train_cfg.cell_size_m. Raises Cancelled when should_stop() returns True (checked after
-    every batch).
+    every batch). Under torchrun every rank calls fit alike: each trains on its share of
+    every batch under DistributedDataParallel and takes rank 0's validation scores
+    (modeling/distributed.py); a plain run is unchanged.
     """
     t_start = time.perf_counter()
     device = resolve_device(train_cfg.device)
@@ -476,6 +482,7 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         check_stop()
 
     maskt = torch.from_numpy(mask).to(device)
+    ddp_forward = distributed.wrap_for_training(model)       # None unless under torchrun
     rng = np.random.default_rng(train_cfg.seed)
     n_batches = math.ceil(len(t_train) / train_cfg.batch_size)
     if train_cfg.steps_per_epoch:
@@ -484,7 +491,7 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     history: list[dict] = []
     # The starting point (the base-rate GLM under a zero head, or the continued version) is a
     # candidate too: training that does not improve validation is not kept (best_epoch 0).
-    start_val = _evaluate(model, builder, t_val, counts, mask)
+    start_val = distributed.from_main(_evaluate(model, builder, t_val, counts, mask))
     best = (selection_score(start_val), copy.deepcopy(model.state_dict()), start_val, 0)
     step = 0
     stale = 0
@@ -497,8 +504,10 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
             if len(idx) < 2 and len(order) >= 2:
                 # BatchNorm cannot train on a batch of one: take the last one with its neighbour.
                 idx = order[-2:]
+            idx = distributed.shard(idx)                     # this rank's share of the batch
             cached = None if cache is None else {k: v[idx] for k, v in cache.items()}
-            losses.append(train_step(model, optimizer, builder, t_train[idx], maskt, cached))
+            losses.append(train_step(model, optimizer, builder, t_train[idx], maskt, cached,
+                                     forward=ddp_forward))
             step += 1
             elapsed = time.perf_counter() - t_start
             report({"stage": "train", "epoch": epoch, "epochs": train_cfg.epochs, "batch": b + 1,
@@ -507,7 +516,7 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
                     "fraction": step / total_steps, "elapsed_s": elapsed,
                     "eta_s": elapsed / step * (total_steps - step)})
             check_stop()
-        val = _evaluate(model, builder, t_val, counts, mask)
+        val = distributed.from_main(_evaluate(model, builder, t_val, counts, mask))
         score = selection_score(val)
         history.append({"epoch": epoch, "loss": float(np.mean(losses)), "val_score": score, **val})
         if score > best[0]:

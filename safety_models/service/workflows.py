@@ -100,6 +100,28 @@ def training_city(store: Any, train_cfg: Any) -> CityData:
                         window_hours=getattr(train_cfg, "window_hours", None), grid=grid)
 
 
+def base_for_training(store: Any, train_cfg: Any, on_progress: ProgressFn | None = None) -> None:
+    """Make sure the base a run of train_cfg starts from exists: the pretrained base is
+    pretrained now when missing or outdated (torchrun's rank 0 does this before the others
+    read it); other bases need nothing."""
+    if str(train_cfg.base) == "pretrained":
+        pretrained_base(store, on_progress=on_progress,
+                        pretrain_options={"device": getattr(train_cfg, "device", "auto")})
+
+
+def fit_as_worker_rank(store: Any, train_cfg: Any) -> None:
+    """A torchrun rank other than 0: fit on the same city, grid and base as rank 0's
+    train_category (its collectives pair with rank 0's, see modeling/distributed.py) and
+    keep nothing; rank 0 alone records the job and saves the version. The base must exist
+    already (base_for_training on rank 0, then a barrier)."""
+    from safety_models.modeling import training
+
+    city = training_city(store, train_cfg)
+    base_checkpoint, _, _ = _base_state(store, train_cfg, city, None)
+    training.fit(city.counts, city.starts, city.mask, train_cfg, base_state=base_checkpoint,
+                 grid=city.grid)
+
+
 def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = None,
                    should_stop: StopFn | None = None) -> str:
     """Fine-tune a model for train_cfg.category and save it as a new version; returns its id.

@@ -463,3 +463,62 @@ def test_a_damaged_database_is_a_message_pointing_to_check_and_restore(home, dam
     message = str(err.value)
     assert str(db) in message and "python -m safety_models check" in message
     assert "restore" in message
+
+
+def test_rows_are_inserted_in_chunks_in_order(store, monkeypatch):
+    """The insert builds its rows a chunk at a time (ten million at once took gigabytes):
+    chunks of 2 store the 5 rows, times to the second, places and duplicates as one chunk."""
+    monkeypatch.setattr(store_module, "INSERT_CHUNK_ROWS", 2)
+    accepted = accepted_frame(["a", "b", "c", "d", "e"]).assign(
+        place=["1 MAIN ST", "", "3 MAIN ST", "4 MAIN ST", ""])
+    summary = store.add_upload("f.csv", b"five", "crime", accepted, NO_REJECTS, 5, {})
+    assert (summary.accepted, summary.duplicates) == (5, 0)
+    stored = store.incidents("crime")
+    assert list(stored["occurred_at"]) == list(pd.date_range("2019-01-01 08:00", periods=5, freq="h"))
+    assert list(stored["subtype"]) == ["assault", "theft", "assault", "theft", "assault"]
+    assert stored["latitude"].tolist() == pytest.approx([CHICAGO[0] + 0.001 * i for i in range(5)])
+    assert sorted(store.incident_places("crime")["place"]) == ["1 MAIN ST", "3 MAIN ST", "4 MAIN ST"]
+    again = accepted_frame(["d", "e", "f"], start="2019-01-01 11:00")
+    summary = store.add_upload("g.csv", b"three", "crime", again, NO_REJECTS, 3, {})
+    assert (summary.accepted, summary.duplicates) == (1, 2)
+    assert store.incident_counts()["crime"] == 6
+
+
+def test_insert_rows_are_the_tables_tuples():
+    new = store_module._clean_accepted(
+        accepted_frame(["k1", "k2", "k3"]).assign(place=["P", "", "Q"]), "crime")
+    chunks = list(store_module._insert_rows(new, 7, chunk_rows=2))
+    assert [len(c) for c in chunks] == [2, 1]
+    assert chunks[0][1] == (7, "crime", "theft", "2019-01-01 09:00:00.000000", CHICAGO[0] + 0.001,
+                            CHICAGO[1] - 0.001, "k2", None)
+    assert chunks[1][0][-2:] == ("k3", "Q")
+
+
+def test_incidents_are_read_in_batches_in_order(store, monkeypatch):
+    """Store.incidents converts READ_BATCH_ROWS rows at a time (ten million tuples at once
+    took gigabytes); batches of 2 give the same table as one read, filters included."""
+    add(store, ["a", "b", "c", "d", "e"])
+    whole = store.incidents("crime")
+    monkeypatch.setattr(store_module, "READ_BATCH_ROWS", 2)
+    batched = store.incidents("crime")
+    pd.testing.assert_frame_equal(batched, whole)
+    assert list(batched["occurred_at"]) == list(pd.date_range("2019-01-01 08:00", periods=5, freq="h"))
+    assert list(batched["subtype"]) == ["assault", "theft", "assault", "theft", "assault"]
+    assert (batched["occurred_at"].dtype, batched["latitude"].dtype, batched["subtype"].dtype) == \
+        ("datetime64[ns]", "float64", "str")
+    middle = store.incidents("crime", "2019-01-01 09:00", "2019-01-01 12:00")
+    assert list(middle["occurred_at"].dt.hour) == [9, 10, 11]
+    empty = store.incidents("traffic")
+    assert empty.empty and empty["occurred_at"].dtype == "datetime64[ns]"
+
+
+def test_places_are_read_in_batches(store, monkeypatch):
+    accepted = accepted_frame(["a", "b", "c", "d"]).assign(place=["P1", "", "P3", "P4"])
+    store.add_upload("f.csv", b"places", "crime", accepted, NO_REJECTS, 4, {})
+    monkeypatch.setattr(store_module, "READ_BATCH_ROWS", 2)
+    places = store.incident_places("crime")
+    assert sorted(places["place"]) == ["P1", "P3", "P4"]
+    assert (places["latitude"].dtype, places["place"].dtype) == ("float64", "str")
+    assert sorted(places["latitude"].round(3)) == pytest.approx([41.85, 41.852, 41.853])
+    empty = store.incident_places("traffic")
+    assert empty.empty and list(empty.columns) == ["latitude", "longitude", "place"]
