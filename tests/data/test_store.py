@@ -326,7 +326,7 @@ def test_an_older_database_gets_the_place_column(home):
     with engine.begin() as conn:   # the incidents table as an older version made it
         conn.exec_driver_sql(
             "CREATE TABLE incidents (id INTEGER PRIMARY KEY, upload_id INTEGER NOT NULL, "
-            "category VARCHAR(16) NOT NULL, subtype TEXT NOT NULL, occurred_at DATETIME NOT "
+            "category VARCHAR(16) NOT NULL, subtype TEXT NOT NULL, occurred_at TIMESTAMP NOT "
             "NULL, latitude FLOAT NOT NULL, longitude FLOAT NOT NULL, source_key VARCHAR(200) "
             "NOT NULL)")
     engine.dispose()

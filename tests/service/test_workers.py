@@ -10,7 +10,6 @@ the home folder with this test.
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
