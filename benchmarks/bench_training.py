@@ -12,7 +12,10 @@ steps: enough for timing, not for scores) split by stage as fit reports them (fl
 same number of bare forward/backward passes of the same network on one batch of the same
 size; fit's training steps run only the unfrozen stages, so they can be faster than this
 floor), predicting the next window (features + forward; floor: one bare forward pass of
-the same network on ready-made inputs), and the process's peak memory. The goals on a
+the same network on ready-made inputs), and the process's peak memory. Beside each wall time,
+the CPU seconds of this process: on a machine shared with other work the wall times follow
+the load (a bare forward pass took 0.011 s in one run and 0.141 s in the next), the CPU
+seconds much less; an otherwise idle 2-core machine takes between half and all of them. The goals on a
 2-core machine: fine-tune <= 2 min at 500 m, <= 10 min at 150 m; predict <= 0.2 s.
 Only this script reads the shared data folder; the library never does.
 """
@@ -38,8 +41,10 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
 
 
-def line(what: str, seconds: float, floor_what: str, floor_s: float) -> None:
-    print(f"  {what:44s} {seconds:8.2f} s   floor ({floor_what}) {floor_s:7.3f} s   ratio {seconds / max(floor_s, 1e-9):6.1f}")
+def line(what: str, seconds: float, floor_what: str, floor_s: float, cpu_s: float | None = None,
+         floor_cpu_s: float | None = None) -> None:
+    cpu = "" if cpu_s is None else f"   CPU {cpu_s:8.2f} s, floor's {floor_cpu_s:7.3f} s, ratio {cpu_s / max(floor_cpu_s, 1e-9):5.1f}"
+    print(f"  {what:44s} {seconds:8.2f} s   floor ({floor_what}) {floor_s:7.3f} s   ratio {seconds / max(floor_s, 1e-9):6.1f}{cpu}")
 
 
 def real_city(path: Path, years: int, cell_size_m: float):
@@ -73,7 +78,8 @@ class StageClock:
 
     def __init__(self) -> None:
         self.t0 = time.perf_counter()
-        self.marks: list[tuple[str, float]] = []
+        self.cpu0 = time.process_time()
+        self.marks: list[tuple[str, float, float]] = []
         self.steps = 0
 
     def __call__(self, d: dict) -> None:
@@ -81,14 +87,17 @@ class StageClock:
         if stage == "train":
             self.steps += 1
         if not self.marks or self.marks[-1][0] != stage:
-            self.marks.append((stage, time.perf_counter() - self.t0))
+            self.marks.append((stage, time.perf_counter() - self.t0, time.process_time() - self.cpu0))
+            print(f"    ... {stage} from {self.marks[-1][1]:.1f} s", flush=True)
 
-    def spans(self) -> dict[str, float]:
-        out: dict[str, float] = {}
-        ends = [t for _, t in self.marks[1:]] + [time.perf_counter() - self.t0]
-        for (stage, start), end in zip(self.marks, ends):
+    def spans(self) -> dict[str, tuple[float, float]]:
+        """{stage: (wall seconds, CPU seconds of this process)}, summed over its spans."""
+        out: dict[str, tuple[float, float]] = {}
+        ends = [(t, c) for _, t, c in self.marks[1:]] + [(time.perf_counter() - self.t0, time.process_time() - self.cpu0)]
+        for (stage, start, cpu_start), (end, cpu_end) in zip(self.marks, ends):
             if stage != "done":
-                out[stage] = out.get(stage, 0.0) + end - start
+                wall, cpu = out.get(stage, (0.0, 0.0))
+                out[stage] = (wall + end - start, cpu + cpu_end - cpu_start)
         return out
 
 
@@ -96,48 +105,50 @@ def bench(counts, starts, mask, spec, base: dict, cfg) -> None:
     from safety_models.modeling.training import fit, predict_window
 
     clock = StageClock()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = fit(counts, starts, mask, cfg, base_state=base, on_progress=clock, grid=spec)
-    seconds = time.perf_counter() - t0
+    seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
     model = res.model
     # floor: bare forward/backward passes of the same network (every stage) on one batch
     x = torch.randn(cfg.batch_size, model.cfg.in_channels, *counts.shape[1:])
     model.train()
     logit, log_rate = model(x)
     (logit.mean() + log_rate.mean()).backward()                              # warm-up
-    t1 = time.perf_counter()
+    t1, c1 = time.perf_counter(), time.process_time()
     logit, log_rate = model(x)
     (logit.mean() + log_rate.mean()).backward()
-    bare_step = time.perf_counter() - t1
+    bare_step, bare_cpu = time.perf_counter() - t1, time.process_time() - c1
     model.zero_grad(set_to_none=True)
     model.eval()
     steps = max(1, clock.steps)
     print(f"  default fine-tune: {len(res.history)} epochs run, kept epoch {res.metrics['validation']['best_epoch']}, "
           f"ships {res.blend.describe() if hasattr(res.blend, 'describe') else res.blend.weights}")
     line(f"fit, all stages ({steps} training steps)", seconds, f"{steps} bare fwd+bwd of batch {cfg.batch_size}",
-         steps * bare_step)
-    for stage, span in clock.spans().items():
-        print(f"    {stage:42s} {span:8.2f} s")
+         steps * bare_step, cpu_seconds, steps * bare_cpu)
+    for stage, (span, cpu) in clock.spans().items():
+        print(f"    {stage:42s} {span:8.2f} s   CPU {cpu:8.2f} s")
     test = res.metrics.get("test", {})
     print(f"  test PAI@5 {test.get('pai_5', float('nan')):.2f}  ROC-AUC {test.get('roc_auc', float('nan')):.3f} "
           f"(short-pretrained base: for timing, not a score to quote)")
     fcfg = res.feature_config
     predict_window(model, counts, starts, len(counts), fcfg, mask)            # warm-up
-    times = []
+    times, cpus = [], []
     for _ in range(5):
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), time.process_time()
         predict_window(model, counts, starts, len(counts), fcfg, mask)
         times.append(time.perf_counter() - t1)
+        cpus.append(time.process_time() - c1)
     with torch.inference_mode():
         x1 = torch.randn(1, model.cfg.in_channels, *counts.shape[1:])
         model(x1)
-        floors = []
+        floors, floor_cpus = [], []
         for _ in range(5):
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), time.process_time()
             model(x1)
             floors.append(time.perf_counter() - t1)
+            floor_cpus.append(time.process_time() - c1)
     line("predict the next window (median of 5)", float(np.median(times)), "one bare forward",
-         float(np.median(floors)))
+         float(np.median(floors)), float(np.median(cpus)), float(np.median(floor_cpus)))
     print(f"  peak memory of this process so far: {peak_rss_gb():.2f} GB")
 
 

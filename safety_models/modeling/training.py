@@ -333,7 +333,9 @@ def _make_optimizer(model: RiskNet, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fused: one pass over each tensor instead of a dozen (half the CPU time of a step over
+        # layer3-4 and the decoder, ~10 M parameters)
+        return torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
     raise ValueError(f"optimizer {cfg.optimizer!r}; expected 'adamw' or 'sgd'")
 
 
@@ -865,7 +867,7 @@ def pretrain(count_tensors: list, model_cfg: ModelConfig | None = None, on_progr
             model.base_path.bias[0] = math.log(p_any / (1 - p_any))
             model.base_path.bias[1] = math.log(rate)
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4, fused=True)
     rng = np.random.default_rng(seed)
     crop_rng = np.random.default_rng(seed + 1)
     weights = np.array([len(t) for _, t, *_ in sources], np.float64) ** 0.5
