@@ -10,11 +10,13 @@ outputs are computed ONCE per sample and only the remaining layers run per step.
 Steps of fit (base 'pretrained' | 'imagenet' | 'none'):
 1. build the model from the base; attach a NEW head (the decoder's last 1x1 conv set to zero);
 2. fit the residual base-rate path (a 1x1 conv over the feature planes = a logistic + Poisson
-   GLM) by L-BFGS on the city's training windows: the model starts as the best linear
+   GLM) by Newton's method on the city's training windows: the model starts as the best linear
    forecast from long-run, recent, seasonal and calendar planes;
 3. freeze adapter + stem + layers up to freeze_up_to (BatchNorm in eval), cache their outputs,
    train the rest (AdamW or SGD momentum 0.9; the head/decoder at lr * head_lr_mult) with a
-   masked BCE (any event) + Poisson NLL (counts) loss over city cells;
+   masked BCE (any event) + Poisson NLL (counts) loss over city cells; on a grid larger than
+   crop_cells square (small cells) each step trains on a random crop of it with the whole
+   model, and nothing is cached (see crop_origins);
 4. early stopping on validation (mean of ROC-AUC and hit rate at 5 % of the area, ranking by
    probability, from evaluation.metrics.ranking_scores: the definition the Evaluation page
    uses too); the best epoch's weights are kept, where the starting point (step 2's linear
