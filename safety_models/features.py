@@ -44,7 +44,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
+from scipy import ndimage
 
 HOURS_PER_YEAR = 365.25 * 24
 MIN_BASE_RATE = 1e-4
@@ -137,16 +137,17 @@ def _gaussian_kernel(sigma: float) -> torch.Tensor:
 
 
 def smooth(planes: np.ndarray, sigma: float) -> np.ndarray:
-    """Separable Gaussian blur (zero padding) of (..., rows, cols) planes; sigma in cells."""
+    """Separable Gaussian blur (zero padding) of (..., rows, cols) planes; sigma in cells.
+
+    scipy's 1-D correlations, not torch's conv2d: a one-channel convolution is its slow case
+    (ten times slower on 16 x 276 x 197 planes, the batch of a 150 m grid of Chicago), and
+    inputs are built on the CPU anyway."""
     if sigma <= 0:
         return planes
-    shape = planes.shape
-    x = torch.from_numpy(np.ascontiguousarray(planes, dtype=np.float32)).reshape(-1, 1, *shape[-2:])
-    k = _gaussian_kernel(sigma)
-    r = (len(k) - 1) // 2
-    x = F.conv2d(x, k.view(1, 1, -1, 1), padding=(r, 0))   # along rows
-    x = F.conv2d(x, k.view(1, 1, 1, -1), padding=(0, r))   # along cols
-    return x.reshape(shape).numpy()
+    x = np.ascontiguousarray(planes, dtype=np.float32)
+    k = _gaussian_kernel(sigma).numpy()
+    x = ndimage.correlate1d(x, k, axis=-2, mode="constant", cval=0.0)   # along rows
+    return ndimage.correlate1d(x, k, axis=-1, mode="constant", cval=0.0)   # along cols
 
 
 class SampleBuilder:

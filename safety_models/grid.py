@@ -330,8 +330,12 @@ def count_tensor_from_cells(
     window_idx = offset_ns // window_ns  # floor division: negative offsets -> negative windows
     keep = valid & (offset_ns >= 0) & (window_idx < n_windows) & (cell_ids >= 0) & (cell_ids < n_cells)
     flat = window_idx[keep] * n_cells + cell_ids[keep]
-    counts = np.bincount(flat, minlength=n_windows * n_cells)
-    return counts.astype(np.float32).reshape(n_windows, n_rows, n_cols)  # (windows, rows, cols)
+    # Only the occupied (window, cell) slots are written: a full-size int64 bincount and its
+    # float32 copy wrote three times the tensor (a gigabyte at 150 m over four years).
+    counts = np.zeros(n_windows * n_cells, dtype=np.float32)
+    slots, per_slot = np.unique(flat, return_counts=True)
+    counts[slots] = per_slot
+    return counts.reshape(n_windows, n_rows, n_cols)  # (windows, rows, cols)
 
 
 def count_tensor(

@@ -11,7 +11,7 @@ context for a forward pass:
   cpu                                            none (fp32: what the tests and every
                                                  figure in the README ran with)
 
-Losses and the base-rate GLM (L-BFGS) are computed in float32 in any case.
+Losses and the base-rate GLM (Newton steps, on the CPU) are computed in float32 in any case.
 """
 
 from __future__ import annotations

@@ -202,6 +202,18 @@ def test_the_glm_by_newton_minimises_what_fit_base_path_minimises(city):
     np.testing.assert_allclose(again[0], weight, atol=1e-4)
 
 
+def test_a_glm_under_a_constant_offset_moves_only_its_intercepts():
+    # Exact: adding c to the linear predictor is undone by an intercept lower by c.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(4000, 3)).astype(np.float32)
+    y = rng.poisson(np.exp(0.3 * x[:, 0] - 1.0)).astype(np.float32)
+    weight, bias = training.fit_glm(x, y)
+    shift = np.tile(np.array([[0.5, -0.7]], np.float32), (len(x), 1))   # (rows, 2)
+    shifted_weight, shifted_bias = training.fit_glm(x, y, offset=shift)
+    np.testing.assert_allclose(shifted_weight, weight, atol=1e-4)
+    np.testing.assert_allclose(shifted_bias, bias - np.array([0.5, -0.7]), atol=1e-4)
+
+
 def test_the_starting_forecast_is_fits_epoch_zero_on_the_same_split(city):
     counts, starts, mask = city
     cfg = _cfg(base="none")
@@ -256,3 +268,45 @@ def test_a_horizon_model_learns_the_events_of_the_next_days(city):
     p7 = predict_window(res.model, counts, starts, 150, res.feature_config, mask)[0]
     p1 = predict_window(daily.model, counts, starts, 150, daily.feature_config, mask)[0]
     assert p7[mask].mean() > 2 * p1[mask].mean()
+
+
+def test_crops_sit_on_the_network_stride_cover_the_grid_and_skip_empty_squares():
+    mask = np.zeros((70, 40), bool)
+    mask[:, :20] = True                    # the city is the western half
+    crops = training.crop_origins(mask, 32)
+    # rows pad to 96: origins 0, 32, 64; cols pad to 64: 0 and 32, but col 32.. holds no city cell
+    assert crops == [(0, 0, 32), (32, 0, 32), (64, 0, 32)]
+    covered = np.zeros_like(mask)
+    for r, c, size in training.crop_origins(np.ones((70, 40), bool), 32):
+        covered[r:r + size, c:c + size] = True
+    assert covered.all()
+    assert training.crop_origins(mask, 128) is None                # the grid fits one crop
+    assert training.crop_origins(mask, None) is None
+    with pytest.raises(ValueError, match="multiple of 32"):
+        training.crop_origins(mask, 40)
+
+
+def test_a_step_on_a_crop_trains_on_that_square_only():
+    counts, starts, mask = simulate_city(5, rows=40, cols=40, n_windows=60, window_hours=24, events_per_window=8.0)
+    from safety_models.modeling.models import ModelConfig, create_model
+    from safety_models.features import n_channels
+
+    fcfg = FeatureConfig()
+    builder = SampleBuilder(counts, starts, fcfg, mask)
+    model = create_model(ModelConfig(in_channels=n_channels(fcfg), decoder_width=8, full_res_width=8)).train()
+    seen = []
+    model.register_forward_pre_hook(lambda module, args: seen.append(tuple(args[0].shape[-2:])))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    before = model.head[-1].weight.detach().clone()            # zero at first; the step moves it
+    loss = training.train_step(model, optimizer, builder, np.array([30, 31]), torch.from_numpy(mask),
+                               crop=(32, 0, 32))
+    assert np.isfinite(loss) and seen == [(8, 32)]                 # rows 32..39 (cut at the edge), cols 0..31
+    assert not torch.equal(before, model.head[-1].weight)
+
+
+def test_fit_on_a_grid_larger_than_a_crop_trains_on_crops(city):
+    counts, starts, mask = simulate_city(6, rows=40, cols=40, n_windows=160, window_hours=24, events_per_window=8.0)
+    res = fit(counts, starts, mask, _cfg(base="none", crop_cells=32))
+    assert res.history and np.isfinite(res.history[0]["loss"])
+    prob, _ = predict_window(res.model, counts, starts, len(counts), res.feature_config, mask)
+    assert prob.shape == (40, 40)                                   # predictions are whole-city
