@@ -734,7 +734,8 @@ def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, t
     windows of fit's split for the same train_cfg, then refitted on train + validation as fit
     refits it (train_cfg.refit_base_path). No network training: seconds, not minutes. It is
     the forecast to show while the network trains, and the yardstick that network must beat
-    on the same validation windows.
+    on the same validation windows. With train_cfg.horizon_days it forecasts the events over
+    that horizon, on fit's horizon split (a horizon's starting forecast).
 
     The model has no backbone (models.LINEAR): a few dozen weights, saved and loaded in a
     blink, never continued by fit (train from 'pretrained' instead). The GLM is fit_glm on up to max_rows cell-windows of at most max_windows training windows
@@ -748,8 +749,10 @@ def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, t
     mask = np.ones(counts.shape[1:], bool) if mask is None else np.asarray(mask, bool)
     fcfg = FeatureConfig(window_hours=train_cfg.hours)
     first, train_end, val_end, T = split_windows(counts, train_cfg, fcfg)
-    t_train, t_val = np.arange(first, train_end), np.arange(train_end, val_end)
-    builder = SampleBuilder(counts, starts, fcfg, mask)
+    # as fit: a forecast from window t covers windows t .. t + h - 1, all in its own period
+    h = train_cfg.horizon_windows(fcfg)
+    t_train, t_val = np.arange(first, train_end - h + 1), np.arange(train_end, val_end - h + 1)
+    builder = SampleBuilder(counts, starts, fcfg, mask, horizon_windows=h)
     names = channel_names(fcfg)
     model = create_model(ModelConfig(backbone=LINEAR, in_channels=len(names),
                                      prior_channel=names.index(f"rate_{max(fcfg.long_days)}d_s{fcfg.smoothing[0]:g}")))
@@ -761,7 +764,7 @@ def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, t
     n_windows = int(min(len(t_train), max_windows, max(1, max_rows // per_window)))
     ts = np.sort(rng.choice(t_train, size=n_windows, replace=False))
     x_train = city_rows(builder, ts)                                        # (rows, C)
-    y_train = counts[ts][:, mask].reshape(-1)                               # (rows,)
+    y_train = builder.labels(ts)[1][:, mask].reshape(-1)                    # (rows,) over the horizon
     report({"stage": "base_rate", "fraction": 0.4})
     glm = fit_glm(x_train, y_train)
     x_val = city_rows(builder, t_val)                                       # (val rows, C)
@@ -771,11 +774,14 @@ def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, t
     expected = np.zeros_like(prob)
     prob[:, mask] = (1.0 / (1.0 + np.exp(-z[:, 0]))).reshape(len(t_val), -1)
     expected[:, mask] = np.exp(np.minimum(z[:, 1], 20.0)).reshape(len(t_val), -1)
-    observed = counts[t_val]                                                # (N, H, W)
+    observed = builder.labels(t_val)[1]                                     # (N, H, W) over the horizon
     pai_expected, _ = mean_and_se(pai(expected, observed, SELECTION_COVERAGE, mask))
     validation = {**ranking_scores(prob, observed, mask), "pai_5_expected": pai_expected,
                   "events": float(observed[:, mask].sum())} if len(t_val) else {}
     metrics = {"validation": {**validation, "best_epoch": 0, "val_score": selection_score(validation)}}
+    if train_cfg.horizon_days:
+        # the registry keeps horizon models apart from the next-window model by this key
+        metrics["validation"]["horizon_days"] = int(train_cfg.horizon_days)
     if train_cfg.refit_base_path and len(t_val):
         report({"stage": "base_rate", "fraction": 0.8})
         x_all = np.concatenate([x_train, x_val])

@@ -181,8 +181,12 @@ def starting_evaluation_windows(window_hours: int) -> int:
     return max(1, int(round(days * 24 / window_hours)))
 
 
+# The horizons (days) every category gets a starting forecast for at the first start.
+STARTING_HORIZONS = (7, 30)
+
+
 def train_starting_forecast(store: Any, category: str, on_progress: ProgressFn | None = None,
-                            evaluate: bool = True) -> str:
+                            evaluate: bool = True, horizon: int | None = None) -> str:
     """The linear starting forecast (training.fit_starting_forecast: the base-rate GLM that
     fit starts from) as a model version of its own, evaluated at once; returns its id.
 
@@ -190,20 +194,27 @@ def train_starting_forecast(store: Any, category: str, on_progress: ProgressFn |
     trained next is validated on the same windows and compared with it there
     (promote_if_better). Like any version it becomes active when it is the category's first.
     evaluate: run evaluate_starting_forecast now (bootstrap runs it once every category has
-    its map).
+    its map). horizon: days (one of schema.HORIZONS): the starting forecast of the events over
+    the next so many days, saved as the category's model for that horizon (never the active
+    one), as train_category saves a horizon model.
     """
     from safety_models.modeling import training
 
     category = check_category(category)
-    cfg = training.TrainConfig(category=category, base="none")
+    if horizon:
+        horizon_days(f"{int(horizon)}d")            # one of HORIZONS, else ValueError
+    cfg = training.TrainConfig(category=category, base="none", horizon_days=int(horizon) if horizon else None)
     city = training_city(store, cfg)
     result = training.fit_starting_forecast(city.counts, city.starts, city.mask, cfg,
                                             on_progress=on_progress)
     checkpoint = dict(result.checkpoint())
     checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=None,
                       forecaster=STARTING_FORECASTER)
-    model_id = registry.save_model(store, checkpoint, category)
-    if registry.active_model_id(store, category) == model_id or \
+    model_id = registry.save_model(store, checkpoint, category,
+                                   activate="never" if horizon else "if-first")
+    if horizon:
+        registry.set_horizon_model(store, category, int(horizon), model_id)
+    elif registry.active_model_id(store, category) == model_id or \
             store.get_meta(grid_meta_key(category)) is None:
         record_grid(store, category, city.grid)
     if evaluate:
@@ -444,7 +455,8 @@ def bootstrap(store: Any, on_progress: ProgressFn | None = None,
     """First models for every category that has data and no model, quickest first:
 
     1. the starting forecast of each (train_starting_forecast: seconds each, active at once,
-       so every category has a risk map within the first minute);
+       so every category has a risk map within the first minute), then its starting
+       forecasts of the next STARTING_HORIZONS days (the map's horizon choice);
     2. the pretrained base, when missing or outdated (minutes);
     3. the fine-tuned network of each (from 'pretrained', default settings changed by
        train_overrides, a TrainConfig dict), made active only where it scores better on the
@@ -498,6 +510,19 @@ def bootstrap(store: Any, on_progress: ProgressFn | None = None,
             report(category, "starting forecast")({"stage": "evaluate", "fraction": 0.5})
             evaluate_starting_forecast(store, model_id)
             done += weights["starting forecast"] / 2
+        # The periods plans are made for, from the first minute too: each category's
+        # starting forecast of the next STARTING_HORIZONS days (seconds each). A history too
+        # short for a horizon's split goes without it.
+        for category in starting:
+            for days in STARTING_HORIZONS:
+                check_stop(f"the {category} starting forecast of {days} days")
+                try:
+                    model_id = train_starting_forecast(store, category, horizon=days)
+                except NotReady:
+                    continue
+                model_ids.append(model_id)
+                if on_model is not None:
+                    on_model(category, model_id)
         ensure_pretrained(store, on_progress=report(None, "pretrain"), should_stop=should_stop,
                           pretrain_options=pretrain_options)
         done += weights["pretrain"]

@@ -69,8 +69,18 @@ def _rank_main(rank: int, world_size: int, port: int, base_path: str, out_dir: s
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """{"one": {config: result}, "rank0": ..., "rank1": ...} of the same fits."""
+    """{"one": {config: result}, "rank0": ..., "rank1": ...} of the same fits (one thread, as
+    each rank has; the session's thread count is put back after, so later tests' sums are
+    taken as the cached tiny home's were)."""
+    before = torch.get_num_threads()
     torch.set_num_threads(1)
+    try:
+        yield _runs(tmp_path_factory)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _runs(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     counts, starts, mask = _city()
     base_state = pretrain([(counts, starts, mask)], max_steps=2, time_budget_s=60, batch_size=2,

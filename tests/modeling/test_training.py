@@ -310,3 +310,18 @@ def test_fit_on_a_grid_larger_than_a_crop_trains_on_crops(city):
     assert res.history and np.isfinite(res.history[0]["loss"])
     prob, _ = predict_window(res.model, counts, starts, len(counts), res.feature_config, mask)
     assert prob.shape == (40, 40)                                   # predictions are whole-city
+
+
+def test_a_horizons_starting_forecast_learns_the_events_over_the_horizon(city):
+    """fit_starting_forecast with horizon_days=7: a horizon model (its metrics say so) whose
+    chance of at least one event over 7 days is well above the one-day forecast's."""
+    counts, starts, mask = city
+    week = training.fit_starting_forecast(counts, starts, mask, _cfg(base="none", horizon_days=7,
+                                                                      val_windows=None))
+    day = training.fit_starting_forecast(counts, starts, mask, _cfg(base="none", val_windows=None))
+    assert week.metrics["validation"]["horizon_days"] == 7
+    assert "horizon_days" not in day.metrics["validation"]
+    assert week.checkpoint()["horizon"] == {"days": 7, "windows": 7}
+    p7 = predict_window(week.model, counts, starts, 150, week.feature_config, mask)[0]
+    p1 = predict_window(day.model, counts, starts, 150, day.feature_config, mask)[0]
+    assert p7[mask].mean() > 2 * p1[mask].mean()

@@ -105,6 +105,18 @@ def test_bootstrap_shows_the_starting_forecast_first_then_fine_tunes_from_the_ba
                                     on_model=lambda category, model_id:
                                     ready.append((category, model_id)))
     base_id = registry.active_model_id(crime_store, registry.BASE_CATEGORY)
+    # The starting forecasts of the next 7 and 30 days came right after the map's, before
+    # pretraining: the map's horizon choice from the first minute, never the active model.
+    horizon_ids = model_ids[1:-1]
+    assert [registry.horizon_days_of(registry.model_info(crime_store, m)["val_metrics"])
+            for m in horizon_ids] == list(workflows.STARTING_HORIZONS)
+    assert workflows.available_horizons(crime_store, "crime") == ["7d", "30d"]
+    assert [registry.horizon_model_id(crime_store, "crime", h) for h in ("7d", "30d")] == horizon_ids
+    assert [workflows.forecaster_of(registry.load_checkpoint(crime_store, m)) for m in horizon_ids] \
+        == ["linear", "linear"]
+    assert ready[1:3] == [("crime", m) for m in horizon_ids]
+    ready = ready[:1] + ready[3:]
+    model_ids = [model_ids[0], model_ids[-1]]
     assert base_id is not None and len(model_ids) == 2
     starting, network = (registry.model_info(crime_store, m) for m in model_ids)
     # The starting forecast came first, was active at once and was evaluated at once.
