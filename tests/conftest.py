@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -359,3 +360,14 @@ def fake_checkpoint(score: float = 0.5, seed: int = 0, grid=None) -> dict:
         "grid": grid,
         "mask": np.ones(grid.shape, dtype=bool),
     }
+
+
+def wait_for(predicate, timeout_s: float = 60.0, what: str = "the job"):
+    """predicate()'s first true value, polled every 0.2 s; AssertionError after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")

@@ -148,6 +148,14 @@ def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = 
                           should_stop=should_stop, grid=city.grid)
     checkpoint = dict(result.checkpoint())
     checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=parent)
+    return save_version(store, category, checkpoint, city, horizon, base_model_id=base_model_id)
+
+
+def save_version(store: Any, category: str, checkpoint: dict, city: CityData,
+                 horizon: int | None, base_model_id: str | None = None) -> str:
+    """Register a trained checkpoint as a version of category; returns its id. A horizon
+    model (horizon days) never becomes the active one: it becomes the category's model for
+    that horizon. The category's grid is recorded from its active model (or the first one)."""
     model_id = registry.save_model(store, checkpoint, category, base_model_id=base_model_id,
                                    activate="never" if horizon else "if-first")
     if horizon:
@@ -210,13 +218,7 @@ def train_starting_forecast(store: Any, category: str, on_progress: ProgressFn |
     checkpoint = dict(result.checkpoint())
     checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=None,
                       forecaster=STARTING_FORECASTER)
-    model_id = registry.save_model(store, checkpoint, category,
-                                   activate="never" if horizon else "if-first")
-    if horizon:
-        registry.set_horizon_model(store, category, int(horizon), model_id)
-    elif registry.active_model_id(store, category) == model_id or \
-            store.get_meta(grid_meta_key(category)) is None:
-        record_grid(store, category, city.grid)
+    model_id = save_version(store, category, checkpoint, city, horizon)
     if evaluate:
         evaluate_starting_forecast(store, model_id)
     return model_id

@@ -9,7 +9,7 @@ import sys
 import time
 
 import pytest
-from conftest import TINY_CELL_SIZE_M, fake_checkpoint
+from conftest import TINY_CELL_SIZE_M, fake_checkpoint, wait_for
 
 from safety_models.service import jobs, workflows
 from safety_models.modeling import registry
@@ -26,16 +26,6 @@ def dead_pid() -> int:
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()
     return child.pid
-
-
-def wait_for(predicate, timeout_s: float = 60.0, what: str = "the job"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def fake_train(progress_epochs: int = 3, result: str = "crime-20260101-000000-abcd"):

@@ -13,10 +13,9 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
-from conftest import TINY_CELL_SIZE_M, fake_checkpoint, tiny_train_config
+from conftest import TINY_CELL_SIZE_M, fake_checkpoint, tiny_train_config, wait_for
 
 from safety_models import cli
 from safety_models.data.store import Store
@@ -45,16 +44,6 @@ def pg_crime_store(pg_store):
 
     ingest.ingest_bytes(pg_store, synthetic_incidents_csv("crime", n=300), "crime.csv", "crime")
     return pg_store
-
-
-def wait_for(predicate, timeout_s: float = 60.0, what: str = "the job"):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
 def quick_config() -> dict:
