@@ -29,8 +29,9 @@ What it does:
      also saves the version and precomputes its maps;
    - pages: the store reads the dashboard's pages make (pages/_ui.py): data_stamp's
      list_uploads + incident_counts, time_range, the last 90 days of incidents (the map's
-     points), per-month counts (Data page), incident_places (hot-spot names) and
-     cell_history of one cell (the map's cell panel).
+     points), per-month counts (Data page: from Store.incidents_per_day, the database's
+     GROUP BY; and, to compare, from every incident read as before), incident_places
+     (hot-spot names) and cell_history of one cell (the map's cell panel).
 Prints one table per database: seconds, rows/s, peak RSS, and each figure beside its floor
 or goal. Always exits 0 (a benchmark, not a test).
 """
@@ -256,7 +257,7 @@ def stage_finetune(csv: Path, db_url: str, floor_url: str) -> dict:
             "test_hit_rate_5": test.get("hit_rate_5"), "test_roc_auc": test.get("roc_auc")}
 
 
-def stage_pages(csv: Path, db_url: str, floor_url: str) -> dict:
+def stage_pages(csv: Path, db_url: str, floor_url: str, rows_too: bool = True) -> dict:
     import pandas as pd
 
     from safety_models.data.store import Store
@@ -277,7 +278,14 @@ def stage_pages(csv: Path, db_url: str, floor_url: str) -> dict:
     recent = timed("recent_90d_s", lambda: store.incidents(CATEGORY, last - pd.Timedelta(days=90),
                                                             last + pd.Timedelta(seconds=1)))
     out["recent_rows"] = len(recent)
-    timed("per_month_s", lambda: tables.incidents_per_period(store.incidents(CATEGORY), "M"))
+    # the Data page's per-month counts: from the daily counts the database makes (GROUP BY),
+    # and, for comparison, as before this was built: every incident read into pandas
+    per_month = timed("per_month_s", lambda: tables.incidents_per_period(
+        store.incidents_per_day(CATEGORY), "M"))
+    if rows_too:
+        from_rows = timed("per_month_from_rows_s", lambda: tables.incidents_per_period(
+            store.incidents(CATEGORY), "M"))
+        out["per_month_equal"] = bool(per_month.equals(from_rows))
     timed("places_s", lambda: store.incident_places(CATEGORY))
     timed("cell_history_s", lambda: workflows.cell_history(store, CATEGORY, 1830))
     store.close()
@@ -380,6 +388,8 @@ def report(label: str, rows: int, r: dict) -> None:
     if "error" not in pg:
         parts = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in pg.items()
                           if k.endswith("_s") and k != "peak_gb")
+        if "per_month_equal" in pg:
+            parts += f" (per-month tables equal: {pg['per_month_equal']})"
         print(f"  pages      {parts} ({pg['recent_rows']:,} recent rows)  "
               f"peak {pg['peak_gb']:.2f} GB")
     peaks = [d["peak_gb"] for d in r.values() if "peak_gb" in d]

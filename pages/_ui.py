@@ -106,7 +106,7 @@ def per_period(db_url: str, category: str, freq: str, by_subtype: bool,
     """Incidents of a category counted per day/week/month (and per subtype)."""
     from safety_models.presentation import tables
 
-    return tables.incidents_per_period(_store_for(db_url).incidents(category), freq,
+    return tables.incidents_per_period(_store_for(db_url).incidents_per_day(category), freq,
                                        by_subtype=by_subtype)
 
 

@@ -26,11 +26,12 @@ from safety_models.data.vocabulary import OUTCOME_VALUES
 from safety_models.data.columns import ColumnMapping, detect_mapping
 from safety_models.data.values import (is_missing, parse_clock_column, parse_datetime_column, parse_location_column, parse_number_column)
 from safety_models.data.geo import project_to_wgs84
-from safety_models.data.reading import UNBALANCED_QUOTE, WRONG_FIELD_COUNT, read_rows, read_table
+from safety_models.data.reading import (UNBALANCED_QUOTE, WRONG_FIELD_COUNT, RowsRead, read_rows,
+                                        read_table)
 
 __all__ = [
     "ColumnMapping", "EARLIEST_TIME", "ParsedFile", "REJECT_REASONS", "detect_mapping", "ingest_bytes",
-    "ingest_path", "parse_incidents", "read_incident_file", "read_table",
+    "ingest_path", "parse_incidents", "parse_rows", "read_incident_file", "read_table",
 ]
 
 NEGATIVE_TEST = "negative test result"
@@ -94,7 +95,16 @@ def read_incident_file(data: bytes, file_name: str, category: str,
     LATEST_SLACK); rows outside are rejected as OUTSIDE_TIME.
     """
     check_category(category)
-    rows = read_rows(data, file_name)
+    return parse_rows(read_rows(data, file_name), file_name, category, overrides,
+                      earliest=earliest, latest=latest)
+
+
+def parse_rows(rows: RowsRead, file_name: str, category: str,
+               overrides: ColumnMapping | None = None, *,
+               earliest: pd.Timestamp | str | None = None,
+               latest: pd.Timestamp | str | None = None) -> ParsedFile:
+    """The rows a reader made of a file (reading.read_rows) -> ParsedFile: read_incident_file
+    after the reading (a caller can then drop the file's bytes before the parsing)."""
     df = rows.frame
     # Columns are recognised on the lines that could be read (all of them if none could).
     readable = df.drop(index=list(rows.unreadable)) if rows.unreadable else df
@@ -125,10 +135,27 @@ def ingest_bytes(store, data: bytes, file_name: str, category: str,
 
 def ingest_path(store, path: str | Path, category: str, overrides: ColumnMapping | None = None, *,
                 earliest: pd.Timestamp | str | None = None):
-    """ingest_bytes on a file on disk (the file's name is kept, not its folder)."""
+    """ingest_bytes on a file on disk (the file's name is kept, not its folder).
+
+    The file's bytes are dropped once read into rows: the stored copy is made from the file
+    itself, and refused (nothing stored) when the file changed meanwhile. At ten million
+    rows this keeps an 830 MB file out of memory while it is parsed and stored."""
     path = Path(path)
-    return ingest_bytes(store, read_file_bytes(path), path.name, category, overrides,
-                        earliest=earliest)
+    check_category(category)
+    data = read_file_bytes(path)
+    earlier = store.find_upload(data, category, file_name=path.name)
+    if earlier is not None:
+        return earlier
+    checksum = hashlib.sha256(data).hexdigest()
+    rows = read_rows(data, path.name)
+    del data
+    parsed = parse_rows(rows, path.name, category, overrides, earliest=earliest)
+    del rows
+    return store.add_upload(
+        file_name=path.name, data=path, checksum=checksum, category=category,
+        accepted=parsed.accepted, rejected=parsed.rejected, rows_read=parsed.rows_read,
+        mapping=parsed.mapping.to_dict(),
+    )
 
 
 def read_file_bytes(path: Path) -> bytes:
@@ -202,17 +229,24 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
         subtype = df[mapping.subtype].astype(str).str.strip()
     else:
         subtype = pd.Series("", index=df.index, dtype=str)
+    # Every column built once, in its final type: at ten million rows each needless copy
+    # (a filter that keeps every row, a column of Python objects turned to strings) was
+    # hundreds of megabytes at the load's peak.
+    every = bool(ok.all())
+
+    def kept(values):
+        return values if every else values[ok]
+
     accepted = pd.DataFrame({
-        "source_key": source_keys(df, mapping.source_id)[ok],
-        "category": category,
-        "subtype": subtype.array[ok],
-        "occurred_at": occurred[ok].to_numpy(dtype="datetime64[ns]"),
-        "latitude": lat[ok],
-        "longitude": lon[ok],
+        "source_key": kept(source_keys(df, mapping.source_id)),
+        "category": _repeated(category, int(ok.sum())),
+        "subtype": kept(pd.array(subtype.array, dtype="str")),
+        "occurred_at": kept(occurred.to_numpy(dtype="datetime64[ns]")),
+        "latitude": kept(lat),
+        "longitude": kept(lon),
     }, columns=list(INCIDENT_COLUMNS))
-    accepted = accepted.astype({"source_key": str, "category": str, "subtype": str})
     if mapping.place:
-        accepted["place"] = clean_place(df[mapping.place])[ok]
+        accepted["place"] = kept(clean_place(df[mapping.place]))
 
     rejected = df.loc[~ok].copy()
     rejected["row_number"] = row_numbers[~ok]
@@ -220,6 +254,17 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
     rejected["reason"] = rejected["reason"].astype(str)
     return ParsedFile(file_name=file_name, mapping=mapping, accepted=accepted.reset_index(drop=True),
                       rejected=rejected.reset_index(drop=True), rows_read=n)
+
+
+def _repeated(text: str, n: int) -> pd.api.extensions.ExtensionArray:
+    """A pandas "str" array of n copies of text (built in Arrow, not as n Python objects)."""
+    try:
+        import pyarrow as pa
+
+        return pd.array(pa.array([text], type=pa.large_string()).take(np.zeros(n, dtype=np.int64)),
+                        dtype="str")
+    except ImportError:  # pragma: no cover - pyarrow comes with streamlit
+        return pd.array([text] * n, dtype="str")
 
 
 def _parse_time(df: pd.DataFrame, m: ColumnMapping, file_name: str) -> tuple[pd.Series, np.ndarray, np.ndarray]:
@@ -285,8 +330,24 @@ def _parse_location(df: pd.DataFrame, m: ColumnMapping) -> tuple[np.ndarray, np.
 def clean_place(values: pd.Series) -> pd.api.extensions.ExtensionArray:
     """Place texts as people read them: spaces collapsed, "" where missing (a pandas "str"
     array: Arrow-backed, where an object array of ten million strings took gigabytes)."""
-    text = values.astype(str).str.replace(r"\s+", " ", regex=True).str.strip()
+    text = values.astype(str)
+    try:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        # In Arrow (RE2), not pandas: a regex replace there goes through one Python string
+        # per value (gigabytes at ten million rows). The class is exactly what Python's
+        # str.isspace() calls whitespace, so the result equals the pandas one.
+        collapsed = pc.utf8_trim_whitespace(pc.replace_substring_regex(
+            pa.array(text.array), _WHITESPACE_RUN, " "))
+        text = pd.Series(pd.array(collapsed, dtype="str"), index=values.index)
+    except ImportError:  # pragma: no cover - pyarrow comes with streamlit
+        text = text.str.replace(r"\s+", " ", regex=True).str.strip()
     return text.where(~is_missing(text), "").array
+
+
+# Every character Python's str.isspace() accepts, in RE2's syntax.
+_WHITESPACE_RUN = r"[\t\n\x{0b}\f\r \x{1c}-\x{1f}\x{85}\p{Z}]+"
 
 
 def outside_plausible_time(occurred: pd.Series, earliest=None, latest=None) -> np.ndarray:

@@ -92,20 +92,27 @@ def read_rows(data: bytes, file_name: str) -> RowsRead:
     data = _decompress(data, file_name)
     if re.search(rb"\S", data) is None:
         raise FileUnusable(f"{file_name}: the file is empty")
-    text, encoding = decode_text(data, file_name)
+    split = _split_utf8(data, file_name)
+    if split is not None:
+        # The usual export, UTF-8: Arrow reads the body where it lies in the file's bytes
+        # (no text of the whole file, no second copy of its bytes: at ten million rows those
+        # were two more copies of an 830 MB file beside Arrow's table).
+        header_line, body_bytes, sample, encoding = split
+    else:
+        text, encoding = decode_text(data, file_name)
+        header_line, body = _split_header(text)
+        sample = text[:SAMPLE_BYTES]
+        del text
+        # The body as UTF-8 bytes for Arrow, and the text dropped meanwhile.
+        body_bytes = memoryview(body.encode("utf-8"))
+        del body
     del data
-    header_line, body = _split_header(text)
-    sep = sniff_separator(text[:SAMPLE_BYTES])
-    del text
+    sep = sniff_separator(sample)
     header = _parse_header(header_line, sep, file_name)
-    if re.search(r"\S", body) is None:
+    if not _has_text(body_bytes):
         raise FileUnusable(f"{file_name}: has a header ({_show_names(header)}) but no data rows")
-    # The body as UTF-8 bytes for Arrow, and the text dropped meanwhile: a file's text,
-    # its bytes and Arrow's table at once were several times a large file's size.
-    body_bytes = body.encode("utf-8")
-    del body
     rows = (_read_fast(body_bytes, sep, len(header))
-            or _read_slow(body_bytes.decode("utf-8"), sep, header, file_name))
+            or _read_slow(codecs.decode(body_bytes, "utf-8"), sep, header, file_name))
     del body_bytes
     frame, row_numbers, unreadable = rows
     frame.columns = _unique_names(header)
@@ -138,6 +145,78 @@ def _decompress(data: bytes, file_name: str) -> bytes:
     return data
 
 
+# How much of a UTF-8 file's start is decoded to find its header line.
+HEAD_BYTES = 1 << 20
+_BLOCK_BYTES = 1 << 24   # files are checked and counted this much at a time
+
+
+def _split_utf8(data: bytes, file_name: str) -> tuple[str, memoryview, str, str] | None:
+    """A UTF-8 file (with or without BOM) -> (header line, the body's bytes as a view into
+    data, the text sample that decides the separator, "utf-8"), exactly as decode_text and
+    _split_header would split it; None for any other file (UTF-16, cp1252, mixed lines) or a
+    header line longer than HEAD_BYTES: decode_text's path reads those. Refuses binary files
+    as decode_text does."""
+    if data[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        return None
+    _refuse_binary(data[:SAMPLE_BYTES], "", file_name)   # before reading a binary file whole
+    if not _is_utf8(data):
+        return None
+    head_bytes = data[:HEAD_BYTES]
+    # a character cut at the end of the head stays undecoded (final=False)
+    head = codecs.getincrementaldecoder("utf-8")().decode(head_bytes, final=False)
+    consumed = len(head.encode("utf-8"))
+    head = head.lstrip("\ufeff")
+    _refuse_binary(data[:SAMPLE_BYTES], head[:SAMPLE_BYTES], file_name)
+    header_line, rest = _split_header(head)
+    whole = consumed == len(data)
+    # The header's line end must lie inside the head, with a character after it (a "\r"
+    # at the head's very end may be half of a "\r\n").
+    if not whole and len(header_line) + 2 >= len(head):
+        return None
+    offset = consumed - len(rest.encode("utf-8"))
+    return header_line, memoryview(data)[offset:], head[:SAMPLE_BYTES], "utf-8"
+
+
+def _is_utf8(data: bytes) -> bool:
+    """Whether all of data is valid UTF-8, checked a block at a time (no text of the whole
+    file is kept)."""
+    view = memoryview(data)
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        for first in range(0, len(view), _BLOCK_BYTES):
+            decoder.decode(view[first:first + _BLOCK_BYTES])
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _has_text(body: memoryview) -> bool:
+    """Whether the body holds anything but whitespace (Python's idea of it, as str.strip)."""
+    match = re.search(rb"\S", body)
+    if match is None:
+        return False
+    if body[match.start()] < 0x80:
+        return True
+    # a non-ASCII character first: may be a no-break or other Unicode space; decide on text
+    return re.search(r"\S", codecs.decode(body, "utf-8")) is not None
+
+
+def _refuse_binary(data_head: bytes, text_head: str, file_name: str) -> None:
+    """FileUnusable for binary content: a NUL byte, or many control characters in the text."""
+    if b"\x00" in data_head:
+        raise FileUnusable(f"{file_name}: is a binary file (it contains NUL bytes), not a CSV text table")
+    controls = sum(1 for ch in text_head if ord(ch) < 32 and ch not in "\t\r\n\f")
+    if controls > max(2, len(text_head) // 100) or "\x00" in text_head:
+        raise FileUnusable(f"{file_name}: is a binary file (undecodable control bytes), not a CSV text table")
+
+
+def _count_byte(data: memoryview, byte: bytes) -> int:
+    """How often a byte occurs in data, a block at a time (a memoryview has no count())."""
+    return sum(bytes(data[first:first + _BLOCK_BYTES]).count(byte)
+               for first in range(0, len(data), _BLOCK_BYTES))
+
+
 def decode_text(data: bytes, file_name: str) -> tuple[str, str]:
     """Bytes -> (text, encoding name). UTF-16 needs its BOM; otherwise UTF-8 when the whole
     file is UTF-8, cp1252 when it has no UTF-8 sequence at all, and else line by line (UTF-8
@@ -156,10 +235,7 @@ def decode_text(data: bytes, file_name: str) -> tuple[str, str]:
             else:
                 text, encoding = _decode_by_line(data), "utf-8 and cp1252 (by line)"
     text = text.lstrip("\ufeff")
-    head = text[:SAMPLE_BYTES]
-    controls = sum(1 for ch in head if ord(ch) < 32 and ch not in "\t\r\n\f")
-    if controls > max(2, len(head) // 100) or "\x00" in head:
-        raise FileUnusable(f"{file_name}: is a binary file (undecodable control bytes), not a CSV text table")
+    _refuse_binary(b"", text[:SAMPLE_BYTES], file_name)
     return text, encoding
 
 
@@ -249,21 +325,21 @@ HOPELESS_AFTER_ROWS = 1000
 THREADED_READ_BYTES = 8_000_000
 
 
-def _read_fast(data: bytes, sep: str, n_columns: int) -> _Rows | None:
+def _read_fast(data: memoryview, sep: str, n_columns: int) -> _Rows | None:
     """Arrow's reader, for the usual file (UTF-8 bytes of the rows after the header): one
     line per row, no blank lines, every row with the header's number of fields. None for
     anything else (the line-by-line reader decides)."""
     frame = _arrow_frame(data, sep, n_columns, newlines_in_values=False, line_breaks_ok=False)
     # Arrow skips empty lines: as many rows as lines means there were none, and the rows'
     # numbers are 1..n (any other count: the line-by-line reader numbers them).
-    line_ends = data.count(b"\n") or data.count(b"\r")
-    lines = line_ends + (0 if data.endswith((b"\n", b"\r")) else 1)
+    line_ends = _count_byte(data, b"\n") or _count_byte(data, b"\r")
+    lines = line_ends + (0 if bytes(data[-1:]) in (b"\n", b"\r") else 1)
     if frame is None or len(frame) != lines:
         return None
     return frame, np.arange(1, len(frame) + 1, dtype="int64"), {}
 
 
-def _arrow_frame(data: bytes, sep: str, n_columns: int, newlines_in_values: bool,
+def _arrow_frame(data: bytes | memoryview, sep: str, n_columns: int, newlines_in_values: bool,
                  line_breaks_ok: bool = True) -> pd.DataFrame | None:
     """Rows of UTF-8 text (no header) -> frame of stripped strings; None when Arrow cannot read it
     as n_columns fields per row (or is not installed), or, unless line_breaks_ok, when a
@@ -274,7 +350,7 @@ def _arrow_frame(data: bytes, sep: str, n_columns: int, newlines_in_values: bool
     names = [f"c{i}" for i in range(n_columns)]
     try:
         table = pa_csv.read_csv(
-            io.BytesIO(data),
+            pa.BufferReader(pa.py_buffer(data)),   # data where it lies, no copy
             # Threads only where they pay: Arrow's pool can abort the interpreter's exit
             # (apache/arrow#34314), and a short-lived CLI run should not risk that for a
             # small file.

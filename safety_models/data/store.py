@@ -56,7 +56,8 @@ from sqlalchemy import event
 from safety_models import paths
 from safety_models.data.geo import haversine_km
 from safety_models.data import migrations
-from safety_models.errors import CityMismatch, DatabaseDamaged, HomeNotWritable, UserError
+from safety_models.errors import (CityMismatch, DatabaseDamaged, FileUnusable, HomeNotWritable,
+                                  UserError)
 from safety_models.files import clean_temporary_files, fsync_dir, write_atomic
 from safety_models.schema import CATEGORIES, INCIDENT_COLUMNS, REJECT_COLUMNS, check_category
 
@@ -274,10 +275,16 @@ class Store:
 
     # ---------------------------------------------------------------- uploads / incidents
 
-    def add_upload(self, file_name: str, data: bytes, category: str, accepted: pd.DataFrame,
-                   rejected: pd.DataFrame, rows_read: int, mapping: dict,
-                   is_demo: bool = False) -> UploadSummary:
+    def add_upload(self, file_name: str, data: bytes | Path, category: str,
+                   accepted: pd.DataFrame, rejected: pd.DataFrame, rows_read: int,
+                   mapping: dict, is_demo: bool = False,
+                   checksum: str | None = None) -> UploadSummary:
         """Store one parsed file atomically and keep its original bytes under home/uploads/.
+
+        data: the file's bytes, or the path of the file on disk with `checksum` (sha256 hex)
+        of the bytes that were parsed: the kept copy is then made from the file, and
+        FileUnusable is raised (nothing stored) when the copy's bytes differ (the file
+        changed since it was read).
 
         accepted has INCIDENT_COLUMNS (its category column is ignored: `category` wins) and
         may have `place` (block/street/address text, "" for none); rejected has the file's
@@ -296,8 +303,15 @@ class Store:
         missing = [c for c in REJECT_COLUMNS if c not in rejected.columns]
         if missing:
             raise UserError(f"{file_name}: the rejected table lacks the columns {missing}")
-        checksum = hashlib.sha256(data).hexdigest()
-        earlier = self.find_upload(data, category, file_name=file_name)
+        if isinstance(data, (str, Path)):
+            if checksum is None:
+                raise ValueError("add_upload: a path needs the checksum of the bytes parsed")
+            source = Path(data)
+            write = lambda fh: _copy_checked(source, fh, checksum, file_name)  # noqa: E731
+        else:
+            checksum = hashlib.sha256(data).hexdigest()
+            write = lambda fh: fh.write(data)  # noqa: E731
+        earlier = self._find_by_checksum(checksum, category, file_name)
         if earlier is not None:
             return earlier
 
@@ -310,8 +324,7 @@ class Store:
 
         uploads_dir = paths.sub_dir("uploads")
         try:
-            tmp_path = write_atomic(uploads_dir / _safe_name(file_name),
-                                    lambda fh: fh.write(data), replace=False)
+            tmp_path = write_atomic(uploads_dir / _safe_name(file_name), write, replace=False)
         except OSError as err:
             raise HomeNotWritable(paths.not_writable_message(uploads_dir, err)) from err
         final_path: Path | None = None
@@ -329,11 +342,8 @@ class Store:
                     center_latitude=center[0], center_longitude=center[1],
                 )).inserted_primary_key[0]
                 before = len(new)
-                # Time order keeps the (category, occurred_at) index local while inserting
-                # and makes later time-ordered reads walk the table nearly sequentially.
-                new = new.drop_duplicates("source_key", keep="first").sort_values(
-                    "occurred_at", kind="stable")
-                inserted = self._insert_incidents(conn, category, upload_id, new)
+                inserted = self._insert_incidents(conn, category, upload_id, new,
+                                                  insert_order(new))
                 duplicates = before - inserted
                 self._insert_rejected(conn, upload_id, rejected)
                 final_path = uploads_dir / f"{upload_id}-{_safe_name(file_name)}"
@@ -362,7 +372,11 @@ class Store:
         same rejected rows), pointing to the earlier upload (upload_id, earlier_upload_id).
         file_name is this call's name for the file (default: the earlier one's). Lets a
         caller skip parsing a file that is already stored."""
-        checksum = hashlib.sha256(data).hexdigest()
+        return self._find_by_checksum(hashlib.sha256(data).hexdigest(), category, file_name)
+
+    def _find_by_checksum(self, checksum: str, category: str,
+                          file_name: str | None = None) -> UploadSummary | None:
+        """find_upload by the sha256 hex of the bytes."""
         with self.engine.connect() as conn:
             row = conn.execute(
                 sa.select(uploads).where(uploads.c.checksum == checksum,
@@ -441,21 +455,25 @@ class Store:
         return found
 
     def _insert_incidents(self, conn: sa.Connection, category: str, upload_id: int,
-                          new: pd.DataFrame) -> int:
-        """Bulk insert of the incidents whose (category, source_key) is not stored yet, in
-        the order of `new`; returns how many were inserted.
+                          new: pd.DataFrame, order: np.ndarray | None = None) -> int:
+        """Bulk insert of the incidents whose (category, source_key) is not stored yet, the
+        rows `new.iloc[order]` (default: all, in their order) one chunk at a time; returns how
+        many were inserted.
 
         SQLite: executemany over plain tuples, in chunks, skipping stored keys in the INSERT
         itself (ON CONFLICT DO NOTHING on the unique constraint: no key read, and safe
         against a concurrent writer). PostgreSQL: COPY (see _copy_incidents). Other
         databases look the keys up first, then insert through Core."""
-        if not len(new):
+        if order is None:
+            order = np.arange(len(new))
+        if not len(order):
             return 0
         columns = ["upload_id", "category", "subtype", "occurred_at", "latitude", "longitude",
                    "source_key", "place"]
         if self.dialect == "postgresql":
-            return self._copy_incidents(conn, upload_id, new)
+            return self._copy_incidents(conn, upload_id, new, order)
         if not self.is_sqlite:
+            new = new.iloc[order]
             keys = new["source_key"].tolist()
             stored = self._stored_keys(conn, category, keys)
             if stored:
@@ -473,10 +491,11 @@ class Store:
                f"VALUES ({', '.join('?' * len(columns))}) "
                "ON CONFLICT (category, source_key) DO NOTHING")
         return sum(self._execute_many(conn, sql, chunk)
-                   for chunk in _insert_rows(new, upload_id, INSERT_CHUNK_ROWS))
+                   for chunk in _insert_rows(new, upload_id, INSERT_CHUNK_ROWS, order))
 
     @staticmethod
-    def _copy_incidents(conn: sa.Connection, upload_id: int, new: pd.DataFrame) -> int:
+    def _copy_incidents(conn: sa.Connection, upload_id: int, new: pd.DataFrame,
+                        order: np.ndarray) -> int:
         """PostgreSQL: COPY the rows into a temporary table, then one INSERT ... SELECT, in
         the rows' order, of those whose (category, source_key) is not stored yet; returns
         how many were inserted. The temporary table lives only inside the caller's
@@ -498,7 +517,7 @@ class Store:
                 "ON COMMIT DROP")
             with cursor.copy(f"COPY incidents_load ({columns}, position) FROM STDIN") as copy:
                 position = 0
-                for chunk in _insert_rows(new, upload_id, INSERT_CHUNK_ROWS):
+                for chunk in _insert_rows(new, upload_id, INSERT_CHUNK_ROWS, order):
                     for row in chunk:
                         copy.write_row((*row, position))
                         position += 1
@@ -666,6 +685,31 @@ class Store:
         finally:
             cursor.close()
 
+    def incidents_per_day(self, category: str) -> pd.DataFrame:
+        """Incidents of a category counted per day and subtype, in the database (GROUP BY: a
+        few thousand rows back where the incidents are millions): occurred_at (the day's
+        midnight, datetime64[ns]), subtype (str), incidents (int64), by day then subtype.
+        What tables.incidents_per_period counts, without reading every incident."""
+        category = check_category(category)
+        c = incidents.c
+        if self.is_sqlite:   # stored as "YYYY-MM-DD HH:MM:SS.ffffff" text
+            day = sa.func.substr(c.occurred_at, 1, 10)
+        else:
+            day = sa.cast(c.occurred_at, sa.Date)
+        day = day.label("day")
+        stmt = (sa.select(day, c.subtype, sa.func.count().label("n"))
+                .where(c.category == category).group_by(day, c.subtype)
+                .order_by(day, c.subtype))
+        with self.engine.connect() as conn:
+            rows = conn.execute(stmt).all()
+        days, subtypes, counts = zip(*rows) if rows else ((), (), ())
+        return pd.DataFrame({
+            "occurred_at": pd.to_datetime([str(d) for d in days], format="%Y-%m-%d")
+                             .astype("datetime64[ns]"),
+            "subtype": pd.array([s or "" for s in subtypes], dtype="str"),
+            "incidents": np.array(counts, dtype="int64"),
+        })
+
     def incident_counts(self) -> dict[str, int]:
         """Stored incidents per category; every category is present, 0 when none."""
         c = incidents.c
@@ -752,6 +796,19 @@ def _with_driver(url: str) -> sa.URL:
     return parsed
 
 
+def _copy_checked(source: Path, fh, checksum: str, file_name: str) -> None:
+    """Copy a file into fh a block at a time; FileUnusable when its sha256 is not checksum."""
+    digest = hashlib.sha256()
+    with open(source, "rb") as src:
+        while block := src.read(1 << 24):
+            digest.update(block)
+            fh.write(block)
+    if digest.hexdigest() != checksum:
+        raise FileUnusable(f"{file_name}: the file changed while it was being loaded (its "
+                           "bytes differ from those read); nothing was stored. Load it again "
+                           "once whatever writes it has finished")
+
+
 def _weighted_median(values, weights: np.ndarray) -> float:
     order = np.argsort(values)
     v = np.asarray(values, dtype=float)[order]
@@ -791,16 +848,35 @@ def _clean_accepted(accepted: pd.DataFrame, category: str) -> pd.DataFrame:
     return df
 
 
-def _insert_rows(new: pd.DataFrame, upload_id: int, chunk_rows: int) -> Iterator[list[tuple]]:
-    """The rows of `new` (_clean_accepted's columns) as the incidents table's insert tuples
-    (upload_id, category, subtype, occurred_at, latitude, longitude, source_key, place), in
-    order, chunk_rows at a time. Times are text in the form SQLAlchemy's SQLite DateTime
-    stores (and PostgreSQL reads for `timestamp`), which bypasses per-value type processing;
-    a place of "" is None. Built chunk by chunk: Python lists of every column of ten million
-    rows at once took more memory than the rest of a load."""
+def insert_order(new: pd.DataFrame) -> np.ndarray:
+    """The positions of `new`'s rows to insert, in insert order: the first row of each
+    source_key (a later one is a duplicate), by time, ties in file order. Time order keeps
+    the (category, occurred_at) index local while inserting and makes later time-ordered
+    reads walk the table nearly sequentially. Positions rather than a sorted, de-duplicated
+    copy of the frame: that copy was a whole second table at ten million rows."""
+    codes, _ = pd.factorize(new["source_key"], sort=False)
+    first = np.zeros(len(new), dtype=bool)
+    first[np.unique(codes, return_index=True)[1]] = True
+    del codes
+    keep = np.flatnonzero(first)
+    times = new["occurred_at"].to_numpy(dtype="datetime64[ns]")[keep]
+    return keep[np.argsort(times, kind="stable")]
+
+
+def _insert_rows(new: pd.DataFrame, upload_id: int, chunk_rows: int,
+                 order: np.ndarray | None = None) -> Iterator[list[tuple]]:
+    """The rows `new.iloc[order]` (_clean_accepted's columns; default all, in order) as the
+    incidents table's insert tuples (upload_id, category, subtype, occurred_at, latitude,
+    longitude, source_key, place), chunk_rows at a time. Times are text in the form
+    SQLAlchemy's SQLite DateTime stores (and PostgreSQL reads for `timestamp`), which
+    bypasses per-value type processing; a place of "" is None. Built chunk by chunk: Python
+    lists of every column of ten million rows at once took more memory than the rest of a
+    load."""
     upload_id = int(upload_id)
-    for first in range(0, len(new), chunk_rows):
-        part = new.iloc[first:first + chunk_rows]
+    if order is None:
+        order = np.arange(len(new))
+    for first in range(0, len(order), chunk_rows):
+        part = new.iloc[order[first:first + chunk_rows]]
         yield list(zip([upload_id] * len(part), part["category"].tolist(),
                        part["subtype"].tolist(),
                        part["occurred_at"].dt.strftime(_SQLITE_TIME_FORMAT).tolist(),

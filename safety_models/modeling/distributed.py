@@ -19,7 +19,9 @@ How `training.fit` splits the work (its hooks are `wrap_for_training`, `shard` a
 - validation scores and the early-stopping decision are rank 0's (`from_main`), so every
   rank stops at the same epoch and keeps the same weights;
 - only rank 0 writes anything (the job row, the model version, the registry); the other
-  ranks fit and discard their result (service/workflows.fit_as_worker_rank).
+  ranks fit and discard their result (service/workflows.fit_as_worker_rank);
+- a cancel (rank 0's job flag) stops every rank at the same step (`any_rank_stops`, checked
+  where fit checks should_stop): all raise training.Cancelled.
 """
 
 from __future__ import annotations
@@ -153,6 +155,23 @@ def from_main(value: Any) -> Any:
     box = [value]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def any_rank_stops(stop: bool) -> bool:
+    """Whether this rank or any other asks to stop, on every rank (each rank calls it at
+    the same point of its loop: it is a collective); `stop` itself in a plain run.
+
+    How a cancel reaches every rank: only rank 0 runs the job and polls its cancel flag, and
+    a rank that stopped alone would leave the others waiting in their next all-reduce until
+    torch's timeout. One int all-reduced (MAX) per check costs a few microseconds beside a
+    training step."""
+    if not active():
+        return bool(stop)
+    device = (torch.device("cuda", torch.cuda.current_device())
+              if dist.get_backend() == "nccl" else torch.device("cpu"))
+    flag = torch.tensor([1 if stop else 0], dtype=torch.int32, device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
 
 
 def free_port() -> int:

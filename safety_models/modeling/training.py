@@ -499,7 +499,8 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
             on_progress(d)
 
     def check_stop() -> None:
-        if should_stop is not None and should_stop():
+        # under torchrun only rank 0 has should_stop; every rank stops when it says so
+        if distributed.any_rank_stops(should_stop is not None and should_stop()):
             raise Cancelled("training cancelled")
 
     # a large grid trains on crops (the whole model runs on each: caching a whole-grid pass

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
+import numpy as np
 import pandas as pd
 
 from safety_models.presentation.text import (MISSING, MISSING_TERMINAL, baseline_label,
@@ -386,22 +387,29 @@ def incidents_per_period(incidents: pd.DataFrame, freq: str = "W",
     freq: "D" days, "W" weeks starting Monday, "M" months. Without by_subtype, periods with
     no incident count 0 (so a gap in the data shows as a gap). by_subtype: one series per
     subtype; all but the top_subtypes most frequent are summed as "other", an empty subtype
-    is "unspecified"."""
+    is "unspecified".
+
+    incidents: one row per incident (occurred_at, subtype), or counts already made in the
+    database (Store.incidents_per_day: occurred_at, subtype, incidents), which are summed."""
     columns = ["period", "subtype", "incidents"] if by_subtype else ["period", "incidents"]
     if incidents.empty:
         return pd.DataFrame(columns=columns)
     period = period_starts(incidents["occurred_at"], freq)
+    weight = (incidents["incidents"].to_numpy(dtype="int64") if "incidents" in incidents
+              else np.ones(len(incidents), dtype="int64"))
     if not by_subtype:
-        counts = period.value_counts().sort_index()
+        counts = pd.Series(weight, index=pd.DatetimeIndex(period)).groupby(level=0).sum()
         full = pd.date_range(counts.index.min(), counts.index.max(), freq=_RANGE_FREQ[freq])
         counts = counts.reindex(full, fill_value=0)
         return pd.DataFrame({"period": counts.index, "incidents": counts.to_numpy()})
     subtype = incidents["subtype"].fillna("").astype(str).str.strip()
     subtype = subtype.where(subtype != "", "unspecified")
-    top = subtype.value_counts().head(top_subtypes).index
+    top = (pd.Series(weight, index=subtype.to_numpy()).groupby(level=0).sum()
+           .sort_values(ascending=False, kind="stable").head(top_subtypes).index)
     subtype = subtype.where(subtype.isin(top), "other")
-    table = (pd.DataFrame({"period": period.to_numpy(), "subtype": subtype.to_numpy()})
-             .groupby(["period", "subtype"]).size().rename("incidents").reset_index())
+    table = (pd.DataFrame({"period": period.to_numpy(), "subtype": subtype.to_numpy(),
+                           "incidents": weight})
+             .groupby(["period", "subtype"])["incidents"].sum().reset_index())
     return table[columns]
 
 

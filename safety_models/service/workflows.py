@@ -113,13 +113,17 @@ def fit_as_worker_rank(store: Any, train_cfg: Any) -> None:
     """A torchrun rank other than 0: fit on the same city, grid and base as rank 0's
     train_category (its collectives pair with rank 0's, see modeling/distributed.py) and
     keep nothing; rank 0 alone records the job and saves the version. The base must exist
-    already (base_for_training on rank 0, then a barrier)."""
+    already (base_for_training on rank 0, then a barrier). A cancel of rank 0's job stops
+    this rank at the same step (training.Cancelled, caught here: rank 0 records it)."""
     from safety_models.modeling import training
 
     city = training_city(store, train_cfg)
     base_checkpoint, _, _ = _base_state(store, train_cfg, city, None)
-    training.fit(city.counts, city.starts, city.mask, train_cfg, base_state=base_checkpoint,
-                 grid=city.grid)
+    try:
+        training.fit(city.counts, city.starts, city.mask, train_cfg, base_state=base_checkpoint,
+                     grid=city.grid)
+    except training.Cancelled:
+        pass
 
 
 def train_category(store: Any, train_cfg: Any, on_progress: ProgressFn | None = None,

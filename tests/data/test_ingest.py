@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import gzip
 
 import numpy as np
@@ -342,9 +343,11 @@ class FakeStore:
     def __init__(self):
         self.calls = []
 
-    def add_upload(self, file_name, data, category, accepted, rejected, rows_read, mapping, is_demo=False):
+    def add_upload(self, file_name, data, category, accepted, rejected, rows_read, mapping, is_demo=False,
+                   checksum=None):
         self.calls.append(dict(file_name=file_name, data=data, category=category, accepted=accepted,
-                               rejected=rejected, rows_read=rows_read, mapping=mapping, is_demo=is_demo))
+                               rejected=rejected, rows_read=rows_read, mapping=mapping, is_demo=is_demo,
+                               checksum=checksum))
         return "summary"
 
     def find_upload(self, data, category, file_name=None):
@@ -363,6 +366,11 @@ def test_ingest_bytes_and_path_hand_the_tables_to_the_store(tmp_path):
     path.write_bytes(data)
     ingest_path(store, path, "traffic")
     assert store.calls[1]["file_name"] == "b.csv" and store.calls[1]["category"] == "traffic"
+    # a file on disk is handed over as its path and the checksum of the bytes parsed
+    # (the store copies the file itself; its bytes are not kept in memory meanwhile)
+    assert store.calls[1]["data"] == path
+    assert store.calls[1]["checksum"] == hashlib.sha256(data).hexdigest()
+    assert len(store.calls[1]["accepted"]) == 1
     with pytest.raises(FileUnusable, match="missing.csv"):
         ingest_path(store, tmp_path / "missing.csv", "crime")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -10,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from safety_models.data import store as store_module
-from safety_models.errors import CityMismatch, UserError
+from safety_models.errors import CityMismatch, FileUnusable, UserError
 from safety_models.schema import INCIDENT_COLUMNS
 from safety_models.data.store import Store, UploadSummary
 
@@ -123,8 +124,8 @@ def test_failure_halfway_leaves_store_as_before(store, home, monkeypatch):
     else:                 # PostgreSQL: fail once COPY has inserted every row
         real_copy = Store._copy_incidents
 
-        def fail_after_copy(conn, upload_id, new):
-            calls.append(real_copy(conn, upload_id, new))
+        def fail_after_copy(conn, upload_id, new, order):
+            calls.append(real_copy(conn, upload_id, new, order))
             raise RuntimeError("disk full")
 
         monkeypatch.setattr(Store, "_copy_incidents", staticmethod(fail_after_copy))
@@ -137,6 +138,32 @@ def test_failure_halfway_leaves_store_as_before(store, home, monkeypatch):
     assert after == before
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM rejected_rows")).scalar() == 0
+
+
+def test_an_upload_from_a_path_keeps_the_file_and_refuses_one_that_changed(store, home, tmp_path):
+    data = b"date,id\n2019-01-01,a\n"
+    path = tmp_path / "city.csv"
+    path.write_bytes(data)
+    accepted = accepted_frame(["a"], "crime", CHICAGO)
+    summary = store.add_upload("city.csv", path, "crime", accepted, NO_REJECTS, 1, {},
+                               checksum=hashlib.sha256(data).hexdigest())
+    assert summary.accepted == 1
+    kept = home / "uploads" / f"{summary.upload_id}-city.csv"
+    assert kept.read_bytes() == data
+    # the same bytes again, by path: already loaded, nothing added
+    again = store.add_upload("city.csv", path, "crime", accepted, NO_REJECTS, 1, {},
+                             checksum=hashlib.sha256(data).hexdigest())
+    assert again.already_loaded and again.accepted == 0
+    # the file was rewritten after it was parsed: refused, nothing stored or kept
+    before = (store.incident_counts(), store.list_uploads().to_dict("list"),
+              sorted(p.name for p in (home / "uploads").iterdir()))
+    parsed = b"date,id\n2019-01-02,b\n"
+    path.write_bytes(b"date,id\n2019-01-02,c\n")
+    with pytest.raises(FileUnusable, match="city.csv: the file changed while it was being loaded"):
+        store.add_upload("city.csv", path, "crime", accepted_frame(["b"], "crime", CHICAGO),
+                         NO_REJECTS, 1, {}, checksum=hashlib.sha256(parsed).hexdigest())
+    assert (store.incident_counts(), store.list_uploads().to_dict("list"),
+            sorted(p.name for p in (home / "uploads").iterdir())) == before
 
 
 def test_remove_upload_takes_its_incidents_and_rejected_rows(store, home):
@@ -522,3 +549,33 @@ def test_places_are_read_in_batches(store, monkeypatch):
     assert sorted(places["latitude"].round(3)) == pytest.approx([41.85, 41.852, 41.853])
     empty = store.incident_places("traffic")
     assert empty.empty and list(empty.columns) == ["latitude", "longitude", "place"]
+
+
+def test_incidents_per_day_counts_in_the_database_what_the_rows_give(store):
+    from safety_models.presentation import tables
+
+    # 30 incidents 13 hours apart over 17 days, then 3 of the same day in another upload
+    accepted = accepted_frame([f"k{i}" for i in range(30)])
+    accepted["occurred_at"] = pd.date_range("2019-01-30 20:00", periods=30, freq="13h")
+    store.add_upload("a.csv", b"a", "crime", accepted, NO_REJECTS, 30, {})
+    store.add_upload("b.csv", b"b", "crime", accepted_frame(["x", "y", "z"], start="2019-02-03 01:00"),
+                     NO_REJECTS, 3, {})
+    add(store, ["other"], data=b"c", category="traffic")
+    daily = store.incidents_per_day("crime")
+    assert list(daily.columns) == ["occurred_at", "subtype", "incidents"]
+    assert daily["incidents"].sum() == 33 and str(daily["occurred_at"].dtype) == "datetime64[ns]"
+    assert (daily["occurred_at"] == daily["occurred_at"].dt.normalize()).all()
+    feb3 = daily[daily["occurred_at"] == pd.Timestamp("2019-02-03")]
+    rows = store.incidents("crime")
+    on_feb3 = rows[rows["occurred_at"].dt.normalize() == pd.Timestamp("2019-02-03")]
+    assert feb3.groupby("subtype")["incidents"].sum().to_dict() == \
+        on_feb3["subtype"].value_counts().to_dict()
+    for freq in ("D", "W", "M"):
+        for by_subtype in (False, True):
+            expected = tables.incidents_per_period(rows, freq, by_subtype=by_subtype)
+            got = tables.incidents_per_period(daily, freq, by_subtype=by_subtype)
+            sort = ["period", "subtype"] if by_subtype else ["period"]
+            pd.testing.assert_frame_equal(got.sort_values(sort).reset_index(drop=True),
+                                          expected.sort_values(sort).reset_index(drop=True),
+                                          check_dtype=False)
+    assert store.incidents_per_day("health").empty

@@ -7,6 +7,7 @@ frozen stages cached (the path where DDP must wrap decode, not forward).
 """
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -176,3 +177,46 @@ def test_torchrun_train_saves_one_model(tmp_path):
     assert printed[0]["model_id"] in [m["model_id"] for m in after]
     new_jobs = [j for j in jobs() if j["job_id"] not in {b["job_id"] for b in jobs_before}]
     assert len(new_jobs) == 1 and new_jobs[0]["status"] == "succeeded"
+
+
+def _cancel_rank_main(rank: int, world_size: int, port: int, out_dir: str) -> None:
+    """One rank of a fit cancelled from rank 0: only rank 0 has should_stop (as only rank 0
+    runs the job and polls its cancel flag); it says stop at its 2nd check."""
+    from safety_models.modeling.training import Cancelled
+
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
+                      MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    checks, steps = [], []
+    should_stop = (lambda: checks.append(1) or len(checks) >= 2) if rank == 0 else None
+    outcome = "finished"
+    with distributed.process_group(distributed.from_environment(), torch.device("cpu")):
+        counts, starts, mask = _city()
+        try:
+            fit(counts, starts, mask, _cfg("scratch"), should_stop=should_stop,
+                on_progress=lambda d: steps.append(d["batch"]) if d.get("stage") == "train" else None)
+        except Cancelled:
+            outcome = "cancelled"
+    torch.save({"outcome": outcome, "steps": len(steps)}, os.path.join(out_dir, f"cancel{rank}.pt"))
+
+
+def test_a_cancel_on_rank_0_stops_every_rank_at_the_same_step(tmp_path):
+    """Cancel reaches the ranks that do not poll the job: both stop after step 2 of 6 (before,
+    rank 1 went on alone and waited in its next all-reduce until torch's timeout)."""
+    before = torch.get_num_threads()
+    context = torch.multiprocessing.spawn(_cancel_rank_main, nprocs=2, join=False,
+                                          args=(2, distributed.free_port(), str(tmp_path)))
+    try:
+        # a rank left waiting would hang until torch's 30-minute timeout: fail sooner
+        # (join returns False while a process is left, each time one ends)
+        deadline = time.monotonic() + 300
+        while not context.join(timeout=max(1.0, deadline - time.monotonic())):
+            if time.monotonic() > deadline:
+                pytest.fail("a rank was still running 300 s after the cancel")
+    finally:
+        for process in context.processes:
+            if process.is_alive():
+                process.kill()
+        torch.set_num_threads(before)
+    ranks = [torch.load(tmp_path / f"cancel{r}.pt", weights_only=True) for r in range(2)]
+    assert ranks == [{"outcome": "cancelled", "steps": 2}] * 2
