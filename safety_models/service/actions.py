@@ -12,6 +12,7 @@ Sign-in and sign-out live here too, since they are audited the same way.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -172,13 +173,14 @@ def start_training(store: Store, actor: Actor, config: Mapping[str, Any],
     (queue.QueueSettings.queues: SAFETY_MODELS_WORKERS=queue on PostgreSQL). Its
     train.start row is written once the job has an id and before its process or worker runs
     it, so the job's own train.end row (written in the starter's name) always follows it."""
-    from safety_models.service import jobs, queue
+    from safety_models.service import jobs
 
     if via_queue is None:
-        via_queue = queue.QueueSettings.from_env().queues(store)
-    begin = jobs.queue_job if via_queue else jobs.start_job
+        begin = functools.partial(jobs.begin_job, store)   # as the home is configured
+    else:
+        begin = functools.partial(jobs.queue_job if via_queue else jobs.start_job, store)
     return _audited_job(store, actor, kind, config, background=True,
-                        run=lambda cfg, started: begin(store, kind, cfg, on_created=started))
+                        run=lambda cfg, started: begin(kind, cfg, on_created=started))
 
 
 def run_training(store: Store, actor: Actor, kind: str, config: Mapping[str, Any],

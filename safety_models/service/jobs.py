@@ -391,6 +391,21 @@ def queue_job(store: Store, kind: str, config: dict,
     return job_id
 
 
+def begin_job(store: Store, kind: str, config: dict,
+              on_created: Callable[[int], None] | None = None,
+              settings: queue.QueueSettings | None = None) -> int:
+    """Start a background job as this home is configured: queued for a worker (queue_job)
+    when SAFETY_MODELS_WORKERS=queue on PostgreSQL (QueueSettings.queues), else a process on
+    this machine (start_job). The retrain button, the first start's bootstrap and the first
+    models after an upload all go through here, so with workers none of them trains on the
+    dashboard's machine. Returns the job id at once; UserError as start_job/queue_job."""
+    settings = settings or queue.QueueSettings.from_env()
+    begin = queue_job if settings.queues(store) else start_job
+    if on_created is None:
+        return begin(store, kind, config)
+    return begin(store, kind, config, on_created=on_created)
+
+
 def workers_alive(store: Store, settings: queue.QueueSettings | None = None) -> int | None:
     """How many workers are up (a heartbeat within the timeout); None on SQLite (no
     workers there)."""

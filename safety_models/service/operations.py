@@ -36,7 +36,8 @@ def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> di
     """Once per home: on an empty store load the demo data, with one background bootstrap
     job that makes every category's first models (their maps within the first minute).
 
-    The job is started first, told to wait while the demo loads (its config "await_meta"):
+    The job is started first (queued for a worker when SAFETY_MODELS_WORKERS=queue on
+    PostgreSQL, as every background job: jobs.begin_job), told to wait while the demo loads (its config "await_meta"):
     its own start (importing torch) then overlaps the loading instead of following it. A home
     that has data but models missing gets the job too. Records that it ran (meta
     ``first_start``, "loading" meanwhile), so removing the demo data later does not bring it
@@ -53,7 +54,7 @@ def first_start(store: Any, load_demo: Callable[[Any], Any] | None = None) -> di
     try:
         if (empty or categories_without_model(store)) and jobs.active_job(store) is None:
             try:
-                job_id = jobs.start_job(store, "bootstrap",
+                job_id = jobs.begin_job(store, "bootstrap",
                                         {"await_meta": [FIRST_START_KEY, FIRST_START_LOADING]})
             except UserError:
                 job_id = None  # another session started one a moment ago
@@ -73,7 +74,7 @@ def _start_bootstrap(store: Any) -> int | None:
     """Start the bootstrap job; None when another job runs (then it is remembered, see
     MODELS_WANTED_KEY)."""
     try:
-        job_id = jobs.start_job(store, "bootstrap", {})
+        job_id = jobs.begin_job(store, "bootstrap", {})
     except UserError:
         store.set_meta(MODELS_WANTED_KEY, pd.Timestamp.now().isoformat())
         return None

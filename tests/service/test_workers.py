@@ -144,6 +144,31 @@ def test_train_queue_prints_the_job_id_and_a_waiting_job_cancels_at_once(pg_stor
         assert not queue.cancel_waiting(conn, job["queue_job_id"])
 
 
+def test_with_workers_the_first_start_and_an_upload_queue_their_bootstrap(pg_store, monkeypatch):
+    """SAFETY_MODELS_WORKERS=queue: the first start's bootstrap and the first models after an
+    upload go to the queue like the retrain button's jobs (no training process on the
+    dashboard's machine)."""
+    from conftest import synthetic_incidents_csv
+    from safety_models.data import ingest
+    from safety_models.service import operations
+
+    monkeypatch.setenv(queue.WORKERS_ENV, "queue")
+    monkeypatch.setattr(jobs, "start_job", lambda *a, **k: pytest.fail("started a local process"))
+    first = operations.first_start(pg_store, load_demo=lambda store: None)
+    job = jobs.get_job(pg_store, first["job_id"])
+    assert (job["kind"], job["status"], job["pid"]) == ("bootstrap", "queued", None)
+    assert job["queue_job_id"] is not None
+    with pg_store.engine.connect() as conn:
+        assert queue.state(conn, job["queue_job_id"]) == "todo"
+    jobs.cancel_job(pg_store, first["job_id"])
+    assert jobs.get_job(pg_store, first["job_id"])["status"] == "cancelled"
+    ingest.ingest_bytes(pg_store, synthetic_incidents_csv("crime", n=300), "crime.csv", "crime")
+    after = operations.after_upload(pg_store, "crime")
+    job = jobs.get_job(pg_store, after["job_id"])
+    assert (job["kind"], job["status"], job["pid"]) == ("bootstrap", "queued", None)
+    assert job["queue_job_id"] is not None
+
+
 def test_a_worker_claims_a_job_only_once(pg_store, monkeypatch):
     """The row's own guard, beside the queue's lock: a job that is running already (or has
     ended) is not run again by a second claim."""
