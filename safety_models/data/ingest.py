@@ -1,8 +1,9 @@
 """File -> accepted incidents + rejected rows with reasons -> store. No database code here.
 
-`read_incident_file` = `reading.read_rows` + `columns.detect_mapping` + `parse_incidents`;
-`ingest_bytes` / `ingest_path` hand the result to `store.add_upload`, which deduplicates and
-keeps the original file. Every row of the file is accepted or rejected: a rejected row keeps
+`read_incident_file` = `reading.read_rows` + `parse_rows` (`columns.detect_mapping` +
+`parse_incidents`); `ingest_bytes` / `ingest_path` hand the result to `store.add_upload`,
+which deduplicates and keeps the original file (ingest_path lets go of the file's bytes
+once they are rows, and the store copies the file from disk, checking it is unchanged). Every row of the file is accepted or rejected: a rejected row keeps
 the file's own columns plus `row_number` (lines below the header: the 1-based data row when
 no value holds a line break) and one `reason` (the first that applies, in the order of
 REJECT_REASONS). Accepted incidents have INCIDENT_COLUMNS, plus `place` (block/street/address

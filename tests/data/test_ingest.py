@@ -583,3 +583,39 @@ def test_a_file_whose_every_line_is_unreadable_is_refused_saying_why():
     with pytest.raises(FileUnusable, match="none of its 2 rows could be split into the 3 columns") as err:
         read_incident_file(data, "quotes.csv", "crime")
     assert "unbalanced quote" in str(err.value) and "quotes.csv" in str(err.value)
+
+
+@pytest.mark.parametrize("data", [
+    b"\xef\xbb\xbf\n \n\xc2\xa0\nid,date,place\r\n1,2020-01-01,\xc3\x89glise  St\r\n2,2020-01-02,x\r\n",
+    b"id;date\r1;2020-01-01\r2;\"2020-01-02\"\r",
+    b"id,date,note\n1,2020-01-01,\"two\nlines\"\n2,2020-01-02,\n\n3,2020-01-03,\"open\n",
+    b"id,date\n\xc2\xa0\n",          # only a no-break space below the header
+    b"id,date",                       # a header alone
+])
+def test_utf8_files_are_read_in_place_exactly_as_through_their_text(data, monkeypatch):
+    """A UTF-8 file is read where its bytes lie (no text of the whole file): the same rows,
+    row numbers, unreadable lines and refusals as the decode-everything path gives."""
+    from safety_models.data import reading
+
+    def outcome():
+        try:
+            rows = reading.read_rows(data, "f.csv")
+        except FileUnusable as err:
+            return str(err)
+        return (rows.frame.to_dict("list"), rows.row_numbers.tolist(), rows.unreadable,
+                rows.frame.attrs)
+
+    assert reading._split_utf8(data, "f.csv") is not None
+    in_place = outcome()
+    monkeypatch.setattr(reading, "_split_utf8", lambda data, file_name: None)
+    assert in_place == outcome()
+
+
+def test_a_place_has_its_whitespace_collapsed_as_python_would():
+    from safety_models.data.ingest import clean_place
+
+    spaces = "".join(chr(i) for i in range(0x3001) if chr(i).isspace())
+    values = pd.Series([f"{spaces}100 N{spaces}STATE\u00a0ST ", "  ", "NA", "a\u2028b"], dtype="str")
+    expected = [" ".join(v.split()) for v in values]
+    expected = [v if v not in ("", "NA") else "" for v in expected]
+    assert list(clean_place(values)) == expected == ["100 N STATE ST", "", "", "a b"]

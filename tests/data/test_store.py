@@ -579,3 +579,12 @@ def test_incidents_per_day_counts_in_the_database_what_the_rows_give(store):
                                           expected.sort_values(sort).reset_index(drop=True),
                                           check_dtype=False)
     assert store.incidents_per_day("health").empty
+
+
+def test_insert_order_keeps_each_keys_first_row_by_time_ties_in_file_order():
+    new = pd.DataFrame({"source_key": pd.array(["a", "b", "a", "c"], dtype="str"),
+                        "occurred_at": pd.to_datetime(["2020-01-03", "2020-01-01",
+                                                       "2020-01-01", "2020-01-01"])})
+    # the second "a" is a duplicate even though it is earlier; b and c tie: file order
+    assert store_module.insert_order(new).tolist() == [1, 3, 0]
+    assert store_module.insert_order(new.iloc[:0]).tolist() == []
