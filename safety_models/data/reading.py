@@ -168,10 +168,9 @@ def _split_utf8(data: bytes, file_name: str) -> tuple[str, memoryview, str, str]
     head = head.lstrip("\ufeff")
     _refuse_binary(data[:SAMPLE_BYTES], head[:SAMPLE_BYTES], file_name)
     header_line, rest = _split_header(head)
-    whole = consumed == len(data)
-    # The header's line end must lie inside the head, with a character after it (a "\r"
-    # at the head's very end may be half of a "\r\n").
-    if not whole and len(header_line) + 2 >= len(head):
+    # The header's line end must lie inside the head with a character after it (a "\r" at
+    # the head's very end may be half of a "\r\n"), unless the head is the whole file.
+    if not rest and consumed < len(data):
         return None
     offset = consumed - len(rest.encode("utf-8"))
     return header_line, memoryview(data)[offset:], head[:SAMPLE_BYTES], "utf-8"

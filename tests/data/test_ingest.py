@@ -619,3 +619,15 @@ def test_a_place_has_its_whitespace_collapsed_as_python_would():
     expected = [" ".join(v.split()) for v in values]
     expected = [v if v not in ("", "NA") else "" for v in expected]
     assert list(clean_place(values)) == expected == ["100 N STATE ST", "", "", "a b"]
+
+
+def test_a_header_line_at_the_edge_of_the_decoded_head_reads_as_through_text(monkeypatch):
+    """The in-place reader decodes only the file's head to find the header line: a CRLF cut
+    at the head's edge, or a header longer than the head, fall back to the text path."""
+    from safety_models.data import reading
+
+    monkeypatch.setattr(reading, "HEAD_BYTES", 12)
+    for data in (b"id,datetime\r\n1,2020-01-01\r\n", b"id,datetim\r\n1,2020-01-01\r\n",
+                 b"identifier,date\n1,2020-01-01\n"):
+        rows = reading.read_rows(data, "f.csv")
+        assert rows.frame.iloc[:, 1].tolist() == ["2020-01-01"] and rows.row_numbers.tolist() == [1]
