@@ -1,7 +1,7 @@
 """A dashboard session without a browser: Streamlit's own websocket (`/_stcore/stream`) and
 its protobufs (BackMsg out, ForwardMsg in), as the browser's frontend speaks them.
 
-Used by bench_load.py (`--client websocket`) so that twenty sessions cost the machine what the
+Used by benchmarks/bench_load.py (`--client websocket`) and tests/test_serving.py so that twenty sessions cost the machine what the
 server does for them, not what twenty chromium renderers cost: a session here is one
 connection and a parser of the server's messages. What it reproduces of the frontend:
 
@@ -54,6 +54,8 @@ class Session:
             + "/" + STREAM_PATH
         self.timeout_s = timeout_s
         self.pages: dict[str, str] = {}        # url_pathname -> page_script_hash
+        # Every navigation the server sent: (Navigation.position, [url_pathname, ...]).
+        self.navigations: list[tuple[int, list[str]]] = []
         self.page_script_hash = ""
         self._ws = None
 
@@ -120,6 +122,7 @@ class Session:
             elif kind == "navigation":
                 self.pages = {p.url_pathname: p.page_script_hash
                               for p in msg.navigation.app_pages}
+                self.navigations.append((msg.navigation.position, list(self.pages)))
                 self.page_script_hash = msg.navigation.page_script_hash
             elif kind == "page_not_found":
                 run.page_not_found = True
