@@ -3,8 +3,12 @@
 Caching lives here and nowhere else:
 * `st.cache_resource` holds one Store per database URL (per process);
 * `st.cache_data` holds query results and predictions, keyed by what makes them change:
-  the database, the model id, the window and a cheap "data stamp" (uploads and counts), so a
-  new upload or a new model shows at once, and nothing is recomputed otherwise.
+  the database, the model id, the window and a cheap "data stamp" (Store.data_version) or
+  models version, so a new upload or a new model shows at once (within STAMP_TTL_S when
+  another process made it: the stamps are read once a second for every session), and
+  nothing is recomputed otherwise;
+* `built_once` keeps what a page draws from data its key names completely (the map's deck
+  and its JSON, legends, hotspot tables), once for every session, read-only.
 
 What the pages show is built by `safety_models.presentation` (text, tables, charts, map
 layers); this module only turns it into Streamlit elements. The page scripts import it as
