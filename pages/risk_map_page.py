@@ -144,9 +144,11 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
     st.markdown(heading)
     map_column, side_column = st.columns([2.5, 1.1], gap="medium")
     with map_column:
-        st.pydeck_chart(ui.built_once(("map-deck", *shows), deck), key=f"risk_map_{category}", on_select="rerun",
-                        selection_mode="single-object", height=maplayers.MAP_HEIGHT_PX,
+        st.pydeck_chart(ui.built_once(("map-deck", *shows), deck), key=f"risk_map_{category}",
+                        on_select="rerun", selection_mode="single-object",
+                        height=maplayers.MAP_HEIGHT_PX,
                         alt=f"Risk map of {category_label(category).lower()} by grid cell")
+
         def legend() -> str:
             items = (maplayers.probability_legend(scale_max) if colour_by == "probability"
                      else maplayers.risk_level_legend(prediction["risk_level"]))

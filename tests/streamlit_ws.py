@@ -1,9 +1,9 @@
 """A dashboard session without a browser: Streamlit's own websocket (`/_stcore/stream`) and
 its protobufs (BackMsg out, ForwardMsg in), as the browser's frontend speaks them.
 
-Used by benchmarks/bench_load.py (`--client websocket`) and tests/test_serving.py so that twenty sessions cost the machine what the
-server does for them, not what twenty chromium renderers cost: a session here is one
-connection and a parser of the server's messages. What it reproduces of the frontend:
+Used by tests/test_serving.py and by benchmarks/bench_load.py (`--client websocket`), so that
+twenty sessions cost the machine what the server does for them, not what twenty chromium
+renderers cost: a session here is one connection and a parser of the server's messages. What it reproduces of the frontend:
 
 - connect with the subprotocol "streamlit" (the frontend's own; without XSRF tokens, which
   the server checks only for the auth cookies of a city sign-in);
