@@ -3,8 +3,12 @@
 Caching lives here and nowhere else:
 * `st.cache_resource` holds one Store per database URL (per process);
 * `st.cache_data` holds query results and predictions, keyed by what makes them change:
-  the database, the model id, the window and a cheap "data stamp" (uploads and counts), so a
-  new upload or a new model shows at once, and nothing is recomputed otherwise.
+  the database, the model id, the window and a cheap "data stamp" (Store.data_version) or
+  models version, so a new upload or a new model shows at once (within STAMP_TTL_S when
+  another process made it: the stamps are read once a second for every session), and
+  nothing is recomputed otherwise;
+* `built_once` keeps what a page draws from data its key names completely (the map's deck
+  and its JSON, legends, hotspot tables), once for every session, read-only.
 
 What the pages show is built by `safety_models.presentation` (text, tables, charts, map
 layers); this module only turns it into Streamlit elements. The page scripts import it as
@@ -17,9 +21,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import importlib
+import itertools
 import threading
 import time
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 import pandas as pd
 import streamlit as st
@@ -37,6 +42,14 @@ CATEGORY_ICONS: dict[str, str] = {
     "health": ":material/health_and_safety:",
 }
 DATETIME_FORMAT = "D MMM YYYY, HH:mm"   # Streamlit's (moment.js) format for datetime columns
+# The stamps that key the caches (the data's, the models') are read at most once per this many
+# seconds for all sessions together: with twenty sessions, reading them on every visit (and
+# several times per page) was most of a page's database time. A change made on this server
+# clears them at once; one made by another process (an upload or a model from the command
+# line, a job) shows within this many seconds.
+STAMP_TTL_S = 1.0
+BOUNDARY_TTL_S = 60    # district outlines from another process show within a minute
+T = TypeVar("T")
 
 
 # ------------------------------------------------------------------------------ the store
@@ -53,13 +66,27 @@ def get_store() -> Store:
     return _store_for(paths.db_url())
 
 
+@st.cache_resource(show_spinner=False, ttl=STAMP_TTL_S)
+def _data_stamp(db_url: str) -> str:
+    return _store_for(db_url).data_version()
+
+
 def data_stamp() -> str:
-    """Changes whenever incidents are added or removed: keys the cached queries."""
-    store = get_store()
-    uploads = store.list_uploads()
-    last = int(uploads["upload_id"].max()) if len(uploads) else 0
-    counts = store.incident_counts()
-    return f"{last}:{len(uploads)}:" + ",".join(f"{k}={v}" for k, v in sorted(counts.items()))
+    """Changes whenever incidents are added or removed: keys the cached queries (one small
+    query of the uploads table, shared by every session for STAMP_TTL_S)."""
+    return _data_stamp(paths.db_url())
+
+
+@st.cache_resource(show_spinner=False, max_entries=256, ttl=600)
+def _built(key: tuple, _build: Callable[[], Any]) -> Any:
+    return _build()
+
+
+def built_once(key: tuple, build: Callable[[], T]) -> T:
+    """build() once for every session while key holds (and at most ten minutes): for what a
+    page draws from data that the key names completely (a map's deck, hotspot tables, a
+    legend). The result is shared, so it must be read-only."""
+    return _built(key, build)
 
 
 # ------------------------------------------------------------------------------ errors
@@ -129,10 +156,29 @@ def uploads(db_url: str, stamp: str) -> pd.DataFrame:
     return _store_for(db_url).list_uploads()
 
 
-@st.cache_data(show_spinner=False, max_entries=8, ttl=60)
+_boundary_reads = itertools.count(1)
+
+
+# cache_resource: one read-only GeoJSON for every session (cache_data would unpickle a copy
+# of every outline on each visit); the read's number tells built_once when it changed.
+@st.cache_resource(show_spinner=False, max_entries=8, ttl=BOUNDARY_TTL_S)
+def _boundary(db_url: str, category: str) -> tuple[int, dict | None]:
+    return next(_boundary_reads), _store_for(db_url).boundary(category)
+
+
 def boundary(db_url: str, category: str) -> dict | None:
-    """District outlines for a category (or for every category); cleared when saved here."""
-    return _store_for(db_url).boundary(category)
+    """District outlines for a category (or for every category), read-only; renewed when
+    saved here (clear_boundary) and within BOUNDARY_TTL_S of a change made elsewhere."""
+    return _boundary(db_url, category)[1]
+
+
+def boundary_version(db_url: str, category: str) -> int:
+    """Changes whenever boundary() may have: a key part for what is built from outlines."""
+    return _boundary(db_url, category)[0]
+
+
+def clear_boundary() -> None:
+    _boundary.clear()
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -157,11 +203,18 @@ def _forecasts_for(db_url: str, category: str, model_id: str, version: str):
 
 def forecasts(category: str, model_id: str):
     """The forecasts the map and the Overview show: next window, past windows, places."""
+    url = paths.db_url()
+    return _forecasts_for(url, category, model_id, _forecasts_version(url, category,
+                                                                      data_stamp()))
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def _forecasts_version(db_url: str, category: str, stamp: str) -> str:
+    """The category's data version (service.forecasts.version_of) for a data stamp: the
+    uploads' listing is read once per stamp, not unpickled on every visit."""
     from safety_models.service import forecasts as service
 
-    url = paths.db_url()
-    version = service.version_of(uploads(url, data_stamp()), category)
-    return _forecasts_for(url, category, model_id, version)
+    return service.version_of(uploads(db_url, stamp), category)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -205,7 +258,7 @@ def forecaster_status(category: str, model_id: str, forecaster: str, activated_a
     def line() -> None:
         store = get_store()
         if active_model_id(category) != model_id:
-            models.clear()
+            models_changed()
             st.rerun(scope="app")
         job = jobs.active_job(store, category)
         # The first models' job promotes the network only where it beats the starting forecast.
@@ -267,15 +320,37 @@ def models(db_url: str, category: str | None, version: str) -> pd.DataFrame:
     return registry.list_models(_store_for(db_url), category)
 
 
-def models_version() -> str:
-    """Changes when a model is saved, promoted or rolled back."""
+@st.cache_resource(show_spinner=False, ttl=STAMP_TTL_S)
+def _models_version(db_url: str) -> str:
     from safety_models.modeling import registry
 
-    df = registry.list_models(get_store(), None)
+    df = registry.list_models(_store_for(db_url), None)
     if df.empty:
         return "0"
     active = ",".join(sorted(df.loc[df["status"] == "active", "model_id"].astype(str)))
     return f"{len(df)}:{df['created_at'].max()}:{active}:{df['activated_at'].max()}"
+
+
+def models_version() -> str:
+    """Changes when a model is saved, promoted or rolled back (read once per STAMP_TTL_S for
+    every session; models_changed() renews it at once)."""
+    return _models_version(paths.db_url())
+
+
+def models_changed() -> None:
+    """After this session saved, promoted or rolled back a model (or saw a job end)."""
+    _models_version.clear()
+    models.clear()
+
+
+@st.cache_data(show_spinner=False, max_entries=4, ttl=2)
+def attention_items(db_url: str, models_version: str, data_stamp: str) -> list[dict]:
+    """operations.attention_items, shared by every session for two seconds (the Overview's
+    jobs part refreshes every two seconds while a job runs): a dozen queries otherwise ran on
+    every visit of every session."""
+    from safety_models.service import operations
+
+    return operations.attention_items(_store_for(db_url))
 
 
 def list_models(category: str | None) -> pd.DataFrame:
@@ -349,8 +424,8 @@ def model_description(db_url: str, model_id: str) -> str:
 def clear_data_caches() -> None:
     """After an upload or removal: everything keyed by the data stamp renews by itself; the
     explicit clear frees the memory of the old entries at once."""
-    for fn in (incident_counts, time_range, incidents, per_period, uploads, prediction,
-               cell_history, boundary):
+    for fn in (_data_stamp, incident_counts, time_range, incidents, per_period, uploads,
+               prediction, cell_history, _boundary):
         fn.clear()
 
 
@@ -472,7 +547,7 @@ def wait_for_model(category: str) -> None:
 
     store = get_store()
     if registry.active_model_id(store, category) is not None:
-        models.clear()
+        models_changed()
         st.rerun(scope="app")
     job = jobs.active_job(store, category)
     name = text.category_label(category).lower()

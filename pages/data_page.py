@@ -230,7 +230,7 @@ with outlines_tab:
             else:
                 with ui.shown_errors("saving the outlines"):
                     actions.set_boundary(store, auth.actor(), scope, geojson, outline_file.name)
-                    ui.boundary.clear()
+                    ui.clear_boundary()
                     st.success(f"Saved the outlines of {outline_file.name}.")
 
 # ---------------------------------------------------------------------------- charts

@@ -48,7 +48,7 @@ def job_progress(job_id: int) -> None:
     in every session); when the job ends, the whole page reruns to show the result."""
     job = jobs.get_job(store, job_id)
     if job["status"] not in jobs.ACTIVE_STATUSES:
-        ui.models.clear()
+        ui.models_changed()
         st.rerun(scope="app")
     with st.container(border=True):
         top, button = st.columns([5, 1], vertical_alignment="center")
@@ -173,7 +173,7 @@ else:
                          disabled=not auth.allowed("promote"), help=ADMIN_ONLY):
                 with ui.shown_errors("promoting the model"):
                     actions.promote(store, auth.actor(), candidate)
-                    ui.models.clear()
+                    ui.models_changed()
                     ui.prediction.clear()
                     with st.spinner("Preparing its maps…"):
                         ui.forecasts(category, candidate)
@@ -186,7 +186,7 @@ else:
                      disabled=active_id is None or not auth.allowed("rollback"), help=ADMIN_ONLY):
             with ui.shown_errors("rolling back"):
                 previous = actions.rollback(store, auth.actor(), category)
-                ui.models.clear()
+                ui.models_changed()
                 with st.spinner("Preparing its maps…"):
                     ui.forecasts(category, previous)
                 st.toast(f"{previous} is the {category} model in use again.")

@@ -24,12 +24,12 @@ uploads = ui.uploads(url, stamp)
 def jobs_and_attention(models_then: str) -> None:
     """Refreshes by itself: running jobs with their progress, and what needs attention; the
     whole page once a job has made or promoted a model (a category's map and scores)."""
-    from safety_models.service import jobs, operations
+    from safety_models.service import jobs
 
     if ui.models_version() != models_then:
         st.rerun(scope="app")
     with ui.shown_errors("reading the state of jobs and models"):
-        items = operations.attention_items(store)
+        items = ui.attention_items(url, models_then, ui.data_stamp())
         running = [j for j in jobs.list_jobs(store, limit=20)
                    if j["status"] in jobs.ACTIVE_STATUSES]
         if not items and not running:
@@ -97,9 +97,11 @@ for column, category in zip(columns, CATEGORIES):
             start = pd.Timestamp(prediction["window_start"].iloc[0])
             end = pd.Timestamp(prediction["window_end"].iloc[0])
             st.markdown(f"**Top 5 hotspots**, {when(start)} – {when(end)}")
-            top = tables.top_hotspots(prediction, 5, ui.boundary(url, category),
-                                      forecasts.places)
-            st.markdown(tables.hotspots_markdown(tables.hotspots_shown(top)))
+            st.markdown(ui.built_once(
+                ("overview-hotspots", category, model_id, str(start), stamp,
+                 ui.boundary_version(url, category)),
+                lambda: tables.hotspots_markdown(tables.hotspots_shown(tables.top_hotspots(
+                    prediction, 5, ui.boundary(url, category), forecasts.places)))))
             if st.button("Open the risk map", key=f"open_map_{category}", icon=":material/map:",
                          on_click=ui.remember_category, args=("map_category", category)):
                 st.switch_page("pages/risk_map_page.py")

@@ -47,7 +47,9 @@ if horizon is None:
     ui.forecaster_status(category, model_id, bundle.forecaster, info.get("activated_at"),
                          bundle.blend)
 else:
-    st.caption(text.horizon_line(unit, shown_id, shown_info.get("created_at")))
+    st.caption(text.horizon_line(unit, bundle.forecaster, shown_id,
+                                 shown_info.get("activated_at") or shown_info.get("created_at"),
+                                 blend=bundle.blend))
 
 span = ui.time_range(url, category, stamp)
 controls = st.columns([1.9, 1.3, 1.3, 0.9, 1.1], vertical_alignment="bottom")
@@ -101,24 +103,39 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
     window_start = pd.Timestamp(prediction["window_start"].iloc[0])
     window_end = pd.Timestamp(prediction["window_end"].iloc[0])
     selected_cell = maplayers.selected_cell_id(st.session_state.get(f"risk_map_{category}"))
-    records = ui.cell_records(prediction, grid, scale_max, colour_by, selected_cell,
-                              bundle.places, streets.shown)
-    # Cells first, the outlines and names over them, incidents on top.
-    layers = [maplayers.cells_layer_spec(records, extruded=show_3d)]
-    if districts:
-        layers.append(maplayers.boundary_layer_spec(districts))
-        layers.append(maplayers.labels_layer_spec(maplayers.district_label_records(districts)))
-    points = None
-    if looking_back:
-        points = ui.incidents(url, category, window_start, window_end, stamp)
-    elif show_incidents:
-        points = ui.incidents(url, category, window_start - pd.Timedelta(days=30),
-                              window_start, stamp).tail(20_000)
-    if points is not None:
-        layers.append(maplayers.incidents_layer_spec(maplayers.incident_records(points)))
-    selected = maplayers.selected_layer_spec(records)
-    if selected is not None:
-        layers.append(selected)
+    with_points = looking_back or show_incidents
+
+    def deck():
+        """The map's deck, built once per what it shows for every session (its JSON too:
+        a city's cells are a megabyte of it), never per visit."""
+        records = ui.cell_records(prediction, grid, scale_max, colour_by, selected_cell,
+                                  bundle.places, streets.shown)
+        # Cells first, the outlines and names over them, incidents on top.
+        layers = [maplayers.cells_layer_spec(records, extruded=show_3d)]
+        if districts:
+            layers.append(maplayers.boundary_layer_spec(districts))
+            layers.append(maplayers.labels_layer_spec(
+                maplayers.district_label_records(districts)))
+        if looking_back:
+            points = ui.incidents(url, category, window_start, window_end, stamp)
+        elif show_incidents:
+            points = ui.incidents(url, category, window_start - pd.Timedelta(days=30),
+                                  window_start, stamp).tail(20_000)
+        if with_points:
+            layers.append(maplayers.incidents_layer_spec(maplayers.incident_records(points)))
+        selected = maplayers.selected_layer_spec(records)
+        if selected is not None:
+            layers.append(selected)
+        return maplayers.build_deck(
+            layers, view, basemap=streets,
+            tooltip_html=maplayers.LOOKBACK_TOOLTIP_HTML if looking_back
+            else maplayers.TOOLTIP_HTML)
+
+    # Everything the deck is made of: the prediction (model, window, data), the controls,
+    # the outlines' read and the street map.
+    shows = (category, shown_id, str(window_start), len(prediction), stamp, looking_back,
+             colour_by, show_3d, selected_cell, scale_max, with_points,
+             ui.boundary_version(url, category), streets.shown, streets.style_url)
 
     heading = (f"**{category_label(category)}**, {unit} from **{when(window_start)}** to "
                f"**{when(window_end)}**")
@@ -127,24 +144,26 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
     st.markdown(heading)
     map_column, side_column = st.columns([2.5, 1.1], gap="medium")
     with map_column:
-        deck = maplayers.build_deck(
-            layers, view, basemap=streets,
-            tooltip_html=maplayers.LOOKBACK_TOOLTIP_HTML if looking_back
-            else maplayers.TOOLTIP_HTML)
-        st.pydeck_chart(deck, key=f"risk_map_{category}", on_select="rerun",
-                        selection_mode="single-object", height=maplayers.MAP_HEIGHT_PX,
+        st.pydeck_chart(ui.built_once(("map-deck", *shows), deck), key=f"risk_map_{category}",
+                        on_select="rerun", selection_mode="single-object",
+                        height=maplayers.MAP_HEIGHT_PX,
                         alt=f"Risk map of {category_label(category).lower()} by grid cell")
-        legend = (maplayers.probability_legend(scale_max) if colour_by == "probability"
-                  else maplayers.risk_level_legend(prediction["risk_level"]))
-        note = maplayers.quiet_note(scale_max) if colour_by == "probability" else ""
-        if streets.attribution:
-            note = f"{note} {streets.attribution}.".strip()
-        st.html(maplayers.legend_html(
-            f"Chance of at least one incident in the {unit}" if colour_by == "probability"
-            else "Risk level",
-            legend, outlines=bool(districts), incidents=points is not None,
-            incidents_label="incident that happened" if looking_back else "recorded incident",
-            note=note))
+
+        def legend() -> str:
+            items = (maplayers.probability_legend(scale_max) if colour_by == "probability"
+                     else maplayers.risk_level_legend(prediction["risk_level"]))
+            note = maplayers.quiet_note(scale_max) if colour_by == "probability" else ""
+            if streets.attribution:
+                note = f"{note} {streets.attribution}.".strip()
+            return maplayers.legend_html(
+                f"Chance of at least one incident in the {unit}" if colour_by == "probability"
+                else "Risk level",
+                items, outlines=bool(districts), incidents=with_points,
+                incidents_label="incident that happened" if looking_back
+                else "recorded incident",
+                note=note)
+
+        st.html(ui.built_once(("map-legend", unit, streets.attribution, *shows), legend))
         if streets.note:
             st.caption(streets.note)
         if not districts:
@@ -152,10 +171,13 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
 
     with side_column:
         st.markdown("**Top hotspots**")
-        hotspots = tables.top_hotspots(prediction, 10, districts, bundle.places)
         with st.container(key="map_hotspots"):
-            st.markdown(tables.hotspots_markdown(
-                tables.hotspots_shown(hotspots, with_risk_level=True, with_expected=True)))
+            st.markdown(ui.built_once(
+                ("map-hotspots", category, shown_id, str(window_start), len(prediction), stamp,
+                 looking_back, ui.boundary_version(url, category)),
+                lambda: tables.hotspots_markdown(tables.hotspots_shown(
+                    tables.top_hotspots(prediction, 10, districts, bundle.places),
+                    with_risk_level=True, with_expected=True))))
         file_stem = f"{category}-risk-{horizon + '-' if horizon else ''}{window_start:%Y-%m-%d}"
         # The files are made when a button is clicked, not on every visit (the GeoJSON of
         # a city's cells takes a quarter of a second).

@@ -6,6 +6,7 @@ boundary files) lives under the home folder so that a second city is just a seco
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -18,10 +19,17 @@ DB_URL_ENV = "SAFETY_MODELS_DB_URL"
 def home_dir(create: bool = True) -> Path:
     """The home folder (created if missing, unless create=False); default ./data in the
     working directory. HomeNotWritable when it cannot be created."""
-    home = Path(os.environ.get(HOME_ENV) or "data").resolve()
-    if create:
+    home = _resolved(os.environ.get(HOME_ENV) or "data", os.getcwd())
+    if create and not home.is_dir():
         _make_dir(home)
     return home
+
+
+@functools.lru_cache(maxsize=16)
+def _resolved(path: str, cwd: str) -> Path:
+    """Path(path).resolve() from cwd, once per process: the dashboard asks for the home many
+    times per page, and resolving walks every component of the path."""
+    return (Path(cwd) / path).resolve()
 
 
 def sub_dir(name: str) -> Path:

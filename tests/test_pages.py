@@ -424,7 +424,7 @@ def test_risk_map_shows_the_history_of_a_clicked_cell(home, started_jobs):
     # The clicked cell is outlined on the map.
     layers = deck_spec(at)["layers"]
     cells = layers[0]["data"]
-    assert [c["cell_id"] for c in cells if c["line"] == [0, 0, 0, 255]] == [cell]
+    assert [c["cell_id"] for c in cells if c.get("line") == [0, 0, 0, 255]] == [cell]
     outlined = next(c for c in cells if c["cell_id"] == cell)
     assert layers[-1]["id"] == "selected-cell"
     assert layers[-1]["data"] == [{"polygon": outlined["polygon"]}]
@@ -707,7 +707,9 @@ def test_risk_map_offers_the_horizons_the_category_has_models_for(home, started_
     assert choice.options == ["Next day", "Next 7 days"] and choice.value == "next"
     choice.set_value("7d").run()
     assert_clean(at)
-    assert any(c.value.startswith("Forecast of each **7-day period**") for c in at.caption)
+    # Which forecaster and since when, as the next window's line says it.
+    [line] = [c.value for c in at.caption if c.value.startswith("Forecast of each **7-day")]
+    assert " by **the " in line and "trained for this period" in line and "in use since **" in line
     heading = [m.value for m in at.markdown if m.value.startswith("**Crime**")]
     assert heading and "7-day period from" in heading[0]
     # The chance over the 7 days and the expected number, per hotspot.

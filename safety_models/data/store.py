@@ -710,6 +710,16 @@ class Store:
             "incidents": np.array(counts, dtype="int64"),
         })
 
+    def data_version(self) -> str:
+        """Changes whenever incidents are added or removed, read in one small query of the
+        uploads table (not the incidents): every load is an upload row, ids are never
+        reused, and a removal deletes its row; the accepted counts follow a row's update."""
+        u = uploads.c
+        with self.engine.connect() as conn:
+            newest, n, accepted = conn.execute(
+                sa.select(sa.func.max(u.id), sa.func.count(), sa.func.sum(u.accepted))).one()
+        return f"{newest or 0}:{n}:{accepted or 0}"
+
     def incident_counts(self) -> dict[str, int]:
         """Stored incidents per category; every category is present, 0 when none."""
         c = incidents.c

@@ -240,6 +240,9 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
                  selected_cell: int | None = None, places: pd.DataFrame | None = None,
                  on_streets: bool = False) -> list[dict[str, Any]]:
     """One record per cell for a PolygonLayer: outline, colour, elevation and tooltip text.
+    Only what the browser uses is sent (its JSON is parsed and every object is kept for
+    picking): the outline without its closing corner (deck.gl closes polygons itself),
+    `line` on the selected cell alone, `happened` only for a past window.
 
     colour_by: "probability" (fixed scale 0..scale_max) or "risk_level" (fixed colours).
     elevation_max_m: height of a cell at the top of the scale (3D view); default 4 cells.
@@ -268,25 +271,26 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
     rank = prediction["rank"].to_numpy()
     level = prediction["risk_level"].astype(str).to_numpy()
     names = cell_names(cell_ids, places)
-    happened = (prediction["happened"].to_numpy() if "happened" in prediction
-                else np.zeros(len(cell_ids), dtype=np.int64))
+    happened = prediction["happened"].to_numpy() if "happened" in prediction else None
     records = []
     for i, cell_id in enumerate(cell_ids):
-        records.append({
+        record = {
             "where": names[i],
-            "happened": int(happened[i]),
             "cell_id": int(cell_id),
-            "polygon": outlines[i],
+            "polygon": outlines[i][:-1] if outlines[i][0] == outlines[i][-1] else outlines[i],
             "fill": [int(rgb[i, 0]), int(rgb[i, 1]), int(rgb[i, 2]), int(alpha[i])],
-            "line": list(SELECTED_OUTLINE_RGBA) if selected_cell == int(cell_id)
-            else [255, 255, 255, 60],
             "elevation": round(float(elevation[i]), 1),
             "probability_text": short_percent(probability[i]),
             "expected_text": f"{expected[i]:.2f}" if np.isfinite(expected[i]) else "–",
             "events_last_30d": int(recent[i]) if np.isfinite(recent[i]) else 0,
             "rank": int(rank[i]),
             "risk_level": str(level[i]),
-        })
+        }
+        if happened is not None:
+            record["happened"] = int(happened[i])
+        if selected_cell == int(cell_id):
+            record["line"] = list(SELECTED_OUTLINE_RGBA)
+        records.append(record)
     return records
 
 
@@ -296,8 +300,7 @@ def cells_layer_spec(records: list[dict[str, Any]], extruded: bool = False) -> d
     where its colour changes); the selected cell is outlined by selected_layer_spec."""
     return {
         "type": "PolygonLayer", "id": CELLS_LAYER_ID, "data": records,
-        "get_polygon": "polygon", "get_fill_color": "fill", "get_line_color": "line",
-        "line_width_min_pixels": 0.5, "stroked": False, "filled": True,
+        "get_polygon": "polygon", "get_fill_color": "fill", "stroked": False, "filled": True,
         "extruded": bool(extruded), "get_elevation": "elevation", "elevation_scale": 1,
         "wireframe": False, "pickable": True, "auto_highlight": True,
         "highlight_color": [30, 30, 30, 90],
@@ -440,8 +443,12 @@ def _compact_deck_class():
 
     class CompactDeck(pdk.Deck):
         def to_json(self) -> str:
-            return json.dumps(self, sort_keys=True, default=default_serialize,
-                              separators=(",", ":"))
+            # Made once: a deck is built for what it shows and then only read (the dashboard
+            # hands the same deck to every session that shows the same map).
+            if getattr(self, "_json", None) is None:
+                self._json = json.dumps(self, sort_keys=True, default=default_serialize,
+                                        separators=(",", ":"))
+            return self._json
 
     return CompactDeck
 

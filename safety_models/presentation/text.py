@@ -113,14 +113,6 @@ def period_label(window_hours: int | None, horizon_windows: int = 1) -> str:
     return f"{hours}-hour period"
 
 
-def horizon_line(period: str, model_id: str, created_at: Any, now: Any = None) -> str:
-    """Which model forecasts a horizon and since when (markdown), for the risk map: a model
-    trained for that horizon (the next window's map is the active model's)."""
-    return (f"Forecast of each **{period}** by the model trained for it (model `{model_id}`, "
-            f"made **{since(created_at, now)}**): the chance of at least one incident and the "
-            "expected number over the whole period.")
-
-
 def interval_text(comparison: Mapping[str, Any] | None, scale: float = 1.0,
                   digits: int = 2) -> str:
     """A paired difference (backtest.paired_difference) for people: '+0.41 [+0.12, +0.70]'
@@ -211,6 +203,17 @@ def blend_text(weights: Mapping[str, float] | None) -> str:
                       for name, w in sorted(weights.items(), key=lambda kv: -kv[1]))
 
 
+def _forecaster_said(forecaster: str | None, model_id: str,
+                     blend: Mapping[str, float] | None, trained_for: str = "") -> str:
+    """'**the starting forecast** (what it is; the mix; model `id`)': the part that the
+    next window's line and a horizon's line share."""
+    key = forecaster if forecaster in FORECASTER_LABELS else "network"
+    mix = blend_text(blend)
+    return (f"**{forecaster_label(key)}** ({FORECASTER_HELP[key]}"
+            + (f"; as chosen on the validation windows: {mix}" if mix else "")
+            + f"; model `{model_id}`{trained_for})")
+
+
 def forecaster_line(forecaster: str | None, model_id: str, activated_at: Any,
                     training: Mapping[str, Any] | None = None, now: Any = None,
                     blend: Mapping[str, float] | None = None) -> str:
@@ -218,16 +221,24 @@ def forecaster_line(forecaster: str | None, model_id: str, activated_at: Any,
     category's network (training: that job), that it is coming and on what condition. blend:
     the version's validation-chosen mix (Forecasts.blend), said when it is not the network
     alone."""
-    key = forecaster if forecaster in FORECASTER_LABELS else "network"
-    mix = blend_text(blend)
-    line = (f"Forecast by **{forecaster_label(key)}** ({FORECASTER_HELP[key]}"
-            + (f"; as chosen on the validation windows: {mix}" if mix else "")
-            + f"; model `{model_id}`), in use since **{since(activated_at, now)}**.")
+    line = (f"Forecast by {_forecaster_said(forecaster, model_id, blend)}, in use since "
+            f"**{since(activated_at, now)}**.")
     if training is not None:
         line += (f" The fine-tuned network is being trained ({100 * job_fraction(training):.0f} "
                  "% of the job); it takes over only if it scores better on the validation "
                  "windows.")
     return line
+
+
+def horizon_line(period: str, forecaster: str | None, model_id: str, serving_since: Any,
+                 now: Any = None, blend: Mapping[str, float] | None = None) -> str:
+    """forecaster_line for a horizon (markdown): which forecaster of the model trained for
+    that horizon (the newest one serves it) forecasts each period, since when
+    (serving_since: its activation, else its making), and what it forecasts."""
+    return (f"Forecast of each **{period}** by "
+            f"{_forecaster_said(forecaster, model_id, blend, ', trained for this period')}, in "
+            f"use since **{since(serving_since, now)}**: the chance of at least one incident "
+            "and the expected number over the whole period.")
 
 
 def lookback_summary(prediction: Any, unit: str = "window", share: float = 0.05) -> str:

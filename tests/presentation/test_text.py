@@ -208,6 +208,23 @@ def test_which_forecaster_and_since_when():
     assert text.forecaster_label("linear") == "the starting forecast"
 
 
+def test_a_horizon_says_which_forecaster_and_since_when_as_the_next_window_does():
+    now = pd.Timestamp("2026-12-01 15:00")
+    line = text.horizon_line("7-day period", "linear", "crime-7d", "2026-12-01 14:05", now=now)
+    assert line.startswith("Forecast of each **7-day period** by **the starting forecast** "
+                           "(a linear model")
+    assert "model `crime-7d`, trained for this period)" in line
+    assert "in use since **today 14:05**:" in line
+    assert line.endswith("the expected number over the whole period.")
+    blended = text.horizon_line("30-day period", "network", "m", None,
+                                blend={"network": 0.6, "kde": 0.4})
+    assert "**the fine-tuned network**" in blended
+    assert "as chosen on the validation windows: the network 60 % + kernel density" in blended
+    # The same words for the same forecaster as the next window's line.
+    said = "**the starting forecast** (" + text.FORECASTER_HELP["linear"]
+    assert said in line and said in text.forecaster_line("linear", "m", None)
+
+
 def test_lookback_summary():
     table = pd.DataFrame({"rank": range(1, 41), "happened": [2] + [0] * 29 + [1] * 3 + [0] * 7})
     assert text.lookback_summary(table, "day") == (
