@@ -107,12 +107,23 @@ def decayed_sums(counts: np.ndarray, t_indices: Sequence[int], decay: float) -> 
     for i in np.argsort(t_indices, kind="stable"):
         t = int(t_indices[i])
         if t > at:
-            w = decay ** np.arange(t - at - 1, -1, -1, dtype=np.float64)           # (t - at,)
+            # weights in the counts' own type: a float64 vector would copy float32 counts
+            w = (decay ** np.arange(t - at - 1, -1, -1, dtype=np.float64)).astype(counts.dtype)  # (t - at,)
             carried = carried * decay ** (t - at) + np.tensordot(w, counts[at:t], axes=1)
             carried_w = carried_w * decay ** (t - at) + float(w.sum())
             at = t
         sums[i], weights[i] = carried, carried_w
     return sums, weights
+
+
+def _few_decayed_sums(counts: np.ndarray, t: int, decays: Sequence[float]) -> list[tuple[np.ndarray, float]]:
+    """decayed_sums for one target t and several decays: [(sums (rows, cols), weight)], one
+    float32 matrix product reading the history once."""
+    ages = np.arange(t - 1, -1, -1, dtype=np.float64)                             # (t,)
+    w = np.stack([d ** ages for d in decays]).astype(np.float32)                  # (D, t)
+    flat = np.asarray(counts[:t], dtype=np.float32).reshape(t, -1)                # (t, cells)
+    sums = (w @ flat).astype(np.float64).reshape(len(decays), *np.asarray(counts).shape[1:])
+    return [(sums[k], float(w[k].astype(np.float64).sum())) for k in range(len(decays))]
 
 
 def season_rates(counts: np.ndarray, t_indices: Sequence[int], window_hours: int,
@@ -172,12 +183,19 @@ def features(counts: np.ndarray, t_indices: Sequence[int], mask: np.ndarray, cfg
     t_indices = np.asarray(t_indices, dtype=np.int64)
     maskf = np.asarray(mask, dtype=np.float32)
     n_mask = max(1.0, float(maskf.sum()))
-    total, _ = decayed_sums(counts, t_indices, 1.0)                                 # (N, rows, cols)
+    decays = [0.5 ** (1.0 / cfg.windows(h)) for h in cfg.half_lives_days]
+    if len(t_indices) <= 8:
+        # a few targets (a prediction): every decay in one matrix product over the history
+        sums = [_few_decayed_sums(counts, int(t), decays + [1.0]) for t in t_indices]
+        decayed = [(np.stack([s[k][0] for s in sums]), np.array([s[k][1] for s in sums]))
+                   for k in range(len(decays) + 1)]
+    else:
+        decayed = [decayed_sums(counts, t_indices, d) for d in decays + [1.0]]
+    total = decayed[-1][0]                                                          # (N, rows, cols)
     base = np.maximum((total * maskf).sum(axis=(1, 2)) / (np.maximum(t_indices, 1) * n_mask),
                       MIN_BASE_RATE)                                                  # (N,)
     rates = []
-    for h in cfg.half_lives_days:
-        s, w = decayed_sums(counts, t_indices, 0.5 ** (1.0 / cfg.windows(h)))
+    for s, w in decayed[:-1]:
         rates.append(s / np.maximum(w, 1e-12)[:, None, None])
     if cfg.all_history:
         rates.append(total / np.maximum(t_indices, 1)[:, None, None])
