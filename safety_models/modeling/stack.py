@@ -37,13 +37,14 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from safety_models.features import LOG_FLOOR, MIN_BASE_RATE, smooth
+from safety_models.features import LOG_FLOOR, MIN_BASE_RATE, running_sums, smooth
 
 STACK = "stack"
 DEFAULT_HALF_LIVES_DAYS = (7.0, 28.0, 91.0, 365.0, 1095.0)
 DEFAULT_BANDWIDTHS_M = (0.0, 250.0, 500.0, 1000.0, 2000.0)
 FIT_ROWS = 400_000                 # city cell-windows the Poisson fit samples from training
 FIT_HISTORY_DAYS = 730             # ... from training windows at most this many days before validation
+SCORE_BATCH = 64                   # windows scored at once (bounds the planes in memory)
 FIT_L2 = 1e-3                      # ridge penalty on standardised features (sklearn's alpha)
 
 
@@ -133,8 +134,7 @@ def season_rates(counts: np.ndarray, t_indices: Sequence[int], window_hours: int
     earlier year yet, 0 without history. float64."""
     counts = np.asarray(counts)
     if len(t_indices) > 8:
-        cum = np.zeros((len(counts) + 1, *counts.shape[1:]), np.float64)         # (T+1, rows, cols)
-        np.cumsum(counts, axis=0, out=cum[1:])
+        cum = running_sums(counts, np.float64)                                   # (T+1, rows, cols)
         span = lambda lo, hi: cum[hi] - cum[lo]
     else:
         # a few targets (a prediction): sum the few windows asked for, not the whole history
@@ -242,12 +242,18 @@ class StackModel:
 
     def score(self, counts: np.ndarray, t_indices: Sequence[int], mask: np.ndarray,
               cell_size_m: float) -> np.ndarray:
-        """(N, rows, cols) float32 log expected events of each forecast (0 outside the mask)."""
-        x = features(counts, t_indices, mask, self.config, cell_size_m)          # (N, F, rows, cols)
+        """(N, rows, cols) float32 log expected events of each forecast (0 outside the mask).
+        Windows are scored SCORE_BATCH at a time, so the planes of a small-cell city's
+        validation period never sit in memory at once."""
+        t_indices = np.asarray(t_indices, dtype=np.int64)
         w = np.asarray(self.weights, np.float32) / np.asarray(self.sds, np.float32)
         shift = float(np.dot(w, np.asarray(self.means, np.float32)))
-        z = np.einsum("nfhw,f->nhw", x, w) + (self.bias - shift)
-        return (z * np.asarray(mask, np.float32)).astype(np.float32)
+        maskf = np.asarray(mask, np.float32)
+        out = np.zeros((len(t_indices), *maskf.shape), np.float32)
+        for lo in range(0, len(t_indices), SCORE_BATCH):
+            x = features(counts, t_indices[lo:lo + SCORE_BATCH], mask, self.config, cell_size_m)   # (B, F, rows, cols)
+            out[lo:lo + len(x)] = (np.einsum("nfhw,f->nhw", x, w) + (self.bias - shift)) * maskf
+        return out
 
 
 def fit_windows(t_train: Sequence[int], cfg: StackConfig, n_city_cells: int, max_rows: int = FIT_ROWS,
@@ -277,8 +283,7 @@ def fit(counts: np.ndarray, t_train: Sequence[int], mask: np.ndarray, cell_size_
     if len(ts) == 0:
         return None
     x = features(counts, ts, mask, cfg, cell_size_m)[:, :, mask]                  # (N, F, cells)
-    cum = np.zeros((len(counts) + 1, *counts.shape[1:]), np.float64)
-    np.cumsum(counts, axis=0, out=cum[1:])
+    cum = running_sums(counts, np.float64)                                        # (T+1, rows, cols)
     y = (cum[ts + h] - cum[ts])[:, mask]                                           # (N, cells)
     if y.sum() <= 0:
         return None
