@@ -12,6 +12,9 @@ Candidates and their common scale (each (windows, rows, cols), for window t from
     network       logit of the network's P(>= 1 event)
     base_rate     logit of the base-rate GLM alone (training's starting forecast; left out
                   when early stopping kept that starting point, then it IS the network)
+    stack         the stacked forecaster's log expected events (stack.py: a Poisson GLM over
+                  multi-bandwidth x multi-decay planes, fitted on the training windows; its
+                  parameters {"model": StackModel.to_dict()} travel in the candidate's params)
     <baseline>    log(score + floor) of a baseline of evaluation.baselines with its default
                   parameters (saved), floor = 0.1 x its mean over validation city cell-windows
 each standardised by its mean and sd over the validation city cell-windows, v = (g - mean) / sd.

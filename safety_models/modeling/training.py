@@ -22,7 +22,8 @@ Steps of fit (base 'pretrained' | 'imagenet' | 'none'):
    uses too); the best epoch's weights are kept, where the starting point (step 2's linear
    forecast under the zero head) counts as epoch 0;
 5. choose what the version ships on the validation windows (forecaster.choose_blend): the
-   network, its starting GLM alone, a baseline alone, or a blend of them, whichever catches
+   network, its starting GLM alone, the stacked forecaster (stack.py, fitted here on the
+   training windows), a baseline alone, or a blend of them, whichever catches
    the most validation events in 5 % of the area (a blend only when it beats every simpler
    choice by more than one standard error); TrainConfig.blend=False ships the network alone;
 6. refit the base-rate GLM on train + validation windows under the trained network (the most
