@@ -129,6 +129,18 @@ def ewma_decay(cfg: FeatureConfig, half_life_days: float) -> float:
     return 0.5 ** (1.0 / cfg.windows(half_life_days))
 
 
+def running_sums(counts: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """(T+1, ...) cum with cum[i] = sum of counts[:i] (cum[0] = 0), in dtype.
+
+    Window by window: numpy's cumsum along the first axis walks that axis innermost and took
+    15 times as long on a (380, 276, 197) year of a 150 m city (66 ms against 4 ms)."""
+    counts = np.asarray(counts)
+    cum = np.zeros((len(counts) + 1, *counts.shape[1:]), dtype)
+    for i in range(len(counts)):
+        np.add(cum[i], counts[i], out=cum[i + 1])
+    return cum
+
+
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
     radius = max(1, int(round(3 * sigma)))
     x = torch.arange(-radius, radius + 1, dtype=torch.float32)
@@ -177,8 +189,7 @@ class SampleBuilder:
             raise ValueError(f"mask shape {self.mask.shape} != grid {(self.H, self.W)}")
         self.maskf = self.mask.astype(np.float32)
         # cum[i] = sum of counts[:i]; sequential cumsum so cum[:t+1] depends on counts[:t] only
-        self.cum = np.zeros((self.T + 1, self.H, self.W), np.float32)  # (T+1, H, W)
-        np.cumsum(counts, axis=0, out=self.cum[1:])
+        self.cum = running_sums(counts)                                  # (T+1, H, W)
         city = (counts * self.maskf).sum(axis=(1, 2), dtype=np.float64)
         self.city_cum = events_before + np.concatenate([[0.0], np.cumsum(city)])   # (T+1,)
         self.n_mask = max(1, int(self.mask.sum()))
@@ -210,12 +221,20 @@ class SampleBuilder:
         counts = np.asarray(counts)
         lo = max(0, int(t) - lookback_windows(cfg))
         m = np.ones(counts.shape[1:], bool) if mask is None else np.asarray(mask, bool)
-        cells = counts[:lo].sum(axis=0, dtype=np.float64) if lo else np.zeros(counts.shape[1:])
-        ewma_before = {}
-        for h in cfg.ewma_half_life_days:
-            w = ewma_decay(cfg, h) ** np.arange(lo - 1, -1, -1, dtype=np.float64)   # (lo,)
-            ewma_before[h] = (np.tensordot(w, counts[:lo], axes=1) if lo else np.zeros(counts.shape[1:]),
-                              float(w.sum()))
+        # One matrix product reads the history once for the all-history sums and every decayed
+        # sum, in float32 (a float64 weight vector made numpy copy 4 years of a 150 m city's
+        # counts to float64 first: most of a prediction's time)
+        ages = np.arange(lo - 1, -1, -1, dtype=np.float64)                           # (lo,)
+        decays = [ewma_decay(cfg, h) for h in cfg.ewma_half_life_days]
+        w = np.stack([np.ones(lo)] + [d ** ages for d in decays]).astype(np.float32)  # (1 + D, lo)
+        if lo:
+            flat = np.asarray(counts[:lo], dtype=np.float32).reshape(lo, -1)       # (lo, cells)
+            sums = (w @ flat).astype(np.float64).reshape(len(w), *counts.shape[1:])
+        else:
+            sums = np.zeros((len(w), *counts.shape[1:]))
+        cells = sums[0]
+        ewma_before = {h: (sums[1 + k], float(w[1 + k].astype(np.float64).sum()))
+                       for k, h in enumerate(cfg.ewma_half_life_days)}
         return cls(counts[lo:t], window_start_times(starts, t + 1, cfg.window_hours), cfg, mask,
                    offset=lo, events_before=float(cells[m].sum()), cells_before=cells,
                    ewma_before=ewma_before)

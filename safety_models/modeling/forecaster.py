@@ -12,6 +12,9 @@ Candidates and their common scale (each (windows, rows, cols), for window t from
     network       logit of the network's P(>= 1 event)
     base_rate     logit of the base-rate GLM alone (training's starting forecast; left out
                   when early stopping kept that starting point, then it IS the network)
+    stack         the stacked forecaster's log expected events (stack.py: a Poisson GLM over
+                  multi-bandwidth x multi-decay planes, fitted on the training windows; its
+                  parameters {"model": StackModel.to_dict()} travel in the candidate's params)
     <baseline>    log(score + floor) of a baseline of evaluation.baselines with its default
                   parameters (saved), floor = 0.1 x its mean over validation city cell-windows
 each standardised by its mean and sd over the validation city cell-windows, v = (g - mean) / sd.
@@ -55,10 +58,14 @@ from safety_models.evaluation import baselines as baselines_mod
 from safety_models.evaluation.metrics import SELECTION_COVERAGE, hit_rate, n_flagged, roc_auc
 from safety_models.features import FeatureConfig, SampleBuilder, window_start_times
 from safety_models.grid import GridSpec
+from safety_models.modeling import stack as stack_mod
 from safety_models.modeling.devices import autocast, device_of
 
 NETWORK = "network"
 BASE_RATE = "base_rate"
+STACK = stack_mod.STACK
+# candidates whose raw score is already on a log / logit scale (no floor, no log taken)
+MODEL_CANDIDATES = (NETWORK, BASE_RATE, STACK)
 MAX_ADDITIONS = 3                # forward selection adds at most this many mixing steps
 MIX_SHARES = tuple(np.round(np.arange(1, 10) / 10, 1))   # share given to the newcomer: 0.1 .. 0.9
 HOLD_OUT_BLOCK_DAYS = 28         # held_out_gain deals validation windows in blocks of 4 weeks
@@ -97,7 +104,7 @@ class Candidate:
 
     def standardise(self, raw: np.ndarray) -> np.ndarray:
         """Raw scores (probability logits, or baseline scores) -> the common scale."""
-        g = raw if self.name in (NETWORK, BASE_RATE) else np.log(np.maximum(raw, 0.0) + self.floor)
+        g = raw if self.name in MODEL_CANDIDATES else np.log(np.maximum(raw, 0.0) + self.floor)
         return ((g - self.mean) / self.sd).astype(np.float32)
 
 
@@ -226,6 +233,14 @@ def baseline_raw_scores(name: str, params: Mapping[str, Any], counts: np.ndarray
     return np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0).astype(np.float32)
 
 
+def stack_scores(params: Mapping[str, Any], counts: np.ndarray, mask: np.ndarray, grid: GridSpec,
+                 t_indices: Sequence[int]) -> np.ndarray:
+    """(N, H, W) float32 log expected events of the stacked forecaster saved in params
+    ({"model": StackModel.to_dict()}); window t from counts[:t] only."""
+    model = stack_mod.StackModel.from_dict(params["model"])
+    return model.score(counts, t_indices, mask, grid.cell_size_m)
+
+
 def raw_scores(names: Sequence[str], model: Any, builder: SampleBuilder, counts: np.ndarray, starts: Any,
                grid: GridSpec, t_indices: Sequence[int], glm: dict | None = None,
                params: Mapping[str, dict] | None = None) -> dict[str, np.ndarray]:
@@ -236,7 +251,9 @@ def raw_scores(names: Sequence[str], model: Any, builder: SampleBuilder, counts:
     if NETWORK in names or BASE_RATE in names:
         out.update(network_outputs(model, builder, t_indices, glm if BASE_RATE in names else None))
     for name in names:
-        if name not in (NETWORK, BASE_RATE):
+        if name == STACK:
+            out[name] = stack_scores(params[STACK], counts, builder.mask, grid, t_indices)
+        elif name not in (NETWORK, BASE_RATE):
             out[name] = baseline_raw_scores(name, params.get(name, baseline_parameters(name)), counts, starts,
                                             builder.cfg.window_hours, grid, t_indices)
     return out
@@ -311,7 +328,7 @@ def make_candidate(name: str, raw_val: np.ndarray, mask: np.ndarray, params: Map
     """A candidate's scale from its validation scores raw_val (N, H, W) on city cells."""
     city = raw_val[:, mask].astype(np.float64)
     floor = 0.0
-    if name not in (NETWORK, BASE_RATE):
+    if name not in MODEL_CANDIDATES:
         mean_score = float(np.mean(np.maximum(city, 0.0))) if city.size else 0.0
         floor = BASELINE_FLOOR_SHARE * mean_score if mean_score > 0 else 1e-6
         g = np.log(np.maximum(city, 0.0) + floor)
@@ -532,7 +549,7 @@ def choose_blend(raw_val: Mapping[str, np.ndarray], observed_val: np.ndarray, ma
     params = dict(params or {})
     names = [n for n in raw_val if not n.endswith("_log_rate")]
     candidates = {n: make_candidate(n, raw_val[n], mask, params.get(n, baseline_parameters(n)
-                                                                      if n not in (NETWORK, BASE_RATE) else {}))
+                                                                      if n not in MODEL_CANDIDATES else {}))
                   for n in names}
     values = {n: candidates[n].standardise(raw_val[n][:, mask]) for n in names}   # (N, cells)
     observed = np.asarray(observed_val, dtype=np.float64)[:, mask]

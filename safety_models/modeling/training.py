@@ -22,7 +22,8 @@ Steps of fit (base 'pretrained' | 'imagenet' | 'none'):
    uses too); the best epoch's weights are kept, where the starting point (step 2's linear
    forecast under the zero head) counts as epoch 0;
 5. choose what the version ships on the validation windows (forecaster.choose_blend): the
-   network, its starting GLM alone, a baseline alone, or a blend of them, whichever catches
+   network, its starting GLM alone, the stacked forecaster (stack.py, fitted here on the
+   training windows), a baseline alone, or a blend of them, whichever catches
    the most validation events in 5 % of the area (a blend only when it beats every simpler
    choice by more than one standard error); TrainConfig.blend=False ships the network alone;
 6. refit the base-rate GLM on train + validation windows under the trained network (the most
@@ -52,7 +53,7 @@ import torch.nn.functional as F
 from safety_models.evaluation.metrics import SELECTION_COVERAGE, mean_and_se, pai, ranking_scores
 from safety_models.features import FeatureConfig, SampleBuilder, channel_names, n_channels
 from safety_models.grid import GridSpec
-from safety_models.modeling import distributed, forecaster
+from safety_models.modeling import distributed, forecaster, stack
 from safety_models.modeling.forecaster import BASE_RATE, NETWORK_ONLY, Blend
 from safety_models.modeling.devices import autocast, device_of, resolve_device
 from safety_models.modeling.models import (LINEAR, STAGES, ModelConfig, RiskNet, adapter_frozen, create_model, freeze_up_to, frozen_stage, load_imagenet_backbone, model_from_checkpoint, model_to_state)
@@ -91,6 +92,7 @@ class TrainConfig:
                                       # 32) of a larger grid (small cells); None: whole grids
     refit_base_path: bool = True      # after early stopping, refit the base-rate GLM on train+val
     blend: bool = True                # ship the validation-chosen blend (forecaster.py), not the network alone
+    stack: bool = True                # the stacked forecaster (stack.py) is one of the blend's candidates
     horizon_days: int | None = None   # risk over the next N days (targets summed over them); None: one window
     seed: int = 0
     device: str = "auto"              # 'auto' (a CUDA GPU when there is one) | 'cpu' | 'cuda[:N]'
@@ -573,9 +575,11 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
         # when early stopping kept the starting point, the network IS the base-rate GLM
         names = forecaster.candidate_names(train_cfg.category,
                                            include_base_rate=start_glm is not None and best[3] != 0)
-        raw_val = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_val, start_glm)
-        blend = forecaster.choose_blend(raw_val, observed_val, mask, fcfg.window_hours, glm=start_glm,
-                                        seed=train_cfg.seed)
+        params = fit_stack(counts, t_train, mask, grid, train_cfg, fcfg) if train_cfg.stack else {}
+        names += list(params)
+        raw_val = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_val, start_glm, params)
+        blend = forecaster.choose_blend(raw_val, observed_val, mask, fcfg.window_hours, params=params,
+                                        glm=start_glm, seed=train_cfg.seed)
         val_scores = _scores(*forecaster.apply_blend(blend, raw_val, mask), observed_val, mask)
         check_stop()
     metrics = {"validation": {**val_scores, "best_epoch": best[3], "val_score": best[0], "network": dict(best[2])}}
@@ -610,6 +614,17 @@ def fit(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainCon
     return TrainResult(model=model, feature_config=fcfg, train_config=train_cfg, history=history,
                        metrics=metrics, data_window=data_window,
                        train_seconds=time.perf_counter() - t_start, frozen=frozen, blend=blend)
+
+
+def fit_stack(counts: np.ndarray, t_train: np.ndarray, mask: np.ndarray, grid: GridSpec, train_cfg: TrainConfig,
+              fcfg: FeatureConfig) -> dict[str, dict]:
+    """{stack.STACK: {"model": StackModel.to_dict()}}: the stacked forecaster fitted on the
+    training forecasts t_train (their horizon's events), as blend candidate parameters; {}
+    when the training windows hold no event. It is not refitted on validation windows: what
+    ships is what validation chose."""
+    model = stack.fit(counts, t_train, mask, grid.cell_size_m, stack.default_config(fcfg.window_hours),
+                      horizon_windows=train_cfg.horizon_windows(fcfg))
+    return {} if model is None else {stack.STACK: {"model": model.to_dict()}}
 
 
 def refit_glm(model: RiskNet, builder: SampleBuilder, t_fit: np.ndarray, seed: int = 0) -> dict | None:
@@ -729,7 +744,7 @@ def set_base_path(model: RiskNet, weight: np.ndarray, bias: np.ndarray) -> None:
 def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, train_cfg: TrainConfig,
                           max_rows: int = STARTING_FORECAST_ROWS,
                           max_windows: int = STARTING_FORECAST_WINDOWS,
-                          on_progress: ProgressFn = None) -> TrainResult:
+                          on_progress: ProgressFn = None, grid: GridSpec | None = None) -> TrainResult:
     """The linear starting forecast on its own, as a model: what fit starts from (a zero head
     over the base-rate GLM), fitted on the training windows and scored on the validation
     windows of fit's split for the same train_cfg, then refitted on train + validation as fit
@@ -742,6 +757,9 @@ def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, t
     blink, never continued by fit (train from 'pretrained' instead). The GLM is fit_glm on up to max_rows cell-windows of at most max_windows training windows
     (drawn at random, as fit_base_path draws them). Metrics: {"validation": {...}} only; the backtest scores the
     test period. Returns a TrainResult with history [] (best epoch 0).
+    With the city's grid given (and train_cfg.blend), what ships is chosen on the validation
+    windows as fit chooses it (forecaster.choose_blend): this GLM (the "network" of the
+    version), the stacked forecaster (train_cfg.stack) or a baseline, alone or blended.
     """
     t_start = time.perf_counter()
     report = on_progress or (lambda d: None)
@@ -779,6 +797,18 @@ def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, t
     pai_expected, _ = mean_and_se(pai(expected, observed, SELECTION_COVERAGE, mask))
     validation = {**ranking_scores(prob, observed, mask), "pai_5_expected": pai_expected,
                   "events": float(observed[:, mask].sum())} if len(t_val) else {}
+    blend = NETWORK_ONLY
+    if grid is not None and train_cfg.blend and len(t_val) and observed[:, mask].sum() > 0:
+        report({"stage": "blend", "fraction": 0.6})
+        set_base_path(model, *glm)               # the GLM fitted on training windows only
+        params = fit_stack(counts, t_train, mask, grid, train_cfg, fcfg) if train_cfg.stack else {}
+        names = forecaster.candidate_names(train_cfg.category, include_base_rate=False) + list(params)
+        raw_val = forecaster.raw_scores(names, model, builder, counts, starts, grid, t_val, params=params)
+        blend = forecaster.choose_blend(raw_val, observed, mask, fcfg.window_hours, params=params,
+                                        seed=train_cfg.seed)
+        if not blend.network_only:
+            validation = {**_scores(*forecaster.apply_blend(blend, raw_val, mask), observed, mask),
+                          "network": validation}
     metrics = {"validation": {**validation, "best_epoch": 0, "val_score": selection_score(validation)}}
     if train_cfg.horizon_days:
         # the registry keeps horizon models apart from the next-window model by this key
@@ -795,7 +825,7 @@ def fit_starting_forecast(counts: np.ndarray, starts, mask: np.ndarray | None, t
     return TrainResult(model=model, feature_config=fcfg, train_config=train_cfg, history=[], metrics=metrics,
                        data_window={"start": iso(first), "end": iso(T), "train_end": iso(train_end),
                                     "val_end": iso(val_end)},
-                       train_seconds=time.perf_counter() - t_start)
+                       train_seconds=time.perf_counter() - t_start, blend=blend)
 
 
 def _evaluate(model: RiskNet, builder: SampleBuilder, t_indices: np.ndarray, counts: np.ndarray,

@@ -218,7 +218,7 @@ def train_starting_forecast(store: Any, category: str, on_progress: ProgressFn |
     cfg = training.TrainConfig(category=category, base="none", horizon_days=int(horizon) if horizon else None)
     city = training_city(store, cfg)
     result = training.fit_starting_forecast(city.counts, city.starts, city.mask, cfg,
-                                            on_progress=on_progress)
+                                            on_progress=on_progress, grid=city.grid)
     checkpoint = dict(result.checkpoint())
     checkpoint.update(grid=city.grid.to_dict(), mask=city.mask, parent=None,
                       forecaster=STARTING_FORECASTER)
