@@ -24,7 +24,6 @@ from __future__ import annotations
 import http.server
 import json
 import os
-import shutil
 import signal
 import socket
 import sqlite3
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import synthetic_incidents
+from conftest import copy_home, synthetic_incidents
 
 pytestmark = pytest.mark.browser
 
@@ -184,7 +183,7 @@ def running(home: Path, name: str, env: dict | None = None):
 @pytest.fixture(scope="module")
 def server(tiny_home_with_models, tmp_path_factory):
     home = tmp_path_factory.mktemp("browser") / "home"
-    shutil.copytree(tiny_home_with_models, home)
+    copy_home(tiny_home_with_models, home)
     with running(home, "streamlit", env=NO_STREETS) as url:
         yield url
     print(f"\nstreamlit log: {home.parent / 'streamlit.log'}")
@@ -465,7 +464,7 @@ def first_request(page, url: str, path: str) -> None:
 def test_each_address_works_as_a_fresh_servers_first_request(tiny_home_with_models, tmp_path,
                                                              fresh_page, path):
     home = tmp_path / "home"
-    shutil.copytree(tiny_home_with_models, home)
+    copy_home(tiny_home_with_models, home)
     with running(home, "streamlit-first-request", env=NO_STREETS) as url:
         first_request(fresh_page, url, path)
         screenshot(fresh_page, f"first-request-{path or 'root'}")
@@ -475,7 +474,7 @@ def test_deep_links_work_from_a_fresh_servers_first_request(tiny_home_with_model
                                                              tmp_path, fresh_page):
     page = fresh_page
     home = tmp_path / "home"
-    shutil.copytree(tiny_home_with_models, home)
+    copy_home(tiny_home_with_models, home)
     with running(home, "streamlit-deep-links", env=NO_STREETS) as url:
         # The very first request of this server is a deep link (the other addresses as the
         # first request: the test above).
@@ -571,7 +570,7 @@ def test_streets_under_the_cells_from_the_citys_style_server(tiny_home_with_mode
     page = fresh_page
     style_url, served = style_server
     home = tmp_path / "home"
-    shutil.copytree(tiny_home_with_models, home)
+    copy_home(tiny_home_with_models, home)
     fetched: list[str] = []
     page.on("request", lambda request: fetched.append(request.url))
     with running(home, "streamlit-streets", env={"SAFETY_MODELS_MAP_STYLE": style_url}) as url:
@@ -587,7 +586,7 @@ def test_streets_under_the_cells_from_the_citys_style_server(tiny_home_with_mode
 def test_offline_the_map_is_drawn_without_streets(tiny_home_with_models, tmp_path, fresh_page):
     page = fresh_page
     home = tmp_path / "home"
-    shutil.copytree(tiny_home_with_models, home)
+    copy_home(tiny_home_with_models, home)
     unreachable = f"http://127.0.0.1:{free_port()}/style.json"     # nothing listens there
     fetched: list[str] = []
     page.on("request", lambda request: fetched.append(request.url))

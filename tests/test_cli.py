@@ -151,10 +151,10 @@ def test_freeze_choices_are_the_model_stages():
 
 def test_models_predict_and_evaluate_on_a_home_with_models(tiny_home_with_models, tmp_path,
                                                            monkeypatch, capsys):
-    import shutil
+    from conftest import copy_home
 
     home = tmp_path / "home"
-    shutil.copytree(tiny_home_with_models, home)
+    copy_home(tiny_home_with_models, home)
     monkeypatch.setenv("SAFETY_MODELS_HOME", str(home))
     from safety_models.modeling import registry
     registry.clear_cache()

@@ -8,7 +8,6 @@ SAFETY_MODELS_ADMIN_PASSWORD sets on the first start, unless it says otherwise).
 from __future__ import annotations
 
 import json
-import shutil
 import sys
 import time
 import types
@@ -18,7 +17,7 @@ import pandas as pd
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from conftest import build_tiny_home, synthetic_incidents, synthetic_incidents_csv
+from conftest import build_tiny_home, copy_home, synthetic_incidents, synthetic_incidents_csv
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 PAGES = ["pages/overview_page.py", "pages/risk_map_page.py", "pages/data_page.py", "pages/models_page.py",
@@ -31,12 +30,6 @@ ADMIN_PASSWORD = "admin-password-for-tests"
 def admin_password(monkeypatch):
     """The first start makes `admin` with this password instead of a random one."""
     monkeypatch.setenv("SAFETY_MODELS_ADMIN_PASSWORD", ADMIN_PASSWORD)
-
-
-def copy_home(source: Path, target: Path) -> Path:
-    """A private copy of a session home, so a test may change it."""
-    shutil.copytree(source, target)
-    return target
 
 
 @pytest.fixture(autouse=True)

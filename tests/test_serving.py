@@ -6,8 +6,8 @@ it is skipped where that module is: without chromium.)"""
 from __future__ import annotations
 
 import asyncio
-import shutil
 
+from conftest import copy_home
 from streamlit.proto.Navigation_pb2 import Navigation
 from streamlit_ws import Session
 from test_browser import ADDRESSES, ADMIN_PASSWORD, NO_STREETS, running
@@ -42,7 +42,7 @@ def only_the_apps_pages_offered(session: Session) -> None:
 
 def test_a_deep_link_as_a_fresh_servers_first_request(tiny_home_with_models, tmp_path):
     home = tmp_path / "home"
-    shutil.copytree(tiny_home_with_models, home)
+    copy_home(tiny_home_with_models, home)
 
     async def visits(url: str) -> None:
         session, runs = await open_signed_in(url, "map")
