@@ -491,10 +491,10 @@ def auc_guard(search: "_Search", chosen: _Scored, singles: Sequence[_Scored]) ->
         if _finite_or(search.auc(trial), -math.inf) >= target and _finite_or(trial.hit_rate, -math.inf) >= floor - 1e-12:
             trials.append(trial)
     if not trials:
-        return chosen, (f"; its validation ROC-AUC {search.auc(chosen):.4f} is below {name}'s {target:.4f} and no "
+        return chosen, (f"; its validation ROC-AUC {search.auc(chosen):.5f} is below {name}'s {target:.5f} and no "
                         f"mix with {name} reached it without losing hit rate")
     best = max(trials, key=lambda s: (s.hit_rate, _finite_or(search.auc(s), -math.inf)))
-    return best, (f"; its validation ROC-AUC {search.auc(chosen):.4f} was below {name}'s {target:.4f}, so "
+    return best, (f"; its validation ROC-AUC {search.auc(chosen):.5f} was below {name}'s {target:.5f}, so "
                   f"{_describe(best.weights)} ships (ROC-AUC {search.auc(best):.4f}, hit rate at 5 % "
                   f"{best.hit_rate:.3f})")
 
