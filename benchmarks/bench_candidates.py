@@ -109,7 +109,8 @@ def score(scores: np.ndarray, observed: np.ndarray, city) -> dict:
             "area_cells": area["cells_flagged_area"][FLAG_AREA]}
 
 
-def run(city, horizon_days: int | None, label: str, with_planes: bool, variant: dict | None = None) -> dict:
+def run(city, horizon_days: int | None, label: str, with_planes: bool, variant: dict | None = None,
+        refit: bool = False) -> dict:
     from safety_models.evaluation.backtest import horizon_counts, paired_difference
     from safety_models.modeling import forecaster, stack
 
@@ -149,6 +150,15 @@ def run(city, horizon_days: int | None, label: str, with_planes: bool, variant: 
     params = {stack.STACK: {"model": model.to_dict()}} if model is not None else {}
     blend = forecaster.choose_blend({k: v[:n_val] for k, v in raw.items()}, obs_val, mask, city.window_hours,
                                     params=params)
+    if refit and model is not None:
+        # what the product does after the choice: the stack refitted on train + validation
+        # windows (same layout), scored on the test windows only
+        again = stack.fit(counts, np.concatenate([t_train, t_val]),
+                          mask, city.grid.cell_size_m, cfg, horizon_windows=h,
+                          **{k: v for k, v in variant.items() if v is not None})
+        if again is not None:
+            raw[stack.STACK] = np.concatenate([raw[stack.STACK][:n_val],
+                                               again.score(counts, t_test, mask, city.grid.cell_size_m)])
     chosen_test = forecaster.apply_blend(blend, {k: v[n_val:] for k, v in raw.items()}, mask)[0]
     rows = {}
     for name, s in {**raw, **planes}.items():
@@ -213,6 +223,7 @@ def main() -> None:
     ap.add_argument("--l2", type=float, help="stack variant: ridge penalty")
     ap.add_argument("--weekday", type=float, help="stack variant: same-weekday plane of this half-life (days)")
     ap.add_argument("--top-weight", type=float, help="stack variant: weight of the top cells' rows in the fit")
+    ap.add_argument("--refit", action="store_true", help="refit the stack on train + validation after the choice")
     ap.add_argument("--offsets", help="grid placement: shifts as fractions of a cell, e.g. 0:0,0.5:0,0:0.5,0.5:0.5")
     args = ap.parse_args()
     floats = lambda text: tuple(float(v) for v in text.split(",")) if text else None
@@ -237,7 +248,8 @@ def main() -> None:
             days = int(h)
             if category == "health" and days < 7:
                 days = 1   # weekly windows: the next window
-            results.append(run(city, None if days <= 1 else days, labels[category], args.planes, variant))
+            results.append(run(city, None if days <= 1 else days, labels[category], args.planes, variant,
+                               args.refit))
     print("\nsummary (test): chosen and stack vs the best baseline on test, PAI@5 difference (95 % interval)")
     for r in results:
         c = r.get("chosen", {})

@@ -5,6 +5,7 @@ product's own path (ingest, train_starting_forecast, evaluate_category).
 
     python benchmarks/bench_starting.py --shared-data /work/shared/data \
         [--categories crime,traffic,health] [--horizons 1,7,30] [--home DIR] [--flag-area 0.75sqmi]
+        [--files PATH,...]   # another dataset for the one category given (cities not developed on)
 
 Per dataset and horizon: what shipped (chosen on validation windows), test PAI@5 / ROC-AUC of
 it and of the baselines, the paired block-bootstrap interval of its difference from the best
@@ -34,6 +35,8 @@ def main() -> None:
     ap.add_argument("--horizons", default="1,7,30", help="days; 1 = the next window")
     ap.add_argument("--home", type=Path, help="default: a temporary folder")
     ap.add_argument("--flag-area", dest="flag_areas", action="append", default=[])
+    ap.add_argument("--files", help="other shared files for the one category given, comma-separated paths "
+                                    "under --shared-data (e.g. traffic/nyc_crashes_2023_01/nyc_crashes_202301.csv)")
     args = ap.parse_args()
     home = args.home or Path(tempfile.mkdtemp(prefix="bench_starting_"))
     os.environ["SAFETY_MODELS_HOME"] = str(home)
@@ -45,9 +48,14 @@ def main() -> None:
 
     print(f"home {home}; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     store = Store()
+    files = dict(SHARED_FILES)
+    if args.files:
+        if "," in args.categories:
+            ap.error("--files needs exactly one category")
+        files[args.categories] = args.files.split(",")
     for category in args.categories.split(","):
         if store.incidents(category).empty:
-            for rel in SHARED_FILES[category]:
+            for rel in files[category]:
                 ingest.ingest_path(store, args.shared_data / rel, category)
         for h in args.horizons.split(","):
             days = int(h)

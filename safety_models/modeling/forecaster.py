@@ -38,6 +38,10 @@ Choosing (choose_blend; validation windows only, never test):
    (Picking the best of a hundred mixes on the same windows would flatter it: on the shared
    West Nile data a 4 % share of the seasonal baseline "gained" +0.9 validation PAI and
    nothing on test.)
+4. no worse than a baseline on ROC-AUC (auc_guard): when what steps 1-3 chose ranks the
+   validation windows' cells worse (pooled ROC-AUC) than a baseline does, it is mixed with
+   that baseline at the best share that restores the AUC without losing hit rate below
+   every baseline's.
 
 The checkpoint keeps the blend as plain types under "blend" (Blend.to_dict); checkpoints
 without it are the network alone.
@@ -445,12 +449,54 @@ def choose_weights(values: Mapping[str, np.ndarray], observed: np.ndarray, block
             reason += (f"; a blend ({_describe(best_blend.weights)}) scored {best_blend.hit_rate:.3f}, but the same "
                        f"search on one half of the validation windows gained {gain:+.3f} (SE {se:.3f}) on the other: "
                        f"not more than one standard error")
+    guarded, note = auc_guard(full, chosen, singles)
+    if guarded is not chosen:
+        chosen = guarded
+        path = path + [guarded]
+    reason += note
     pool: list[_Scored] = []
     for s in singles + path:
         if all(s.weights != p.weights for p in pool):
             full.auc(s)
             pool.append(s)
     return chosen.weights, _table(pool, area_share, chosen), reason
+
+
+def auc_guard(search: "_Search", chosen: _Scored, singles: Sequence[_Scored]) -> tuple[_Scored, str]:
+    """The choice, made no worse than any baseline on validation ROC-AUC where that costs no
+    hit rate below the best baseline's: (forecaster, a note for the reason; "" when unchanged).
+
+    Why: the product promises a forecaster at least as good as the best baseline on both
+    measures, and the hit rate at 5 % that chooses says nothing about the rest of the
+    ranking (a crash map whose stack caught more events at 5 % ranked the whole city 0.002
+    worse than kernel density). When the choice's pooled AUC is below the best baseline's
+    (baselines: the candidates that are not models), the choice is mixed with that baseline
+    at share 0.1 .. 0.9; of the mixes whose AUC reaches it and whose hit rate is at least every
+    baseline's alone, the best hit rate ships (then the higher AUC). None: unchanged.
+    """
+    base = [s for s in singles if next(iter(s.weights)) not in MODEL_CANDIDATES and math.isfinite(s.hit_rate)]
+    if not base:
+        return chosen, ""
+    top = max(base, key=lambda s: _finite_or(search.auc(s), -math.inf))
+    target = _finite_or(search.auc(top), -math.inf)
+    if _finite_or(search.auc(chosen), -math.inf) >= target or chosen.weights == top.weights:
+        return chosen, ""
+    name = next(iter(top.weights))
+    floor = max(s.hit_rate for s in base)
+    trials = []
+    for alpha in MIX_SHARES:
+        weights = {k: (1 - alpha) * v for k, v in chosen.weights.items()}
+        weights[name] = weights.get(name, 0.0) + alpha
+        trial = search.score({k: round(v, 6) for k, v in weights.items()})
+        if _finite_or(search.auc(trial), -math.inf) >= target and _finite_or(trial.hit_rate, -math.inf) >= floor - 1e-12:
+            trials.append(trial)
+    if not trials:
+        return chosen, (f"; its validation ROC-AUC {search.auc(chosen):.5f} is below {name}'s {target:.5f} and no "
+                        f"mix with {name} reached it without losing hit rate")
+    best = max(trials, key=lambda s: (s.hit_rate, _finite_or(search.auc(s), -math.inf)))
+    return best, (f"; its validation ROC-AUC {search.auc(chosen):.5f} was below {name}'s {target:.5f}, so "
+                  f"{_describe(best.weights)} ships (ROC-AUC {search.auc(best):.4f}, hit rate at 5 % "
+                  f"{best.hit_rate:.3f})")
 
 
 def held_out_gain(values: Mapping[str, np.ndarray], observed: np.ndarray, block_windows: int,

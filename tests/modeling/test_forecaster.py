@@ -82,6 +82,24 @@ def test_a_blend_ships_when_it_beats_every_single_by_more_than_the_noise():
     assert best == pytest.approx(2 / 3)       # the blend ranks cell 0 first in every window
 
 
+def test_a_choice_that_ranks_worse_than_a_baseline_is_mixed_with_it_until_it_does_not():
+    # 20 cells, 5 % flags one. Every window: 2 events in cell 0, 1 in each of cells 1..9.
+    # "stack" flags cell 0 (2 of 11 events) but ranks the empty cells 10..19 above 1..9
+    # (ROC-AUC 0.1); "kde" flags cell 1 (1 of 11) and ranks every cell with events above the
+    # empty ones (AUC 1). Mixed at kde share a: cell 0 stays on top for a < 0.95, and the
+    # empty cells (2 - 2a) fall below cells 2..9 (1 + a) once a > 1/3: the smallest share on
+    # the grid with AUC 1, a = 0.4, ships (every share from 0.4 on ties on both measures).
+    n = 10
+    observed = np.zeros((n, 20)); observed[:, 0] = 2.0; observed[:, 1:10] = 1.0
+    stack_v = np.zeros((n, 20)); stack_v[:, 0] = 3.0; stack_v[:, 10:] = 2.0; stack_v[:, 1:10] = 1.0
+    kde = np.zeros((n, 20)); kde[:, 1] = 3.0; kde[:, 0] = 2.9; kde[:, 2:10] = 2.0
+    weights, table, reason = choose_weights({"stack": stack_v, "kde": kde}, observed)
+    assert weights == {"stack": 0.6, "kde": 0.4}
+    chosen = next(row for row in table if row["chosen"])
+    assert chosen["val_hit_rate_5"] == pytest.approx(2 / 11) and chosen["val_roc_auc"] == pytest.approx(1.0)
+    assert "below kde's" in reason
+
+
 def test_no_validation_event_means_the_network_alone():
     weights, _, reason = choose_weights({NETWORK: np.ones((3, 10)), "kde": np.ones((3, 10))}, np.zeros((3, 10)))
     assert weights == {NETWORK: 1.0} and "no validation window" in reason
