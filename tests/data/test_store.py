@@ -596,6 +596,13 @@ def test_per_day_counts_follow_uploads_duplicates_and_removals(store):
     b = store.add_upload("b.csv", b"b", "crime", b_rows, NO_REJECTS, 2, {})
     assert (b.accepted, b.duplicates) == (1, 1)
     assert per_day() == [("01-01", "assault", 2), ("01-01", "theft", 1), ("01-02", "theft", 1)]
+    # a key twice in one file (2 Jan 00:00 assault, 01:00 theft): its first row only
+    twice = store.add_upload("d.csv", b"d", "crime",
+                             accepted_frame(["d1", "d1"], start="2019-01-02 00:00"), NO_REJECTS, 2, {})
+    assert (twice.accepted, twice.duplicates) == (1, 1)
+    assert per_day() == [("01-01", "assault", 2), ("01-01", "theft", 1),
+                         ("01-02", "assault", 1), ("01-02", "theft", 1)]
+    store.remove_upload(twice.upload_id)
     # another category's upload on the same day is counted there only
     store.add_upload("c.csv", b"c", "traffic", accepted_frame(["t0"]), NO_REJECTS, 1, {})
     assert per_day("traffic") == [("01-01", "assault", 1)]
