@@ -34,7 +34,7 @@ What it does:
      (made by the finetune stage): its saved forecasts (forecasts.load: next window,
      look-back and place names, made when the model was), the 30 days of incidents before
      the window (the map's points), a past date's forecast (predict_category) and the top
-     cell's history (cell_history), beside their floor (the bare read of the counts that
+     cell's history (forecasts.cell_history, as the map's cell panel), beside their floor (the bare read of the counts that
      model_city keeps). Then each changed read again as it ran before (every incident
      read), and whether the results are equal.
 Prints one table per database: seconds, rows/s, peak RSS, and each figure beside its floor
@@ -336,7 +336,8 @@ def stage_pages(csv: Path, db_url: str, floor_url: str, before_too: bool = True)
                                  .glob(f"{CATEGORY}-*.npz"))
         # the map's "a past date" and a clicked cell's history
         at_date = timed("past_date_s", lambda: workflows.predict_category(store, CATEGORY, at=past))
-        history = timed("cell_history_s", lambda: workflows.cell_history(store, CATEGORY, cell))
+        history = timed("cell_history_s", lambda: forecasts.cell_history(store, CATEGORY, cell,
+                                                                         bundle))
         kept = next((Path(os.environ["SAFETY_MODELS_HOME"]) / citylib.CITIES_DIR)
                     .glob(f"{CATEGORY}-*.npz"))
         # the floor of those two: the bare read of the kept counts file
@@ -353,7 +354,7 @@ def stage_pages(csv: Path, db_url: str, floor_url: str, before_too: bool = True)
             out["past_date_equal"] = bool(again.equals(at_date))
             kept_again = next(kept.parent.glob(f"{CATEGORY}-*.npz"))
             kept_again.unlink()
-            again = timed("before_cell_history_s",
+            again = timed("before_cell_history_s",       # the model run on the click too
                           lambda: workflows.cell_history(store, CATEGORY, cell))
             out["cell_history_equal"] = bool(again.equals(history))
     store.close()
