@@ -334,8 +334,11 @@ def stage_pages(csv: Path, db_url: str, floor_url: str, before_too: bool = True)
         past = last - pd.Timedelta(days=365)
         out["kept_counts"] = any((Path(os.environ["SAFETY_MODELS_HOME"]) / citylib.CITIES_DIR)
                                  .glob(f"{CATEGORY}-*.npz"))
-        # the map's "a past date" and a clicked cell's history
+        # the map's "a past date" and a clicked cell's history, each with the model not yet
+        # loaded in this process (the map itself reads only the saved forecasts)
+        registry.clear_cache()
         at_date = timed("past_date_s", lambda: workflows.predict_category(store, CATEGORY, at=past))
+        registry.clear_cache()
         history = timed("cell_history_s", lambda: forecasts.cell_history(store, CATEGORY, cell,
                                                                          bundle))
         kept = next((Path(os.environ["SAFETY_MODELS_HOME"]) / citylib.CITIES_DIR)
