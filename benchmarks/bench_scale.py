@@ -368,11 +368,13 @@ STAGES = {"floor": stage_floor, "load": stage_load, "aggregate": stage_aggregate
           "finetune": stage_finetune, "pages": stage_pages}
 
 
-def run_stage(name: str, csv: Path, home: Path, db_url: str, floor_url: str) -> dict:
+def run_stage(name: str, csv: Path, home: Path, db_url: str, floor_url: str,
+              no_before: bool = False) -> dict:
     """One stage in a child process; its figures plus peak_gb (the child's peak RSS)."""
     env = {**os.environ, "SAFETY_MODELS_HOME": str(home), "SAFETY_MODELS_DB_URL": db_url}
     done = subprocess.run([sys.executable, __file__, "--stage", name, "--csv", str(csv),
-                           "--db-url", db_url, "--floor-url", floor_url],
+                           "--db-url", db_url, "--floor-url", floor_url]
+                          + (["--no-before"] if no_before else []),
                           env=env, cwd=REPO, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -512,13 +514,17 @@ def main(argv: list[str] | None = None) -> int:
                              "it has --rows rows) and the SQLite homes; with it, a run whose "
                              "--stages include neither floor nor load reuses the databases an "
                              "earlier run loaded (PostgreSQL: on the same --pg-url server)")
+    parser.add_argument("--no-before", action="store_true",
+                        help="pages: skip timing each changed read again as it ran before "
+                             "(every incident read: minutes at 10 M rows)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)     # the child's side
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
     parser.add_argument("--floor-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
-        result = STAGES[args.stage](args.csv, args.db_url, args.floor_url)
+        extra = {"before_too": False} if args.stage == "pages" and args.no_before else {}
+        result = STAGES[args.stage](args.csv, args.db_url, args.floor_url, **extra)
         print(json.dumps({**result, "peak_gb": peak_rss_gb()}))
         return 0
 
@@ -549,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
             home.mkdir(exist_ok=True)
             results = {}
             for name in stages:
-                results[name] = run_stage(name, csv, home, url, floor_url)
+                results[name] = run_stage(name, csv, home, url, floor_url, args.no_before)
                 print(f"  {label} {name}: {json.dumps(results[name])}", flush=True)
             for name in STAGES:
                 results.setdefault(name, {"error": "not run"})
