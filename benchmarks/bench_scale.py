@@ -26,12 +26,17 @@ What it does:
      `city.prepare_city` on it: a 500 m grid and daily count tensor;
    - fine-tune: `workflows.train_category` with a short config (base 'none', 1 epoch of
      5 steps, no blend: the data path and one pass of each step, not a good model), which
-     also saves the version and precomputes its maps;
-   - pages: the store reads the dashboard's pages make (pages/_ui.py): data_stamp's
-     list_uploads + incident_counts, time_range, the last 90 days of incidents (the map's
-     points), per-month counts (Data page: from Store.incidents_per_day, the database's
-     GROUP BY; and, to compare, from every incident read as before), incident_places
-     (hot-spot names) and cell_history of one cell (the map's cell panel).
+     saves the version; then, timed apart, `forecasts.refresh` as the training job runs it
+     (the map's forecasts and place names, and the counts model_city keeps);
+   - pages: the reads a page visit makes (pages/_ui.py), each timed cold, beside the goal
+     (<= 3 s): the data stamp (data_version, list_uploads, incident_counts), time_range,
+     the Data page's per-month counts (Store.incidents_per_day), and with the active model
+     (made by the finetune stage): its saved forecasts (forecasts.load: next window,
+     look-back and place names, made when the model was), the 30 days of incidents before
+     the window (the map's points), a past date's forecast (predict_category) and the top
+     cell's history (forecasts.cell_history, as the map's cell panel), beside their floor (the bare read of the counts that
+     model_city keeps). Then each changed read again as it ran before (every incident
+     read), and whether the results are equal.
 Prints one table per database: seconds, rows/s, peak RSS, and each figure beside its floor
 or goal. Always exits 0 (a benchmark, not a test).
 """
@@ -42,6 +47,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -62,6 +68,7 @@ CELL_SIZE_M = 500.0
 GOAL_LOAD_SHARE = 1 / 3
 GOAL_AGGREGATE_S = 10.0
 GOAL_PEAK_GB = 4.0
+GOAL_PAGE_S = 3.0      # each of a page's reads, cold
 TYPES = ["THEFT", "BATTERY", "CRIMINAL DAMAGE", "ASSAULT", "DECEPTIVE PRACTICE",
          "MOTOR VEHICLE THEFT", "BURGLARY", "ROBBERY", "NARCOTICS", "OTHER OFFENSE"]
 
@@ -232,7 +239,7 @@ def stage_finetune(csv: Path, db_url: str, floor_url: str) -> dict:
     from safety_models.data.store import Store
     from safety_models.modeling import registry
     from safety_models.modeling.training import TrainConfig
-    from safety_models.service import workflows
+    from safety_models.service import forecasts, workflows
 
     torch.set_num_threads(max(1, len(os.sched_getaffinity(0))))
     store = Store(db_url)
@@ -252,20 +259,42 @@ def stage_finetune(csv: Path, db_url: str, floor_url: str) -> dict:
     steps = {"before_" + marks[0][0]: marks[0][1] - t0} if marks else {}
     steps.update({a: b_t - a_t for (a, a_t), (_, b_t) in zip(marks, marks[1:])})
     test = registry.model_info(store, model_id).get("test_metrics") or {}
+    # what the training job does next (forecasts.model_ready, less its backtest): the map's
+    # forecasts for the data now, place names and kept counts included
+    places_s = []
+    read_places = store.incident_places
+
+    def timed_places(category):
+        t = time.perf_counter()
+        value = read_places(category)
+        places_s.append(time.perf_counter() - t)
+        return value
+
+    store.incident_places = timed_places
+    t2 = time.perf_counter()
+    forecasts.refresh(store, CATEGORY, model_id)
+    t3 = time.perf_counter()
     store.close()
     return {"finetune_s": t1 - t0, "model_id": model_id, "steps_s": steps,
-            "test_hit_rate_5": test.get("hit_rate_5"), "test_roc_auc": test.get("roc_auc")}
+            "test_hit_rate_5": test.get("hit_rate_5"), "test_roc_auc": test.get("roc_auc"),
+            "maps_s": t3 - t2, "places_s": sum(places_s)}
 
 
-def stage_pages(csv: Path, db_url: str, floor_url: str, rows_too: bool = True) -> dict:
+def stage_pages(csv: Path, db_url: str, floor_url: str, before_too: bool = True) -> dict:
+    """The reads the pages make on a visit (pages/_ui.py), each timed once in this fresh
+    process (cold: no cache of the page's own), with the category's active model (the
+    finetune stage makes one; without one the map's reads are not timed). With before_too,
+    each read that changed is then timed again the way it ran before (every incident read),
+    and the two results compared."""
     import pandas as pd
 
     from safety_models.data.store import Store
+    from safety_models.modeling import city as citylib
+    from safety_models.modeling import registry
     from safety_models.presentation import tables
-    from safety_models.service import workflows
+    from safety_models.service import forecasts, workflows
 
-    store = Store(db_url)
-    out = {}
+    out: dict = {}
 
     def timed(name, fn):
         t0 = time.perf_counter()
@@ -273,21 +302,64 @@ def stage_pages(csv: Path, db_url: str, floor_url: str, rows_too: bool = True) -
         out[name] = time.perf_counter() - t0
         return value
 
-    timed("data_stamp_s", lambda: (store.list_uploads(), store.incident_counts()))
+    # What a dashboard process has imported before a visit (pages/_ui.py imports the
+    # training code and the registry in the background once it is idle): timed apart.
+    import importlib
+
+    timed("imports_s", lambda: [importlib.import_module(name) for name in (
+        "safety_models.modeling.training", "safety_models.modeling.registry",
+        "safety_models.modeling.forecaster")])
+    store = Store(db_url)
+    # every page: the data stamp and the uploads' listing; the Overview: counts, time range
+    timed("stamp_s", lambda: (store.data_version(), store.list_uploads(),
+                              store.incident_counts()))
     first, last = timed("time_range_s", lambda: store.time_range(CATEGORY))
-    recent = timed("recent_90d_s", lambda: store.incidents(CATEGORY, last - pd.Timedelta(days=90),
-                                                            last + pd.Timedelta(seconds=1)))
-    out["recent_rows"] = len(recent)
-    # the Data page's per-month counts: from the daily counts the database makes (GROUP BY),
-    # and, for comparison, as before this was built: every incident read into pandas
+    # the Data page's per-month counts
     per_month = timed("per_month_s", lambda: tables.incidents_per_period(
         store.incidents_per_day(CATEGORY), "M"))
-    if rows_too:
-        from_rows = timed("per_month_from_rows_s", lambda: tables.incidents_per_period(
+    model_id = registry.active_model_id(store, CATEGORY)
+    if model_id is None:
+        out["no_model"] = True
+    else:
+        # the map and the Overview: the model's saved forecasts (next window, look-back, place
+        # names); made when the model was (the finetune stage), so a visit reads files
+        folder = forecasts._model_dir(model_id) / forecasts.data_version(store, CATEGORY)
+        out["forecasts_saved"] = folder.is_dir()
+        bundle = timed("forecasts_s", lambda: forecasts.load(store, CATEGORY, model_id))
+        window_start = pd.Timestamp(bundle.next_window["window_start"].iloc[0])
+        recent = timed("recent_30d_s", lambda: store.incidents(
+            CATEGORY, window_start - pd.Timedelta(days=30), window_start).tail(20_000))
+        out["recent_rows"] = len(recent)
+        cell = int(bundle.next_window["cell_id"].iloc[0])           # the top hot spot
+        past = last - pd.Timedelta(days=365)
+        out["kept_counts"] = any((Path(os.environ["SAFETY_MODELS_HOME"]) / citylib.CITIES_DIR)
+                                 .glob(f"{CATEGORY}-*.npz"))
+        # the map's "a past date" and a clicked cell's history, each with the model not yet
+        # loaded in this process (the map itself reads only the saved forecasts)
+        registry.clear_cache()
+        at_date = timed("past_date_s", lambda: workflows.predict_category(store, CATEGORY, at=past))
+        registry.clear_cache()
+        history = timed("cell_history_s", lambda: forecasts.cell_history(store, CATEGORY, cell,
+                                                                         bundle))
+        kept = next((Path(os.environ["SAFETY_MODELS_HOME"]) / citylib.CITIES_DIR)
+                    .glob(f"{CATEGORY}-*.npz"))
+        # the floor of those two: the bare read of the kept counts file
+        timed("floor_kept_counts_s", lambda: np.load(kept)["counts"].sum())
+        out["kept_counts_mb"] = kept.stat().st_size / 1e6
+    if before_too:
+        from_rows = timed("before_per_month_s", lambda: tables.incidents_per_period(
             store.incidents(CATEGORY), "M"))
         out["per_month_equal"] = bool(per_month.equals(from_rows))
-    timed("places_s", lambda: store.incident_places(CATEGORY))
-    timed("cell_history_s", lambda: workflows.cell_history(store, CATEGORY, 1830))
+        if model_id is not None:
+            kept.unlink()          # as before the counts were kept: every incident read
+            again = timed("before_past_date_s",
+                          lambda: workflows.predict_category(store, CATEGORY, at=past))
+            out["past_date_equal"] = bool(again.equals(at_date))
+            kept_again = next(kept.parent.glob(f"{CATEGORY}-*.npz"))
+            kept_again.unlink()
+            again = timed("before_cell_history_s",       # the model run on the click too
+                          lambda: workflows.cell_history(store, CATEGORY, cell))
+            out["cell_history_equal"] = bool(again.equals(history))
     store.close()
     return out
 
@@ -296,11 +368,13 @@ STAGES = {"floor": stage_floor, "load": stage_load, "aggregate": stage_aggregate
           "finetune": stage_finetune, "pages": stage_pages}
 
 
-def run_stage(name: str, csv: Path, home: Path, db_url: str, floor_url: str) -> dict:
+def run_stage(name: str, csv: Path, home: Path, db_url: str, floor_url: str,
+              no_before: bool = False) -> dict:
     """One stage in a child process; its figures plus peak_gb (the child's peak RSS)."""
     env = {**os.environ, "SAFETY_MODELS_HOME": str(home), "SAFETY_MODELS_DB_URL": db_url}
     done = subprocess.run([sys.executable, __file__, "--stage", name, "--csv", str(csv),
-                           "--db-url", db_url, "--floor-url", floor_url],
+                           "--db-url", db_url, "--floor-url", floor_url]
+                          + (["--no-before"] if no_before else []),
                           env=env, cwd=REPO, capture_output=True, text=True)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
@@ -310,8 +384,9 @@ def run_stage(name: str, csv: Path, home: Path, db_url: str, floor_url: str) -> 
 
 # ------------------------------------------------------------------------------ databases
 
-def pg_database(admin_url: str, name: str) -> str:
-    """A fresh, empty database `name` on admin_url's server (dropped first); its URL."""
+def pg_database(admin_url: str, name: str, fresh: bool = True) -> str:
+    """A fresh, empty database `name` on admin_url's server (dropped first), or with
+    fresh=False the one an earlier run left (made when missing); its URL."""
     import sqlalchemy as sa
     from sqlalchemy.engine import make_url
 
@@ -320,14 +395,20 @@ def pg_database(admin_url: str, name: str) -> str:
         url = url.set(drivername="postgresql+psycopg")
     engine = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     with engine.connect() as conn:
-        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        exists = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"),
+                              {"n": name}).first() is not None
+        if fresh and exists:
+            conn.execute(sa.text(f'DROP DATABASE "{name}"'))
+        if fresh or not exists:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
     engine.dispose()
     return url.set(database=name).render_as_string(hide_password=False)
 
 
-def databases(kind: str, tmp: Path, pg_url: str | None) -> list[tuple[str, str, str]]:
-    """[(label, product URL, floor URL)] for --db."""
+def databases(kind: str, tmp: Path, pg_url: str | None,
+              fresh: bool = True) -> list[tuple[str, str, str]]:
+    """[(label, product URL, floor URL)] for --db; fresh=False keeps what an earlier run
+    loaded (the SQLite files stay in tmp, which is then --work)."""
     out = []
     if kind in ("sqlite", "both"):
         out.append(("sqlite", f"sqlite:///{tmp / 'home-sqlite' / 'safety.db'}",
@@ -337,8 +418,8 @@ def databases(kind: str, tmp: Path, pg_url: str | None) -> list[tuple[str, str, 
             print("--db postgresql needs --pg-url or SAFETY_MODELS_TEST_PG_URL "
                   "(scripts/with_postgres.sh sets it)", file=sys.stderr)
             raise SystemExit(2)
-        out.append(("postgresql", pg_database(pg_url, "bench_scale"),
-                    pg_database(pg_url, "bench_scale_floor")))
+        out.append(("postgresql", pg_database(pg_url, "bench_scale", fresh),
+                    pg_database(pg_url, "bench_scale_floor", fresh)))
     return out
 
 
@@ -384,14 +465,35 @@ def report(label: str, rows: int, r: dict) -> None:
               f"{ft['test_hit_rate_5'] or float('nan'):.3f}, ROC-AUC "
               f"{ft['test_roc_auc'] or float('nan'):.3f})  peak {ft['peak_gb']:.2f} GB")
         print("             " + ", ".join(f"{k} {v:.1f} s" for k, v in ft["steps_s"].items()))
+        print(f"             then the map's forecasts (forecasts.refresh, as the job does): "
+              f"{ft['maps_s']:.1f} s, of which the place names (Store.incident_places) "
+              f"{ft['places_s']:.1f} s")
     pg = r["pages"]
     if "error" not in pg:
-        parts = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in pg.items()
-                          if k.endswith("_s") and k != "peak_gb")
-        if "per_month_equal" in pg:
-            parts += f" (per-month tables equal: {pg['per_month_equal']})"
-        print(f"  pages      {parts} ({pg['recent_rows']:,} recent rows)  "
-              f"peak {pg['peak_gb']:.2f} GB")
+        def fig(name: str) -> str:
+            seconds = pg.get(name + "_s")
+            if seconds is None:
+                return f"{name} not run"
+            mark = "PASS" if seconds <= GOAL_PAGE_S else "FAIL"
+            before = pg.get("before_" + name + "_s")
+            was = f", before {before:.1f} s" if before is not None else ""
+            return f"{name} {seconds:.2f} s {mark}{was}"
+        print(f"  pages      each read <= {GOAL_PAGE_S:g} s cold (the goal), peak "
+              f"{pg['peak_gb']:.2f} GB (the dashboard's imports first: {pg['imports_s']:.1f} s)")
+        print("             " + "; ".join(fig(n) for n in ("stamp", "time_range", "per_month")))
+        if pg.get("no_model"):
+            print("             no active model: the map's reads need the finetune stage first")
+        else:
+            print("             " + "; ".join(fig(n) for n in ("forecasts", "recent_30d",
+                                                              "past_date", "cell_history")))
+            print(f"             floor: the bare read of the kept counts "
+                  f"({pg['kept_counts_mb']:.0f} MB) {pg['floor_kept_counts_s']:.2f} s; "
+                  f"forecasts saved before the visit: {pg['forecasts_saved']}; counts kept "
+                  f"before it: {pg['kept_counts']}; {pg['recent_rows']:,} recent incidents")
+        equal = {k[:-6]: v for k, v in pg.items() if k.endswith("_equal")}
+        if equal:
+            print("             the same results as before: " +
+                  ", ".join(f"{k} {v}" for k, v in equal.items()))
     peaks = [d["peak_gb"] for d in r.values() if "peak_gb" in d]
     if peaks:
         print(f"  peak memory {max(peaks):.2f} GB (largest stage), goal <= {GOAL_PEAK_GB:g} GB: "
@@ -407,32 +509,53 @@ def main(argv: list[str] | None = None) -> int:
                              "(default: SAFETY_MODELS_TEST_PG_URL)")
     parser.add_argument("--stages", default=",".join(STAGES),
                         help="comma-separated subset of " + ",".join(STAGES))
+    parser.add_argument("--work", type=Path,
+                        help="a folder kept between runs: the CSV (written once, reused when "
+                             "it has --rows rows) and the SQLite homes; with it, a run whose "
+                             "--stages include neither floor nor load reuses the databases an "
+                             "earlier run loaded (PostgreSQL: on the same --pg-url server)")
+    parser.add_argument("--no-before", action="store_true",
+                        help="pages: skip timing each changed read again as it ran before "
+                             "(every incident read: minutes at 10 M rows)")
     parser.add_argument("--stage", help=argparse.SUPPRESS)     # the child's side
     parser.add_argument("--csv", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--db-url", help=argparse.SUPPRESS)
     parser.add_argument("--floor-url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.stage:
-        result = STAGES[args.stage](args.csv, args.db_url, args.floor_url)
+        extra = {"before_too": False} if args.stage == "pages" and args.no_before else {}
+        result = STAGES[args.stage](args.csv, args.db_url, args.floor_url, **extra)
         print(json.dumps({**result, "peak_gb": peak_rss_gb()}))
         return 0
 
     load = os.getloadavg()
     print(f"{len(os.sched_getaffinity(0))} CPU cores; load average {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f}")
-    with tempfile.TemporaryDirectory(prefix="bench-scale-") as tmp:
-        tmp = Path(tmp)
-        csv = tmp / "city.csv"
+    stages = args.stages.split(",")
+    fresh = "floor" in stages or "load" in stages
+    with tempfile.TemporaryDirectory(prefix="bench-scale-") as scratch:
+        tmp = Path(args.work or scratch)
+        tmp.mkdir(parents=True, exist_ok=True)
+        csv = tmp / f"city-{args.rows}.csv"
         t0 = time.perf_counter()
-        write_city_csv(csv, args.rows)
+        if not csv.exists():
+            write_city_csv(csv.with_suffix(".part"), args.rows)
+            csv.with_suffix(".part").rename(csv)
+            made = f"written in {time.perf_counter() - t0:.0f} s"
+        else:
+            made = "kept from an earlier run"
         print(f"synthetic city: {args.rows:,} incidents over {YEARS} years, "
-              f"{csv.stat().st_size / 1e6:,.0f} MB CSV (written in {time.perf_counter() - t0:.0f} s)")
-        for label, url, floor_url in databases(args.db, tmp, args.pg_url):
+              f"{csv.stat().st_size / 1e6:,.0f} MB CSV ({made})")
+        for label, url, floor_url in databases(args.db, tmp, args.pg_url, fresh):
+            if fresh and label == "sqlite":
+                for old in (tmp / "home-sqlite", tmp / "floor.db"):
+                    shutil.rmtree(old, ignore_errors=True) if old.is_dir() else \
+                        old.unlink(missing_ok=True)
             home = tmp / f"home-{label}"
             home.mkdir(exist_ok=True)
             results = {}
-            for name in args.stages.split(","):
-                results[name] = run_stage(name, csv, home, url, floor_url)
+            for name in stages:
+                results[name] = run_stage(name, csv, home, url, floor_url, args.no_before)
                 print(f"  {label} {name}: {json.dumps(results[name])}", flush=True)
             for name in STAGES:
                 results.setdefault(name, {"error": "not run"})

@@ -292,10 +292,14 @@ def basemap(wait_s: float = 1.0):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cell_history(db_url: str, category: str, cell_id: int, stamp: str) -> pd.DataFrame:
-    from safety_models.service import workflows
+def cell_history(db_url: str, category: str, model_id: str, cell_id: int,
+                 stamp: str) -> pd.DataFrame:
+    """A clicked cell's history under a model (the category's active one), its chances read
+    from the model's saved forecasts."""
+    from safety_models.service import forecasts as service
 
-    return workflows.cell_history(_store_for(db_url), category, int(cell_id))
+    return service.cell_history(_store_for(db_url), category, int(cell_id),
+                                forecasts(category, model_id))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -199,7 +199,7 @@ def cell_history(clicked: int | None) -> None:
                    "chance over time.")
         return
     with ui.shown_errors(f"reading the history of cell {clicked}"):
-        history = ui.cell_history(url, category, clicked, stamp)
+        history = ui.cell_history(url, category, model_id, clicked, stamp)
         st.plotly_chart(charts.history_figure(history, clicked, window_label(window_hours)),
                         key="map_history",
                         width="stretch")

@@ -398,6 +398,22 @@ def fake_checkpoint(score: float = 0.5, seed: int = 0, grid=None) -> dict:
     }
 
 
+def network_checkpoint(seed: int = 0) -> dict:
+    """fake_checkpoint with an untrained network that takes every feature channel of the
+    default FeatureConfig: predicts, cell histories and forecasts run it in a second, where
+    a trained one takes a training run."""
+    import torch
+
+    from safety_models.features import FeatureConfig, n_channels
+    from safety_models.modeling.models import ModelConfig, create_model, model_to_state
+
+    torch.manual_seed(seed)
+    net = create_model(ModelConfig(in_channels=n_channels(FeatureConfig()), decoder_width=8,
+                                   full_res_width=8)).eval()
+    return {**fake_checkpoint(seed=seed), **model_to_state(net),
+            "feature_config": FeatureConfig().to_dict()}
+
+
 def wait_for(predicate, timeout_s: float = 60.0, what: str = "the job"):
     """predicate()'s first true value, polled every 0.2 s; AssertionError after timeout_s."""
     deadline = time.monotonic() + timeout_s

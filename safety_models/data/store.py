@@ -19,6 +19,9 @@ Tables (all on the module-level `metadata`):
   uploads        one row per loaded file, with its counts, column mapping and time range
   incidents      accepted incidents (and their place text, when the file had one); unique
                  (category, source_key); index (category, occurred_at)
+  incident_days  each upload's stored incidents counted per day and subtype, written with its
+                 incidents and removed with them: the Data page's counts without a pass over
+                 every incident (Store.incidents_per_day)
   rejected_rows  the rows of a file that could not be used: row_number, reason, raw row as JSON
   boundaries     district outlines (GeoJSON text) per category, or "*" for every category
   meta           small key/value state (e.g. bootstrap status)
@@ -103,6 +106,15 @@ incidents = sa.Table(
     sa.UniqueConstraint("category", "source_key", name="uq_incidents_category_source_key"),
     sa.Index("ix_incidents_category_occurred_at", "category", "occurred_at"),
     sa.Index("ix_incidents_upload_id", "upload_id"),
+)
+
+incident_days = sa.Table(
+    "incident_days", metadata,
+    sa.Column("upload_id", sa.Integer, sa.ForeignKey("uploads.id"), nullable=False),
+    sa.Column("day", sa.Date, nullable=False),                # of occurred_at, the local clock
+    sa.Column("subtype", sa.Text, nullable=False),
+    sa.Column("incidents", sa.Integer, nullable=False),
+    sa.PrimaryKeyConstraint("upload_id", "day", "subtype", name="pk_incident_days"),
 )
 
 rejected_rows_table = sa.Table(
@@ -342,9 +354,15 @@ class Store:
                     center_latitude=center[0], center_longitude=center[1],
                 )).inserted_primary_key[0]
                 before = len(new)
-                inserted = self._insert_incidents(conn, category, upload_id, new,
-                                                  insert_order(new))
+                order = insert_order(new)
+                inserted = self._insert_incidents(conn, category, upload_id, new, order)
                 duplicates = before - inserted
+                # every row offered was stored (no key was there already): count them here
+                if inserted == len(order):
+                    stored = new if len(order) == len(new) else new.iloc[order]
+                    count_days(conn, upload_id, stored["occurred_at"], stored["subtype"])
+                else:
+                    count_days(conn, upload_id)
                 self._insert_rejected(conn, upload_id, rejected)
                 final_path = uploads_dir / f"{upload_id}-{_safe_name(file_name)}"
                 conn.execute(uploads.update().where(uploads.c.id == upload_id).values(
@@ -594,6 +612,7 @@ class Store:
                                        .where(uploads.c.id == upload_id)).first()
             if stored_path is None:
                 raise UserError(_no_upload(upload_id))
+            conn.execute(incident_days.delete().where(incident_days.c.upload_id == upload_id))
             removed = conn.execute(incidents.delete()
                                    .where(incidents.c.upload_id == upload_id)).rowcount
             conn.execute(rejected_rows_table.delete()
@@ -686,20 +705,16 @@ class Store:
             cursor.close()
 
     def incidents_per_day(self, category: str) -> pd.DataFrame:
-        """Incidents of a category counted per day and subtype, in the database (GROUP BY: a
-        few thousand rows back where the incidents are millions): occurred_at (the day's
+        """Incidents of a category counted per day and subtype: occurred_at (the day's
         midnight, datetime64[ns]), subtype (str), incidents (int64), by day then subtype.
-        What tables.incidents_per_period counts, without reading every incident."""
+        What tables.incidents_per_period counts, from the uploads' per-day counts
+        (incident_days: a few thousand rows where the incidents are millions)."""
         category = check_category(category)
-        c = incidents.c
-        if self.is_sqlite:   # stored as "YYYY-MM-DD HH:MM:SS.ffffff" text
-            day = sa.func.substr(c.occurred_at, 1, 10)
-        else:
-            day = sa.cast(c.occurred_at, sa.Date)
-        day = day.label("day")
-        stmt = (sa.select(day, c.subtype, sa.func.count().label("n"))
-                .where(c.category == category).group_by(day, c.subtype)
-                .order_by(day, c.subtype))
+        d = incident_days.c
+        stmt = (sa.select(d.day, d.subtype, sa.func.sum(d.incidents).label("n"))
+                .select_from(incident_days.join(uploads, uploads.c.id == d.upload_id))
+                .where(uploads.c.category == category).group_by(d.day, d.subtype)
+                .order_by(d.day, d.subtype))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
         days, subtypes, counts = zip(*rows) if rows else ((), (), ())
@@ -721,11 +736,14 @@ class Store:
         return f"{newest or 0}:{n}:{accepted or 0}"
 
     def incident_counts(self) -> dict[str, int]:
-        """Stored incidents per category; every category is present, 0 when none."""
-        c = incidents.c
+        """Stored incidents per category; every category is present, 0 when none. Summed
+        from the uploads' per-day counts (incident_days), not counted over every incident."""
+        d = incident_days.c
         with self.engine.connect() as conn:
-            rows = conn.execute(sa.select(c.category, sa.func.count())
-                                .group_by(c.category)).all()
+            rows = conn.execute(sa.select(uploads.c.category, sa.func.sum(d.incidents))
+                                .select_from(incident_days.join(uploads,
+                                                                uploads.c.id == d.upload_id))
+                                .group_by(uploads.c.category)).all()
         counts = {name: 0 for name in CATEGORIES}
         counts.update({name: int(n) for name, n in rows})
         return counts
@@ -756,10 +774,12 @@ class Store:
         """First and last occurred_at of a category; None when it has no incidents."""
         category = check_category(category)
         c = incidents.c
+        # Two subqueries: each is one step down the (category, occurred_at) index, where
+        # min and max in one SELECT made SQLite walk the category's whole range.
+        ends = [sa.select(fn(c.occurred_at)).where(c.category == category).scalar_subquery()
+                for fn in (sa.func.min, sa.func.max)]
         with self.engine.connect() as conn:
-            low, high = conn.execute(sa.select(sa.func.min(c.occurred_at),
-                                               sa.func.max(c.occurred_at))
-                                     .where(c.category == category)).one()
+            low, high = conn.execute(sa.select(*ends)).one()
         if low is None:
             return None
         return pd.Timestamp(low), pd.Timestamp(high)
@@ -795,6 +815,38 @@ class Store:
 
 
 # -------------------------------------------------------------------- helpers
+
+
+def count_days(conn: sa.Connection, upload_id: int, occurred_at: pd.Series | None = None,
+               subtype: pd.Series | None = None) -> None:
+    """Write incident_days for one upload's incidents (add_upload, in its transaction).
+
+    occurred_at, subtype: the times and subtypes of the upload's rows exactly as they were
+    stored (_clean_accepted's columns), when the caller knows that every row it offered
+    was; they are counted here (seconds at ten million rows). Otherwise a GROUP BY in the database over the upload's stored rows, so
+    that rows the load skipped as duplicates are not counted (20 s on SQLite at ten million).
+    Revision 0005 filled the table with that GROUP BY for the uploads before it."""
+    if occurred_at is not None:
+        # (day, subtype) pairs as one integer key each: a sort of int64s, not a groupby
+        days = occurred_at.to_numpy(dtype="datetime64[ns]").astype("datetime64[D]").astype(np.int64)
+        codes, names = pd.factorize(subtype, sort=True)
+        keys, counts = np.unique(days * len(names) + codes, return_counts=True)
+        rows = [{"upload_id": int(upload_id),
+                 "day": np.datetime64(int(key) // len(names), "D").item(),
+                 "subtype": str(names[int(key) % len(names)]), "incidents": int(n)}
+                for key, n in zip(keys.tolist(), counts.tolist())]
+        for i in range(0, len(rows), INSERT_CHUNK_ROWS):
+            conn.execute(incident_days.insert(), rows[i:i + INSERT_CHUNK_ROWS])
+        return
+    c = incidents.c
+    if conn.dialect.name == "sqlite":   # stored as "YYYY-MM-DD HH:MM:SS.ffffff" text, as Date
+        day = sa.func.substr(c.occurred_at, 1, 10)
+    else:
+        day = sa.cast(c.occurred_at, sa.Date)
+    stmt = (sa.select(c.upload_id, day, c.subtype, sa.func.count())
+            .where(c.upload_id == int(upload_id)).group_by(c.upload_id, day, c.subtype))
+    conn.execute(incident_days.insert().from_select(
+        ["upload_id", "day", "subtype", "incidents"], stmt))
 
 
 def _with_driver(url: str) -> sa.URL:
@@ -946,7 +998,8 @@ def _home_relative(path: Path) -> str:
 
 
 # Folders of the home where write_atomic leaves temporary files while it writes.
-HOME_FOLDERS_WITH_FILES = ("uploads", "models", "evaluations", "studies", "boundaries", "jobs")
+HOME_FOLDERS_WITH_FILES = ("uploads", "models", "evaluations", "studies", "boundaries", "jobs",
+                           "cities")
 
 
 def clean_home_leftovers() -> list[Path]:

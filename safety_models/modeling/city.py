@@ -5,11 +5,19 @@
     record_grid    remember a category's grid (meta ``grid:<category>``)
     prepare_city   store -> CityData on the category's grid (or a new one)
     model_city     store + checkpoint -> CityData on that model's own grid, windows and mask
+    data_fingerprint  a text that changes whenever a category's incidents do
 
 The grid of a category is FIXED once its first model is trained: it is recorded under the
 meta key ``grid:<category>`` and reused, so every version of a category shares one grid and
 their maps and scores compare cell for cell. Asking for another cell size explicitly makes a
 new grid (and reuses it when asked for again).
+
+model_city keeps the count tensor it builds in the home (cities/, one file per category, grid
+and window length, named by the data's fingerprint): the risk map's reads (a cell's history,
+a past date's forecast) would otherwise read every incident on each visit (half a minute at
+ten million). The file is made when a model's forecasts are computed (a model made, data
+loaded: service.forecasts.refresh) and is used only while the category's uploads are those
+it was made from; files of other uploads are removed when a new one is saved.
 
 Training (service.workflows.train_category), the pretrained base (modeling.pretrained), the
 backtest and the study all build their inputs here, so this module sits below the service
@@ -18,16 +26,20 @@ layer and below evaluation.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Mapping
 
 import numpy as np
 import pandas as pd
 
 from safety_models import grid as gridlib
+from safety_models import paths
 from safety_models.errors import NotReady
+from safety_models.files import write_atomic
 from safety_models.grid import GridSpec
 from safety_models.modeling import registry
 from safety_models.schema import DEFAULT_CELL_SIZE_M, DEFAULT_WINDOW_HOURS, check_category
@@ -119,12 +131,17 @@ def _city_from_incidents(category: str, spec: GridSpec, window_hours: int,
     counts = gridlib.count_tensor(spec, incidents["occurred_at"], incidents["latitude"],
                                   incidents["longitude"], starts[0], window_hours, len(starts))
     if mask is None:
-        mask = gridlib.city_mask(spec, counts, boundary)
-        if not mask.any():
-            # Outlines that miss the grid (another city's file) must not blank the map.
-            mask = gridlib.city_mask(spec, counts, None)
+        mask = _city_mask(spec, counts, boundary)
     return CityData(category=category, grid=spec, window_hours=int(window_hours), starts=starts,
                     counts=counts, mask=np.asarray(mask, dtype=bool), boundary=boundary)
+
+
+def _city_mask(spec: GridSpec, counts: np.ndarray, boundary: dict | None) -> np.ndarray:
+    mask = gridlib.city_mask(spec, counts, boundary)
+    if not mask.any():
+        # Outlines that miss the grid (another city's file) must not blank the map.
+        mask = gridlib.city_mask(spec, counts, None)
+    return mask
 
 
 def incidents_or_raise(store: Any, category: str) -> pd.DataFrame:
@@ -167,14 +184,86 @@ def model_city(store: Any, category: str, checkpoint: Mapping[str, Any],
                incidents: pd.DataFrame | None = None) -> CityData:
     """The category's data now, on a model's own grid, window length and city cells (the
     cells the model was trained and validated on: new data must not move them).
-    incidents: the category's incidents when the caller already read them."""
+    incidents: the category's incidents when the caller already read them. Without them,
+    the counts kept for the data now are read when there are some (see the module doc);
+    otherwise every incident is read and the counts are kept for the next call."""
     hours = window_hours_of(checkpoint, category)
-    incidents = incidents_or_raise(store, category) if incidents is None else incidents
+    spec = GridSpec.from_dict(checkpoint["grid"])
     mask = checkpoint.get("mask")
     if mask is not None:
         mask = np.asarray(mask.numpy() if hasattr(mask, "numpy") else mask, dtype=bool)
-    return _city_from_incidents(category, GridSpec.from_dict(checkpoint["grid"]), hours,
-                                incidents, store.boundary(category), mask=mask)
+    boundary = store.boundary(category)
+    if incidents is not None:
+        return _city_from_incidents(category, spec, hours, incidents, boundary, mask=mask)
+    # The fingerprint before the incidents: an upload committed in between then makes the
+    # kept file one nobody asks for, never a file of older data under the newer name.
+    path = counts_path(category, data_fingerprint(store.list_uploads(), category), spec, hours)
+    kept = _read_counts(path)
+    if kept is not None:
+        starts, counts = kept
+        if mask is None:
+            mask = _city_mask(spec, counts, boundary)
+        return CityData(category=category, grid=spec, window_hours=hours, starts=starts,
+                        counts=counts, mask=mask, boundary=boundary)
+    city = _city_from_incidents(category, spec, hours, incidents_or_raise(store, category),
+                                boundary, mask=mask)
+    _keep_counts(path, city)
+    return city
+
+
+# ---------------------------------------------------------------------------------------------
+# Kept counts
+
+CITIES_DIR = "cities"     # under the home folder
+
+
+def data_fingerprint(uploads: pd.DataFrame, category: str) -> str:
+    """A short hex text that changes whenever the category's incidents do, from a listing of
+    the uploads (Store.list_uploads): each of its uploads' id, file checksum and accepted
+    count. Every incident arrives with an upload and leaves with it, upload ids are never
+    reused, and the checksum tells another database's upload #1 from this one's."""
+    mine = uploads[uploads["category"] == check_category(category)]
+    text = json.dumps(sorted(zip(mine["upload_id"].astype(int).tolist(),
+                                 mine["checksum"].astype(str).tolist(),
+                                 mine["accepted"].astype(int).tolist())))
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def counts_path(category: str, fingerprint: str, spec: GridSpec, window_hours: int) -> Path:
+    """Where model_city keeps the counts of a category's data (fingerprint) on one grid and
+    window length: home/cities/<category>-<fingerprint>-<grid and window digest>.npz."""
+    grid_text = json.dumps({**spec.to_dict(), "window_hours": int(window_hours)}, sort_keys=True)
+    digest = hashlib.sha1(grid_text.encode()).hexdigest()[:16]
+    return paths.home_dir() / CITIES_DIR / f"{check_category(category)}-{fingerprint}-{digest}.npz"
+
+
+def _read_counts(path: Path) -> tuple[pd.DatetimeIndex, np.ndarray] | None:
+    """(starts, counts) kept at path, or None when there is no (readable) file."""
+    try:
+        with np.load(path) as kept:
+            starts = pd.DatetimeIndex(kept["starts_ns"].astype("datetime64[ns]"))
+            counts = kept["counts"]
+    except (OSError, ValueError, KeyError):
+        return None
+    if counts.ndim != 3 or len(starts) != counts.shape[0]:
+        return None
+    return starts, counts
+
+
+def _keep_counts(path: Path, city: CityData) -> None:
+    """Save city's window starts and counts at path (atomically), then remove the category's
+    files of other data (older uploads). A home that cannot be written only loses the
+    speed-up: the counts are made again on the next call."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda fh: np.savez(fh, starts_ns=city.starts.asi8,
+                                               counts=city.counts))
+    except OSError:
+        return
+    category, fingerprint = path.name.split("-")[:2]
+    for old in path.parent.glob(f"{category}-*.npz"):
+        if not old.name.startswith(f"{category}-{fingerprint}-"):
+            old.unlink(missing_ok=True)
 
 
 def window_hours_of(checkpoint: Mapping[str, Any], category: str) -> int:

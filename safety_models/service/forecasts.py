@@ -4,6 +4,7 @@ kept on disk, so that a page visit only reads it (no streamlit here).
     data_version  changes whenever a category's incidents do (an upload, a removal)
     refresh       compute and save a model's forecasts for the data as they are now
     load          the saved forecasts of a model for the data now (computed first if missing)
+    cell_history  a clicked cell's history, the model's chances read from its forecasts
     model_ready   after a model became a category's active one: its forecasts, its evaluation
 
 One `Forecasts` per model version and data version:
@@ -15,6 +16,9 @@ One `Forecasts` per model version and data version:
                  the latest forecasts whose whole horizon lies in the data)
     places       per city cell, the place text (block, street, address) most frequent among
                  its own incidents, where the files had one
+    history      (a next-window model's) its chance per city cell for the windows a clicked
+                 cell's history shows (workflows.history_probabilities), so that a click only
+                 reads the cell's counts (cell_history)
 Files: home/forecasts/<model_id>/<data_version>/ (next.parquet, past.npz, places.parquet,
 meta.json), written to a temporary folder and renamed into place, so a reader never sees half
 a bundle; older data versions of the model are removed.
@@ -70,6 +74,9 @@ class Forecasts:
     horizon_windows: windows each forecast covers (1: the next window; 7 for a 7-day horizon
     of daily windows): past_probability is the chance of at least one incident over them and
     past_events the incidents of all of them.
+    history_probability: (windows, cells) float64, the model's chance in each of the windows
+    workflows.history_window_indices names (the latest HISTORY_PREDICTED_WINDOWS); None for
+    a horizon model and for forecasts saved before it was kept.
     """
 
     category: str
@@ -87,6 +94,7 @@ class Forecasts:
     places: pd.DataFrame
     blend: dict = field(default_factory=dict)
     horizon_windows: int = 1
+    history_probability: np.ndarray | None = None
 
     @property
     def n_past(self) -> int:
@@ -200,6 +208,12 @@ def refresh(store: Any, category: str, model_id: str | None = None) -> Forecasts
         happened = horizon_counts(city.counts, t_indices, h)            # (K, H, W)
     else:
         probability = happened = np.zeros((0,) + city.mask.shape)
+    history = None                                                      # (N, H, W)
+    if h == 1:
+        # daily windows: the look-back's windows are the history's, computed the same way
+        same = np.array_equal(t_indices, workflows.history_window_indices(city.n_windows))
+        history = probability if same else workflows.history_probabilities(model, checkpoint,
+                                                                           city)
     cumulative = np.concatenate([np.zeros((1,) + city.mask.shape, np.float64),
                                  np.cumsum(city.counts, axis=0, dtype=np.float64)])
     recent_windows = max(1, int(round(RECENT_DAYS * 24 / city.window_hours)))
@@ -214,7 +228,8 @@ def refresh(store: Any, category: str, model_id: str | None = None) -> Forecasts
         past_recent=np.rint(recent[:, rows, cols]).astype(np.int32),
         places=places_per_cell(store.incident_places(category), city.grid, cell_ids),
         blend={} if blend_of(checkpoint).network_only else dict(blend_of(checkpoint).weights),
-        horizon_windows=h)
+        horizon_windows=h,
+        history_probability=None if history is None else history[:, rows, cols].astype(np.float64))
     _save(forecasts)
     return forecasts
 
@@ -227,9 +242,11 @@ def _save(forecasts: Forecasts) -> None:
     try:
         forecasts.next_window.to_parquet(tmp / "next.parquet", index=False)
         forecasts.places.to_parquet(tmp / "places.parquet", index=False)
+        history = {} if forecasts.history_probability is None else \
+            {"history": forecasts.history_probability}
         np.savez(tmp / "past.npz", starts=forecasts.past_starts.asi8, cell_ids=forecasts.cell_ids,
                  probability=forecasts.past_probability, events=forecasts.past_events,
-                 recent=forecasts.past_recent)
+                 recent=forecasts.past_recent, **history)
         meta = {"category": forecasts.category, "model_id": forecasts.model_id,
                 "data_version": forecasts.data_version, "forecaster": forecasts.forecaster,
                 "window_hours": forecasts.window_hours, "computed_at": forecasts.computed_at,
@@ -261,7 +278,22 @@ def _read(folder: Path) -> Forecasts:
         cell_ids=arrays["cell_ids"], past_probability=arrays["probability"],
         past_events=arrays["events"], past_recent=arrays["recent"],
         places=pd.read_parquet(folder / "places.parquet"), blend=dict(meta.get("blend") or {}),
-        horizon_windows=int(meta.get("horizon_windows") or 1))
+        horizon_windows=int(meta.get("horizon_windows") or 1),
+        history_probability=arrays.get("history"))
+
+
+def cell_history(store: Any, category: str, cell_id: int, forecasts: Forecasts) -> pd.DataFrame:
+    """workflows.cell_history of the forecasts' model (the map's clicked cell), with the
+    model's chances read from the forecasts (saved when they were computed) instead of
+    running the model on every click; a cell outside the city, or forecasts saved without
+    them, run it as before."""
+    predicted = None
+    if forecasts.history_probability is not None:
+        where = np.flatnonzero(forecasts.cell_ids == int(cell_id))
+        if len(where):
+            predicted = forecasts.history_probability[:, where[0]]
+    return workflows.cell_history(store, category, cell_id, model_id=forecasts.model_id,
+                                  predicted=predicted)
 
 
 def known_forecaster(model_id: str) -> str | None:

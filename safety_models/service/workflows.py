@@ -27,7 +27,7 @@ import pandas as pd
 from safety_models import grid as gridlib
 from safety_models.errors import NotReady
 from safety_models.modeling import registry
-from safety_models.modeling.city import (CityData, incidents_or_raise, model_city, prepare_city,
+from safety_models.modeling.city import (CityData, model_city, prepare_city,
                                          record_grid, grid_meta_key)
 from safety_models.modeling.pretrained import ensure_pretrained, pretrained_base
 from safety_models.schema import CATEGORIES, check_category, horizon_days
@@ -361,8 +361,7 @@ def predict_category(store: Any, category: str, at: Any = None,
     model_id = _resolve_model_id(store, category, model_id)
     model, checkpoint = registry.load_model(store, model_id)
     model.to(resolve_device(device))
-    incidents = incidents_or_raise(store, category)
-    city = model_city(store, category, checkpoint, incidents)
+    city = model_city(store, category, checkpoint)     # the kept counts, when there are some
     t = _window_index(city, at)
     # the version's own forecaster: its validation-chosen blend, or the network alone
     forecast = forecaster.forecast_windows(model, checkpoint, city.counts, city.starts, city.grid,
@@ -375,8 +374,8 @@ def predict_category(store: Any, category: str, at: Any = None,
     rows, cols = np.nonzero(city.mask)                                  # (cells,) each
     cell_ids = rows * spec.n_cols + cols
     lat, lon = gridlib.cell_centres(spec)
-    recent = incidents[(incidents["occurred_at"] >= window_start - pd.Timedelta(days=RECENT_DAYS))
-                       & (incidents["occurred_at"] < window_start)]
+    # only the RECENT_DAYS before the window (an index range), not every incident
+    recent = store.incidents(category, window_start - pd.Timedelta(days=RECENT_DAYS), window_start)
     recent_ids = gridlib.latlon_to_cell(spec, recent["latitude"], recent["longitude"])
     recent_counts = np.bincount(recent_ids[recent_ids >= 0], minlength=spec.n_cells)
 
@@ -401,14 +400,36 @@ def predict_category(store: Any, category: str, at: Any = None,
     return df
 
 
-def cell_history(store: Any, category: str, cell_id: int,
-                 model_id: str | None = None) -> pd.DataFrame:
+def history_window_indices(n_windows: int) -> np.ndarray:
+    """The windows cell_history gives the model's probability for: the last
+    HISTORY_PREDICTED_WINDOWS, each with at least one window before it."""
+    return np.arange(max(1, n_windows - HISTORY_PREDICTED_WINDOWS), n_windows)
+
+
+def history_probabilities(model: Any, checkpoint: Any, city: CityData) -> np.ndarray:
+    """(windows, rows, cols): the model's chance of at least one event in each of the
+    history_window_indices windows of city, each from the windows before it only (what
+    cell_history shows for a cell; service.forecasts saves them with a model's forecasts)."""
+    from safety_models.modeling import forecaster
+
+    t_indices = history_window_indices(city.n_windows)
+    if not len(t_indices):
+        return np.zeros((0, *city.mask.shape))
+    return np.asarray(forecaster.forecast_windows(model, checkpoint, city.counts, city.starts,
+                                                  city.grid, city.mask, t_indices).prob)
+
+
+def cell_history(store: Any, category: str, cell_id: int, model_id: str | None = None,
+                 predicted: np.ndarray | None = None) -> pd.DataFrame:
     """Events per window for one cell of the model's grid (the active model by default; the
     category grid when there is no model yet).
 
     Columns: window_start, window_end, events, probability (the model's chance of at least
     one event, for the last HISTORY_PREDICTED_WINDOWS windows; NaN before them and without
-    a model). Raises ValueError for a cell id outside the grid.
+    a model). predicted: the cell's column of history_probabilities for this model and the
+    data now, when the caller has them saved (service.forecasts.cell_history): the model is
+    then not run; ignored when its length is not the number of those windows. Raises
+    ValueError for a cell id outside the grid.
     """
     category = check_category(category)
     if model_id is None:
@@ -426,13 +447,10 @@ def cell_history(store: Any, category: str, cell_id: int,
     step = pd.Timedelta(hours=city.window_hours)
     probability = np.full(city.n_windows, np.nan)
     if model is not None:
-        from safety_models.modeling import forecaster
-
-        t_indices = np.arange(max(1, city.n_windows - HISTORY_PREDICTED_WINDOWS), city.n_windows)
-        if len(t_indices):
-            prob = forecaster.forecast_windows(model, checkpoint, city.counts, city.starts, city.grid,
-                                               city.mask, t_indices).prob  # (N, rows, cols)
-            probability[t_indices] = np.asarray(prob)[:, row, col]
+        t_indices = history_window_indices(city.n_windows)
+        if predicted is None or len(predicted) != len(t_indices):
+            predicted = history_probabilities(model, checkpoint, city)[:, row, col]
+        probability[t_indices] = predicted
     return pd.DataFrame({
         "window_start": city.starts,
         "window_end": city.starts + step,

@@ -22,8 +22,8 @@ from safety_models.errors import UserError
 from safety_models.modeling import registry
 from safety_models.service import accounts, audit, jobs
 
-PRODUCT_TABLES = {"uploads", "incidents", "rejected_rows", "boundaries", "meta", "models",
-                  "jobs", "accounts", "audit_log"}
+PRODUCT_TABLES = {"uploads", "incidents", "incident_days", "rejected_rows", "boundaries", "meta",
+                  "models", "jobs", "accounts", "audit_log"}
 # The task queue's own tables (revision 0004), on PostgreSQL only: SQLite has no workers.
 QUEUE_TABLES = {"procrastinate_jobs", "procrastinate_workers", "procrastinate_events",
                 "procrastinate_periodic_defers"}
@@ -103,6 +103,10 @@ def test_database_made_before_migrations_is_adopted_with_its_rows(home):
         assert migrations.current(conn) == migrations.head()
     assert table_names(store.engine) == expected_tables(store.engine)
     assert store.incident_counts()["crime"] == 2
+    # the per-day counts (revision 0005) were made from the incidents already stored
+    daily = store.incidents_per_day("crime")
+    assert daily.to_dict("list") == {"occurred_at": [pd.Timestamp("2019-01-01")],
+                                     "subtype": ["theft"], "incidents": [2]}
     assert store.incidents("crime")["occurred_at"].tolist() == [
         pd.Timestamp("2019-01-01 08:00"), pd.Timestamp("2019-01-01 09:00")]
     assert store.get_meta("first_start") == "done"

@@ -581,6 +581,37 @@ def test_incidents_per_day_counts_in_the_database_what_the_rows_give(store):
     assert store.incidents_per_day("health").empty
 
 
+def test_per_day_counts_follow_uploads_duplicates_and_removals(store):
+    def per_day(category="crime"):
+        daily = store.incidents_per_day(category)
+        return [(f"{d:%m-%d}", s, n) for d, s, n in zip(daily["occurred_at"], daily["subtype"],
+                                                          daily["incidents"])]
+
+    # a: 1 Jan 08:00 assault, 09:00 theft, 10:00 assault (accepted_frame alternates subtypes)
+    a = store.add_upload("a.csv", b"a", "crime", accepted_frame(["k0", "k1", "k2"]),
+                         NO_REJECTS, 3, {})
+    assert per_day() == [("01-01", "assault", 2), ("01-01", "theft", 1)]
+    # b: k1 again (a duplicate: not stored, not counted), a new key on 2 Jan 23:00
+    b_rows = accepted_frame(["k1", "k9"], start="2019-01-02 22:00")
+    b = store.add_upload("b.csv", b"b", "crime", b_rows, NO_REJECTS, 2, {})
+    assert (b.accepted, b.duplicates) == (1, 1)
+    assert per_day() == [("01-01", "assault", 2), ("01-01", "theft", 1), ("01-02", "theft", 1)]
+    # a key twice in one file (2 Jan 00:00 assault, 01:00 theft): its first row only
+    twice = store.add_upload("d.csv", b"d", "crime",
+                             accepted_frame(["d1", "d1"], start="2019-01-02 00:00"), NO_REJECTS, 2, {})
+    assert (twice.accepted, twice.duplicates) == (1, 1)
+    assert per_day() == [("01-01", "assault", 2), ("01-01", "theft", 1),
+                         ("01-02", "assault", 1), ("01-02", "theft", 1)]
+    store.remove_upload(twice.upload_id)
+    # another category's upload on the same day is counted there only
+    store.add_upload("c.csv", b"c", "traffic", accepted_frame(["t0"]), NO_REJECTS, 1, {})
+    assert per_day("traffic") == [("01-01", "assault", 1)]
+    assert store.remove_upload(a.upload_id) == 3
+    assert per_day() == [("01-02", "theft", 1)]
+    store.remove_upload(b.upload_id)
+    assert per_day() == [] and per_day("traffic") == [("01-01", "assault", 1)]
+
+
 def test_insert_order_keeps_each_keys_first_row_by_time_ties_in_file_order():
     new = pd.DataFrame({"source_key": pd.array(["a", "b", "a", "c"], dtype="str"),
                         "occurred_at": pd.to_datetime(["2020-01-03", "2020-01-01",

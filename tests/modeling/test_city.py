@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import TINY_CELL_SIZE_M, fake_checkpoint
 
+from safety_models import paths
 from safety_models.errors import NotReady
 from safety_models.grid import GridSpec
 from safety_models.modeling import city, registry
@@ -57,3 +59,72 @@ def test_model_city_uses_the_models_grid_window_and_cells(crime_store):
     assert data.grid == spec and data.window_hours == 168
     assert data.mask.sum() == 1 and data.mask[1, 2]
     assert (data.starts.day_of_week == 0).all()   # weekly windows start on Mondays
+
+
+# A grid of two 1 km cells side by side (west: cell 0, east: cell 1) and points at their centres.
+TWO_CELLS = GridSpec("EPSG:32616", 447_000.0, 4_636_000.0, 1000.0, 1, 2)
+
+
+def _incidents_csv(rows: list[tuple[str, str, int]]) -> bytes:
+    """A file of incidents (ID, Date, cell 0 or 1 of TWO_CELLS) at the cells' centres."""
+    from safety_models import grid as gridlib
+
+    lat, lon = gridlib.cell_centres(TWO_CELLS)
+    lines = ["ID,Date,Primary Type,Latitude,Longitude"]
+    lines += [f"{key},{when},THEFT,{lat[cell]:.6f},{lon[cell]:.6f}" for key, when, cell in rows]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def test_model_city_keeps_its_counts_and_follows_uploads_and_removals(store, monkeypatch):
+    from safety_models.data import ingest
+
+    checkpoint = {"grid": TWO_CELLS.to_dict(), "feature_config": {"window_hours": 24}}
+    ingest.ingest_bytes(store, _incidents_csv([("a", "2024-03-01 08:00", 0),
+                                               ("b", "2024-03-01 23:59", 0),
+                                               ("c", "2024-03-03 12:00", 1)]), "a.csv", "crime")
+    first = city.model_city(store, "crime", checkpoint)
+    # days 1-3 March: two in the west cell, nothing, one in the east cell
+    assert first.counts.tolist() == [[[2, 0]], [[0, 0]], [[0, 1]]]
+    assert list(first.starts) == list(pd.date_range("2024-03-01", periods=3, freq="D"))
+    kept = sorted(p.name for p in (paths.home_dir() / city.CITIES_DIR).iterdir())
+    assert len(kept) == 1 and kept[0].startswith("crime-")
+
+    # The next call reads the kept counts, not the incidents; the same city.
+    real_incidents = store.incidents
+    monkeypatch.setattr(store, "incidents", lambda *a, **k: pytest.fail("incidents read"))
+    again = city.model_city(store, "crime", checkpoint)
+    assert again.counts.dtype == np.float32 and again.counts.tolist() == first.counts.tolist()
+    assert list(again.starts) == list(first.starts)
+    assert again.mask.tolist() == first.mask.tolist() == [[True, True]]
+    monkeypatch.setattr(store, "incidents", real_incidents)
+
+    # An upload: the new data (one more in the west cell on the 2nd, a new last day).
+    second = ingest.ingest_bytes(store, _incidents_csv([("d", "2024-03-02 10:00", 0),
+                                                        ("e", "2024-03-04 01:00", 1)]),
+                                 "b.csv", "crime")
+    after = city.model_city(store, "crime", checkpoint)
+    assert after.counts.tolist() == [[[2, 0]], [[1, 0]], [[0, 1]], [[0, 1]]]
+    assert len(list((paths.home_dir() / city.CITIES_DIR).iterdir())) == 1   # the old one went
+    # Its removal: the first file's counts again.
+    store.remove_upload(second.upload_id)
+    assert city.model_city(store, "crime", checkpoint).counts.tolist() == first.counts.tolist()
+    # Another window length is another file; the same rows binned by week (from Monday 26 Feb).
+    weekly = city.model_city(store, "crime", {**checkpoint, "feature_config": {"window_hours": 168}})
+    assert weekly.counts.tolist() == [[[2, 1]]]
+
+
+def test_model_city_without_incidents_says_what_to_do(store):
+    checkpoint = {"grid": TWO_CELLS.to_dict(), "feature_config": {"window_hours": 24}}
+    with pytest.raises(NotReady, match="no crime incidents"):
+        city.model_city(store, "crime", checkpoint)
+
+
+def test_data_fingerprint_changes_with_the_categorys_uploads_only():
+    listing = pd.DataFrame({"upload_id": [1, 2], "category": ["crime", "traffic"],
+                            "checksum": ["aa", "bb"], "accepted": [3, 4]})
+    crime = city.data_fingerprint(listing, "crime")
+    assert crime == city.data_fingerprint(listing.iloc[::-1], "crime")     # order aside
+    assert crime != city.data_fingerprint(listing.assign(accepted=[2, 4]), "crime")
+    assert crime != city.data_fingerprint(listing.assign(checksum=["ab", "bb"]), "crime")
+    assert crime == city.data_fingerprint(listing.assign(accepted=[3, 5]), "crime")
+    assert city.data_fingerprint(listing.iloc[:0], "crime") != crime

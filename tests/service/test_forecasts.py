@@ -134,3 +134,29 @@ def test_a_horizon_models_forecasts_cover_its_days(crime_store, starting):
     assert again.horizon_windows == 7
     # After new data, the next window's and the horizon's forecasts are both renewed.
     assert forecasts.refresh_category(crime_store, "crime") == [starting, weekly]
+
+
+def test_a_clicked_cells_history_reads_the_models_chances_from_its_forecasts(crime_store,
+                                                                             monkeypatch):
+    from conftest import network_checkpoint
+
+    model_id = registry.save_model(crime_store, network_checkpoint(), "crime")
+    registry.promote(crime_store, model_id)
+    made = forecasts.refresh(crime_store, "crime")
+    assert made.history_probability.shape == (workflows.HISTORY_PREDICTED_WINDOWS,
+                                              len(made.cell_ids))
+    # daily windows: the history's windows are the look-back's, and so are the chances
+    np.testing.assert_allclose(made.history_probability, made.past_probability, rtol=1e-6)
+    cell = int(made.next_window["cell_id"].iloc[0])
+    expected = workflows.cell_history(crime_store, "crime", cell)       # runs the model
+    assert expected["probability"].notna().sum() == workflows.HISTORY_PREDICTED_WINDOWS
+    saved = forecasts.load(crime_store, "crime", model_id)
+    monkeypatch.setattr(workflows, "history_probabilities",
+                        lambda *a, **k: pytest.fail("the model ran"))
+    pd.testing.assert_frame_equal(forecasts.cell_history(crime_store, "crime", cell, saved),
+                                  expected)
+    # Forecasts saved without the chances (before they were kept) still give the history.
+    monkeypatch.undo()
+    older = forecasts.Forecasts(**{**saved.__dict__, "history_probability": None})
+    pd.testing.assert_frame_equal(forecasts.cell_history(crime_store, "crime", cell, older),
+                                  expected)

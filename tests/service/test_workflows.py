@@ -215,3 +215,46 @@ def test_a_horizon_model_serves_predict_horizon_and_never_the_map(crime_store):
     # a 7-day forecast "at" a date starts at that date's window (and reads only before it)
     before = workflows.predict_category(store, "crime", at=pd.Timestamp("2024-12-01 10:00"), horizon="7d")
     assert before["window_start"].iloc[0] == pd.Timestamp("2024-12-01")
+
+
+def test_cell_history_and_a_past_dates_forecast_read_the_kept_counts_and_match(crime_store,
+                                                                                monkeypatch):
+    from conftest import FAKE_GRID as spec, network_checkpoint
+
+    from safety_models import grid as gridlib
+    from safety_models import paths
+
+    store = crime_store
+    model_id = registry.save_model(store, network_checkpoint(), "crime")
+    registry.promote(store, model_id)
+    assert not (paths.home_dir() / city.CITIES_DIR).exists()
+    incidents = store.incidents("crime")
+    cells = gridlib.latlon_to_cell(spec, incidents["latitude"], incidents["longitude"])
+    busiest = int(np.bincount(cells[cells >= 0]).argmax())
+    at = incidents["occurred_at"].iloc[len(incidents) // 2]
+    # First calls: no counts kept yet, so every incident is read (as before they were kept).
+    history = workflows.cell_history(store, "crime", busiest)
+    forecast = workflows.predict_category(store, "crime", at=at)
+    assert history["events"].sum() == (cells == busiest).sum() > 0
+    window_start = forecast["window_start"].iloc[0]
+    recent = incidents[(incidents["occurred_at"] >= window_start - pd.Timedelta(days=30))
+                       & (incidents["occurred_at"] < window_start)]
+    recent_cells = gridlib.latlon_to_cell(spec, recent["latitude"], recent["longitude"])
+    expected_recent = np.bincount(recent_cells[recent_cells >= 0], minlength=spec.n_cells)
+    assert (forecast["events_last_30d"].to_numpy()
+            == expected_recent[forecast["cell_id"].to_numpy()]).all()
+
+    assert len(list((paths.home_dir() / city.CITIES_DIR).iterdir())) == 1
+    # Then from the kept counts: only the 30 days before the window are read, and the tables
+    # are the same.
+    reads = []
+
+    def ranged_only(category, start=None, end=None):
+        assert start is not None and end is not None, "every incident read"
+        reads.append((start, end))
+        return type(store).incidents(store, category, start, end)
+
+    monkeypatch.setattr(store, "incidents", ranged_only)
+    pd.testing.assert_frame_equal(workflows.cell_history(store, "crime", busiest), history)
+    pd.testing.assert_frame_equal(workflows.predict_category(store, "crime", at=at), forecast)
+    assert reads == [(window_start - pd.Timedelta(days=30), window_start)]
