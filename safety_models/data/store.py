@@ -45,6 +45,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -179,6 +180,23 @@ class UploadSummary:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def set_wal_mode(cursor, attempts: int = 40, pause_s: float = 0.05) -> None:
+    """PRAGMA journal_mode = WAL, tried again while the file is locked.
+
+    On a new database file (still in rollback-journal mode) two connections that switch it
+    at once each hold a shared lock and ask for an exclusive one: SQLite sees the deadlock and
+    answers one of them "database is locked" at once, without waiting the busy timeout. The
+    other one's switch is kept in the file, so the next try finds WAL already set."""
+    for attempt in range(attempts):
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) or attempt == attempts - 1:
+                raise
+            time.sleep(pause_s)
+
+
 def _install_sqlite_settings(engine: sa.Engine) -> None:
     """WAL + busy timeout on every connection; BEGIN IMMEDIATE for write transactions.
 
@@ -190,7 +208,7 @@ def _install_sqlite_settings(engine: sa.Engine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA busy_timeout = 60000")
-        cursor.execute("PRAGMA journal_mode = WAL")
+        set_wal_mode(cursor)
         # FULL: a committed upload, model or promotion survives a power cut (WAL + NORMAL
         # would keep the file consistent but could lose the last commits).
         cursor.execute("PRAGMA synchronous = FULL")

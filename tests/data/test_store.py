@@ -218,6 +218,31 @@ def test_sqlite_runs_in_wal_mode_with_busy_timeout(store):
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
 
 
+def test_switching_a_new_file_to_wal_tries_again_while_it_is_locked():
+    """Two connections switching a new file to WAL at once deadlock; SQLite answers one of
+    them "database is locked" at once (no busy wait). That one tries again; other errors, and
+    a lock that never ends, still raise."""
+    import sqlite3
+
+    class Cursor:
+        def __init__(self, errors):
+            self.errors, self.calls = list(errors), 0
+
+        def execute(self, sql):
+            assert sql == "PRAGMA journal_mode = WAL"
+            self.calls += 1
+            if self.errors:
+                raise sqlite3.OperationalError(self.errors.pop(0))
+
+    cursor = Cursor(["database is locked", "database is locked"])
+    store_module.set_wal_mode(cursor, pause_s=0)
+    assert cursor.calls == 3
+    with pytest.raises(sqlite3.OperationalError, match="disk I/O error"):
+        store_module.set_wal_mode(Cursor(["disk I/O error"]), pause_s=0)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        store_module.set_wal_mode(Cursor(["database is locked"] * 3), attempts=3, pause_s=0)
+
+
 def test_readers_are_not_blocked_by_a_writer_and_writers_queue(store):
     """The dashboard reads while a training process writes (WAL); two writers wait for each
     other (BEGIN IMMEDIATE + busy timeout) instead of failing."""
