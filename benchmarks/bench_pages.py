@@ -12,8 +12,11 @@ later rounds find the page's scripts in the browser's cache) and signs in (timed
 then opens every page from the app's navigation, as an operator does (SETTLE_MS apart,
 not timed). The first round is
 cold (first visits after the server started: caches empty), the later ones warm. The floor
-is a bare app of two one-line pages served the same way: its address loaded (beside the
-sign-in) and a click to its other page (beside each page); the table gives each ratio.
+is a bare app served the same way: its address loaded (beside the sign-in) and a click to
+its second one-line page (beside each page); the table gives each ratio. A second floor, for
+the risk map: a click to the bare app's third page, one `st.pydeck_chart` holding one polygon
+(no base map) in a column as wide as the risk map's, timed until its <canvas> is there, as
+the risk map is: what any deck.gl chart costs in this browser (its code, its WebGL context).
 Without a --home, the demo data is loaded into a temporary home and each category gets what
 the first start gives it within its first minute: the starting forecast, evaluated, with its
 forecasts precomputed (as the bootstrap job does; about a minute on a laptop CPU, not
@@ -38,10 +41,27 @@ CHROMIUM = Path("/usr/bin/chromium")
 # interactive (the map's WebGL, in software here) is not charged to the next page.
 SETTLE_MS = 1500
 BARE_PAGE = 'import streamlit as st\n\nst.title("Bare")\n'
+# The deck floor: the risk map's chart (same height, column, selection mode and no base map)
+# with one polygon instead of a city's cells and no other element.
+BARE_DECK_PAGE = """import pydeck as pdk
+import streamlit as st
+
+st.title("Deck")
+polygon = [[-87.64, 41.87], [-87.62, 41.87], [-87.62, 41.89], [-87.64, 41.89]]
+layer = pdk.Layer("PolygonLayer", id="cells", data=[{"polygon": polygon, "cell_id": 0}],
+                  get_polygon="polygon", get_fill_color=[227, 26, 28, 190], pickable=True)
+deck = pdk.Deck(layers=[layer], map_provider=None,
+                initial_view_state=pdk.ViewState(latitude=41.88, longitude=-87.63, zoom=12))
+left, right = st.columns([2.5, 1.1], gap="medium")
+with left:
+    st.pydeck_chart(deck, key="deck", on_select="rerun", selection_mode="single-object",
+                    height=560)
+"""
 BARE_APP = ("import streamlit as st\n\n"
             "st.navigation([st.Page('bare.py', title='Bare', default=True),\n"
-            "               st.Page('other.py', title='Other')], position='top').run()\n")
-BARE_TITLES = {"": "Bare", "other": "Other"}
+            "               st.Page('other.py', title='Other'),\n"
+            "               st.Page('deck.py', title='Deck')], position='top').run()\n")
+BARE_TITLES = {"": "Bare", "other": "Other", "deck": "Deck"}
 
 
 def prepare_demo_home(home: Path) -> None:
@@ -133,10 +153,11 @@ def main(argv: list[str] | None = None) -> int:
         bare.mkdir()
         (bare / "bare.py").write_text(BARE_PAGE)
         (bare / "other.py").write_text(BARE_PAGE.replace("Bare", "Other"))
+        (bare / "deck.py").write_text(BARE_DECK_PAGE)
         (bare / "app.py").write_text(BARE_APP)
         process, url = start_server(home, tmp / "bare.log", app=bare / "app.py")
         try:
-            floor = measure(url, BARE_TITLES, repeat, signs_in=False, map_path=None)
+            floor = measure(url, BARE_TITLES, repeat, signs_in=False, map_path="deck")
         finally:
             stop_server(process)
         process, url = start_server(home, tmp / "streamlit.log")
@@ -150,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return values[0], statistics.median(values[1:])
 
     load_floor, click_floor = cold_warm(floor["load"]), cold_warm(floor["other"])
+    deck_floor = cold_warm(floor["deck"])
     print(f"\nseconds until each page is interactive in chromium ({home}; {repeat} rounds, "
           "warm = median of the later ones):")
     print(f"{'page':<14} {'cold':>7} {'warm':>7} {'cold/floor':>11} {'warm/floor':>11}")
@@ -157,12 +179,19 @@ def main(argv: list[str] | None = None) -> int:
           f"{'(floor)':>11}")
     print(f"{'bare: click':<14} {click_floor[0]:7.2f} {click_floor[1]:7.2f} {'(floor)':>11} "
           f"{'(floor)':>11}")
+    print(f"{'bare: deck':<14} {deck_floor[0]:7.2f} {deck_floor[1]:7.2f} "
+          f"{deck_floor[0] / click_floor[0]:11.1f} {deck_floor[1] / click_floor[1]:11.1f}")
     for path, values in timings.items():
         cold, warm = cold_warm(values)
         base = load_floor if path == "sign-in" else click_floor
         name = path if path == "sign-in" else (PAGES[path].split()[0].lower() if path == ""
                                                 else path)
         print(f"{name:<14} {cold:7.2f} {warm:7.2f} {cold / base[0]:11.1f} {warm / base[1]:11.1f}")
+    map_cold, map_warm = cold_warm(timings["map"])
+    print(f"risk map / bare deck: {map_cold / deck_floor[0]:.1f} cold, "
+          f"{map_warm / deck_floor[1]:.1f} warm (the part of the map's time that is not what "
+          "any deck.gl chart costs here: "
+          f"{map_cold - deck_floor[0]:+.2f} s cold, {map_warm - deck_floor[1]:+.2f} s warm)")
     return 0
 
 
