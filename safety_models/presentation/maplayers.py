@@ -431,13 +431,18 @@ def district_label_records(geojson: dict[str, Any] | None) -> list[dict[str, Any
 
 
 def labels_layer_spec(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """District names as text (they orient the reader where there is no street map)."""
+    """District names as text (they orient the reader where there is no street map).
+
+    The white outline needs a signed-distance-field font, which the browser computes glyph
+    by glyph each time a tab first draws the map: only the characters the labels use are
+    made (character_set), not deck.gl's default of all of ASCII."""
+    characters = "".join(sorted(set("".join(str(r["label"]) for r in records)) | {" "}))
     return {
         "type": "TextLayer", "id": LABELS_LAYER_ID, "data": records,
         "get_position": "position", "get_text": "label", "get_size": 13,
         "get_color": [30, 30, 30, 230], "font_weight": 600, "pickable": False,
         "outline_width": 3, "outline_color": [255, 255, 255, 220],
-        "font_settings": {"sdf": True}, "billboard": True,
+        "font_settings": {"sdf": True}, "character_set": characters, "billboard": True,
     }
 
 
@@ -468,7 +473,8 @@ def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]
     load)."""
     import pydeck as pdk   # imported here: only the dashboard needs pydeck
 
-    layers = [pdk.Layer(spec["type"], **{k: v for k, v in spec.items() if k != "type"})
+    layers = [pdk.Layer(spec["type"], **{k: _literal(k, v) for k, v in spec.items()
+                                         if k != "type" and _literal(k, v) is not None})
               for spec in layer_specs]
     if basemap is not None and basemap.shown:
         streets = {"map_provider": basemap.provider, "map_style": basemap.style_url}
@@ -477,6 +483,20 @@ def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]
     return _compact_deck_class()(layers=layers, initial_view_state=pdk.ViewState(**initial_view),
                                  tooltip={"html": tooltip_html, "style": TOOLTIP_STYLE},
                                  **streets)
+
+
+# Props whose string value is the value itself: pydeck sends every other string as an
+# accessor expression ("@@=..."), and a quoted one as the text inside the quotes.
+LITERAL_STRING_PROPS = ("character_set",)
+
+
+def _literal(prop: str, value: Any) -> Any:
+    """value as pydeck must be given it to send it as a plain string (see LITERAL_STRING_PROPS);
+    a character set that holds every quote mark is left to deck.gl's default (ASCII)."""
+    if prop not in LITERAL_STRING_PROPS or not isinstance(value, str):
+        return value
+    quote = next((q for q in ('"', "'", "`") if q not in value), None)
+    return None if quote is None else f"{quote}{value}{quote}"
 
 
 @functools.lru_cache(maxsize=1)

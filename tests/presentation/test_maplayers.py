@@ -175,3 +175,15 @@ def test_the_cells_layer_draws_each_cell_as_the_grids_own_square(grid):
         mapview.cell_records(prediction_table(), grid, 0.5, extruded=True), grid, extruded=True)
     assert raised["extruded"] and raised["get_elevation"] == "elevation"
     assert raised["data"][0]["elevation"] == pytest.approx(0.3 / 0.5 * 4 * grid.cell_size_m)
+
+
+def test_district_labels_make_only_the_glyphs_they_use():
+    spec = mapview.labels_layer_spec([{"position": [0, 0], "label": "District 12"},
+                                      {"position": [1, 1], "label": "Loop"}])
+    assert spec["character_set"] == " 12DLcioprst"
+    assert spec["font_settings"] == {"sdf": True} and spec["outline_width"] == 3
+    # Sent as the characters themselves, not as an accessor (pydeck's reading of a string).
+    sent = json.loads(mapview.build_deck([spec], {"latitude": 0, "longitude": 0, "zoom": 1})
+                      .to_json())["layers"][0]
+    assert sent["characterSet"] == " 12DLcioprst"
+    assert mapview._literal("character_set", "\"'`") is None
