@@ -17,6 +17,8 @@ its second one-line page (beside each page); the table gives each ratio. A secon
 the risk map: a click to the bare app's third page, one `st.pydeck_chart` holding one polygon
 (no base map) in a column as wide as the risk map's, timed until its <canvas> is there, as
 the risk map is: what any deck.gl chart costs in this browser (its code, its WebGL context).
+Both servers run throughout and each round times the bare app just before the dashboard, so
+that a change in what else the shared machine runs moves the floors and the pages alike.
 Without a --home, the demo data is loaded into a temporary home and each category gets what
 the first start gives it within its first minute: the starting forecast, evaluated, with its
 forecasts precomputed (as the bootstrap job does; about a minute on a laptop CPU, not
@@ -90,17 +92,46 @@ def prepare_demo_home(home: Path) -> None:
         store.close()
 
 
-def measure(url: str, titles: dict[str, str], repeat: int, signs_in: bool = True,
-            map_path: str | None = "map") -> dict[str, list[float]]:
-    """Seconds to interactive, `repeat` rounds (the first cold): the address of titles' first
-    path in a new session (signed in when signs_in), then each other path from the app's
-    navigation, then the first again. Keys: "sign-in" (or "load"), then the paths."""
-    from playwright.sync_api import sync_playwright
-    from test_browser import CHROMIUM_ARGS, MAP_CANVAS_SELECTOR, open_page, wait_idle
+def measure_round(context, url: str, titles: dict[str, str], timings: dict[str, list[float]],
+                  signs_in: bool = True, map_path: str | None = "map") -> None:
+    """One round, its seconds to interactive added to timings: the address of titles' first
+    path in a new tab and session (signed in when signs_in), then each other path from the
+    app's navigation, then the first again. Keys: "sign-in" (or "load"), then the paths."""
+    from test_browser import MAP_CANVAS_SELECTOR, open_page, wait_idle
 
     first, *others = list(titles)
     entry = "sign-in" if signs_in else "load"
-    timings: dict[str, list[float]] = {entry: [], **{path: [] for path in [*others, first]}}
+    page = context.new_page()
+    page.set_default_timeout(180_000)
+    try:
+        started = time.monotonic()
+        if signs_in:
+            open_page(page, url, first, titles)
+        else:
+            page.goto(f"{url}/{first}")
+            page.get_by_role("heading", name=titles[first], exact=True).wait_for()
+            wait_idle(page)
+        timings.setdefault(entry, []).append(time.monotonic() - started)
+        for path in [*others, first]:
+            page.wait_for_timeout(SETTLE_MS)   # the last page finishes drawing
+            started = time.monotonic()
+            open_page(page, url, path, titles, signed_in=True)
+            if path == map_path:
+                page.wait_for_selector(MAP_CANVAS_SELECTOR)
+            timings.setdefault(path, []).append(time.monotonic() - started)
+    finally:
+        page.close()
+
+
+def measure(sites: list[dict], repeat: int) -> list[dict[str, list[float]]]:
+    """measure_round for each site (measure_round's arguments but the context and timings)
+    in turn, `repeat` times, the first round cold: the floors and the app are timed in the
+    same minutes, so a change in what else the machine runs moves both. One timings dict per
+    site."""
+    from playwright.sync_api import sync_playwright
+    from test_browser import CHROMIUM_ARGS
+
+    timings: list[dict[str, list[float]]] = [{} for _ in sites]
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         # One browser profile for every round: later rounds find the scripts in its cache,
@@ -108,24 +139,8 @@ def measure(url: str, titles: dict[str, str], repeat: int, signs_in: bool = True
         context = browser.new_context(viewport={"width": 1440, "height": 1000})
         try:
             for _ in range(repeat):
-                page = context.new_page()
-                page.set_default_timeout(180_000)
-                started = time.monotonic()
-                if signs_in:
-                    open_page(page, url, first, titles)
-                else:
-                    page.goto(f"{url}/{first}")
-                    page.get_by_role("heading", name=titles[first], exact=True).wait_for()
-                    wait_idle(page)
-                timings[entry].append(time.monotonic() - started)
-                for path in [*others, first]:
-                    page.wait_for_timeout(SETTLE_MS)   # the last page finishes drawing
-                    started = time.monotonic()
-                    open_page(page, url, path, titles, signed_in=True)
-                    if path == map_path:
-                        page.wait_for_selector(MAP_CANVAS_SELECTOR)
-                    timings[path].append(time.monotonic() - started)
-                page.close()
+                for site, site_timings in zip(sites, timings):
+                    measure_round(context, timings=site_timings, **site)
         finally:
             browser.close()
     return timings
@@ -148,24 +163,26 @@ def main(argv: list[str] | None = None) -> int:
         home = args.home.resolve() if args.home else tmp / "home"
         if args.home is None:
             prepare_demo_home(home)
-        # The floor: a bare app of two one-line pages, its own server, measured the same way.
+        # The floors: a bare app (two one-line pages and a one-polygon deck), its own
+        # server, measured the same way, each round just before the app's.
         bare = tmp / "bare"
         bare.mkdir()
         (bare / "bare.py").write_text(BARE_PAGE)
         (bare / "other.py").write_text(BARE_PAGE.replace("Bare", "Other"))
         (bare / "deck.py").write_text(BARE_DECK_PAGE)
         (bare / "app.py").write_text(BARE_APP)
-        process, url = start_server(home, tmp / "bare.log", app=bare / "app.py")
+        floor_process, floor_url = start_server(home, tmp / "bare.log", app=bare / "app.py")
         try:
-            floor = measure(url, BARE_TITLES, repeat, signs_in=False, map_path="deck")
+            process, url = start_server(home, tmp / "streamlit.log")
+            try:
+                floor, timings = measure(
+                    [{"url": floor_url, "titles": BARE_TITLES, "signs_in": False,
+                      "map_path": "deck"},
+                     {"url": url, "titles": dict(PAGES)}], repeat)
+            finally:
+                stop_server(process)
         finally:
-            stop_server(process)
-        process, url = start_server(home, tmp / "streamlit.log")
-        try:
-            titles = {path: title for path, title in PAGES.items()}
-            timings = measure(url, titles, repeat)
-        finally:
-            stop_server(process)
+            stop_server(floor_process)
 
     def cold_warm(values: list[float]) -> tuple[float, float]:
         return values[0], statistics.median(values[1:])
