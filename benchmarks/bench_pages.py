@@ -8,7 +8,7 @@ beside the floor: a bare one-line Streamlit page served and measured the same wa
 "Interactive" = the page's title is shown and Streamlit's script run has finished (every
 widget drawn and answering); for the risk map also the map's <canvas> is on the page. Each
 round opens the dashboard's address in a new session (a new tab of one browser profile, so
-later rounds find the page's scripts in the browser's cache) and signs in (timed as "sign-in"),
+later rounds find the page's scripts and compiled WebGL programs in the browser's caches) and signs in (timed as "sign-in"),
 then opens every page from the app's navigation, as an operator does (SETTLE_MS apart,
 not timed). The first round is
 cold (first visits after the server started: caches empty), the later ones warm. The floor
@@ -17,8 +17,9 @@ its second one-line page (beside each page); the table gives each ratio. A secon
 the risk map: a click to the bare app's third page, one `st.pydeck_chart` holding one polygon
 (no base map) in a column as wide as the risk map's, timed until its <canvas> is there, as
 the risk map is: what any deck.gl chart costs in this browser (its code, its WebGL context).
-Both servers run throughout and each round times the bare app just before the dashboard, so
-that a change in what else the shared machine runs moves the floors and the pages alike.
+Both servers run throughout and each round times the bare app just before the dashboard (each
+in its own browser), so that a change in what else the shared machine runs moves the floors
+and the pages alike.
 Without a --home, the demo data is loaded into a temporary home and each category gets what
 the first start gives it within its first minute: the starting forecast, evaluated, with its
 forecasts precomputed (as the bootstrap job does; about a minute on a laptop CPU, not
@@ -133,16 +134,21 @@ def measure(sites: list[dict], repeat: int) -> list[dict[str, list[float]]]:
 
     timings: list[dict[str, list[float]]] = [{} for _ in sites]
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        # One browser profile for every round: later rounds find the scripts in its cache,
-        # as an operator's browser does on a second visit.
-        context = browser.new_context(viewport={"width": 1440, "height": 1000})
+        # One browser per site, its profile kept for every round: later rounds find the
+        # scripts in its cache, as an operator's browser does on a second visit. Not one for
+        # all: chromium keeps compiled WebGL programs per profile, for every address, so the
+        # bare deck's would make the map's first draw warm.
+        browsers = [p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                    for _ in sites]
         try:
+            contexts = [browser.new_context(viewport={"width": 1440, "height": 1000})
+                        for browser in browsers]
             for _ in range(repeat):
-                for site, site_timings in zip(sites, timings):
+                for site, context, site_timings in zip(sites, contexts, timings):
                     measure_round(context, timings=site_timings, **site)
         finally:
-            browser.close()
+            for browser in browsers:
+                browser.close()
     return timings
 
 
