@@ -230,23 +230,24 @@ def scale_max(db_url: str, category: str, model_id: str, stamp: str) -> float:
 @st.cache_resource(show_spinner=False, max_entries=24)
 def _cell_records(key: tuple, _prediction: pd.DataFrame, _grid: Any, scale_max: float,
                   colour_by: str, selected_cell: int | None, _places: pd.DataFrame,
-                  on_streets: bool) -> list[dict]:
+                  on_streets: bool, extruded: bool) -> list[dict]:
     from safety_models.presentation import maplayers
 
     return maplayers.cell_records(_prediction, _grid, scale_max, colour_by=colour_by,
                                   selected_cell=selected_cell, places=_places,
-                                  on_streets=on_streets)
+                                  on_streets=on_streets, extruded=extruded)
 
 
 def cell_records(prediction: pd.DataFrame, grid: Any, scale_max: float, colour_by: str,
-                 selected_cell: int | None, places: pd.DataFrame, on_streets: bool) -> list[dict]:
+                 selected_cell: int | None, places: pd.DataFrame, on_streets: bool,
+                 extruded: bool = False) -> list[dict]:
     """maplayers.cell_records, kept per model and window: a prediction of one model for one
     window never changes (the window start and model id name it)."""
     first = prediction.iloc[0]
     key = (str(first["model_id"]), str(first["window_start"]), len(prediction),
            "happened" in prediction)
     return _cell_records(key, prediction, grid, scale_max, colour_by, selected_cell, places,
-                         on_streets)
+                         on_streets, extruded)
 
 
 def forecaster_status(category: str, model_id: str, forecaster: str, activated_at: Any,

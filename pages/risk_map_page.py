@@ -109,9 +109,9 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
         """The map's deck, built once per what it shows for every session (its JSON too:
         a city's cells are a megabyte of it), never per visit."""
         records = ui.cell_records(prediction, grid, scale_max, colour_by, selected_cell,
-                                  bundle.places, streets.shown)
+                                  bundle.places, streets.shown, show_3d)
         # Cells first, the outlines and names over them, incidents on top.
-        layers = [maplayers.cells_layer_spec(records, extruded=show_3d)]
+        layers = [maplayers.cells_layer_spec(records, grid, extruded=show_3d)]
         if districts:
             layers.append(maplayers.boundary_layer_spec(districts))
             layers.append(maplayers.labels_layer_spec(

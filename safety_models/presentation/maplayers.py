@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from safety_models.data.geo import points_in_geometry, polygon_features
-from safety_models.grid import GridSpec, cell_to_boundary
+from safety_models.grid import GridSpec, cell_to_boundary, cell_to_rowcol, xy_to_latlon
 from safety_models.presentation.text import short_percent
 
 # Sequential scale from pale yellow to dark red (ColorBrewer YlOrRd, 8 classes): readable on
@@ -238,11 +238,13 @@ def cell_names(cell_ids: Any, places: pd.DataFrame | None = None) -> list[str]:
 def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
                  colour_by: str = "probability", elevation_max_m: float | None = None,
                  selected_cell: int | None = None, places: pd.DataFrame | None = None,
-                 on_streets: bool = False) -> list[dict[str, Any]]:
-    """One record per cell for a PolygonLayer: outline, colour, elevation and tooltip text.
-    Only what the browser uses is sent (its JSON is parsed and every object is kept for
-    picking): the outline without its closing corner (deck.gl closes polygons itself),
-    `line` on the selected cell alone, `happened` only for a past window.
+                 on_streets: bool = False, extruded: bool = False) -> list[dict[str, Any]]:
+    """One record per cell for the cells' layer (cells_layer_spec): centre, colour, tooltip
+    text. Only what the browser uses is sent: the page's JSON is parsed (by a slow JSON5
+    parser), converted and kept object by object for picking, so its time grows with every
+    number in it. A cell is its centre (`position`, [lon, lat]); the layer draws the grid's
+    square around it. `polygon` (the exact outline) and `line` only on the selected cell,
+    `elevation` only for 3D columns (extruded), `happened` only for a past window.
 
     colour_by: "probability" (fixed scale 0..scale_max) or "risk_level" (fixed colours).
     elevation_max_m: height of a cell at the top of the scale (3D view); default 4 cells.
@@ -254,8 +256,8 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
         return []
     cell_ids = prediction["cell_id"].to_numpy(dtype=np.int64)
     # Degrees to 6 decimals (0.1 m): the map's JSON is a third shorter than at full precision.
-    outlines = np.round(np.asarray(cell_to_boundary(grid, cell_ids), dtype=float),
-                        COORDINATE_DECIMALS).tolist()
+    centres = np.round(np.stack(cell_centre_lonlat(grid, cell_ids), axis=1),
+                       COORDINATE_DECIMALS).tolist()            # (cells, [lon, lat])
     probability = prediction["probability"].to_numpy(dtype=float)
     if colour_by == "probability":
         rgb = probability_rgb(probability, scale_max)
@@ -277,34 +279,78 @@ def cell_records(prediction: pd.DataFrame, grid: GridSpec, scale_max: float,
         record = {
             "where": names[i],
             "cell_id": int(cell_id),
-            "polygon": outlines[i][:-1] if outlines[i][0] == outlines[i][-1] else outlines[i],
+            "position": centres[i],
             "fill": [int(rgb[i, 0]), int(rgb[i, 1]), int(rgb[i, 2]), int(alpha[i])],
-            "elevation": round(float(elevation[i]), 1),
             "probability_text": short_percent(probability[i]),
             "expected_text": f"{expected[i]:.2f}" if np.isfinite(expected[i]) else "–",
             "events_last_30d": int(recent[i]) if np.isfinite(recent[i]) else 0,
             "rank": int(rank[i]),
             "risk_level": str(level[i]),
         }
+        if extruded:
+            record["elevation"] = round(float(elevation[i]), 1)
         if happened is not None:
             record["happened"] = int(happened[i])
         if selected_cell == int(cell_id):
             record["line"] = list(SELECTED_OUTLINE_RGBA)
+            outline = np.round(np.asarray(cell_to_boundary(grid, [cell_id])[0], dtype=float),
+                               COORDINATE_DECIMALS).tolist()
+            record["polygon"] = outline[:-1]     # deck.gl closes polygons itself
         records.append(record)
     return records
 
 
-def cells_layer_spec(records: list[dict[str, Any]], extruded: bool = False) -> dict[str, Any]:
-    """A pickable PolygonLayer of the cells (flat, or extruded as 3D columns), filled only:
-    outlining thousands of cells doubled what the browser draws (and a cell's edge shows
-    where its colour changes); the selected cell is outlined by selected_layer_spec."""
-    return {
-        "type": "PolygonLayer", "id": CELLS_LAYER_ID, "data": records,
-        "get_polygon": "polygon", "get_fill_color": "fill", "stroked": False, "filled": True,
-        "extruded": bool(extruded), "get_elevation": "elevation", "elevation_scale": 1,
-        "wireframe": False, "pickable": True, "auto_highlight": True,
-        "highlight_color": [30, 30, 30, 90],
+def cell_centre_lonlat(grid: GridSpec, cell_ids: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of the given cells in degrees: (lon, lat), one each per cell id."""
+    rows, cols = cell_to_rowcol(grid, np.asarray(cell_ids, dtype=np.int64))
+    x_m = grid.origin_x_m + (cols + 0.5) * grid.cell_size_m
+    y_m = grid.origin_y_m + (rows + 0.5) * grid.cell_size_m
+    lat, lon = xy_to_latlon(grid, x_m, y_m)
+    return lon, lat
+
+
+# deck.gl's metre in degrees of latitude (its Web-Mercator earth: 40,030 km round).
+DECK_METRES_PER_DEGREE = 40.03e6 / 360
+
+
+def cell_shape_m(grid: GridSpec) -> list[list[float]]:
+    """The grid's middle cell as corner offsets from its centre in metres ([east, north],
+    SW SE NE NW), as deck.gl measures them: the shape every cell of the layer is drawn with.
+
+    A grid cell is a square in the grid's own projection (UTM), slightly turned against
+    north away from the zone's central meridian; one shape for the whole city is off by
+    well under a metre at its edges (the turn changes by about 0.1 degree across 20 km),
+    and deck.gl sizes it for the middle of the view, so the cells in view always meet."""
+    middle = (grid.n_rows // 2) * grid.n_cols + grid.n_cols // 2
+    ring = np.asarray(cell_to_boundary(grid, [middle])[0], dtype=float)[:4]   # (4, [lon, lat])
+    lon_c, lat_c = (float(v[0]) for v in cell_centre_lonlat(grid, [middle]))
+    east = (ring[:, 0] - lon_c) * DECK_METRES_PER_DEGREE * math.cos(math.radians(lat_c))
+    north = (ring[:, 1] - lat_c) * DECK_METRES_PER_DEGREE
+    return np.round(np.stack([east, north], axis=1), 2).tolist()
+
+
+def cells_layer_spec(records: list[dict[str, Any]], grid: GridSpec,
+                     extruded: bool = False) -> dict[str, Any]:
+    """A pickable layer of the cells (flat, or extruded as 3D columns), filled only.
+
+    A ColumnLayer with the grid's square as its shape (cell_shape_m): each cell is sent as
+    its centre alone, and the browser draws one shape many times instead of cutting thousands
+    of polygons into triangles (the demo's crime map: 705 kB of JSON with polygons, 501 kB
+    with centres). Not outlined: outlining thousands of cells doubled what the browser draws
+    (and a cell's edge shows where its colour changes); the selected cell is outlined by
+    selected_layer_spec."""
+    shape = cell_shape_m(grid)
+    spec = {
+        "type": "ColumnLayer", "id": CELLS_LAYER_ID, "data": records,
+        "get_position": "position", "get_fill_color": "fill", "disk_resolution": len(shape),
+        # radius: the shape's scale (its offsets are metres: deck.gl's default radius_units;
+        # pydeck would send a string as an accessor, so the default is not restated).
+        "vertices": shape, "radius": 1, "stroked": False, "filled": True, "extruded": bool(extruded), "wireframe": False,
+        "pickable": True, "auto_highlight": True, "highlight_color": [30, 30, 30, 90],
     }
+    if extruded:     # records carry elevation only then (cell_records(extruded=True))
+        spec.update(get_elevation="elevation", elevation_scale=1)
+    return spec
 
 
 def selected_layer_spec(records: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -386,13 +432,18 @@ def district_label_records(geojson: dict[str, Any] | None) -> list[dict[str, Any
 
 
 def labels_layer_spec(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """District names as text (they orient the reader where there is no street map)."""
+    """District names as text (they orient the reader where there is no street map).
+
+    The white outline needs a signed-distance-field font, which the browser computes glyph
+    by glyph each time a tab first draws the map: only the characters the labels use are
+    made (character_set), not deck.gl's default of all of ASCII."""
+    characters = "".join(sorted(set("".join(str(r["label"]) for r in records)) | {" "}))
     return {
         "type": "TextLayer", "id": LABELS_LAYER_ID, "data": records,
         "get_position": "position", "get_text": "label", "get_size": 13,
         "get_color": [30, 30, 30, 230], "font_weight": 600, "pickable": False,
         "outline_width": 3, "outline_color": [255, 255, 255, 220],
-        "font_settings": {"sdf": True}, "billboard": True,
+        "font_settings": {"sdf": True}, "character_set": characters, "billboard": True,
     }
 
 
@@ -423,7 +474,8 @@ def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]
     load)."""
     import pydeck as pdk   # imported here: only the dashboard needs pydeck
 
-    layers = [pdk.Layer(spec["type"], **{k: v for k, v in spec.items() if k != "type"})
+    layers = [pdk.Layer(spec["type"], **{k: _literal(k, v) for k, v in spec.items()
+                                         if k != "type" and _literal(k, v) is not None})
               for spec in layer_specs]
     if basemap is not None and basemap.shown:
         streets = {"map_provider": basemap.provider, "map_style": basemap.style_url}
@@ -432,6 +484,20 @@ def build_deck(layer_specs: list[dict[str, Any]], initial_view: dict[str, float]
     return _compact_deck_class()(layers=layers, initial_view_state=pdk.ViewState(**initial_view),
                                  tooltip={"html": tooltip_html, "style": TOOLTIP_STYLE},
                                  **streets)
+
+
+# Props whose string value is the value itself: pydeck sends every other string as an
+# accessor expression ("@@=..."), and a quoted one as the text inside the quotes.
+LITERAL_STRING_PROPS = ("character_set",)
+
+
+def _literal(prop: str, value: Any) -> Any:
+    """value as pydeck must be given it to send it as a plain string (see LITERAL_STRING_PROPS);
+    a character set that holds every quote mark is left to deck.gl's default (ASCII)."""
+    if prop not in LITERAL_STRING_PROPS or not isinstance(value, str):
+        return value
+    quote = next((q for q in ('"', "'", "`") if q not in value), None)
+    return None if quote is None else f"{quote}{value}{quote}"
 
 
 @functools.lru_cache(maxsize=1)

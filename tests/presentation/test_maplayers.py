@@ -73,7 +73,11 @@ def test_cell_records_carry_outlines_colours_and_tooltip_values(grid):
                                    colour_by="risk_level", selected_cell=2)
     assert len(records) == 6
     first = records[0]
-    assert len(first["polygon"]) >= 4 and first["probability_text"] == "30 %"
+    assert first["probability_text"] == "30 %"
+    # A cell travels as its centre; only the selected one carries its outline.
+    assert first["position"] == pytest.approx(
+        [float(v[0]) for v in mapview.cell_centre_lonlat(grid, [first["cell_id"]])], abs=1e-6)
+    assert "polygon" not in first and len(records[2]["polygon"]) == 4
     assert first["fill"][:3] == list(mapview.RISK_LEVEL_COLOURS["very high"])
     assert records[-1]["fill"][3] == mapview.QUIET_ALPHA   # probability 0: nearly transparent
     assert records[2]["line"] == list(mapview.SELECTED_OUTLINE_RGBA)
@@ -85,7 +89,7 @@ def test_cell_records_carry_outlines_colours_and_tooltip_values(grid):
 
 def test_deck_has_no_basemap(grid):
     records = mapview.cell_records(prediction_table(), grid, scale_max=0.5)
-    deck = mapview.build_deck([mapview.cells_layer_spec(records)], mapview.view_state(grid))
+    deck = mapview.build_deck([mapview.cells_layer_spec(records, grid)], mapview.view_state(grid))
     spec = json.loads(deck.to_json())
     assert "mapProvider" not in spec
     assert spec["mapStyle"] == "__MAP_STYLE__"   # Streamlit reads this as "no basemap"
@@ -123,7 +127,7 @@ def test_deck_over_a_street_map_and_cells_named_by_place(grid):
     assert records[0]["where"] == "010XX W MADISON ST" and records[1]["where"] == "Cell 1"
     assert records[0]["fill"][3] == mapview.CELL_ALPHA_ON_STREETS < mapview.CELL_ALPHA
     streets = basemap_for(CARTO_POSITRON_URL, reachable=True)
-    deck = mapview.build_deck([mapview.cells_layer_spec(records)], mapview.view_state(grid),
+    deck = mapview.build_deck([mapview.cells_layer_spec(records, grid)], mapview.view_state(grid),
                               basemap=streets, tooltip_html=mapview.LOOKBACK_TOOLTIP_HTML)
     spec = json.loads(deck.to_json())
     assert spec["mapProvider"] == "carto" and spec["mapStyle"] == CARTO_POSITRON_URL
@@ -149,3 +153,37 @@ def test_the_legend_says_which_cells_are_left_clear():
     assert "incident that happened" in html and "left almost clear" in html
     labels = [item.label for item in mapview.probability_legend(0.2)]
     assert labels == ["0 %", "4 %", "8 %", "12 %", "16 %", "≥ 20 %"]
+
+
+def test_the_cells_layer_draws_each_cell_as_the_grids_own_square(grid):
+    """Every cell is its centre plus one shared shape; that shape, put at any cell's centre,
+    lands on the cell's exact corners (grid.cell_to_boundary) within a metre."""
+    from safety_models.grid import cell_to_boundary
+
+    spec = mapview.cells_layer_spec(mapview.cell_records(prediction_table(), grid, 0.5), grid)
+    assert spec["type"] == "ColumnLayer" and spec["disk_resolution"] == 4 == len(spec["vertices"])
+    assert not spec["extruded"] and "get_elevation" not in spec
+    shape = np.asarray(spec["vertices"])                          # (4, [east, north]) metres
+    assert np.hypot(*(shape[1] - shape[0])) == pytest.approx(grid.cell_size_m, rel=0.005)
+    for cell in (0, grid.n_cells - 1):                            # opposite corners of the city
+        lon, lat = (float(v[0]) for v in mapview.cell_centre_lonlat(grid, [cell]))
+        corners = np.asarray(cell_to_boundary(grid, [cell])[0])[:4]
+        east = (corners[:, 0] - lon) * mapview.DECK_METRES_PER_DEGREE * np.cos(np.radians(lat))
+        north = (corners[:, 1] - lat) * mapview.DECK_METRES_PER_DEGREE
+        assert np.abs(np.stack([east, north], axis=1) - shape).max() < 1.0
+    raised = mapview.cells_layer_spec(
+        mapview.cell_records(prediction_table(), grid, 0.5, extruded=True), grid, extruded=True)
+    assert raised["extruded"] and raised["get_elevation"] == "elevation"
+    assert raised["data"][0]["elevation"] == pytest.approx(0.3 / 0.5 * 4 * grid.cell_size_m)
+
+
+def test_district_labels_make_only_the_glyphs_they_use():
+    spec = mapview.labels_layer_spec([{"position": [0, 0], "label": "District 12"},
+                                      {"position": [1, 1], "label": "Loop"}])
+    assert spec["character_set"] == " 12DLcioprst"
+    assert spec["font_settings"] == {"sdf": True} and spec["outline_width"] == 3
+    # Sent as the characters themselves, not as an accessor (pydeck's reading of a string).
+    sent = json.loads(mapview.build_deck([spec], {"latitude": 0, "longitude": 0, "zoom": 1})
+                      .to_json())["layers"][0]
+    assert sent["characterSet"] == " 12DLcioprst"
+    assert mapview._literal("character_set", "\"'`") is None
