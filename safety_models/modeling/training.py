@@ -93,6 +93,7 @@ class TrainConfig:
     refit_base_path: bool = True      # after early stopping, refit the base-rate GLM on train+val
     blend: bool = True                # ship the validation-chosen blend (forecaster.py), not the network alone
     stack: bool = True                # the stacked forecaster (stack.py) is one of the blend's candidates
+    stack_fit_rows: int | None = None # city cell-windows the stack's fit samples; None: stack.FIT_ROWS
     horizon_days: int | None = None   # risk over the next N days (targets summed over them); None: one window
     seed: int = 0
     device: str = "auto"              # 'auto' (a CUDA GPU when there is one) | 'cpu' | 'cuda[:N]'
@@ -623,7 +624,8 @@ def fit_stack(counts: np.ndarray, t_train: np.ndarray, mask: np.ndarray, grid: G
     when the training windows hold no event. It is not refitted on validation windows: what
     ships is what validation chose."""
     model = stack.fit(counts, t_train, mask, grid.cell_size_m, stack.default_config(fcfg.window_hours),
-                      horizon_windows=train_cfg.horizon_windows(fcfg))
+                      horizon_windows=train_cfg.horizon_windows(fcfg),
+                      max_rows=train_cfg.stack_fit_rows or stack.FIT_ROWS)
     return {} if model is None else {stack.STACK: {"model": model.to_dict()}}
 
 

@@ -195,10 +195,16 @@ def starting_evaluation_windows(window_hours: int) -> int:
 
 # The horizons (days) every category gets a starting forecast for at the first start.
 STARTING_HORIZONS = (7, 30)
+# The stack's fit sample for the first start's maps (city cell-windows): every category's map
+# must show within its first minute, and stack.FIT_ROWS (1 M) made the demo's crime fit 15 s
+# longer, the last map 66 s after the start (52 s with this). The map it gives is replaced
+# where the network trained next (whose stack candidate reads FIT_ROWS) scores better.
+FIRST_MAP_STACK_FIT_ROWS = 400_000
 
 
 def train_starting_forecast(store: Any, category: str, on_progress: ProgressFn | None = None,
-                            evaluate: bool = True, horizon: int | None = None) -> str:
+                            evaluate: bool = True, horizon: int | None = None,
+                            stack_fit_rows: int | None = None) -> str:
     """The linear starting forecast (training.fit_starting_forecast: the base-rate GLM that
     fit starts from) as a model version of its own, evaluated at once; returns its id.
 
@@ -208,14 +214,16 @@ def train_starting_forecast(store: Any, category: str, on_progress: ProgressFn |
     evaluate: run evaluate_starting_forecast now (bootstrap runs it once every category has
     its map). horizon: days (one of schema.HORIZONS): the starting forecast of the events over
     the next so many days, saved as the category's model for that horizon (never the active
-    one), as train_category saves a horizon model.
+    one), as train_category saves a horizon model. stack_fit_rows: the stack's fit sample
+    (TrainConfig.stack_fit_rows; the first start's maps use FIRST_MAP_STACK_FIT_ROWS).
     """
     from safety_models.modeling import training
 
     category = check_category(category)
     if horizon:
         horizon_days(f"{int(horizon)}d")            # one of HORIZONS, else ValueError
-    cfg = training.TrainConfig(category=category, base="none", horizon_days=int(horizon) if horizon else None)
+    cfg = training.TrainConfig(category=category, base="none", horizon_days=int(horizon) if horizon else None,
+                               stack_fit_rows=stack_fit_rows)
     city = training_city(store, cfg)
     result = training.fit_starting_forecast(city.counts, city.starts, city.mask, cfg,
                                             on_progress=on_progress, grid=city.grid)
@@ -523,7 +531,8 @@ def bootstrap(store: Any, on_progress: ProgressFn | None = None,
         for category in todo:
             check_stop(f"the {category} starting forecast")
             model_id = train_starting_forecast(store, category, evaluate=False,
-                                               on_progress=report(category, "starting forecast"))
+                                               on_progress=report(category, "starting forecast"),
+                                               stack_fit_rows=FIRST_MAP_STACK_FIT_ROWS)
             model_ids.append(model_id)
             starting[category] = model_id
             if on_model is not None and registry.active_model_id(store, category) == model_id:

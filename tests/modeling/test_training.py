@@ -325,3 +325,20 @@ def test_a_horizons_starting_forecast_learns_the_events_over_the_horizon(city):
     p7 = predict_window(week.model, counts, starts, 150, week.feature_config, mask)[0]
     p1 = predict_window(day.model, counts, starts, 150, day.feature_config, mask)[0]
     assert p7[mask].mean() > 2 * p1[mask].mean()
+
+
+def test_the_stacks_fit_sample_follows_the_train_config(city):
+    """stack_fit_rows caps the city cell-windows the stack's fit reads (the first start's maps
+    use a smaller sample than training): ten windows' worth of rows are ten windows."""
+    from safety_models.grid import GridSpec
+    from safety_models.modeling import stack
+
+    counts, _starts, mask = city
+    n_cells = int(mask.sum())
+    grid = GridSpec(crs="EPSG:32616", origin_x_m=0.0, origin_y_m=0.0, cell_size_m=500.0, n_rows=16, n_cols=16)
+    t_train = np.arange(30, 140)
+    fitted = {rows: stack.StackModel.from_dict(training.fit_stack(
+        counts, t_train, mask, grid, _cfg(stack_fit_rows=rows), FeatureConfig())[stack.STACK]["model"])
+        for rows in (10 * n_cells, None)}
+    assert fitted[10 * n_cells].n_fit_rows == 10 * n_cells
+    assert fitted[None].n_fit_rows == len(t_train) * n_cells       # FIT_ROWS: every window here

@@ -122,6 +122,10 @@ def test_bootstrap_shows_the_starting_forecast_first_then_fine_tunes_from_the_ba
     # The starting forecast came first, was active at once and was evaluated at once.
     assert starting["category"] == "crime" and starting["base_model_id"] is None
     assert workflows.forecaster_of(registry.load_checkpoint(crime_store, model_ids[0])) == "linear"
+    # The first map's stack read the first minute's smaller sample; the horizons' the default.
+    fit_rows = [registry.load_checkpoint(crime_store, m)["train_config"]["stack_fit_rows"]
+                for m in [model_ids[0], *horizon_ids]]
+    assert fit_rows == [workflows.FIRST_MAP_STACK_FIT_ROWS, None, None]
     assert ready[0] == ("crime", model_ids[0])
     assert backtest.load_evaluation(model_ids[0]) is not None
     # The network started from the base, and is active only where it scored better.
