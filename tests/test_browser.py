@@ -221,6 +221,26 @@ def wait_idle(page, timeout_ms: int = PAGE_TIMEOUT_MS) -> None:
     page.wait_for_selector(IDLE_SELECTOR, timeout=timeout_ms, state="attached")
 
 
+def choose(page, key: str, option: str, tries: int = 3) -> None:
+    """Pick option in the selectbox with this key. A click that lands while the page is still
+    being redrawn may leave the list closed (seen once on a busy machine): then it is opened
+    again, up to tries times, before the option's own wait fails the test."""
+    box = page.locator(f".st-key-{key}")
+    wanted = page.get_by_role("option", name=option)
+    for _ in range(tries - 1):
+        wait_idle(page)
+        box.click()
+        try:
+            wanted.wait_for(timeout=10_000)
+            break
+        except sync_api.TimeoutError:
+            page.keyboard.press("Escape")
+    else:
+        wait_idle(page)
+        box.click()
+    wanted.click()
+
+
 def sign_in(page, name: str = "admin", password: str = ADMIN_PASSWORD) -> None:
     """Fill in the sign-in form (the only thing a new session shows) and send it."""
     page.locator(".st-key-login_name input").fill(name)
@@ -409,8 +429,7 @@ def test_retrain_shows_live_progress(server, browser_page):
     page = browser_page
     open_page(page, server, "models")
     # The smallest real job: from scratch (no pretraining first), one epoch.
-    page.locator(".st-key-train_base").click()
-    page.get_by_role("option", name="From scratch").click()
+    choose(page, "train_base", "From scratch")
     epochs = page.locator(".st-key-train_epochs input")
     epochs.fill("1")
     epochs.press("Tab")
