@@ -227,17 +227,16 @@ def choose(page, key: str, option: str, tries: int = 3) -> None:
     again, up to tries times, before the option's own wait fails the test."""
     box = page.locator(f".st-key-{key}")
     wanted = page.get_by_role("option", name=option)
-    for _ in range(tries - 1):
+    for attempt in range(tries):
         wait_idle(page)
         box.click()
+        if attempt == tries - 1:
+            break                      # the last try: the click's own wait decides
         try:
             wanted.wait_for(timeout=10_000)
             break
         except sync_api.TimeoutError:
             page.keyboard.press("Escape")
-    else:
-        wait_idle(page)
-        box.click()
     wanted.click()
 
 
