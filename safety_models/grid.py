@@ -181,6 +181,26 @@ def fit_grid(lat: Any, lon: Any, cell_size_m: float = 500.0, trim_quantile: floa
     )
 
 
+def shifted_grid(spec: GridSpec, east_cells: float, north_cells: float) -> GridSpec:
+    """The same grid with its lines moved east by east_cells and north by north_cells of a cell
+    (fractions in [0, 1)); one column / row more when moved, so it covers what spec covers.
+
+    A hot spot that sits on a corner of spec's cells sits inside one cell of the grid shifted
+    by half a cell both ways (see modeling.city.choose_grid).
+    """
+    for value in (east_cells, north_cells):
+        if not 0.0 <= value < 1.0:
+            raise ValueError(f"a shift is a fraction of a cell in [0, 1), got {value!r}")
+    return GridSpec(
+        crs=spec.crs,
+        origin_x_m=float(spec.origin_x_m - (1.0 - east_cells) * spec.cell_size_m if east_cells else spec.origin_x_m),
+        origin_y_m=float(spec.origin_y_m - (1.0 - north_cells) * spec.cell_size_m if north_cells else spec.origin_y_m),
+        cell_size_m=spec.cell_size_m,
+        n_rows=spec.n_rows + (1 if north_cells else 0),
+        n_cols=spec.n_cols + (1 if east_cells else 0),
+    )
+
+
 def xy_to_cell(spec: GridSpec, x_m: Any, y_m: Any) -> np.ndarray:
     """Flat cell ids (int64, row * n_cols + col) of projected points; -1 outside or non-finite."""
     x_m = _as_float_array(x_m)

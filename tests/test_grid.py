@@ -109,6 +109,24 @@ def test_fit_grid_single_point_gives_three_by_three():
     assert grid.latlon_to_cell(spec, [41.88], [-87.63]).tolist() == [4]
 
 
+def test_shifted_grid_moves_the_lines_and_still_covers_the_grid():
+    spec = small_spec()                                   # 4 x 3 cells of 100 m
+    ox, oy = spec.origin_x_m, spec.origin_y_m
+    east = grid.shifted_grid(spec, 0.5, 0.0)
+    # Lines 50 m east of the old ones: the grid starts half a cell west and is a column wider.
+    assert (east.origin_x_m, east.origin_y_m, east.n_cols, east.n_rows) == (ox - 50.0, oy, 5, 3)
+    both = grid.shifted_grid(spec, 0.5, 0.5)
+    assert (both.origin_x_m, both.origin_y_m, both.shape) == (ox - 50.0, oy - 50.0, (4, 5))
+    # A point on the corner of four old cells is at the centre of one new cell (row 1, col 1 of
+    # a 5-column grid, from the south-west), and the old grid's far corner is still covered.
+    xs, ys = np.array([ox + 100.0, ox + 399.0]), np.array([oy + 100.0, oy + 299.0])
+    assert grid.xy_to_cell(both, xs, ys).tolist() == [1 * 5 + 1, 3 * 5 + 4]
+    assert grid.cell_centres_xy(both)[0][1 * 5 + 1] == pytest.approx(ox + 100.0)
+    assert grid.shifted_grid(spec, 0.0, 0.0) == spec
+    with pytest.raises(ValueError, match="fraction of a cell"):
+        grid.shifted_grid(spec, 1.0, 0.0)
+
+
 def test_cell_boundary_is_a_closed_counter_clockwise_square():
     spec = small_spec()
     (ring,) = grid.cell_to_boundary(spec, [5])  # row 1, col 1

@@ -128,3 +128,77 @@ def test_data_fingerprint_changes_with_the_categorys_uploads_only():
     assert crime != city.data_fingerprint(listing.assign(checksum=["ab", "bb"]), "crime")
     assert crime == city.data_fingerprint(listing.assign(accepted=[3, 5]), "crime")
     assert city.data_fingerprint(listing.iloc[:0], "crime") != crime
+
+
+# -- where a new grid's lines fall (choose_grid) ------------------------------------------------
+
+def test_placement_score_by_hand():
+    # One row of three city cells, three windows: training = windows 0-1, validation = 2.
+    counts = np.array([[[2, 1, 0]], [[1, 0, 0]], [[1, 2, 1]]], dtype=np.float32)
+    mask = np.ones((1, 3), dtype=bool)
+    # 100 m cells (0.01 km²). Training ranks cell 0 (3 events), then cell 1 (1 event): one
+    # cell's area flags cell 0, which holds 1 of the validation's 4 events; two cells' area
+    # flags cells 0 and 1, which hold 3 of them: 0.25 + 0.75.
+    assert city.placement_score(counts, mask, 2, 3, [0.01, 0.02], 100.0) == pytest.approx(1.0)
+    # Only the city's cells are ranked: without cell 0, cell 1 holds 2 of 3 events.
+    assert city.placement_score(counts, np.array([[False, True, True]]), 2, 3, [0.01], 100.0) == pytest.approx(2 / 3)
+    # No events in validation: no score.
+    assert np.isnan(city.placement_score(np.zeros_like(counts), mask, 2, 3, [0.01], 100.0))
+
+
+def _incidents(points_by_day: list[tuple[float, float, int, int]], days: int, seed: int = 0) -> pd.DataFrame:
+    """Synthetic daily incidents around Chicago in UTM 16N metres: uniform background over
+    10 km square plus (x_m, y_m, first_day, per_day) hot spots jittered by 20 m."""
+    from safety_models import grid as gridlib
+
+    rng = np.random.default_rng(seed)
+    xs, ys, ts = [], [], []
+    for day in range(days):
+        n = 20
+        xs.append(rng.uniform(440_000, 450_000, n))
+        ys.append(rng.uniform(4_630_000, 4_640_000, n))
+        ts += [day] * n
+        for x, y, first, per_day in points_by_day:
+            if day >= first:
+                xs.append(x + rng.uniform(-20, 20, per_day))
+                ys.append(y + rng.uniform(-20, 20, per_day))
+                ts += [day] * per_day
+    lat, lon = gridlib.xy_to_latlon("EPSG:32616", np.concatenate(xs), np.concatenate(ys))
+    when = pd.Timestamp("2024-01-01 12:00") + pd.to_timedelta(np.array(ts), unit="D")
+    return pd.DataFrame({"occurred_at": when, "latitude": lat, "longitude": lon})
+
+
+def test_choose_grid_centres_a_hot_spot_that_sits_on_cell_corners():
+    # Grids snap to whole multiples of the cell size in the CRS, so (445000, 4635000) is the
+    # corner of four 500 m cells of the fitted grid, and the centre of one cell of the grid
+    # shifted half a cell east and north. Four such hot spots: the top 1 % of the ~420 city
+    # cells (5 cells) hold all four on the shifted grid, a quarter of each on the fitted one.
+    incidents = _incidents([(445_000.0 + 1000.0 * i, 4_635_000.0, 0, 2) for i in range(4)], days=120)
+    rows = city.grid_placements("crime", incidents, 500.0, 24)
+    assert [(r["east_cells"], r["north_cells"]) for r in rows] == list(city.GRID_OFFSETS_CELLS)
+    by_shift = {(r["east_cells"], r["north_cells"]): r["score"] for r in rows}
+    assert by_shift[(0.5, 0.5)] > by_shift[(0.0, 0.0)] + 0.1
+    chosen = city.choose_grid("crime", incidents, 500.0, 24)
+    assert chosen == rows[-1]["grid"] and chosen != rows[0]["grid"]
+    assert chosen.origin_x_m % 500.0 == 250.0 and chosen.origin_y_m % 500.0 == 250.0
+
+
+def test_choose_grid_never_reads_the_test_period():
+    # Four hot spots in fitted cells' centres all along, and four far bigger ones on corners
+    # that start in the test period (the last 30 of 120 days): the fitted grid stays.
+    centres = [(445_250.0 + 1000.0 * i, 4_635_250.0, 0, 2) for i in range(4)]
+    corners_later = [(445_000.0 + 1000.0 * i, 4_637_000.0, 90, 20) for i in range(4)]
+    incidents = _incidents(centres + corners_later, days=120)
+    rows = city.grid_placements("crime", incidents, 500.0, 24)
+    assert rows[0]["score"] > max(r["score"] for r in rows[1:])
+    assert city.choose_grid("crime", incidents, 500.0, 24) == rows[0]["grid"]
+    # The same corner hot spots from the start move the grid.
+    corners = [(x, y, 0, per_day) for x, y, _, per_day in corners_later]
+    assert city.choose_grid("crime", _incidents(centres + corners, days=120), 500.0, 24) != rows[0]["grid"]
+
+
+def test_too_short_a_history_keeps_the_fitted_grid():
+    incidents = _incidents([(445_000.0, 4_635_000.0, 0, 3)], days=3)
+    rows = city.grid_placements("crime", incidents, 500.0, 24)
+    assert all(np.isnan(r["score"]) for r in rows)
+    assert city.choose_grid("crime", incidents, 500.0, 24) == rows[0]["grid"]
