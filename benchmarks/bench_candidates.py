@@ -5,7 +5,7 @@ behind the stacked forecaster (modeling/stack.py).
         [--datasets crime,traffic,health] [--horizons 1,7,30] [--cache /tmp/bench_candidates]
 
 For each shared dataset (ingested by the product into a temporary home, then binned on the
-product's grid: 500 m cells, daily windows for crime/traffic, weekly for health) and horizon
+product's grid: 500 m cells, or --cell-size, daily windows for crime/traffic, weekly for health) and horizon
 (days; 1 = the next window), it takes the product's own splits (training.split_windows with
 TrainConfig(horizon_days=...)) and scores on validation and test windows:
 
@@ -44,10 +44,11 @@ SHARED_FILES: dict[str, list[str]] = {
 FLAG_AREA = "0.75sqmi"
 
 
-def load_city(shared: Path, category: str, cache: Path):
-    """The product's CityData of a shared dataset (ingest into a fresh home, prepare_city),
-    pickled under cache so that later runs skip the ingest."""
-    cached = cache / f"{category}.pkl"
+def load_city(shared: Path, category: str, cache: Path, cell_size_m: float | None = None):
+    """The product's CityData of a shared dataset (ingest into a fresh home, prepare_city on
+    the product's grid, or a new one of cell_size_m), pickled under cache so that later runs
+    skip the ingest."""
+    cached = cache / (f"{category}.pkl" if cell_size_m is None else f"{category}-{cell_size_m:g}m.pkl")
     if cached.exists():
         with open(cached, "rb") as f:
             return pickle.load(f)
@@ -61,7 +62,7 @@ def load_city(shared: Path, category: str, cache: Path):
     store = Store()
     for rel in SHARED_FILES[category]:
         ingest.ingest_path(store, shared / rel, category)
-    city = prepare_city(store, category)
+    city = prepare_city(store, category, cell_size_m=cell_size_m)
     cache.mkdir(parents=True, exist_ok=True)
     with open(cached, "wb") as f:
         pickle.dump(city, f)
@@ -224,6 +225,7 @@ def main() -> None:
     ap.add_argument("--weekday", type=float, help="stack variant: same-weekday plane of this half-life (days)")
     ap.add_argument("--top-weight", type=float, help="stack variant: weight of the top cells' rows in the fit")
     ap.add_argument("--refit", action="store_true", help="refit the stack on train + validation after the choice")
+    ap.add_argument("--cell-size", type=float, help="cells of this size (m) instead of the product's 500 m grid")
     ap.add_argument("--offsets", help="grid placement: shifts as fractions of a cell, e.g. 0:0,0.5:0,0:0.5,0.5:0.5")
     args = ap.parse_args()
     floats = lambda text: tuple(float(v) for v in text.split(",")) if text else None
@@ -235,7 +237,7 @@ def main() -> None:
     labels = {"crime": "Chicago assaults", "traffic": "Barcelona accidents", "health": "Chicago West Nile"}
     results = []
     for category in args.datasets.split(","):
-        city = load_city(args.shared_data, category, args.cache)
+        city = load_city(args.shared_data, category, args.cache, args.cell_size)
         if args.offsets:
             for shift in args.offsets.split(","):
                 fx, fy = (float(v) for v in shift.split(":"))
