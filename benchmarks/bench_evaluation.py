@@ -49,6 +49,17 @@ SHARED_FILES: dict[str, list[str]] = {
 }
 
 
+def dataset_files(ap: argparse.ArgumentParser, categories: str, files: str | None) -> dict[str, list[str]]:
+    """SHARED_FILES, with --files (comma-separated paths under --shared-data) in place of the
+    one category given; an argparse error when --files comes with several categories."""
+    chosen = dict(SHARED_FILES)
+    if files:
+        if "," in categories:
+            ap.error("--files needs exactly one category")
+        chosen[categories] = files.split(",")
+    return chosen
+
+
 class StepTimer:
     """An on_progress callback that notes when each step ("model", a baseline, "done") starts."""
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_evaluation import SHARED_FILES  # noqa: E402  (the same files as the full backtest)
+from bench_evaluation import dataset_files  # noqa: E402  (the same files as the full backtest)
 
 
 def main() -> None:
@@ -54,11 +54,7 @@ def main() -> None:
     from safety_models.schema import DEFAULT_WINDOW_HOURS
 
     store = Store()
-    files = dict(SHARED_FILES)
-    if args.files:
-        if "," in args.categories:
-            ap.error("--files needs exactly one category")
-        files[args.categories] = args.files.split(",")
+    files = dataset_files(ap, args.categories, args.files)
     print(f"load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     gains = []
     for category in args.categories.split(","):
@@ -76,7 +72,7 @@ def main() -> None:
             t_floor = time.perf_counter() - t0
             t0 = time.perf_counter()
             rows = citylib.grid_placements(category, incidents, size, hours, boundary)
-            chosen = citylib.choose_grid(category, incidents, size, hours, boundary)
+            chosen = citylib.pick_placement(rows)          # choose_grid = these two steps
             t_choose = time.perf_counter() - t0
             print(f"\n== {category} ({', '.join(Path(f).parent.name for f in files[category][:1])}), "
                   f"{size:.0f} m cells: choosing took {t_choose:.1f} s (floor: one binning {t_floor:.1f} s, "

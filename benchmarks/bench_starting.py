@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_evaluation import SHARED_FILES  # noqa: E402  (the same files as the full backtest)
+from bench_evaluation import dataset_files  # noqa: E402  (the same files as the full backtest)
 
 
 def main() -> None:
@@ -48,11 +48,7 @@ def main() -> None:
 
     print(f"home {home}; load average {' '.join(f'{v:.1f}' for v in os.getloadavg())}")
     store = Store()
-    files = dict(SHARED_FILES)
-    if args.files:
-        if "," in args.categories:
-            ap.error("--files needs exactly one category")
-        files[args.categories] = args.files.split(",")
+    files = dataset_files(ap, args.categories, args.files)
     for category in args.categories.split(","):
         if store.incidents(category).empty:
             for rel in files[category]:

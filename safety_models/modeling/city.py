@@ -189,7 +189,14 @@ def choose_grid(category: str, incidents: pd.DataFrame, cell_size_m: float, wind
     """A new grid of cell_size_m for a category's incidents: the placement of grid_placements
     with the best validation score when it beats the fitted grid's by GRID_OFFSET_MIN_GAIN,
     else the fitted grid."""
-    fitted, *shifted = grid_placements(category, incidents, cell_size_m, window_hours, boundary)
+    return pick_placement(grid_placements(category, incidents, cell_size_m, window_hours, boundary))
+
+
+def pick_placement(rows: Sequence[dict]) -> GridSpec:
+    """The grid of grid_placements' rows that choose_grid takes (pure): the best-scoring
+    shift when it beats the fitted grid (the first row) by GRID_OFFSET_MIN_GAIN, else the
+    fitted grid."""
+    fitted, *shifted = rows
     scored = [row for row in shifted if not math.isnan(row["score"])]
     best = max(scored, key=lambda row: row["score"], default=None)
     if best is not None and best["score"] > fitted["score"] + GRID_OFFSET_MIN_GAIN:
