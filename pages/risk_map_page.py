@@ -1,5 +1,5 @@
 """Risk map: the chosen category's predicted risk per cell for the next window (or the next
-7/14/30/90 days, where the category has a model for that horizon), a look back
+7/14/30/60/90 days, where the category has a model for that horizon), a look back
 over the latest windows (forecast beside what then happened, step by step or played), or any
 past date; on a street map when one can be reached, on a fixed colour scale, with district
 outlines, the top hotspots named as people name places, downloads, and a clicked cell's

@@ -26,7 +26,7 @@ from safety_models.errors import UserError
 from safety_models.files import to_jsonable
 from safety_models.presentation.text import (progress_bar_line, read_progress,
                                              upload_summary_lines, when_iso)
-from safety_models.schema import CATEGORIES, DEFAULT_CELL_SIZE_M, HORIZONS
+from safety_models.schema import CATEGORIES, DEFAULT_CELL_SIZE_M
 
 EXIT_USER_ERROR = 2
 
@@ -181,11 +181,14 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--window-hours", type=int, default=None,
                    help="window length to predict (default 24 for crime/traffic, 168 for health)")
-    p.add_argument("--cell-size-m", type=float, default=None,
-                   help="grid cell size in metres (default: keep the category's grid, as the "
-                        f"dashboard does; {DEFAULT_CELL_SIZE_M:g} m for its first model). "
-                        "Another size makes a new "
-                        "grid, whose maps do not compare cell for cell with the others")
+    cell_size = p.add_mutually_exclusive_group()
+    cell_size.add_argument("--cell-size-m", type=float, default=None,
+                           help="grid cell size in metres (default: keep the category's grid, as "
+                                f"the dashboard does; {DEFAULT_CELL_SIZE_M:g} m for its first "
+                                "model). Another size makes a new grid, whose maps do not compare "
+                                "cell for cell with the others")
+    cell_size.add_argument("--cell-size", dest="cell_size_m", type=_length_argument, default=None,
+                           metavar="LENGTH", help="the same with a unit: 600ft, 150m, 0.1mi")
     p.add_argument("--history-days", type=int, default=None,
                    help="train on at most this many days before the validation period")
     p.add_argument("--backbone", choices=("resnet18", "resnet34", "resnet50"), default=None,
@@ -193,8 +196,9 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--imagenet-weights", metavar="FILE", default=None,
                    help="torchvision ImageNet weights file for --base imagenet")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--horizon", choices=HORIZONS, default=None,
-                   help="train for the risk over the next 7, 14, 30 or 90 days (events summed over "
+    p.add_argument("--horizon", type=_horizon_argument, default=None, metavar="HORIZON",
+                   help="train for the risk over the next 7, 14, 30, 60 or 90 days (7d, 14d, 30d, 60d, "
+                        "90d, or 1w, 2w, 1m, 2m, 3m; events summed over "
                         "them) instead of the next window; it serves predict/evaluate --horizon and "
                         "never replaces the active model")
     _device_option(p)
@@ -244,9 +248,10 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--at", default=None, metavar="DATE",
                    help="a date/time inside the window to predict (default: the next window)")
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
-    p.add_argument("--horizon", choices=HORIZONS, default=None,
+    p.add_argument("--horizon", type=_horizon_argument, default=None, metavar="HORIZON",
                    help="the chance of at least one event, and the expected events, over the next "
-                        "7/14/30/90 days from the window (the category's model for that horizon)")
+                        "7/14/30/60/90 days from the window (7d .. 90d, or 1w, 2w, 1m, 2m, 3m; the "
+                        "category's model for that horizon)")
     p.add_argument("--out", required=True, type=Path, metavar="FILE.csv|FILE.geojson")
     _device_option(p)
     p.set_defaults(run=cmd_predict)
@@ -257,8 +262,9 @@ def _add_model_commands(commands) -> None:
                             "baselines on the same windows and cells.")
     p.add_argument("--category", required=True, choices=CATEGORIES)
     p.add_argument("--model", default=None, metavar="MODEL_ID", help="default: the active model")
-    p.add_argument("--horizon", choices=HORIZONS, default=None,
-                   help="backtest the category's model for this horizon (forecasts of the next N days)")
+    p.add_argument("--horizon", type=_horizon_argument, default=None, metavar="HORIZON",
+                   help="backtest the category's model for this horizon (forecasts of the next N days: "
+                        "7d, 14d, 30d, 60d, 90d, or 1w, 2w, 1m, 2m, 3m)")
     _device_option(p)
     p.add_argument("--flag-area", dest="flag_areas", action="append", default=[], type=_area_argument,
                    metavar="AREA", help="also score a flagged area, e.g. 0.75sqmi or 2km2 (whole cells "
@@ -286,9 +292,29 @@ _MAPPING_HELP = {
 }
 
 
+def _length_argument(text: str) -> float:
+    """argparse type of --cell-size: metres, from a length with its unit (units.parse_length_m)."""
+    from safety_models.units import parse_length_m
+
+    try:
+        return parse_length_m(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _horizon_argument(text: str) -> str:
+    """argparse type of --horizon: "7d" .. "90d" (schema.HORIZONS), "1w", "3m" and the like."""
+    from safety_models.schema import parse_horizon
+
+    try:
+        return parse_horizon(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def _area_argument(text: str) -> str:
-    """argparse type of --flag-area: the text as given, once metrics.parse_area reads it."""
-    from safety_models.evaluation.metrics import parse_area
+    """argparse type of --flag-area: the text as given, once units.parse_area reads it."""
+    from safety_models.units import parse_area
 
     try:
         parse_area(text)

@@ -8,7 +8,7 @@
     modeling     modeling.*
     measures     evaluation.metrics, evaluation.baselines
     data         data.*, grid, features
-    foundation   schema, errors, paths, files
+    foundation   schema, errors, paths, files, units
 
 A module imports only from its own layer or those below; the library never imports
 streamlit or the dashboard; no two library modules import each other, directly or round a
@@ -31,7 +31,7 @@ PACKAGE = "safety_models"
 
 # Lowest first. A module belongs to the layer of its longest matching prefix.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("foundation", ("schema", "errors", "paths", "files")),
+    ("foundation", ("schema", "errors", "paths", "files", "units")),
     ("data", ("data", "grid", "features")),
     ("measures", ("evaluation.metrics", "evaluation.baselines")),
     ("modeling", ("modeling",)),

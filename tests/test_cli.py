@@ -429,3 +429,30 @@ def test_horizon_options_parse():
     assert parser.parse_args(["train", "--category", "crime", "--horizon", "90d"]).horizon == "90d"
     with pytest.raises(SystemExit):
         parser.parse_args(["predict", "--category", "crime", "--horizon", "5d", "--out", "x.csv"])
+
+
+def test_horizons_written_as_weeks_or_months_become_their_days():
+    """The NIJ challenge's horizons as a planner writes them: 1 and 2 weeks, 1, 2 and 3 months."""
+    from safety_models.schema import horizon_days, parse_horizon
+
+    parser = cli.build_parser()
+    assert [parser.parse_args(["evaluate", "--category", "crime", "--horizon", h]).horizon
+            for h in ("1w", "2w", "1m", "2m", "3m")] == ["7d", "14d", "30d", "60d", "90d"]
+    assert parse_horizon("2 months") == "60d" and parse_horizon(" 14D ") == "14d"
+    assert horizon_days("1 week") == 7
+    with pytest.raises(ValueError, match="unknown horizon '6w'"):
+        parse_horizon("6w")                      # 42 days: not a horizon models are made for
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--category", "crime", "--horizon", "soon"])
+
+
+def test_cell_size_with_a_unit(capsys):
+    parser = cli.build_parser()
+    assert parser.parse_args(["train", "--category", "crime", "--cell-size", "600ft"]).cell_size_m == pytest.approx(182.88)
+    assert parser.parse_args(["train", "--category", "crime", "--cell-size", "0.2km"]).cell_size_m == pytest.approx(200.0)
+    assert parser.parse_args(["train", "--category", "crime", "--cell-size-m", "150"]).cell_size_m == 150.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--category", "crime", "--cell-size", "3 parsecs"])
+    assert "'3 parsecs' not understood" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["train", "--category", "crime", "--cell-size", "600ft", "--cell-size-m", "150"])

@@ -288,12 +288,12 @@ def test_models_page_trains_a_model_for_a_horizon(home, started_jobs):
     at = open_page("pages/models_page.py")
     choice = at.selectbox(key="train_horizon")
     assert choice.options == ["Next day", "Next 7 days", "Next 14 days", "Next 30 days",
-                              "Next 90 days"]
-    choice.set_value("30d")
+                              "Next 60 days", "Next 90 days"]
+    choice.set_value("60d")
     at.button(key="train_start").click().run()
     assert_clean(at)
     [(kind, config)] = started_jobs
-    assert kind == "train" and config["horizon_days"] == 30
+    assert kind == "train" and config["horizon_days"] == 60
 
 
 def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):

@@ -389,8 +389,15 @@ class _Detector:
         if len(xv) and len(yv):
             mx, my = float(np.median(xv)), float(np.median(yv))
             hint = f" (typical values {x}={mx:,.0f}, {y}={my:,.0f}"
-            if 100_000 <= min(mx, my) <= 1_000_000 and 1_000_000 <= max(mx, my) <= 10_000_000:
-                hint += "; they look like UTM metres, e.g. EPSG:326NN for WGS84 UTM zone NN, EPSG:258NN for ETRS89, EPSG:230NN for ED50"
+            utm = "UTM metres, e.g. EPSG:326NN for WGS84 UTM zone NN, EPSG:258NN for ETRS89, EPSG:230NN for ED50"
+            state_plane = ("US State Plane feet, e.g. EPSG:2263 New York Long Island, EPSG:3435 Illinois "
+                           "East, EPSG:2278 Texas South Central, EPSG:2913 Oregon North")
+            if 100_000 <= mx <= 1_000_000 and 1_000_000 <= my <= 10_000_000:
+                hint += f"; they look like {utm}"      # UTM: easting below 1,000 km, northing above
+            elif mx > my and 1_000_000 <= mx <= 10_000_000:
+                hint += f"; they look like {state_plane}"   # an easting in millions of feet
+            elif 100_000 <= min(mx, my) <= 1_000_000 and 1_000_000 <= max(mx, my) <= 10_000_000:
+                hint += f"; they look like {utm} (x and y swapped) or {state_plane}"
             hint += ")"
         return MappingError(
             f"{self.file_name}: the columns {x!r} and {y!r} look like projected x/y coordinates{hint}, and no "

@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from safety_models.evaluation import metrics
-from safety_models import paths
+from safety_models import paths, units
 from safety_models.errors import NotReady
 from safety_models.files import to_jsonable, write_json_atomic
 
@@ -366,13 +366,13 @@ def _score(prob: np.ndarray, counts: np.ndarray, mask: np.ndarray, threshold: fl
 
 
 def check_flag_areas(flag_areas: Sequence[str]) -> tuple[str, ...]:
-    """The area strings as given, after checking that metrics.parse_area reads each one;
+    """The area strings as given, after checking that units.parse_area reads each one;
     UserError (for people: what was given and what is accepted) otherwise."""
     from safety_models.errors import UserError
 
     for text in flag_areas:
         try:
-            metrics.parse_area(text)
+            units.parse_area(text)
         except ValueError as err:
             raise UserError(str(err)) from None
     return tuple(flag_areas)
@@ -457,7 +457,7 @@ def score_baselines(city: Any, data_window: Mapping[str, Any],
     Each baseline forecasts the validation and test windows by rolling origin; its scores are
     mapped to probabilities by a Platt fit on the validation windows (``M["probability_map"]``)
     and its yes/no threshold is chosen there too. baselines: {name: fn}; default
-    ``baselines.baselines_for(city.category)``. flag_areas: area strings (metrics.parse_area)
+    ``baselines.baselines_for(city.category)``. flag_areas: area strings (units.parse_area)
     to score besides the shares of the city. horizon_windows: score forecasts of the events
     over that many windows (a horizon model's; the baselines' maps rank the same cells).
     on_progress: {"stage": "evaluate", "fraction", "step": name}. last_windows: see latest_windows.
@@ -506,7 +506,7 @@ def backtest(model: Any, checkpoint: Mapping[str, Any], city: Any,
     ``baselines.baselines_for(category)``. baseline_results: already computed by
     ``score_baselines`` for this city and data_window (the study reuses them across runs);
     they must cover exactly this backtest's test windows (and flag_areas, if any).
-    flag_areas: flagged areas such as "0.75sqmi" or "2km2" (metrics.parse_area); every
+    flag_areas: flagged areas such as "0.75sqmi" or "2km2" (units.parse_area); every
     forecaster's result then has hit_rate_area, pai_area and pei_area keyed by them.
     See the module docstring for the protocol. on_progress receives
     {"stage": "evaluate", "fraction", "step"}. last_windows: score only the latest test windows
@@ -692,8 +692,8 @@ def evaluate_category(store: Any, category: str, model_id: str | None = None,
     """Backtest a category's model (the active one by default) and save it for the dashboard.
 
     flag_areas: areas to score besides the shares of the city (see backtest); checked
-    before anything is computed (UserError for one metrics.parse_area cannot read).
-    horizon: "7d", "14d", "30d" or "90d" -> the category's model for that horizon
+    before anything is computed (UserError for one units.parse_area cannot read).
+    horizon: "7d", "14d", "30d", "60d" or "90d" -> the category's model for that horizon
     (registry.horizon_model_id) unless model_id is given; None: the next-window model.
 
     Saves ``BacktestResult.to_dict()`` to ``evaluations/<model_id>.json`` under the home

@@ -21,7 +21,6 @@ Undefined values (no events, one class only) are NaN, never a sentinel.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from safety_models.files import to_jsonable
+from safety_models.units import parse_area
 
 DEFAULT_COVERAGES: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2)
 
@@ -222,35 +222,7 @@ def hit_rate_curve(
 # ---------------------------------------------------------------------------------------------
 # A flagged area in km² or square miles (what a patrol plan is given), instead of a share
 
-# 1 mile = 1.609344 km exactly, so 1 square mile = 2.589988110336 km².
-KM2_PER_SQUARE_MILE = 1.609344**2
-# Unit spellings (lower case, spaces removed) -> km² per unit.
-AREA_UNITS_KM2: dict[str, float] = {
-    "km2": 1.0, "km²": 1.0, "sqkm": 1.0, "squarekm": 1.0, "squarekilometres": 1.0, "squarekilometers": 1.0,
-    "mi2": KM2_PER_SQUARE_MILE, "mi²": KM2_PER_SQUARE_MILE, "sqmi": KM2_PER_SQUARE_MILE,
-    "squaremiles": KM2_PER_SQUARE_MILE, "squaremile": KM2_PER_SQUARE_MILE,
-    "m2": 1e-6, "m²": 1e-6, "ha": 0.01,
-}
-_AREA_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*(\S.*?)\s*$", re.IGNORECASE)
-
-
-def parse_area(text: str) -> float:
-    """An area written as a number and a unit -> km².
-
-    "2km2" -> 2.0; "0.75sqmi" -> 0.75 x 2.589988110336 = 1.942491082752; "0.75 sq mi",
-    "1.5 km²", "50ha", "250000m2" work too (case and spaces do not matter). Units: km2 / km² /
-    sq km, mi2 / mi² / sq mi, m2 / m², ha. Raises ValueError, naming the text and the
-    accepted forms, for anything else or an area that is not positive.
-    """
-    match = _AREA_PATTERN.match(str(text))
-    unit = match.group(2).lower().replace(" ", "") if match else None
-    if match is None or unit not in AREA_UNITS_KM2:
-        raise ValueError(f"area {text!r} not understood: give a number and a unit, e.g. 2km2, 0.75sqmi, "
-                         f"1.5 km², 50ha (units: km2, sqmi, mi2, m2, ha)")
-    area_km2 = float(match.group(1)) * AREA_UNITS_KM2[unit]
-    if not area_km2 > 0:
-        raise ValueError(f"area {text!r} must be positive")
-    return area_km2
+# The area strings are read by units.parse_area.
 
 
 def n_flagged_for_area(area_km2: float, cell_size_m: float, n_city_cells: int) -> int:
@@ -310,11 +282,11 @@ def pei_area(scores: Any, counts: Any, area_km2: float, cell_size_m: float,
 
 def score_areas(scores: Any, counts: Any, areas: Sequence[str], cell_size_m: float,
                 mask: Any | None = None) -> dict[str, Any]:
-    """Hit rate, PAI and PEI for flagged areas, keyed by the area strings given (parse_area).
+    """Hit rate, PAI and PEI for flagged areas, keyed by the area strings given (units.parse_area).
 
     Keys: hit_rate_area, pai_area, pei_area ({area: mean over windows with events}), their
     _se twins, cells_flagged_area ({area: k}) and area_km2 ({area: km²}). NaN -> None.
-    Raises ValueError for an area string parse_area does not understand.
+    Raises ValueError for an area string units.parse_area does not understand.
     """
     score_2d, count_2d, _ = _prepare(scores, counts, mask)
     n_city = count_2d.shape[1]

@@ -410,7 +410,7 @@ def _exists(store: Store, model_id: str) -> bool:
 
 
 def horizon_model_id(store: Store, category: str, horizon: str) -> str:
-    """The category's model for a horizon ("7d", "14d", "30d", "90d"): the one last set by
+    """The category's model for a horizon ("7d", "14d", "30d", "60d", "90d"): the one last set by
     set_horizon_model (training sets the newest). NotReady, saying how to train one, when
     there is none; ValueError for a horizon not in schema.HORIZONS."""
     from safety_models.schema import horizon_days as days_of

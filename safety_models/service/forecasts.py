@@ -23,7 +23,7 @@ Files: home/forecasts/<model_id>/<data_version>/ (next.parquet, past.npz, places
 meta.json), written to a temporary folder and renamed into place, so a reader never sees half
 a bundle; older data versions of the model are removed.
 
-The category's active model and each of its horizon models (7/14/30/90 days) have their own
+The category's active model and each of its horizon models (7/14/30/60/90 days) have their own
 bundle. Jobs call model_ready (service.jobs) for a new active or horizon model,
 operations.after_upload calls refresh_category when a file is loaded, and the dashboard calls load through its cache. This module sits after workflows (it uses its steps) and
 before jobs and operations.
@@ -328,7 +328,7 @@ def load(store: Any, category: str, model_id: str, version: str | None = None) -
 
 def category_models(store: Any, category: str) -> list[str]:
     """The model ids whose forecasts the dashboard shows for a category: the active model
-    (the next window) first, then the model of each horizon it has (7/14/30/90 days)."""
+    (the next window) first, then the model of each horizon it has (7/14/30/60/90 days)."""
     ids = [registry.active_model_id(store, category)]
     ids += [workflows.horizon_model_id(store, category, h)
             for h in workflows.available_horizons(store, category)]

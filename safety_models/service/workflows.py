@@ -3,7 +3,7 @@
     train_category            the category's city data + TrainConfig -> a new model version
     train_starting_forecast   the linear starting forecast as a model version, in seconds
     promote_if_better         make a new version active where it beats the active one
-    predict_category          a model's risk for one window (or the next 7/14/30/90 days),
+    predict_category          a model's risk for one window (or the next 7/14/30/60/90 days),
                               one row per city cell, ranked
     available_horizons        the horizons a category has a model for (the dashboard's choice)
     cell_history              events per window for one cell (the map's click-through)
@@ -331,7 +331,7 @@ def _resolve_model_id(store: Any, category: str, model_id: str | None) -> str:
 
 
 def available_horizons(store: Any, category: str) -> list[str]:
-    """The horizons ("7d", "14d", "30d", "90d") the category has a model for, shortest first;
+    """The horizons ("7d", "14d", "30d", "60d", "90d") the category has a model for, shortest first;
     for the dashboard's horizon choice (the next window, the active model's, is not listed)."""
     return registry.available_horizons(store, category)
 
@@ -350,7 +350,7 @@ def predict_category(store: Any, category: str, at: Any = None,
         contains it (from the second window of the data to the one after it; else NotReady).
         The forecast uses only the windows before that one.
     model_id: None -> the category's active model (NotReady when there is none).
-    horizon: "7d", "14d", "30d" or "90d" -> the category's model for that horizon (unless
+    horizon: "7d", "14d", "30d", "60d" or "90d" -> the category's model for that horizon (unless
         model_id is given): probability of at least one event and expected events over the
         horizon's days from the window's start; window_end is the horizon's end.
     Columns: cell_id (row * n_cols + col), row, col, lat, lon (cell centre, degrees),

@@ -72,6 +72,16 @@ def test_utm_metres_without_a_crs_ask_for_one():
         detect_mapping(table(BARCELONA, "bcn.csv"))
 
 
+def test_state_plane_feet_without_a_crs_name_state_plane_systems():
+    """Portland's calls for service (the NIJ challenge's layout): x/y in Oregon North feet."""
+    rows = {"CATEGORY": ["BURGLARY"] * 4, "occ_date": ["2016/03/01", "2016/03/01", "2016/03/02", "2016/03/03"],
+            "x_coordinate": [7651114, 7648210, 7660553, 7655020], "y_coordinate": [679613, 683410, 671998, 690123]}
+    with pytest.raises(MappingError, match=r"portland\.csv: .*look like US State Plane feet.*EPSG:2913.*--crs"):
+        detect_mapping(table(rows, "portland.csv"))
+    mapping = detect_mapping(table(rows, "portland.csv"), ColumnMapping(crs="EPSG:2913"))
+    assert (mapping.x, mapping.y, mapping.date or mapping.time) == ("x_coordinate", "y_coordinate", "occ_date")
+
+
 def test_a_lat_lon_pair_in_one_location_column():
     mapping = detect_mapping(table({
         "Incident Date": ["2019-03-01 08:15", "2019-03-01 09:30", "2019-03-02 22:05",

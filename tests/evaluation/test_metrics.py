@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from safety_models import units
 from safety_models.evaluation import metrics
 
 # The running example: 4 cells.
@@ -288,20 +289,20 @@ def test_metrics_import_nothing_of_modeling():
     ("50ha", 0.5), ("250000m2", 0.25), (".5 mi²", 0.5 * 2.589988110336),
 ])
 def test_parse_area_reads_number_and_unit(text, km2):
-    assert metrics.parse_area(text) == pytest.approx(km2, rel=1e-12)
+    assert units.parse_area(text) == pytest.approx(km2, rel=1e-12)
 
 
 @pytest.mark.parametrize("text", ["", "2", "km2", "2 acres", "-1km2", "two km2", "0km2"])
 def test_parse_area_refuses_what_it_cannot_read(text):
     with pytest.raises(ValueError, match="area"):
-        metrics.parse_area(text)
+        units.parse_area(text)
 
 
 def test_cells_for_an_area_fill_whole_cells_at_least_one():
     # 500 m cells are 0.25 km²: 0.75 km² is exactly 3 cells (not 2 by float error);
     # 0.75 sq mi = 1.942... km² = 7.77 cells -> 7; a tiny area still flags one; a huge one all.
     assert metrics.n_flagged_for_area(0.75, 500.0, 100) == 3
-    assert metrics.n_flagged_for_area(metrics.parse_area("0.75sqmi"), 500.0, 100) == 7
+    assert metrics.n_flagged_for_area(units.parse_area("0.75sqmi"), 500.0, 100) == 7
     assert metrics.n_flagged_for_area(0.01, 500.0, 100) == 1
     assert metrics.n_flagged_for_area(1000.0, 500.0, 20) == 20
     assert metrics.n_flagged_for_area(2.0, 1000.0, 100) == 2
@@ -318,7 +319,7 @@ def test_area_metrics_by_hand():
     assert metrics.hit_rate_area(scores, counts, 0.75, 500.0) == pytest.approx(0.5)
     assert metrics.pai_area(scores, counts, 0.75, 500.0) == pytest.approx(5 / 3)
     assert metrics.pei_area(scores, counts, 0.75, 500.0) == pytest.approx(0.5)
-    sqmi = metrics.parse_area("0.75sqmi")
+    sqmi = units.parse_area("0.75sqmi")
     assert metrics.pai_area(scores, counts, sqmi, 500.0) == pytest.approx(10 / 7)
     assert metrics.pei_area(scores, counts, sqmi, 500.0) == pytest.approx(1.0)
     # two windows, the second without events: NaN there, and score_areas averages the rest
@@ -341,3 +342,13 @@ def test_area_metrics_count_city_cells_only():
     # city cells by score: (0,0)=5, (0,1)=4, (1,0)=3, (1,1)=2; top 2 hold 1 of 4 city events
     assert metrics.hit_rate_area(scores, counts, 2.0, 1000.0, mask) == pytest.approx([0.25])
     assert metrics.pai_area(scores, counts, 2.0, 1000.0, mask) == pytest.approx([0.25 / (2 / 4)])
+
+
+def test_parse_length_m_reads_units_by_hand():
+    assert units.parse_length_m("600ft") == pytest.approx(600 * 0.3048)      # 182.88 m
+    assert units.parse_length_m("150") == 150.0                              # metres when no unit
+    assert units.parse_length_m("0.1 mi") == pytest.approx(160.9344)
+    assert units.parse_length_m("250 Feet") == pytest.approx(76.2)
+    for bad in ("0m", "ten metres", "5 furlongs", ""):
+        with pytest.raises(ValueError, match="length"):
+            units.parse_length_m(bad)
