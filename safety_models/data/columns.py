@@ -394,10 +394,12 @@ class _Detector:
                            "East, EPSG:2278 Texas South Central, EPSG:2913 Oregon North")
             if 100_000 <= mx <= 1_000_000 and 1_000_000 <= my <= 10_000_000:
                 hint += f"; they look like {utm}"      # UTM: easting below 1,000 km, northing above
-            elif mx > my and 1_000_000 <= mx <= 10_000_000:
-                hint += f"; they look like {state_plane}"   # an easting in millions of feet
-            elif 100_000 <= min(mx, my) <= 1_000_000 and 1_000_000 <= max(mx, my) <= 10_000_000:
-                hint += f"; they look like {utm} (x and y swapped) or {state_plane}"
+            elif 100_000 <= my <= 1_000_000 and 1_000_000 <= mx <= 10_000_000:
+                hint += f"; they look like {state_plane}, or {utm} with x and y swapped"
+            elif max(mx, my) >= 100_000:
+                # State Plane eastings and northings run from hundreds of thousands of feet
+                # (New York's northing) to over ten million (Texas South Central's)
+                hint += f"; they may be {state_plane}, or another national grid"
             hint += ")"
         return MappingError(
             f"{self.file_name}: the columns {x!r} and {y!r} look like projected x/y coordinates{hint}, and no "

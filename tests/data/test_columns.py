@@ -78,6 +78,10 @@ def test_state_plane_feet_without_a_crs_name_state_plane_systems():
             "x_coordinate": [7651114, 7648210, 7660553, 7655020], "y_coordinate": [679613, 683410, 671998, 690123]}
     with pytest.raises(MappingError, match=r"portland\.csv: .*look like US State Plane feet.*EPSG:2913.*--crs"):
         detect_mapping(table(rows, "portland.csv"))
+    rows_illinois = dict(rows, x_coordinate=[1176437, 1172010, 1180115, 1168930],
+                         y_coordinate=[1899632, 1901285, 1895003, 1910444])   # Chicago, Illinois East
+    with pytest.raises(MappingError, match=r"may be US State Plane feet.*EPSG:3435"):
+        detect_mapping(table(rows_illinois, "chicago.csv"))
     mapping = detect_mapping(table(rows, "portland.csv"), ColumnMapping(crs="EPSG:2913"))
     assert (mapping.x, mapping.y, mapping.date or mapping.time) == ("x_coordinate", "y_coordinate", "occ_date")
 
