@@ -38,6 +38,9 @@ FREEZE_CHOICES = {
     "layer4": "up to layer 4 (only the head learns)",
 }
 ADMIN_ONLY = None if auth.allowed("promote") else "Only an administrator changes the model in use."
+# The cell sizes offered besides the map's own: the default, and the small cells that plans
+# for blocks and street segments use (the CLI takes any size: train --cell-size 600ft).
+CELL_SIZES_M = (500.0, 250.0, 150.0)
 DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)
             if f.default is not dataclasses.MISSING}
 
@@ -99,7 +102,7 @@ def train_form() -> None:
                  "it). 7 to 90 days: a model trained for the events of that horizon; the "
                  "Risk map and the Evaluation page offer it as soon as it is made.")
         span.caption("What each forecast covers.")
-        a, b, c, d = st.columns(4)
+        a, b, c, d, e = st.columns(5)
         learning_rate = a.number_input(
             "Learning rate", min_value=1e-6, max_value=1.0,
             value=float(DEFAULTS.get("lr", 1e-3)), format="%.0e", step=1e-4, key="train_lr",
@@ -116,6 +119,15 @@ def train_form() -> None:
             "Optimizer", ["adamw", "sgd"],
             index=["adamw", "sgd"].index(DEFAULTS.get("optimizer", "adamw")),
             key="train_optimizer", help="AdamW adapts step sizes per weight; SGD is plainer.")
+        grid_m = (ui.model_info(url, active_id).get("grid") or {}).get("cell_size_m") if active_id else None
+        cell_size_m = e.selectbox(
+            "Cell size", [None, *(m for m in CELL_SIZES_M if not grid_m or abs(m - grid_m) > 1e-6)],
+            key="train_cell_size",
+            format_func=lambda m: (f"{grid_m:g} m (the map's)" if grid_m else "the map's")
+            if m is None else f"{m:g} m",
+            help="Smaller cells name smaller places (150 m is about a block) but hold fewer "
+                 "incidents each and take longer to train. Another size makes a new grid: "
+                 "promoting the model switches the map to it.")
         st.caption("Training runs in the background: you can leave this page; the Overview "
                    "page shows its progress. A new model is used only once you promote it.")
         submitted = st.form_submit_button("Start training", type="primary", key="train_start",
@@ -125,6 +137,7 @@ def train_form() -> None:
             # No cell size: the training workflow keeps the category's grid.
             config = TrainConfig(
                 category=category, base=active_id if base == "active" else base,
+                cell_size_m=cell_size_m,
                 freeze_up_to=freeze, lr=float(learning_rate), epochs=int(epochs),
                 optimizer=optimizer, history_days=int(history_days) or None,
                 horizon_days=horizon_days(horizon) if horizon else None)

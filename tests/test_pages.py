@@ -296,6 +296,18 @@ def test_models_page_trains_a_model_for_a_horizon(home, started_jobs):
     assert kind == "train" and config["horizon_days"] == 60
 
 
+def test_models_page_trains_on_smaller_cells(home, started_jobs):
+    """The cell size choice: the map's own grid by default (above), or a smaller one."""
+    at = open_page("pages/models_page.py")
+    choice = at.selectbox(key="train_cell_size")
+    assert choice.options[0].endswith("(the map's)") and "150 m" in choice.options
+    choice.set_value(150.0)
+    at.button(key="train_start").click().run()
+    assert_clean(at)
+    [(kind, config)] = started_jobs
+    assert kind == "train" and config["cell_size_m"] == 150.0
+
+
 def test_models_page_shows_a_running_job(home, started_jobs, monkeypatch):
     """A job row as the job process writes it: the page shows its progress and Cancel."""
     from datetime import datetime
