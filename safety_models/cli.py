@@ -88,6 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--earliest", metavar="DATE", default=None,
                    help="reject incidents before this date as implausible (default 1970-01-01; "
                         "incidents after the upload time are always rejected)")
+    p.add_argument("--only-types", metavar="TYPE[,TYPE...]", default=None,
+                   help="load only incidents of these types (values of the type column, e.g. "
+                        "'BURGLARY' or 'BURGLARY,MOTOR VEHICLE THEFT'; case does not matter): a "
+                        "map of one offence instead of all; the other rows are listed as "
+                        "rejected with that reason")
     _json_flag(p, "one JSON object per file (one per line for several files)")
     p.set_defaults(run=cmd_ingest)
 
@@ -360,12 +365,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in fields.items() if v is not None}
     overrides = ColumnMapping(**fields) if fields else None
     earliest = _date_option(args.earliest, "--earliest") if args.earliest else None
+    only_types = [t for t in (args.only_types or "").split(",") if t.strip()] or None
     failed = 0
     with _store() as store:
         for path in args.files:
             try:
                 summary = actions.ingest_path(store, _actor(), path, args.category, overrides,
-                                              earliest=earliest)
+                                              earliest=earliest, only_types=only_types)
             except UserError as err:
                 failed += 1
                 print(f"error: {err}", file=sys.stderr)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from safety_models.errors import FileUnusable
+from safety_models.errors import FileUnusable, MappingError
 from safety_models.schema import INCIDENT_COLUMNS, check_category
 from safety_models.data.vocabulary import OUTCOME_VALUES
 from safety_models.data.columns import ColumnMapping, detect_mapping
@@ -36,6 +37,7 @@ __all__ = [
 ]
 
 NEGATIVE_TEST = "negative test result"
+OTHER_TYPE = "not one of the incident types asked for"
 MISSING_TIME = "missing time"
 UNPARSEABLE_TIME = "unparseable time"
 OUTSIDE_TIME = "time outside the plausible range"
@@ -45,7 +47,7 @@ OUTSIDE_AREA = "coordinates outside the data's area"
 # Reject reasons in the order they are checked; a row gets the first that applies. The first
 # two are lines the reader could not split into the header's columns (reading.py).
 REJECT_REASONS: tuple[str, ...] = (
-    UNBALANCED_QUOTE, WRONG_FIELD_COUNT, NEGATIVE_TEST, MISSING_TIME, UNPARSEABLE_TIME,
+    UNBALANCED_QUOTE, WRONG_FIELD_COUNT, NEGATIVE_TEST, OTHER_TYPE, MISSING_TIME, UNPARSEABLE_TIME,
     OUTSIDE_TIME, MISSING_COORDS, UNPARSEABLE_COORDS, OUTSIDE_AREA,
 )
 
@@ -89,21 +91,24 @@ class ParsedFile:
 def read_incident_file(data: bytes, file_name: str, category: str,
                        overrides: ColumnMapping | None = None, *,
                        earliest: pd.Timestamp | str | None = None,
-                       latest: pd.Timestamp | str | None = None) -> ParsedFile:
+                       latest: pd.Timestamp | str | None = None,
+                       only_types: Sequence[str] | None = None) -> ParsedFile:
     """Bytes of a CSV export -> ParsedFile. Raises FileUnusable / MappingError naming the file.
 
     earliest / latest bound the plausible incident times (default EARLIEST_TIME, and now plus
-    LATEST_SLACK); rows outside are rejected as OUTSIDE_TIME.
+    LATEST_SLACK); rows outside are rejected as OUTSIDE_TIME. only_types: keep only rows of
+    these incident types (parse_incidents).
     """
     check_category(category)
     return parse_rows(read_rows(data, file_name), file_name, category, overrides,
-                      earliest=earliest, latest=latest)
+                      earliest=earliest, latest=latest, only_types=only_types)
 
 
 def parse_rows(rows: RowsRead, file_name: str, category: str,
                overrides: ColumnMapping | None = None, *,
                earliest: pd.Timestamp | str | None = None,
-               latest: pd.Timestamp | str | None = None) -> ParsedFile:
+               latest: pd.Timestamp | str | None = None,
+               only_types: Sequence[str] | None = None) -> ParsedFile:
     """The rows a reader made of a file (reading.read_rows) -> ParsedFile: read_incident_file
     after the reading (a caller can then drop the file's bytes before the parsing). Consumes
     rows: the columns of times and places are taken out of rows.frame once parsed."""
@@ -116,28 +121,32 @@ def parse_rows(rows: RowsRead, file_name: str, category: str,
     mapping = detect_mapping(readable, overrides)
     return parse_incidents(df, mapping, category, file_name, row_numbers=rows.row_numbers,
                            unreadable=rows.unreadable, earliest=earliest, latest=latest,
-                           release_columns=True)
+                           only_types=only_types, release_columns=True)
 
 
 def ingest_bytes(store, data: bytes, file_name: str, category: str,
                  overrides: ColumnMapping | None = None, *,
-                 earliest: pd.Timestamp | str | None = None):
+                 earliest: pd.Timestamp | str | None = None,
+                 only_types: Sequence[str] | None = None):
     """Parse a file and add it to the store; returns the store's UploadSummary.
 
     The same bytes stored before for the category are not parsed again: the summary says
     what this call added (nothing) and which upload holds them (store.find_upload)."""
     earlier = store.find_upload(data, category, file_name=file_name)
     if earlier is not None:
-        return earlier
-    parsed = read_incident_file(data, file_name, category, overrides, earliest=earliest)
+        return _same_types_as(store, earlier, only_types)
+    parsed = read_incident_file(data, file_name, category, overrides, earliest=earliest,
+                                only_types=only_types)
     return store.add_upload(
         file_name=file_name, data=data, category=category, accepted=parsed.accepted,
-        rejected=parsed.rejected, rows_read=parsed.rows_read, mapping=parsed.mapping.to_dict(),
+        rejected=parsed.rejected, rows_read=parsed.rows_read,
+        mapping=_stored_mapping(parsed.mapping, only_types),
     )
 
 
 def ingest_path(store, path: str | Path, category: str, overrides: ColumnMapping | None = None, *,
-                earliest: pd.Timestamp | str | None = None):
+                earliest: pd.Timestamp | str | None = None,
+                only_types: Sequence[str] | None = None):
     """ingest_bytes on a file on disk (the file's name is kept, not its folder).
 
     The file's bytes are dropped once read into rows: the stored copy is made from the file
@@ -148,16 +157,17 @@ def ingest_path(store, path: str | Path, category: str, overrides: ColumnMapping
     data = read_file_bytes(path)
     earlier = store.find_upload(data, category, file_name=path.name)
     if earlier is not None:
-        return earlier
+        return _same_types_as(store, earlier, only_types)
     checksum = hashlib.sha256(data).hexdigest()
     rows = read_rows(data, path.name)
     del data
-    parsed = parse_rows(rows, path.name, category, overrides, earliest=earliest)
+    parsed = parse_rows(rows, path.name, category, overrides, earliest=earliest,
+                        only_types=only_types)
     del rows
     return store.add_upload(
         file_name=path.name, data=path, checksum=checksum, category=category,
         accepted=parsed.accepted, rejected=parsed.rejected, rows_read=parsed.rows_read,
-        mapping=parsed.mapping.to_dict(),
+        mapping=_stored_mapping(parsed.mapping, only_types),
     )
 
 
@@ -188,14 +198,18 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
                     row_numbers: np.ndarray | None = None, unreadable: dict[int, str] | None = None,
                     earliest: pd.Timestamp | str | None = None,
                     latest: pd.Timestamp | str | None = None,
+                    only_types: Sequence[str] | None = None,
                     release_columns: bool = False) -> ParsedFile:
     """A table of strings + its mapping -> accepted incidents and rejected rows (vectorised).
 
     row_numbers (rows,): each row's number in the file (default 1..n); unreadable: row
     position -> reason for rows the reader could not split (reading.RowsRead). Times before
     earliest (default EARLIEST_TIME) or after latest (default now + LATEST_SLACK) are
-    rejected. Raises FileUnusable when every row is rejected, naming the top reasons with an
-    example row. release_columns: the caller hands df over; the columns of times,
+    rejected. only_types: incident types to keep (the type column's values, compared without
+    case or surrounding spaces); the file's other rows are rejected as OTHER_TYPE, so every
+    row is still accounted for. MappingError when the file has no type column, FileUnusable
+    when no row has one of the types (naming the file's most common ones). Raises
+    FileUnusable when every row is rejected, naming the top reasons with an example row. release_columns: the caller hands df over; the columns of times,
     coordinates and outcome are deleted from it once parsed and the rejected rows copied
     (at ten million rows they were 600 MB kept to the end for nothing).
     """
@@ -218,6 +232,9 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
         values = df[mapping.outcome].astype(str).str.lower()
         negatives = [k for k, v in OUTCOME_VALUES.items() if not v]
         reject(values.isin(negatives).to_numpy(), NEGATIVE_TEST)
+
+    if only_types:
+        reject(~_of_types(df, mapping, only_types, file_name), OTHER_TYPE)
 
     occurred, time_missing, time_bad = _parse_time(df, mapping, file_name)
     reject(time_missing, MISSING_TIME)
@@ -490,11 +507,64 @@ def _short(value, n: int = 60) -> str:
     return text if len(text) <= n else text[:n - 3] + "..."
 
 
+def _type_choice(only_types: Sequence[str] | None) -> list[str]:
+    """only_types as compared and stored: stripped, case-folded, sorted, without blanks."""
+    return sorted({str(t).strip().casefold() for t in (only_types or ()) if str(t).strip()})
+
+
+def _stored_mapping(mapping: ColumnMapping, only_types: Sequence[str] | None) -> dict:
+    """What an upload records of how it was parsed: the mapping, and the types it kept."""
+    choice = _type_choice(only_types)
+    return {**mapping.to_dict(), **({"only_types": choice} if choice else {})}
+
+
+def _same_types_as(store, earlier, only_types: Sequence[str] | None):
+    """The earlier upload of the same bytes (nothing to add) when it kept the same incident
+    types; FileUnusable saying how to load the other choice when it did not (loading the same
+    file again must not look done while holding other incidents than asked for)."""
+    had = store.upload_mapping(earlier.upload_id).get("only_types") or []
+    want = _type_choice(only_types)
+    if had == want:
+        return earlier
+    raise FileUnusable(
+        f"{earlier.file_name} is already loaded as upload #{earlier.upload_id}, keeping "
+        f"{_types_said(had)}; this load asked for {_types_said(want)}, so nothing was added. To "
+        f"load it that way, remove the upload first (python -m safety_models remove-upload "
+        f"{earlier.upload_id}), or load it into another home (SAFETY_MODELS_HOME) to keep both maps.")
+
+
+def _types_said(types: list[str]) -> str:
+    return "only the types " + ", ".join(map(repr, types)) if types else "every incident type"
+
+
+def _of_types(df: pd.DataFrame, mapping: ColumnMapping, only_types: Sequence[str],
+              file_name: str) -> np.ndarray:
+    """(rows,) True where the row's type is one of only_types (no case, no surrounding spaces)."""
+    wanted = set(_type_choice(only_types))
+    if not mapping.subtype:
+        raise MappingError(f"{file_name}: only the types {', '.join(sorted(wanted))} were asked for, "
+                           "but no column of incident types was recognised; name it with "
+                           f"--type-column. Columns found: {', '.join(map(repr, df.columns))}.",
+                           list(df.columns))
+    values = df[mapping.subtype].astype(str).str.strip()
+    keep = values.str.casefold().isin(wanted).to_numpy()
+    if not keep.any():
+        common = values.value_counts().head(8)
+        raise FileUnusable(
+            f"{file_name}: no row has the type {' or '.join(sorted(map(repr, wanted)))} in the column "
+            f"{mapping.subtype!r}; its most common types are "
+            + ", ".join(f"{t!r} ({n:,} rows)" for t, n in common.items())
+            + ". Check the spelling, or name another column with --type-column.")
+    return keep
+
+
 def _reason_columns(reason: str, m: ColumnMapping) -> list[str]:
     if reason in (UNBALANCED_QUOTE, WRONG_FIELD_COUNT):
         return []
     if reason == NEGATIVE_TEST:
         return [m.outcome]
+    if reason == OTHER_TYPE:
+        return [m.subtype]
     if reason in (MISSING_TIME, UNPARSEABLE_TIME, OUTSIDE_TIME):
         cols = [m.time] if m.time else [m.date, m.clock] if m.date else [m.year, m.month, m.day, m.hour]
     else:

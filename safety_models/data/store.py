@@ -621,6 +621,14 @@ class Store:
             raise UserError(_no_upload(upload_id))
         return _summary_from_row(row)
 
+    def upload_mapping(self, upload_id: int) -> dict:
+        """The column mapping an upload was parsed with (ColumnMapping.to_dict, plus
+        "only_types" when only some incident types were loaded); {} for an unknown id."""
+        with self.engine.connect() as conn:
+            text = conn.execute(sa.select(uploads.c.mapping).where(uploads.c.id == int(upload_id))
+                                ).scalar_one_or_none()
+        return json.loads(text or "{}")
+
     def remove_upload(self, upload_id: int) -> int:
         """Delete an upload with its incidents and rejected rows (one transaction) and its
         kept file; returns the number of incidents removed. UserError for an unknown id."""

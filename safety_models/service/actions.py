@@ -83,9 +83,10 @@ def _upload_detail(summary: UploadSummary) -> str:
 
 def ingest(store: Store, actor: Actor, data: bytes, file_name: str, category: str,
            overrides: Any = None, settings: AccessSettings | None = None,
-           earliest: Any = None) -> UploadSummary:
+           earliest: Any = None, only_types: Any = None) -> UploadSummary:
     """Load a file's bytes (analyst). From the dashboard, a file above
-    settings.max_upload_mb is refused before it is read. earliest: as ingest takes it."""
+    settings.max_upload_mb is refused before it is read. earliest, only_types: as ingest
+    takes them."""
     from safety_models.data import ingest as raw
 
     settings = settings or AccessSettings.from_env()
@@ -98,18 +99,20 @@ def ingest(store: Store, actor: Actor, data: bytes, file_name: str, category: st
         raise FileUnusable(message)
     with _audited(store, actor, "upload", "upload", file_name, "loading files") as entry:
         summary = raw.ingest_bytes(store, data, file_name, category, overrides=overrides,
-                                   earliest=earliest)
+                                   earliest=earliest, only_types=only_types)
         entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary)
     return summary
 
 
 def ingest_path(store: Store, actor: Actor, path: str | Path, category: str,
-                overrides: Any = None, earliest: Any = None) -> UploadSummary:
+                overrides: Any = None, earliest: Any = None,
+                only_types: Any = None) -> UploadSummary:
     """Load a file on disk (the command line; no size limit)."""
     from safety_models.data import ingest as raw
 
     with _audited(store, actor, "upload", "upload", Path(path).name, "loading files") as entry:
-        summary = raw.ingest_path(store, path, category, overrides, earliest=earliest)
+        summary = raw.ingest_path(store, path, category, overrides, earliest=earliest,
+                                  only_types=only_types)
         entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary)
     return summary
 

@@ -153,6 +153,44 @@ def test_unparseable_and_missing_time_rows_are_rejected_with_row_numbers():
     assert p.rejected.loc[0, "date"] == "not a date"
 
 
+def test_only_types_keeps_one_offence_and_accounts_for_the_rest():
+    """A calls-for-service export of several offences, loaded for a burglary map."""
+    lines = ["occ_date,CATEGORY,lat,lon",
+             f"2016/03/01,BURGLARY,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+             f"2016/03/01,STREET CRIMES,{CHICAGO[1][0]},{CHICAGO[1][1]}",
+             f"2016/03/02, Burglary ,{CHICAGO[2][0]},{CHICAGO[2][1]}",
+             f"2016/03/02,MOTOR VEHICLE THEFT,{CHICAGO[3][0]},{CHICAGO[3][1]}",
+             f"not a date,BURGLARY,{CHICAGO[4][0]},{CHICAGO[4][1]}"]
+    p = read_incident_file(csv_bytes(lines), "cfs.csv", "crime", only_types=["burglary"])
+    assert p.accepted["subtype"].tolist() == ["BURGLARY", "Burglary"]
+    assert p.rejected["row_number"].tolist() == [2, 4, 5]
+    assert p.rejected["reason"].tolist() == ["not one of the incident types asked for"] * 2 + ["unparseable time"]
+    both = read_incident_file(csv_bytes(lines), "cfs.csv", "crime",
+                              only_types=["BURGLARY", "motor vehicle theft"])
+    assert len(both.accepted) == 3
+    with pytest.raises(FileUnusable, match=r"cfs\.csv: no row has the type 'arson' in the column 'CATEGORY'; "
+                                           r"its most common types are 'BURGLARY' \(2 rows\)"):
+        read_incident_file(csv_bytes(lines), "cfs.csv", "crime", only_types=["Arson"])
+    untyped = ["date,lat,lon", f"2016-03-01,{CHICAGO[0][0]},{CHICAGO[0][1]}"]
+    with pytest.raises(MappingError, match=r"plain\.csv: only the types burglary .*--type-column"):
+        read_incident_file(csv_bytes(untyped), "plain.csv", "crime", only_types=["BURGLARY"])
+
+
+def test_a_file_loaded_for_some_types_is_not_silently_taken_as_loaded_for_others(store):
+    data = csv_bytes(["occ_date,CATEGORY,lat,lon",
+                      f"2016/03/01,BURGLARY,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+                      f"2016/03/02,STREET CRIMES,{CHICAGO[1][0]},{CHICAGO[1][1]}"])
+    first = ingest_bytes(store, data, "cfs.csv", "crime", only_types=["Burglary"])
+    assert (first.accepted, first.rejected) == (1, 1)
+    assert store.upload_mapping(first.upload_id)["only_types"] == ["burglary"]
+    again = ingest_bytes(store, data, "cfs.csv", "crime", only_types=[" BURGLARY"])
+    assert again.already_loaded and again.accepted == 0
+    with pytest.raises(FileUnusable, match=r"already loaded as upload #1, keeping only the types "
+                                           r"'burglary'; this load asked for every incident type"):
+        ingest_bytes(store, data, "cfs.csv", "crime")
+    assert store.incident_counts()["crime"] == 1, "nothing added, nothing lost"
+
+
 def test_all_dates_bad_is_unusable_and_says_why():
     lines = ["date,lat,lon"] + [f"foo{i},{CHICAGO[i % 5][0]},{CHICAGO[i % 5][1]}" for i in range(3)]
     df = read_table(csv_bytes(lines), "bad.csv")
