@@ -35,11 +35,14 @@ SPLIT_TIME_FIELDS = [("year", "Year"), ("month", "Month"), ("day", "Day"), ("hou
 # For these an explicit "none" overrides detection (ColumnMapping's convention: "").
 NONE_MEANS_NONE = {"subtype", "source_id", "outcome", "place"}
 NOT_USED = "— not used —"
+# A type column with more distinct values than this is free text (descriptions), not a list to pick from.
+MAX_TYPE_CHOICES = 200
 
 
 def mapping_editor(file):
     """The file's first rows and its detected columns in editable selectboxes; returns the
-    ColumnMapping to load it with (the user's corrections win over detection)."""
+    ColumnMapping to load it with (the user's corrections win over detection) and the incident
+    types to keep (None: all)."""
     fid = hashlib.sha1(f"{file.file_id}:{file.name}".encode()).hexdigest()[:8]
     table, detected, problem = ui.file_preview(file.file_id, file.name, file.getvalue())
     st.markdown(f"**{file.name}** · {len(table):,} rows · {len(table.columns)} columns")
@@ -78,7 +81,17 @@ def mapping_editor(file):
                                   key=f"mapping_{fid}_{field}")
             chosen[field] = None if value == NOT_USED else value
     overrides = {k: ("" if v is None and k in NONE_MEANS_NONE else v) for k, v in chosen.items()}
-    return ingest.ColumnMapping(**overrides)
+    only_types = None
+    if chosen.get("subtype"):
+        # A file of several offences: the operator may load one offence's map only.
+        counts = table[chosen["subtype"]].astype(str).str.strip().value_counts()
+        if 1 < len(counts) <= MAX_TYPE_CHOICES:
+            only_types = st.multiselect(
+                "Load only these types (every type when none is chosen)", counts.index.tolist(),
+                format_func=lambda t: f"{t} ({counts[t]:,} rows)", key=f"mapping_{fid}_only_types",
+                help="For a map of one offence (burglary, say) from an export of several. The "
+                     "other rows are listed as rejected, with that reason.") or None
+    return ingest.ColumnMapping(**overrides), only_types
 
 
 def show_result(result: dict) -> None:
@@ -123,18 +136,19 @@ with load_tab:
         for file in files or []:
             with st.container(border=True):
                 with ui.shown_errors(f"reading {file.name}"):
-                    mappings.append((file, mapping_editor(file)))
+                    mappings.append((file, *mapping_editor(file)))
         if files:
             if st.button(f"Load {len(mappings)} file{'s' if len(mappings) != 1 else ''} as "
                          f"{category_label(category).lower()}", type="primary",
                          key="upload_load", disabled=not mappings, icon=":material/upload:"):
                 results = []
                 progress = st.progress(0.0, text="Loading…")
-                for i, (file, mapping) in enumerate(mappings):
+                for i, (file, mapping, only_types) in enumerate(mappings):
                     progress.progress(i / len(mappings), text=f"Loading {file.name}…")
                     try:
                         summary = actions.ingest(store, auth.actor(), file.getvalue(),
-                                                 file.name, category, overrides=mapping)
+                                                 file.name, category, overrides=mapping,
+                                                 only_types=only_types)
                         results.append({"file_name": file.name, "summary": summary.to_dict()})
                     except UserError as err:
                         results.append({"file_name": file.name, "error": str(err)})

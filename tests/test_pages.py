@@ -367,6 +367,24 @@ def test_data_page_uploads_a_file_and_lists_it(data_home, started_jobs):
     assert len(at.get("plotly_chart")) == 2, "incidents by category and by type"
 
 
+def test_data_page_loads_one_offence_of_a_file_of_several(data_home, started_jobs):
+    at = open_page("pages/data_page.py")
+    extra = synthetic_incidents("crime", 60, seed=12)
+    extra["ID"] = [f"typed{i}" for i in range(len(extra))]
+    robberies = int((extra["Primary Type"] == "ROBBERY").sum())
+    at.file_uploader(key="upload_files").set_value(
+        [("all_offences.csv", extra.to_csv(index=False).encode(), "text/csv")]).run()
+    [choice] = [m for m in at.multiselect if m.key.endswith("_only_types")]
+    assert sorted(choice.options) == sorted(f"{t} ({n:,} rows)" for t, n in
+                                            extra["Primary Type"].value_counts().items())
+    choice.set_value(["ROBBERY"]).run()
+    at.button(key="upload_load").click().run()
+    assert_clean(at)
+    messages = " ".join(w.value for w in [*at.warning, *at.success])
+    assert f"{robberies} incidents added" in messages
+    assert "not one of the incident types asked for" in " ".join(c.value for c in at.caption)
+
+
 def test_data_page_removes_an_upload_after_confirming(data_home, started_jobs):
     at = open_page("pages/data_page.py")
     open_tab(at, "data_tab", "Uploads")
