@@ -481,6 +481,8 @@ class _Detector:
                 continue
             if self.numbers(col)[1] >= 0.5:
                 continue  # a house number or a code, not a place people read
+            if nonempty.astype(str).str.contains(r"[^\W\d_]", regex=True).mean() < 0.5:
+                continue  # "9600-9699": a block's numbers without its street (Houston's "block")
             return col
         return None
 

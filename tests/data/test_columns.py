@@ -135,6 +135,9 @@ def test_no_location_column_names_the_columns_found():
     # A block number alone is no place people read; the street address is.
     ({**CHICAGO, "Block": ["41", "12", "41", "7"],
       "AddressNumberAndStreet": ["4100  N OAK PARK AVE, Chicago, IL"] * 4}, "AddressNumberAndStreet"),
+    # Houston's "block" is a hundred-block's numbers without its street: the address wins.
+    ({**CHICAGO, "block": ["9600-9699", "4700-4799", "1-99", "9600-9699"],
+      "address": ["9650 marlive ln", "4750 telephone rd", "50 main st", "9650 marlive ln"]}, "address"),
     ({**CHICAGO, "Nom carrer": ["Diagonal", "Aragó", "Balmes", "Diagonal"]}, "Nom carrer"),
     (CHICAGO, None),
 ])
