@@ -593,18 +593,20 @@ class Store:
     def list_uploads(self) -> pd.DataFrame:
         """One row per upload, oldest first: upload_id, file_name, category, checksum,
         uploaded_at, rows_read, accepted, rejected, duplicates, is_demo, time_min, time_max,
-        rejected_reasons (dict), stored_path."""
+        rejected_reasons (dict), stored_path, only_types (the incident types it kept, [] for
+        every type)."""
         u = uploads.c
         stmt = sa.select(u.id.label("upload_id"), u.file_name, u.category, u.checksum,
                          u.uploaded_at, u.rows_read, u.accepted, u.rejected, u.duplicates,
                          u.is_demo, u.time_min, u.time_max, u.rejected_reasons,
-                         u.stored_path).order_by(u.id)
+                         u.stored_path, u.mapping).order_by(u.id)
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         columns = list(stmt.selected_columns.keys())
         df = pd.DataFrame([dict(r) for r in rows], columns=columns)
         df["stored_path"] = [None if p is None else str(home_file(p)) for p in df["stored_path"]]
         df["rejected_reasons"] = [json.loads(s or "{}") for s in df["rejected_reasons"]]
+        df["only_types"] = [json.loads(m or "{}").get("only_types") or [] for m in df.pop("mapping")]
         for name in ("uploaded_at", "time_min", "time_max"):
             df[name] = pd.to_datetime(df[name])
         for name in ("upload_id", "rows_read", "accepted", "rejected", "duplicates"):

@@ -83,6 +83,7 @@ UPLOAD_COLUMNS: dict[str, ColumnFormat] = {
     "uploaded_at": ColumnFormat("loaded", kind="datetime"),
     "rows_read": ColumnFormat("rows", kind=None),
     "accepted": ColumnFormat("added", kind=None),
+    "types": ColumnFormat("types kept", kind=None),
     "is_demo": ColumnFormat("demo", kind=None),
 }
 
@@ -209,12 +210,20 @@ def loss_history(job: Mapping[str, Any]) -> pd.DataFrame:
 
 
 def uploads_table(listing: pd.DataFrame) -> pd.DataFrame:
-    """Store.list_uploads for the dashboard: category in words and the incidents' period."""
+    """Store.list_uploads for the dashboard: category in words, the incident types kept and
+    the incidents' period."""
     return listing.assign(
         category=listing["category"].map(category_label),
+        types=_types_kept(listing),
         period=[f"{when(a)} – {when(b)}" for a, b in zip(listing["time_min"], listing["time_max"])],
-    )[["upload_id", "file_name", "category", "uploaded_at", "rows_read", "accepted",
+    )[["upload_id", "file_name", "category", "types", "uploaded_at", "rows_read", "accepted",
        "rejected", "duplicates", "period", "is_demo"]]
+
+
+def _types_kept(listing: pd.DataFrame) -> list[str]:
+    """Per upload: the incident types it kept (ingest --only-types), or "all"."""
+    kept = listing["only_types"] if "only_types" in listing else [[]] * len(listing)
+    return [", ".join(types) if isinstance(types, list) and types else "all" for types in kept]
 
 
 def uploads_text_table(listing: pd.DataFrame) -> pd.DataFrame:
@@ -224,7 +233,7 @@ def uploads_text_table(listing: pd.DataFrame) -> pd.DataFrame:
 
     return pd.DataFrame({
         "id": listing["upload_id"], "category": listing["category"],
-        "file": listing["file_name"],
+        "file": listing["file_name"], "types": _types_kept(listing),
         "accepted": listing["accepted"].map("{:,}".format),
         "rejected": listing["rejected"].map("{:,}".format),
         "duplicates": listing["duplicates"].map("{:,}".format),

@@ -183,6 +183,7 @@ def test_a_file_loaded_for_some_types_is_not_silently_taken_as_loaded_for_others
     first = ingest_bytes(store, data, "cfs.csv", "crime", only_types=["Burglary"])
     assert (first.accepted, first.rejected) == (1, 1)
     assert store.upload_mapping(first.upload_id)["only_types"] == ["burglary"]
+    assert store.list_uploads()["only_types"].tolist() == [["burglary"]]
     again = ingest_bytes(store, data, "cfs.csv", "crime", only_types=[" BURGLARY"])
     assert again.already_loaded and again.accepted == 0
     with pytest.raises(FileUnusable, match=r"already loaded as upload #1, keeping only the types "

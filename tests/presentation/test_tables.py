@@ -103,20 +103,21 @@ LISTING = pd.DataFrame({
     "duplicates": [6, 0], "is_demo": [True, False],
     "time_min": pd.to_datetime(["2019-03-01 08:15", None]),
     "time_max": pd.to_datetime(["2019-03-04", None]),
-    "stored_path": ["x", "y"],
+    "stored_path": ["x", "y"], "only_types": [[], ["burglary", "robbery"]],
 })
 
 
 def test_uploads_tables_for_the_dashboard_and_the_terminal():
     shown = tables.uploads_table(LISTING)
-    assert list(shown.columns) == ["upload_id", "file_name", "category", "uploaded_at",
+    assert list(shown.columns) == ["upload_id", "file_name", "category", "types", "uploaded_at",
                                    "rows_read", "accepted", "rejected", "duplicates", "period",
                                    "is_demo"]
     assert list(shown["category"]) == ["Crime", "Public health"]
+    assert list(shown["types"]) == ["all", "burglary, robbery"]
     assert list(shown["period"]) == ["01 Mar 2019 08:15 – 04 Mar 2019", "– – –"]
     terminal = tables.uploads_text_table(LISTING)
     assert terminal.iloc[0].to_dict() == {
-        "id": 1, "category": "crime", "file": "a.csv", "accepted": "1,204", "rejected": "290",
+        "id": 1, "category": "crime", "file": "a.csv", "types": "all", "accepted": "1,204", "rejected": "290",
         "duplicates": "6", "from": "2019-03-01", "to": "2019-03-04",
         "uploaded": "2026-11-28 14:05", "demo": "yes"}
     assert terminal.iloc[1][["from", "to", "demo"]].tolist() == ["-", "-", ""]
