@@ -84,7 +84,11 @@ def mapping_editor(file):
     only_types = None
     if chosen.get("subtype"):
         # A file of several offences: the operator may load one offence's map only.
-        counts = table[chosen["subtype"]].astype(str).str.strip().value_counts()
+        values = table[chosen["subtype"]].astype(str).str.strip()
+        values = values[values != ""]
+        # One choice per type as loading matches it (without case), named as first written.
+        counts = values.groupby(values.str.casefold(), sort=False).agg(["first", "size"])
+        counts = counts.set_index("first")["size"].sort_values(ascending=False, kind="stable")
         if 1 < len(counts) <= MAX_TYPE_CHOICES:
             only_types = st.multiselect(
                 "Load only these types (every type when none is chosen)", counts.index.tolist(),

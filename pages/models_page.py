@@ -134,7 +134,7 @@ def train_form() -> None:
                                           icon=":material/play_arrow:")
     if submitted:
         with ui.shown_errors("starting the training job"):
-            # No cell size: the training workflow keeps the category's grid.
+            # No cell size (None): the training workflow keeps the category's grid.
             config = TrainConfig(
                 category=category, base=active_id if base == "active" else base,
                 cell_size_m=cell_size_m,

@@ -88,11 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--earliest", metavar="DATE", default=None,
                    help="reject incidents before this date as implausible (default 1970-01-01; "
                         "incidents after the upload time are always rejected)")
-    p.add_argument("--only-types", metavar="TYPE[,TYPE...]", default=None,
-                   help="load only incidents of these types (values of the type column, e.g. "
-                        "'BURGLARY' or 'BURGLARY,MOTOR VEHICLE THEFT'; case does not matter): a "
-                        "map of one offence instead of all; the other rows are listed as "
-                        "rejected with that reason")
+    p.add_argument("--only-types", metavar="TYPE", action="append", default=None,
+                   help="load only incidents of this type (a value of the type column, e.g. "
+                        "BURGLARY; case does not matter; repeat it for several: --only-types "
+                        "BURGLARY --only-types 'MOTOR VEHICLE THEFT'): a map of one offence "
+                        "instead of all; the other rows are listed as rejected with that reason")
     _json_flag(p, "one JSON object per file (one per line for several files)")
     p.set_defaults(run=cmd_ingest)
 
@@ -187,7 +187,7 @@ def _add_model_commands(commands) -> None:
     p.add_argument("--window-hours", type=int, default=None,
                    help="window length to predict (default 24 for crime/traffic, 168 for health)")
     cell_size = p.add_mutually_exclusive_group()
-    cell_size.add_argument("--cell-size-m", type=float, default=None,
+    cell_size.add_argument("--cell-size-m", type=_cell_size_m_argument, default=None,
                            help="grid cell size in metres (default: keep the category's grid, as "
                                 f"the dashboard does; {DEFAULT_CELL_SIZE_M:g} m for its first "
                                 "model). Another size makes a new grid, whose maps do not compare "
@@ -302,9 +302,25 @@ def _length_argument(text: str) -> float:
     from safety_models.units import parse_length_m
 
     try:
-        return parse_length_m(text)
+        return _cell_size_m_argument(parse_length_m(text))
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _cell_size_m_argument(value: str | float) -> float:
+    """argparse type of --cell-size-m: metres within grid.CELL_SIZE_RANGE_M."""
+    from safety_models.grid import CELL_SIZE_RANGE_M
+
+    try:
+        metres = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"cell size {value!r} is not a number of metres") from None
+    low, high = CELL_SIZE_RANGE_M
+    if not low <= metres <= high:
+        raise argparse.ArgumentTypeError(
+            f"cell size {metres:g} m is outside {low:g} m .. {high:g} m (a block is about 150 m, "
+            f"the default {DEFAULT_CELL_SIZE_M:g} m)")
+    return metres
 
 
 def _horizon_argument(text: str) -> str:
@@ -365,7 +381,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     fields = {k: v for k, v in fields.items() if v is not None}
     overrides = ColumnMapping(**fields) if fields else None
     earliest = _date_option(args.earliest, "--earliest") if args.earliest else None
-    only_types = [t for t in (args.only_types or "").split(",") if t.strip()] or None
+    only_types = [t for t in (args.only_types or []) if t.strip()] or None
     failed = 0
     with _store() as store:
         for path in args.files:

@@ -146,6 +146,11 @@ def xy_to_latlon(spec_or_crs: GridSpec | str, x_m: Any, y_m: Any) -> tuple[np.nd
 # Grids and cells
 
 
+# Cell sizes a user may ask for: below 10 m a cell is smaller than the geocoding error of most
+# exports; above 10 km a city is a handful of cells.
+CELL_SIZE_RANGE_M: tuple[float, float] = (10.0, 10_000.0)
+
+
 def fit_grid(lat: Any, lon: Any, cell_size_m: float = 500.0, trim_quantile: float = 0.001) -> GridSpec:
     """A grid covering the bulk of the points, in the UTM zone of their median point.
 

@@ -60,9 +60,12 @@ def parse_area(text: str) -> float:
 
 # Length units a cell size may be written in -> metres per unit (a US foot is the
 # international foot, 0.3048 m; the survey foot differs by 2 parts per million).
-LENGTH_UNITS_M: dict[str, float] = {"m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0,
-                                    "km": 1000.0, "ft": 0.3048, "foot": 0.3048, "feet": 0.3048,
-                                    "yd": 0.9144, "mi": 1609.344, "mile": 1609.344, "miles": 1609.344}
+LENGTH_UNITS_M: dict[str, float] = {
+    "m": 1.0, "metre": 1.0, "metres": 1.0, "meter": 1.0, "meters": 1.0,
+    "km": 1000.0, "kilometre": 1000.0, "kilometres": 1000.0, "kilometer": 1000.0, "kilometers": 1000.0,
+    "ft": 0.3048, "foot": 0.3048, "feet": 0.3048, "yd": 0.9144, "yard": 0.9144, "yards": 0.9144,
+    "mi": 1609.344, "mile": 1609.344, "miles": 1609.344,
+}
 
 
 def parse_length_m(text: str) -> float:

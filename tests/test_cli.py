@@ -64,6 +64,22 @@ def test_ingest_text_summary_and_same_file_twice(home, tmp_path, capsys):
     assert "already loaded as upload #1" in capsys.readouterr().out
 
 
+def test_ingest_only_types_takes_types_with_commas_and_says_which_were_kept(home, tmp_path, capsys):
+    """Los Angeles-style offence names hold commas: each --only-types is one whole type."""
+    rows = ["DATE OCC,Crm Cd Desc,LAT,LON",
+            "2019-03-01 08:15,\"ASSAULT WITH DEADLY WEAPON, AGGRAVATED ASSAULT\",34.05,-118.25",
+            "2019-03-01 09:15,BURGLARY,34.06,-118.24",
+            "2019-03-02 10:15,VEHICLE - STOLEN,34.04,-118.26",
+            "2019-03-02 11:15,BURGLARY,34.05,-118.27"]
+    path = write(tmp_path, "la.csv", "\n".join(rows) + "\n")
+    out = run_json(capsys, ["ingest", str(path), "--category", "crime", "--json",
+                            "--only-types", "assault with deadly weapon, aggravated assault",
+                            "--only-types", "Burglary"])
+    assert (out["accepted"], out["rejected_reasons"]) == (3, {"not one of the incident types asked for": 1})
+    assert cli.main(["uploads"]) == 0
+    assert "assault with deadly weapon, aggravated assault, burglary" in capsys.readouterr().out
+
+
 def test_ingest_several_files_prints_one_json_line_each(home, tmp_path, capsys):
     first = write(tmp_path, "a.csv", TINY_CSV)
     second = write(tmp_path, "b.csv", TINY_CSV.replace("A", "B"))
@@ -456,3 +472,7 @@ def test_cell_size_with_a_unit(capsys):
     assert "'3 parsecs' not understood" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--category", "crime", "--cell-size", "600ft", "--cell-size-m", "150"])
+    for too_small_or_large in (["--cell-size", "5m"], ["--cell-size-m", "20000"], ["--cell-size", "1e400m"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["train", "--category", "crime", *too_small_or_large])
+    assert "outside 10 m .. 10000 m" in capsys.readouterr().err

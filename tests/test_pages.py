@@ -371,13 +371,26 @@ def test_data_page_loads_one_offence_of_a_file_of_several(data_home, started_job
     at = open_page("pages/data_page.py")
     extra = synthetic_incidents("crime", 60, seed=12)
     extra["ID"] = [f"typed{i}" for i in range(len(extra))]
+    extra.loc[extra.index[-1], "Primary Type"] = ""              # a blank type is no choice
     robberies = int((extra["Primary Type"] == "ROBBERY").sum())
+    extra.loc[extra["Primary Type"].eq("ROBBERY")[::-1].idxmax(), "Primary Type"] = "Robbery"  # a last one spelt otherwise
     at.file_uploader(key="upload_files").set_value(
         [("all_offences.csv", extra.to_csv(index=False).encode(), "text/csv")]).run()
     [choice] = [m for m in at.multiselect if m.key.endswith("_only_types")]
+    typed = extra["Primary Type"].str.upper()
     assert sorted(choice.options) == sorted(f"{t} ({n:,} rows)" for t, n in
-                                            extra["Primary Type"].value_counts().items())
+                                            typed[typed != ""].value_counts().items())
     choice.set_value(["ROBBERY"]).run()
+    at.button(key="upload_load").click().run()
+    # The home's crime map holds every type: a robbery-only file would mix into it.
+    [refusal] = at.error
+    assert "keep every incident type" in refusal.value and "would mix them" in refusal.value
+    from safety_models.data.store import Store
+
+    with Store() as store:
+        listing = store.list_uploads()
+        for upload_id in listing.loc[listing["category"] == "crime", "upload_id"]:
+            store.remove_upload(int(upload_id))
     at.button(key="upload_load").click().run()
     assert_clean(at)
     messages = " ".join(w.value for w in [*at.warning, *at.success])

@@ -393,7 +393,9 @@ class _Detector:
             state_plane = ("US State Plane feet, e.g. EPSG:2263 New York Long Island, EPSG:3435 Illinois "
                            "East, EPSG:2278 Texas South Central, EPSG:2913 Oregon North")
             if 100_000 <= mx <= 1_000_000 and 1_000_000 <= my <= 10_000_000:
-                hint += f"; they look like {utm}"      # UTM: easting below 1,000 km, northing above
+                # UTM: easting below 1,000 km, northing above; some State Plane zones too
+                # (Massachusetts Mainland feet: x 775,000, y 2,950,000)
+                hint += f"; they look like {utm}, or {state_plane}"
             elif 100_000 <= my <= 1_000_000 and 1_000_000 <= mx <= 10_000_000:
                 hint += f"; they look like {state_plane}, or {utm} with x and y swapped"
             elif max(mx, my) >= 100_000:

@@ -135,6 +135,7 @@ def ingest_bytes(store, data: bytes, file_name: str, category: str,
     earlier = store.find_upload(data, category, file_name=file_name)
     if earlier is not None:
         return _same_types_as(store, earlier, only_types)
+    _check_types_match_the_category(store, category, only_types, file_name)
     parsed = read_incident_file(data, file_name, category, overrides, earliest=earliest,
                                 only_types=only_types)
     return store.add_upload(
@@ -158,6 +159,7 @@ def ingest_path(store, path: str | Path, category: str, overrides: ColumnMapping
     earlier = store.find_upload(data, category, file_name=path.name)
     if earlier is not None:
         return _same_types_as(store, earlier, only_types)
+    _check_types_match_the_category(store, category, only_types, path.name)
     checksum = hashlib.sha256(data).hexdigest()
     rows = read_rows(data, path.name)
     del data
@@ -233,7 +235,7 @@ def parse_incidents(df: pd.DataFrame, mapping: ColumnMapping, category: str, fil
         negatives = [k for k, v in OUTCOME_VALUES.items() if not v]
         reject(values.isin(negatives).to_numpy(), NEGATIVE_TEST)
 
-    if only_types:
+    if _type_choice(only_types):
         reject(~_of_types(df, mapping, only_types, file_name), OTHER_TYPE)
 
     occurred, time_missing, time_bad = _parse_time(df, mapping, file_name)
@@ -529,8 +531,29 @@ def _same_types_as(store, earlier, only_types: Sequence[str] | None):
     raise FileUnusable(
         f"{earlier.file_name} is already loaded as upload #{earlier.upload_id}, keeping "
         f"{_types_said(had)}; this load asked for {_types_said(want)}, so nothing was added. To "
-        f"load it that way, remove the upload first (python -m safety_models remove-upload "
-        f"{earlier.upload_id}), or load it into another home (SAFETY_MODELS_HOME) to keep both maps.")
+        f"load it that way, remove the upload first (the Data page's Uploads tab, or python -m "
+        f"safety_models remove-upload {earlier.upload_id}), or load it into another home "
+        f"(SAFETY_MODELS_HOME) to keep both maps.")
+
+
+def _check_types_match_the_category(store, category: str, only_types: Sequence[str] | None,
+                                    file_name: str) -> None:
+    """FileUnusable when the category's own uploads (not the demo's) kept another choice of
+    incident types: a burglary file added to a map of every crime, or the reverse, would make
+    one map of neither without anyone noticing."""
+    listing = store.list_uploads()
+    own = listing[(listing["category"] == category) & ~listing["is_demo"]]
+    want = _type_choice(only_types)
+    other = own[[list(kept) != want for kept in own["only_types"]]]
+    if other.empty:
+        return
+    first = other.iloc[0]
+    raise FileUnusable(
+        f"{file_name}: the {category} map is made from uploads that keep "
+        f"{_types_said(list(first['only_types']))} (upload #{int(first['upload_id'])}, "
+        f"{first['file_name']}), and this load asks for {_types_said(want)}: one map would mix "
+        f"them. Load it with the same choice of types, remove those uploads first, or load it "
+        f"into another home (SAFETY_MODELS_HOME) for a map of its own.")
 
 
 def _types_said(types: list[str]) -> str:

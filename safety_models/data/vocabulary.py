@@ -69,8 +69,11 @@ WEEKDAY_TOKENS = ("setmana", "semana", "week", "wochentag", "semaine", "weekday"
 SUBTYPE_TIERS: tuple[tuple[str, ...], ...] = (
     ("primary_type", "offense", "offence", "offense_type", "offence_type", "crime_type", "offense_description",
      "offence_description", "crime", "crime_category", "delito", "tipo_delito", "infraction", "straftat",
-     "ucr_description", "nibrs_description", "offense_category"),
-    ("complaint_type", "incident_type", "call_type", "collision_type", "accident_type", "crash_type",
+     "ucr_description", "nibrs_description", "offense_category",
+     # Los Angeles (Crm Cd Desc), New York's complaints (OFNS_DESC), Philadelphia (text_general_code)
+     "crm_cd_desc", "ofns_desc", "crime_description", "crime_desc", "offense_desc", "offence_desc",
+     "text_general_code"),
+    ("complaint_type", "incident_type", "incident_category", "call_type", "collision_type", "accident_type", "crash_type",
      "event_type", "contributing_factor_vehicle_1", "contributing_factor", "species", "disease", "diagnosis",
      "nature", "nature_of_call", "tipus_accident", "tipo_accidente", "cause"),
     ("category", "subtype", "sub_type", "type", "descriptor", "loc_cat", "class", "classification",

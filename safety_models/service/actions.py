@@ -72,13 +72,14 @@ def _audited(store: Store, actor: Actor, permission: str, action: str, target: s
 # ---------------------------------------------------------------------------- data
 
 
-def _upload_detail(summary: UploadSummary) -> str:
+def _upload_detail(summary: UploadSummary, only_types: Any = None) -> str:
     s = summary
     if s.already_loaded:
         return f"{s.file_name} ({s.category}): loaded before as upload #{s.upload_id}; " \
                "nothing added"
+    kept = f", keeping only the types {', '.join(map(repr, only_types))}" if only_types else ""
     return (f"{s.file_name} ({s.category}): {s.accepted:,} incidents added, "
-            f"{s.duplicates:,} duplicates, {s.rejected:,} rows rejected")
+            f"{s.duplicates:,} duplicates, {s.rejected:,} rows rejected{kept}")
 
 
 def ingest(store: Store, actor: Actor, data: bytes, file_name: str, category: str,
@@ -100,7 +101,7 @@ def ingest(store: Store, actor: Actor, data: bytes, file_name: str, category: st
     with _audited(store, actor, "upload", "upload", file_name, "loading files") as entry:
         summary = raw.ingest_bytes(store, data, file_name, category, overrides=overrides,
                                    earliest=earliest, only_types=only_types)
-        entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary)
+        entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary, only_types)
     return summary
 
 
@@ -113,7 +114,7 @@ def ingest_path(store: Store, actor: Actor, path: str | Path, category: str,
     with _audited(store, actor, "upload", "upload", Path(path).name, "loading files") as entry:
         summary = raw.ingest_path(store, path, category, overrides, earliest=earliest,
                                   only_types=only_types)
-        entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary)
+        entry.target, entry.detail = f"upload #{summary.upload_id}", _upload_detail(summary, only_types)
     return summary
 
 

@@ -72,6 +72,20 @@ def test_utm_metres_without_a_crs_ask_for_one():
         detect_mapping(table(BARCELONA, "bcn.csv"))
 
 
+@pytest.mark.parametrize("columns, subtype", [
+    ({"DATE OCC": ["03/01/2019 12:00:00 AM"] * 2, "Crm Cd": ["230", "310"],
+      "Crm Cd Desc": ["ASSAULT WITH DEADLY WEAPON, AGGRAVATED ASSAULT", "BURGLARY"],
+      "LAT": ["34.05", "34.06"], "LON": ["-118.25", "-118.24"]}, "Crm Cd Desc"),          # Los Angeles
+    ({"CMPLNT_FR_DT": ["03/01/2019"] * 2, "OFNS_DESC": ["BURGLARY", "ROBBERY"],
+      "PD_DESC": ["BURGLARY,RESIDENCE,DAY", "ROBBERY,OPEN AREA"],
+      "Latitude": ["40.71", "40.72"], "Longitude": ["-74.0", "-73.99"]}, "OFNS_DESC"),     # New York
+    ({"Incident Datetime": ["2019/03/01 08:15:00 AM"] * 2, "Incident Category": ["Larceny Theft", "Assault"],
+      "Latitude": ["37.77", "37.78"], "Longitude": ["-122.41", "-122.42"]}, "Incident Category"),  # San Francisco
+])
+def test_offence_columns_of_large_cities_are_the_incident_type(columns, subtype):
+    assert detect_mapping(table(columns)).subtype == subtype
+
+
 def test_state_plane_feet_without_a_crs_name_state_plane_systems():
     """Portland's calls for service (the NIJ challenge's layout): x/y in Oregon North feet."""
     rows = {"CATEGORY": ["BURGLARY"] * 4, "occ_date": ["2016/03/01", "2016/03/01", "2016/03/02", "2016/03/03"],

@@ -192,6 +192,23 @@ def test_a_file_loaded_for_some_types_is_not_silently_taken_as_loaded_for_others
     assert store.incident_counts()["crime"] == 1, "nothing added, nothing lost"
 
 
+def test_one_map_does_not_mix_a_choice_of_types_with_every_type(store):
+    """A burglary-only upload, then a file of every offence for the same category: refused
+    (one map of neither); the same choice again, or a blank choice on a fresh category, loads."""
+    def rows(day):
+        return csv_bytes(["occ_date,CATEGORY,lat,lon",
+                          f"2016/03/{day:02d},BURGLARY,{CHICAGO[0][0]},{CHICAGO[0][1]}",
+                          f"2016/03/{day:02d},STREET CRIMES,{CHICAGO[1][0]},{CHICAGO[1][1]}"])
+    ingest_bytes(store, rows(1), "march01.csv", "crime", only_types=["BURGLARY"])
+    with pytest.raises(FileUnusable, match=r"march02\.csv: the crime map is made from uploads that keep "
+                                           r"only the types 'burglary' \(upload #1, march01\.csv\), "
+                                           r"and this load asks for every incident type"):
+        ingest_bytes(store, rows(2), "march02.csv", "crime")
+    assert ingest_bytes(store, rows(2), "march02.csv", "crime", only_types=["burglary"]).accepted == 1
+    blank = ingest_bytes(store, rows(3), "march03.csv", "traffic", only_types=[" "])
+    assert blank.accepted == 2, "a blank choice is no choice: every type"
+
+
 def test_all_dates_bad_is_unusable_and_says_why():
     lines = ["date,lat,lon"] + [f"foo{i},{CHICAGO[i % 5][0]},{CHICAGO[i % 5][1]}" for i in range(3)]
     df = read_table(csv_bytes(lines), "bad.csv")
@@ -391,6 +408,9 @@ class FakeStore:
 
     def find_upload(self, data, category, file_name=None):
         return None
+
+    def list_uploads(self):
+        return pd.DataFrame(columns=["upload_id", "file_name", "category", "is_demo", "only_types"])
 
 
 def test_ingest_bytes_and_path_hand_the_tables_to_the_store(tmp_path):
