@@ -47,7 +47,8 @@ def main() -> None:
     from safety_models import grid as gridlib
     from safety_models.data import ingest
     from safety_models.data.store import Store
-    from safety_models.evaluation.metrics import hit_rate, hit_rate_area, parse_area
+    from safety_models.evaluation.metrics import hit_rate, hit_rate_area
+    from safety_models.units import parse_area
     from safety_models.features import FeatureConfig
     from safety_models.modeling import city as citylib
     from safety_models.modeling.training import TrainConfig, split_windows
