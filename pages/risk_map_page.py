@@ -137,8 +137,9 @@ def draw(prediction: pd.DataFrame, looking_back: bool) -> None:
              colour_by, show_3d, selected_cell, scale_max, with_points,
              ui.boundary_version(url, category), streets.shown, streets.style_url)
 
-    heading = (f"**{category_label(category)}**, {unit} from **{when(window_start)}** to "
-               f"**{when(window_end)}**")
+    kept = text.kept_types_label(ui.uploads(url, stamp), category)   # "burglary only"
+    heading = (f"**{category_label(category)}**{f' ({kept})' if kept else ''}, {unit} from "
+               f"**{when(window_start)}** to **{when(window_end)}**")
     if looking_back:
         heading += " · " + text.lookback_summary(prediction, unit)
     st.markdown(heading)

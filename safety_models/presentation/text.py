@@ -143,6 +143,16 @@ def category_label(category: str) -> str:
     return CATEGORY_LABELS.get(category, category.title())
 
 
+def kept_types_label(listing: pd.DataFrame, category: str) -> str | None:
+    """'burglary only' when the category's own uploads (Store.list_uploads, not the demo's)
+    kept only some incident types (ingest --only-types); None when they keep every type."""
+    if listing.empty or "only_types" not in listing:
+        return None
+    own = listing[(listing["category"] == category) & ~listing["is_demo"].astype(bool)]
+    kept = sorted({t for types in own["only_types"] if isinstance(types, list) for t in types})
+    return f"{', '.join(kept)} only" if kept else None
+
+
 # The forecasters of an evaluation (the model and the baselines) by their saved names.
 BASELINE_LABELS: dict[str, str] = {
     "model": "this model",

@@ -281,3 +281,13 @@ def test_a_difference_with_its_interval():
     assert text.interval_text({"mean_difference": 0.5, "ci95": [math.nan, math.nan]}) == "+0.50"
     assert text.interval_text({"mean_difference": math.nan}) == "–"
     assert text.interval_text(None) == "–"
+
+
+def test_kept_types_label_names_the_types_a_map_is_made_of():
+    listing = pd.DataFrame({"category": ["crime", "crime", "traffic", "crime"],
+                            "is_demo": [False, False, False, True],
+                            "only_types": [["burglary"], ["burglary"], [], ["assault"]]})
+    assert text.kept_types_label(listing, "crime") == "burglary only"     # the demo's choice aside
+    assert text.kept_types_label(listing, "traffic") is None             # every type
+    assert text.kept_types_label(listing, "health") is None
+    assert text.kept_types_label(listing.iloc[:0], "crime") is None
