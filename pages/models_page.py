@@ -20,8 +20,9 @@ store = ui.get_store()
 url = paths.db_url()
 category = ui.category_selector("train_category")
 active_id = ui.active_model_id(category)
-active_window_hours = (ui.model_info(paths.db_url(), active_id).get("window_hours")
-                       if active_id else None)
+active_info = ui.model_info(url, active_id) if active_id else {}
+active_window_hours = active_info.get("window_hours")
+active_cell_size_m = (active_info.get("grid") or {}).get("cell_size_m")
 
 BASE_CHOICES = {
     "pretrained": "Pretrained base (recommended)",
@@ -119,12 +120,12 @@ def train_form() -> None:
             "Optimizer", ["adamw", "sgd"],
             index=["adamw", "sgd"].index(DEFAULTS.get("optimizer", "adamw")),
             key="train_optimizer", help="AdamW adapts step sizes per weight; SGD is plainer.")
-        grid_m = (ui.model_info(url, active_id).get("grid") or {}).get("cell_size_m") if active_id else None
+        other_sizes = [m for m in CELL_SIZES_M
+                       if not active_cell_size_m or abs(m - active_cell_size_m) > 1e-6]
         cell_size_m = e.selectbox(
-            "Cell size", [None, *(m for m in CELL_SIZES_M if not grid_m or abs(m - grid_m) > 1e-6)],
-            key="train_cell_size",
-            format_func=lambda m: (f"{grid_m:g} m (the map's)" if grid_m else "the map's")
-            if m is None else f"{m:g} m",
+            "Cell size", [None, *other_sizes], key="train_cell_size",
+            format_func=lambda m: f"{m:g} m" if m is not None else (
+                f"{active_cell_size_m:g} m (the map's)" if active_cell_size_m else "the map's"),
             help="Smaller cells name smaller places (150 m is about a block) but hold fewer "
                  "incidents each and take longer to train. Another size makes a new grid: "
                  "promoting the model switches the map to it.")

@@ -541,8 +541,9 @@ def _check_types_match_the_category(store, category: str, only_types: Sequence[s
     """FileUnusable when the category's own uploads (not the demo's) kept another choice of
     incident types: a burglary file added to a map of every crime, or the reverse, would make
     one map of neither without anyone noticing."""
-    listing = store.list_uploads()
-    own = listing[(listing["category"] == category) & ~listing["is_demo"]]
+    from safety_models.data.store import own_uploads     # parsing alone needs no database
+
+    own = own_uploads(store.list_uploads(), category)
     want = _type_choice(only_types)
     other = own[[list(kept) != want for kept in own["only_types"]]]
     if other.empty:

@@ -180,6 +180,12 @@ class UploadSummary:
         return cls(**{k: d[k] for k in cls.__dataclass_fields__ if k in d})
 
 
+def own_uploads(listing: pd.DataFrame, category: str) -> pd.DataFrame:
+    """The rows of Store.list_uploads that a category's map is made of: its uploads, not the
+    demo's (the demo is another city, removed before a city's own files are loaded)."""
+    return listing[(listing["category"] == category) & ~listing["is_demo"]]
+
+
 def set_wal_mode(cursor, attempts: int = 40, pause_s: float = 0.05) -> None:
     """PRAGMA journal_mode = WAL, tried again while the file is locked.
 

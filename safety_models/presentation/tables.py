@@ -222,8 +222,7 @@ def uploads_table(listing: pd.DataFrame) -> pd.DataFrame:
 
 def _types_kept(listing: pd.DataFrame) -> list[str]:
     """Per upload: the incident types it kept (ingest --only-types), or "all"."""
-    kept = listing["only_types"] if "only_types" in listing else [[]] * len(listing)
-    return [", ".join(types) if isinstance(types, list) and types else "all" for types in kept]
+    return [", ".join(types) or "all" for types in listing["only_types"]]
 
 
 def uploads_text_table(listing: pd.DataFrame) -> pd.DataFrame:

@@ -146,10 +146,9 @@ def category_label(category: str) -> str:
 def kept_types_label(listing: pd.DataFrame, category: str) -> str | None:
     """'burglary only' when the category's own uploads (Store.list_uploads, not the demo's)
     kept only some incident types (ingest --only-types); None when they keep every type."""
-    if listing.empty or "only_types" not in listing:
-        return None
-    own = listing[(listing["category"] == category) & ~listing["is_demo"].astype(bool)]
-    kept = sorted({t for types in own["only_types"] if isinstance(types, list) for t in types})
+    from safety_models.data.store import own_uploads     # not at import: the CLI starts without SQLAlchemy
+
+    kept = sorted({t for types in own_uploads(listing, category)["only_types"] for t in types})
     return f"{', '.join(kept)} only" if kept else None
 
 
